@@ -1,0 +1,174 @@
+"""Transformer encoders over visible tokens: a timm ViT for images, a generic one for coordinates."""
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import nn
+
+from maekit.components.base import Encoder
+from maekit.components.patchify import as_pair
+from maekit.components.pos_embed import resample_grid_table, sincos_2d_table, sincos_embed
+from maekit.structures import Tokens
+
+__all__ = ["TokenEncoder", "ViTEncoder", "TransformerEncoder", "init_mae_weights", "make_blocks"]
+
+
+def init_mae_weights(module: nn.Module) -> None:
+    """The reference MAE init: Linear xavier-uniform with zero bias, LayerNorm 1/0."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def make_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0,
+                norm_eps: float = 1e-6, drop_path_rate: float = 0.0) -> nn.Sequential:
+    """timm transformer blocks as the reference uses them (qkv bias on, LayerNorm eps 1e-6)."""
+    from timm.models.vision_transformer import Block
+
+    if dim % num_heads:
+        raise ValueError(f"width {dim} must be divisible by num_heads {num_heads}")
+    rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth else []
+    return nn.Sequential(*[
+        Block(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=rate,
+              norm_layer=partial(nn.LayerNorm, eps=norm_eps))
+        for rate in rates
+    ])
+
+
+class TokenEncoder(Encoder):
+    """embed tokens → add positions → prepend prefix tokens → blocks → norm (one pass, top to bottom).
+
+    Subclasses say how tokens are embedded and where they are; the pass is shared.
+    """
+
+    num_prefix_tokens = 1
+
+    def embed_tokens(self, values: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def position_embedding(self, tokens: Tokens) -> torch.Tensor:
+        raise NotImplementedError
+
+    def prefix_tokens(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, tokens: Tokens) -> torch.Tensor:
+        x = self.embed_tokens(tokens.values) + self.position_embedding(tokens)
+        prefix = self.prefix_tokens().expand(x.shape[0], -1, -1).to(x.dtype)
+        x = torch.cat([prefix, x], dim=1)
+        x = self.norm_pre(x)
+        x = self.blocks(x)
+        return self.norm(x)
+
+
+class ViTEncoder(TokenEncoder):
+    """The reference MAE encoder as a timm ``VisionTransformer`` (any timm ViT name).
+
+    Its state dict is the timm model's own (``cls_token``, ``pos_embed``, ``patch_embed.proj``,
+    ``blocks``, ``norm``), so it loads into ``timm.create_model(model_name, num_classes=0)``; only
+    the classification head is missing. The patch embedding runs on visible patches only (the conv
+    weight applied as a matrix to (p, q, c)-ordered patches, the same arithmetic as the conv). With
+    ``fixed_pos_embed`` the position table is the reference's frozen 2-D sin-cos table; inputs of
+    another size get the table resampled bicubically.
+    """
+
+    def __init__(self, model_name: str = "vit_base_patch16_224", img_size: int | tuple[int, int] = 224,
+                 patch_size: int | None = None, in_chans: int = 3, fixed_pos_embed: bool = True,
+                 drop_path_rate: float = 0.0, **timm_kwargs) -> None:
+        super().__init__()
+        import timm
+        from timm.models.vision_transformer import VisionTransformer
+
+        if patch_size is not None:
+            timm_kwargs["patch_size"] = patch_size
+        try:
+            vit = timm.create_model(model_name, pretrained=False, num_classes=0, img_size=as_pair(img_size, "img_size"),
+                                    in_chans=in_chans, drop_path_rate=drop_path_rate, **timm_kwargs)
+        except RuntimeError as error:  # timm's "Unknown model (...)"
+            raise ValueError(f"encoder model_name {model_name!r}: {error}") from None
+        if type(vit) is not VisionTransformer or not vit.has_class_token or vit.num_prefix_tokens != 1 or vit.no_embed_class:
+            raise ValueError(f"encoder model_name {model_name!r} is not a plain timm VisionTransformer with one "
+                             f"class token (e.g. vit_base_patch16_224); got {type(vit).__name__}")
+        self.model_name = model_name
+        self.in_chans = in_chans
+        self.embed_dim: int = vit.embed_dim
+        self.patch_size: tuple[int, int] = tuple(vit.patch_embed.patch_size)
+        self.grid_size: tuple[int, int] = tuple(vit.patch_embed.grid_size)
+        self.patch_embed = vit.patch_embed
+        self.cls_token = vit.cls_token
+        self.pos_embed = vit.pos_embed
+        self.norm_pre = vit.norm_pre
+        self.blocks = vit.blocks
+        self.norm = vit.norm
+        self.fixed_pos_embed = fixed_pos_embed
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.fixed_pos_embed:
+            self.pos_embed.data.copy_(sincos_2d_table(self.grid_size, self.embed_dim))
+            self.pos_embed.requires_grad_(False)
+        else:
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        weight = self.patch_embed.proj.weight.data
+        nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
+        nn.init.normal_(self.cls_token, std=0.02)
+        self.blocks.apply(init_mae_weights)
+        self.apply(lambda m: init_mae_weights(m) if isinstance(m, nn.LayerNorm) else None)
+
+    def embed_tokens(self, values: torch.Tensor) -> torch.Tensor:
+        weight = self.patch_embed.proj.weight  # (D, C, p, q) → (D, p·q·C) to match the patch layout
+        if values.shape[-1] != weight[0].numel():
+            (p, q), c = self.patch_size, self.in_chans
+            raise ValueError(f"encoder expects {p}×{q} patches with {c} channels ({p * q * c} values per token), "
+                             f"got {values.shape[-1]}")
+        matrix = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
+        return self.patch_embed.norm(nn.functional.linear(values, matrix, self.patch_embed.proj.bias))
+
+    def grid_table(self, grid_size: tuple[int, int]) -> torch.Tensor:
+        """The position table (1, 1 + h·w, D) for a grid, resampled if it differs from the native one."""
+        return resample_grid_table(self.pos_embed, self.grid_size, grid_size)
+
+    def position_embedding(self, tokens: Tokens) -> torch.Tensor:
+        grid = tuple(tokens.meta.get("grid_size", self.grid_size))
+        table = self.grid_table(grid)[0, 1:]
+        index = (tokens.coords[..., 0] * grid[1] + tokens.coords[..., 1]).long()
+        return table[index]
+
+    def prefix_tokens(self) -> torch.Tensor:
+        return self.cls_token + self.pos_embed[:, :1]
+
+
+class TransformerEncoder(TokenEncoder):
+    """A ViT-style encoder for any tokens: linear embedding, sin-cos embedding of the coordinates
+    (or a learned MLP of them), a class token, timm blocks, LayerNorm."""
+
+    def __init__(self, in_dim: int, embed_dim: int = 384, depth: int = 12, num_heads: int = 6,
+                 mlp_ratio: float = 4.0, coord_dim: int = 2, learned_pos: bool = False,
+                 drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.token_embed = nn.Linear(in_dim, embed_dim)
+        self.pos_mlp = (nn.Sequential(nn.Linear(coord_dim, 128), nn.GELU(), nn.Linear(128, embed_dim))
+                        if learned_pos else None)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.norm_pre = nn.Identity()
+        self.blocks = make_blocks(embed_dim, depth, num_heads, mlp_ratio, drop_path_rate=drop_path_rate)
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.apply(init_mae_weights)
+        nn.init.normal_(self.cls_token, std=0.02)
+
+    def embed_tokens(self, values: torch.Tensor) -> torch.Tensor:
+        return self.token_embed(values)
+
+    def position_embedding(self, tokens: Tokens) -> torch.Tensor:
+        if self.pos_mlp is not None:
+            return self.pos_mlp(tokens.coords.to(self.cls_token.dtype))
+        return sincos_embed(tokens.coords, self.embed_dim).to(self.cls_token.dtype)
+
+    def prefix_tokens(self) -> torch.Tensor:
+        return self.cls_token

@@ -1,0 +1,94 @@
+"""Maskers: random (the reference MAE's), block-wise over token coordinates, and a given pattern."""
+from __future__ import annotations
+
+import torch
+
+from maekit.components.base import Masker
+from maekit.structures import Mask, Tokens
+
+__all__ = ["RandomMasker", "BlockMasker", "GivenMasker", "check_mask_ratio", "num_visible"]
+
+
+def check_mask_ratio(mask_ratio: float) -> float:
+    if not isinstance(mask_ratio, (int, float)) or not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio!r}")
+    return float(mask_ratio)
+
+
+def num_visible(num_tokens: int, mask_ratio: float) -> int:
+    """int(N·(1 − ratio)) as the reference (49 of 196 at 0.75), at least one token."""
+    return max(1, int(num_tokens * (1 - mask_ratio)))
+
+
+def _noise_for(tokens: Tokens, noise: torch.Tensor | None) -> torch.Tensor:
+    shape = (tokens.batch_size, tokens.num_tokens)
+    if noise is None:
+        return torch.rand(shape, device=tokens.values.device)
+    if tuple(noise.shape) != shape:
+        raise ValueError(f"noise must have shape (batch, tokens) = {shape}, got {tuple(noise.shape)}")
+    return noise.to(tokens.values.device)
+
+
+class RandomMasker(Masker):
+    """Per-sample random masking of the reference MAE: argsort of uniform noise, low noise kept."""
+
+    def __init__(self, mask_ratio: float = 0.75) -> None:
+        super().__init__()
+        self.mask_ratio = check_mask_ratio(mask_ratio)
+
+    def forward(self, tokens: Tokens, noise: torch.Tensor | None = None) -> Mask:
+        noise = _noise_for(tokens, noise)
+        ids_shuffle = torch.argsort(noise, dim=1)
+        return Mask.from_order(ids_shuffle, num_visible(tokens.num_tokens, self.mask_ratio))
+
+    def extra_repr(self) -> str:
+        return f"mask_ratio={self.mask_ratio}"
+
+
+class BlockMasker(Masker):
+    """Removes contiguous blocks: the tokens nearest (in coordinates) to ``num_blocks`` random seeds.
+
+    Works for any modality with coordinates (image grid, 3-D centres, time). Exactly as many tokens
+    are removed as the random masker would remove, so batches keep one visible length; ``noise``
+    picks the seeds (lowest noise) and breaks distance ties, which makes it deterministic.
+    """
+
+    def __init__(self, mask_ratio: float = 0.75, num_blocks: int = 1) -> None:
+        super().__init__()
+        self.mask_ratio = check_mask_ratio(mask_ratio)
+        if not isinstance(num_blocks, int) or num_blocks < 1:
+            raise ValueError(f"num_blocks must be a positive int, got {num_blocks!r}")
+        self.num_blocks = num_blocks
+
+    def forward(self, tokens: Tokens, noise: torch.Tensor | None = None) -> Mask:
+        noise = _noise_for(tokens, noise)
+        seeds = torch.argsort(noise, dim=1)[:, : min(self.num_blocks, tokens.num_tokens)]
+        seed_coords = torch.gather(tokens.coords, 1, seeds.unsqueeze(-1).expand(-1, -1, tokens.coords.shape[-1]))
+        distance = torch.cdist(tokens.coords.float(), seed_coords.float()).amin(dim=-1)  # B×N
+        # Far tokens first (kept), near ones last (removed); noise/1e3 only breaks ties.
+        ids_shuffle = torch.argsort(-(distance + noise * 1e-3), dim=1)
+        return Mask.from_order(ids_shuffle, num_visible(tokens.num_tokens, self.mask_ratio))
+
+    def extra_repr(self) -> str:
+        return f"mask_ratio={self.mask_ratio}, num_blocks={self.num_blocks}"
+
+
+class GivenMasker(Masker):
+    """A fixed pattern ``masked`` (N or B×N, 1 = removed); each row must remove the same count."""
+
+    def __init__(self, masked: torch.Tensor | list) -> None:
+        super().__init__()
+        masked = torch.as_tensor(masked).bool()
+        if masked.dim() not in (1, 2):
+            raise ValueError(f"masked must have shape (N,) or (B, N), got {tuple(masked.shape)}")
+        counts = masked.reshape(-1, masked.shape[-1]).sum(dim=1)
+        if (counts != counts[0]).any():
+            raise ValueError(f"every row of masked must remove the same number of tokens, got {counts.tolist()}")
+        self.register_buffer("masked", masked, persistent=False)
+
+    def forward(self, tokens: Tokens, noise: torch.Tensor | None = None) -> Mask:
+        if self.masked.shape[-1] != tokens.num_tokens:
+            raise ValueError(f"given mask covers {self.masked.shape[-1]} tokens, batch has {tokens.num_tokens}")
+        masked = self.masked.expand(tokens.batch_size, -1).to(torch.uint8)
+        ids_shuffle = torch.argsort(masked, dim=1, stable=True)  # kept tokens first, in order
+        return Mask.from_order(ids_shuffle, tokens.num_tokens - int(masked[0].sum()))

@@ -1,0 +1,46 @@
+"""The extension points of maekit: every hook a plugin may implement.
+
+A plugin is a module (named by an entry point in the group ``maekit``, or a single local ``.py``
+file passed with ``--plugin``) whose functions are marked ``@maekit.hookimpl`` and named after the
+specifications below. These specifications are the plugin API's documentation.
+
+Keep a plugin's hook module light: register components by dotted path
+(``"maekit_mine.model:MyEncoder"``) so that ``maekit list`` need not import torch.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import pluggy
+
+if TYPE_CHECKING:
+    from maekit.plugins import Registrar
+
+__all__ = ["hookspec", "hookimpl", "maekit_register", "maekit_config_dirs", "maekit_sample_data"]
+
+hookspec = pluggy.HookspecMarker("maekit")
+hookimpl = pluggy.HookimplMarker("maekit")
+
+
+@hookspec
+def maekit_register(registry: "Registrar") -> None:
+    """Register this plugin's components.
+
+    Call ``registry.register(kind, target, name=None, summary="")`` once per component, where
+    ``kind`` is one of ``maekit.registry.KINDS`` (model, patchifier, masker, encoder, decoder,
+    target, loss, dataset, transform) and ``target`` is the class/function or its lazy dotted path
+    ``"package.module:Name"``. A name another plugin already registered in that kind is an error
+    that names both plugins; the plugin is then reported as failed and none of its components
+    stay registered.
+    """
+
+
+@hookspec
+def maekit_config_dirs() -> list[str | Path]:
+    """Folders holding this plugin's config files (``*.py``); ``maekit configs`` lists them."""
+
+
+@hookspec
+def maekit_sample_data() -> dict[str, Callable[[], object]]:
+    """Named loaders of sample data bundled with this plugin or with a package it depends on."""

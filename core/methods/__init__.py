@@ -1,0 +1,1 @@
+"""Methods assembled from core components."""

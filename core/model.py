@@ -1,0 +1,79 @@
+"""``MaskedAutoencoder``: the one forward pass every method shares."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from maekit.components.base import Decoder, Encoder, Loss, Masker, Patchifier, Target
+from maekit.registry import build
+from maekit.structures import Mask, Tokens
+
+__all__ = ["MaskedAutoencoder", "build_model"]
+
+ComponentSpec = nn.Module | dict[str, Any]
+
+
+class MaskedAutoencoder(nn.Module):
+    """A masked autoencoder composed of registered components.
+
+    patchify → target and mask → encode visible tokens → decode all tokens → loss. Each component
+    may be given built or as a config ``{"type": registered_name, ...}``. A method whose pipeline
+    differs subclasses this and overrides the one step that differs (e.g. ``encode_visible`` for
+    input-domain corruption); :meth:`reconstruct` reads the whole pass top to bottom.
+    """
+
+    def __init__(self, patchifier: ComponentSpec, masker: ComponentSpec, encoder: ComponentSpec,
+                 decoder: ComponentSpec, target: ComponentSpec, loss: ComponentSpec) -> None:
+        super().__init__()
+        self.patchifier: Patchifier = build("patchifier", patchifier)
+        self.masker: Masker = build("masker", masker)
+        self.encoder: Encoder = build("encoder", encoder)
+        self.decoder: Decoder = build("decoder", decoder)
+        self.target: Target = build("target", target)
+        self.loss: Loss = build("loss", loss)
+
+    # -- the steps, each overridable --------------------------------------------------------
+    def tokenize(self, batch: Any) -> Tokens:
+        return self.patchifier(batch)
+
+    def make_target(self, tokens: Tokens, batch: Any) -> torch.Tensor:
+        return self.target(tokens, batch)
+
+    def make_mask(self, tokens: Tokens, noise: torch.Tensor | None = None) -> Mask:
+        return self.masker(tokens, noise=noise)
+
+    def encode_visible(self, tokens: Tokens, mask: Mask) -> torch.Tensor:
+        return self.encoder(tokens.take(mask.ids_keep))
+
+    def decode(self, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> torch.Tensor:
+        return self.decoder(latents, mask, tokens)
+
+    def compute_loss(self, pred: torch.Tensor, target: torch.Tensor, mask: Mask) -> dict[str, torch.Tensor]:
+        return self.loss(pred, target, mask)
+
+    # -- the pass ---------------------------------------------------------------------------
+    def reconstruct(self, batch: Any, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, Mask, torch.Tensor]:
+        """Prediction (B×N×Dt), the mask used, and the target, for one batch."""
+        tokens = self.tokenize(batch)
+        target = self.make_target(tokens, batch)
+        mask = self.make_mask(tokens, noise)
+        latents = self.encode_visible(tokens, mask)
+        pred = self.decode(latents, mask, tokens)
+        return pred, mask, target
+
+    def forward(self, batch: Any, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Losses for one batch: ``{"loss": total, "<term>": value, ...}``."""
+        pred, mask, target = self.reconstruct(batch, noise)
+        return self.compute_loss(pred, target, mask)
+
+    def encode(self, batch: Any, mask: Mask | None = None) -> torch.Tensor:
+        """Encoder features B×(P+N)×D for downstream use; no masking unless ``mask`` is given."""
+        tokens = self.tokenize(batch)
+        return self.encoder(tokens if mask is None else tokens.take(mask.ids_keep))
+
+
+def build_model(cfg: dict[str, Any]) -> nn.Module:
+    """Build a registered model (method) from ``{"type": name, ...}``."""
+    return build("model", cfg)

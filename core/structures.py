@@ -1,0 +1,81 @@
+"""The vocabulary every component speaks: :class:`Tokens` and :class:`Mask`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+__all__ = ["Tokens", "Mask", "gather_tokens"]
+
+
+def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Pick tokens ``ids`` (B×K) out of ``x`` (B×N×...) along dim 1."""
+    index = ids.reshape(*ids.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
+    return torch.gather(x, 1, index)
+
+
+@dataclass
+class Tokens:
+    """A batch of tokens: ``values`` B×N×D, ``coords`` B×N×k, and shared ``meta``.
+
+    ``values`` are the raw per-token inputs (e.g. patch pixels in (p, q, c) order), not embeddings:
+    targets are computed from them and encoders embed them. ``coords`` place each token (grid
+    row/column for images, 3-D centres for points, (t, joint) for skeletons). ``meta`` holds facts
+    shared by the batch (grid size, patch size, ...).
+    """
+
+    values: torch.Tensor
+    coords: torch.Tensor
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.values.dim() != 3 or self.coords.dim() != 3 or self.values.shape[:2] != self.coords.shape[:2]:
+            raise ValueError(
+                f"Tokens expect values B×N×D and coords B×N×k with the same B, N; "
+                f"got values {tuple(self.values.shape)} and coords {tuple(self.coords.shape)}")
+
+    @property
+    def batch_size(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def num_tokens(self) -> int:
+        return self.values.shape[1]
+
+    def take(self, ids: torch.Tensor) -> "Tokens":
+        """The tokens at ``ids`` (B×K), in that order; meta is shared."""
+        return replace(self, values=gather_tokens(self.values, ids), coords=gather_tokens(self.coords, ids))
+
+
+@dataclass
+class Mask:
+    """Which tokens an encoder sees, in the reference MAE's convention.
+
+    ``ids_keep`` (B×K) lists the visible tokens, ``ids_restore`` (B×N) undoes the shuffle that put
+    them first, and ``masked`` (B×N) is 1 for removed tokens and 0 for kept ones, in the original
+    token order.
+    """
+
+    ids_keep: torch.Tensor
+    ids_restore: torch.Tensor
+    masked: torch.Tensor
+
+    @property
+    def num_visible(self) -> int:
+        return self.ids_keep.shape[1]
+
+    @classmethod
+    def from_order(cls, ids_shuffle: torch.Tensor, num_keep: int) -> "Mask":
+        """Keep the first ``num_keep`` tokens of ``ids_shuffle`` (B×N), as the reference does."""
+        batch, length = ids_shuffle.shape
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        masked = torch.ones(batch, length, device=ids_shuffle.device)
+        masked[:, :num_keep] = 0
+        masked = torch.gather(masked, 1, ids_restore)
+        return cls(ids_keep=ids_shuffle[:, :num_keep], ids_restore=ids_restore, masked=masked)
+
+    @classmethod
+    def keep_all(cls, batch: int, length: int, device: torch.device | str | None = None) -> "Mask":
+        ids = torch.arange(length, device=device).expand(batch, length)
+        return cls.from_order(ids, length)
