@@ -11,7 +11,8 @@ keeps working. Selection by environment:
 - ``MAEKIT_STRICT_PLUGINS=1``: re-raise the first plugin failure instead of reporting it.
 
 A plugin name is its distribution name (``maekit-mri``); the entry point's own name (``mri``) is
-accepted too. Core's own components are registered by :mod:`maekit.builtin`, always loaded.
+accepted too. Plugins load in name order; of two that register the same name, the later one fails.
+Core's own components are registered by :mod:`maekit.builtin`, always loaded.
 """
 from __future__ import annotations
 
@@ -128,8 +129,8 @@ class PluginHost:
         except Exception as error:  # one broken plugin must not take the others down
             for kind in KINDS:
                 registry_for(kind).remove_provider(provider)
-            if plugin is not None and self.pm.is_registered(plugin):
-                self.pm.unregister(plugin)
+            if self.pm.has_plugin(name):
+                self.pm.unregister(name=name)
             record = PluginRecord(name, version, "failed", f"{type(error).__name__}: {error}", source)
             if self.strict:
                 self.records.append(record)
@@ -151,7 +152,8 @@ class PluginHost:
 
     def load_entry_points(self, allow: set[str] | None, deny: set[str]) -> None:
         seen: set[str] = set()
-        for ep in metadata.entry_points(group="maekit"):
+        # Name order makes loading, and so which of two clashing plugins fails, reproducible.
+        for ep in sorted(metadata.entry_points(group="maekit"), key=lambda e: (e.dist.name if e.dist else e.name)):
             dist_name = ep.dist.name if ep.dist is not None else ep.name
             version = ep.dist.version if ep.dist is not None else ""
             names = {_normalise(dist_name), _normalise(ep.name)}
@@ -165,6 +167,9 @@ class PluginHost:
 
     def load_file(self, path: str | Path) -> PluginRecord:
         path = Path(path).resolve()
+        for record in self.records:  # the same file named twice is loaded once
+            if record.name == str(path) and record.status == "loaded":
+                return record
         return self.load(str(path), "", lambda: _import_file(path), origin="file", source=str(path))
 
     # -- queries ----------------------------------------------------------------------------

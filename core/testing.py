@@ -8,7 +8,7 @@
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
+from types import ModuleType
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -51,7 +51,9 @@ def register_plugin(fresh_registries: plugins.PluginHost) -> Callable[..., plugi
                  **hooks: Callable[..., Any]) -> plugins.PluginRecord:
         """Register ``plugin``, or a plugin made of the ``hooks`` given as keyword functions."""
         if plugin is None:
-            plugin = SimpleNamespace(**{hook: hookimpl(function) for hook, function in hooks.items()})
+            plugin = ModuleType(name)  # compares by identity, as pluggy expects of plugins
+            for hook, function in hooks.items():
+                setattr(plugin, hook, hookimpl(function))
         return fresh_registries.load(name, version, lambda: plugin)
 
     return register

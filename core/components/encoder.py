@@ -86,11 +86,15 @@ class ViTEncoder(TokenEncoder):
 
         if patch_size is not None:
             timm_kwargs["patch_size"] = patch_size
-        try:
-            vit = timm.create_model(model_name, pretrained=False, num_classes=0, img_size=as_pair(img_size, "img_size"),
-                                    in_chans=in_chans, drop_path_rate=drop_path_rate, **timm_kwargs)
-        except RuntimeError as error:  # timm's "Unknown model (...)"
-            raise ValueError(f"encoder model_name {model_name!r}: {error}") from None
+        if not timm.is_model(model_name):
+            raise ValueError(f"encoder model_name {model_name!r} is not a timm model name "
+                             f"(e.g. vit_base_patch16_224; see timm.list_models('vit_*'))")
+        family = timm.models.model_entrypoint(model_name).__module__
+        if family != "timm.models.vision_transformer":
+            raise ValueError(f"encoder model_name {model_name!r} is not a plain timm VisionTransformer ({family}); "
+                             f"use a vit_* model such as vit_base_patch16_224")
+        vit = timm.create_model(model_name, pretrained=False, num_classes=0, img_size=as_pair(img_size, "img_size"),
+                                in_chans=in_chans, drop_path_rate=drop_path_rate, **timm_kwargs)
         if type(vit) is not VisionTransformer or not vit.has_class_token or vit.num_prefix_tokens != 1 or vit.no_embed_class:
             raise ValueError(f"encoder model_name {model_name!r} is not a plain timm VisionTransformer with one "
                              f"class token (e.g. vit_base_patch16_224); got {type(vit).__name__}")

@@ -1,0 +1,105 @@
+import argparse
+import os
+
+import pytest
+import timm
+import torch
+from click.testing import CliRunner
+
+from maekit.checkpoint import CheckpointError, load_state_dict, save_state_dict
+from maekit.cli import main
+from maekit.convert import convert_state_dict, detect_layout, resize_pos_embeds
+from tests.conftest import tiny_mae
+
+
+def test_official_layout_round_trip_and_names():
+    state = tiny_mae().state_dict()
+    official = convert_state_dict(state, "maekit", "official")
+    for key in ("cls_token", "pos_embed", "mask_token", "decoder_pos_embed", "patch_embed.proj.weight",
+                "blocks.0.attn.qkv.weight", "norm.weight", "decoder_embed.weight", "decoder_blocks.0.mlp.fc2.bias",
+                "decoder_norm.weight", "decoder_pred.weight"):
+        assert key in official
+    assert detect_layout(official) == "official"
+    back = convert_state_dict(official, "auto", "maekit")
+    assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
+
+
+def test_official_checkpoint_file_with_training_args_loads(tmp_path):
+    model = tiny_mae()
+    official = convert_state_dict(model.state_dict(), "maekit", "official")
+    path = tmp_path / "checkpoint-399.pth"
+    torch.save({"model": official, "epoch": 399, "args": argparse.Namespace(blr=1.5e-4, norm_pix_loss=True)}, path)
+    fresh = tiny_mae()
+    fresh.load_state_dict(convert_state_dict(load_state_dict(path)))
+    assert torch.equal(fresh.encoder.blocks[1].mlp.fc1.weight, model.encoder.blocks[1].mlp.fc1.weight)
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"model": {"w": torch.zeros(1)}, "payload": _Exploit(marker)}, path)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_state_dict(path)
+    assert not marker.exists()
+
+
+def test_unreadable_and_missing_files_are_named(tmp_path):
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="broken.safetensors: not a readable safetensors file"):
+        load_state_dict(broken)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_state_dict(tmp_path / "missing.pth")
+    plain = tmp_path / "numbers.pth"
+    torch.save({"epoch": 3}, plain)
+    with pytest.raises(CheckpointError, match="does not hold a state dict"):
+        load_state_dict(plain)
+
+
+def test_exported_encoder_loads_in_timm_as_pretrained(tmp_path):
+    model = tiny_mae().eval()
+    path = save_state_dict(convert_state_dict(model.state_dict(), "maekit", "timm"), tmp_path / "encoder.safetensors")
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)),
+                            num_classes=0, img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4).eval()
+    images = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(vit.forward_features(images), model.encode(images), atol=1e-5)
+
+
+def test_atomic_save_leaves_no_temporary_files(tmp_path):
+    save_state_dict({"w": torch.ones(2)}, tmp_path / "a.pth")
+    save_state_dict({"w": torch.ones(2)}, tmp_path / "a.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pth", "a.safetensors"]
+
+
+def test_position_tables_are_resampled_for_another_input_size():
+    small = tiny_mae(img_size=32)
+    large = tiny_mae(img_size=48)
+    state = resize_pos_embeds(small.state_dict(), large)
+    assert state["encoder.pos_embed"].shape == large.state_dict()["encoder.pos_embed"].shape
+    large.load_state_dict(state)
+
+
+def test_convert_command_end_to_end(tmp_path):
+    source = tmp_path / "official.pth"
+    state = tiny_mae().state_dict()
+    torch.save({"model": convert_state_dict(state, "maekit", "official")}, source)
+    runner = CliRunner()
+    result = runner.invoke(main, ["convert", str(source), str(tmp_path / "mae.safetensors")])
+    assert result.exit_code == 0, result.output
+    assert "(official," in result.output
+    converted = load_state_dict(tmp_path / "mae.safetensors")
+    assert all(torch.equal(converted[k], state[k]) for k in state)
+    result = runner.invoke(main, ["convert", str(tmp_path / "mae.safetensors"), str(tmp_path / "enc.safetensors"), "--to", "timm"])
+    assert result.exit_code == 0 and "blocks.0.attn.qkv.weight" in load_state_dict(tmp_path / "enc.safetensors")
+    bogus = tmp_path / "bogus.pth"
+    torch.save({"something.else": torch.zeros(1)}, bogus)
+    result = runner.invoke(main, ["convert", str(bogus), str(tmp_path / "x.pth")])
+    assert result.exit_code != 0 and "cannot tell the checkpoint layout" in result.output

@@ -1,0 +1,169 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from mmengine.config import Config
+
+import maekit
+from maekit import plugins
+from maekit.registry import (KINDS, MODELS, DuplicateComponentError, UnknownComponentError, build, entries,
+                             get, registry_for)
+
+GOOD_PLUGIN = '''
+import maekit
+from torch import nn
+
+
+class Doubler(nn.Module):
+    """Doubles its input (a toy model for plugin tests)."""
+
+    def __init__(self, factor: int = 2):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+
+@maekit.hookimpl
+def maekit_register(registry):
+    registry.register("model", Doubler, name="{name}")
+    registry.register("loss", "maekit.components.losses:MaskedL1Loss", name="{name}_l1")
+'''
+
+
+def test_core_components_carry_their_provider(plugin_host):
+    core = [e for e in entries() if e.provider.name == "maekit"]
+    assert {e.kind for e in core} == {"model", "patchifier", "masker", "encoder", "decoder", "target", "loss"}
+    assert all(e.provider.version == maekit.__version__ for e in core)
+    assert {"mae", "masked_autoencoder"} <= set(registry_for("model").entries)
+
+
+def test_registries_are_mmengine_children_so_its_builders_find_our_names(plugin_host):
+    from mmengine.registry import MODELS as ROOT
+    from mmengine.registry import DefaultScope
+
+    assert MODELS.parent is ROOT and MODELS.scope == "maekit"
+    assert ROOT.get("maekit.mae") is get("model", "mae")
+    with DefaultScope.overwrite_default_scope("maekit"):
+        model = ROOT.build(dict(type="mae", size=None, encoder_name="vit_tiny_patch16_224", img_size=32, patch_size=8,
+                                encoder=dict(embed_dim=64, depth=1, num_heads=4), decoder_embed_dim=32,
+                                decoder_depth=1, decoder_num_heads=4))
+    assert type(model).__name__ == "MaskedAutoencoder" and model.encoder.embed_dim == 64
+
+
+def test_duplicate_names_fail_naming_both_providers(register_plugin):
+    hook = maekit.hookimpl(lambda registry: registry.register("loss", "maekit.components.losses:MaskedL1Loss", name="same"))
+    first = register_plugin(maekit_register=hook, name="maekit-first", version="1.0")
+    second = register_plugin(maekit_register=hook, name="maekit-second", version="2.3")
+    assert first.status == "loaded" and second.status == "failed"
+    assert "maekit-first 1.0" in second.error and "maekit-second 2.3" in second.error
+    assert entries("loss").__next__().provider.name == "maekit-first"
+    with pytest.raises(DuplicateComponentError, match="by maekit-first 1.0 and by maekit-second 2.3"):
+        registry_for("loss").add(next(entries("loss")).__class__(
+            kind="loss", name="same", target="x:y", provider=plugins.Provider("maekit-second", "2.3")))
+
+
+def test_a_failing_plugin_is_rolled_back_and_the_rest_works(register_plugin):
+    def half_then_crash(registry):
+        registry.register("loss", "maekit.components.losses:MaskedL1Loss", name="half_registered")
+        raise RuntimeError("boom in register")
+
+    record = register_plugin(maekit_register=half_then_crash, name="maekit-crashy", version="0.1")
+    assert record.status == "failed" and record.error == "RuntimeError: boom in register"
+    assert "half_registered" not in registry_for("loss").entries
+    ok = register_plugin(maekit_register=maekit.hookimpl(
+        lambda registry: registry.register("loss", "maekit.components.losses:MaskedL1Loss", name="fine")), name="ok")
+    assert ok.status == "loaded" and "fine" in registry_for("loss").entries
+
+
+def test_strict_mode_re_raises(fresh_registries):
+    fresh_registries.strict = True
+    with pytest.raises(plugins.PluginLoadError, match="plugin maekit-bad 0.1 failed to load: ImportError: nope"):
+        fresh_registries.load("maekit-bad", "0.1", lambda: (_ for _ in ()).throw(ImportError("nope")))
+
+
+def test_registrar_rejects_bad_registrations(register_plugin):
+    record = register_plugin(maekit_register=maekit.hookimpl(lambda registry: registry.register("widget", "a:b")))
+    assert record.status == "failed" and "unknown component kind 'widget'" in record.error
+    record = register_plugin(maekit_register=maekit.hookimpl(lambda registry: registry.register("loss", "no_colon")),
+                             name="other")
+    assert "must look like 'package.module:Name'" in record.error
+
+
+def test_entry_point_plugins_broken_one_reported_rest_loads(make_distribution, fresh_registries, monkeypatch):
+    make_distribution("maekit-good", "1.2.0", "maekit_good_hooks", GOOD_PLUGIN.format(name="doubler"))
+    make_distribution("maekit-broken", "0.3", "maekit_broken_hooks", "raise ImportError('missing libfoo')\n")
+    for variable in ("MAEKIT_PLUGINS", "MAEKIT_DISABLE_PLUGINS", "MAEKIT_PLUGIN_FILES", "MAEKIT_STRICT_PLUGINS"):
+        monkeypatch.delenv(variable, raising=False)
+    host = plugins.load_plugins()
+    status = {r.name: (r.version, r.status, r.error) for r in host.records}
+    assert status["maekit-good"] == ("1.2.0", "loaded", "")
+    assert status["maekit-broken"][:2] == ("0.3", "failed")
+    assert "ImportError: missing libfoo" in status["maekit-broken"][2]
+    doubler = build("model", dict(type="doubler", factor=3))
+    assert doubler.factor == 3
+    assert registry_for("model").entries["doubler"].provider == plugins.Provider("maekit-good", "1.2.0")
+    assert registry_for("model").entries["doubler"].one_line_summary() == "Doubles its input (a toy model for plugin tests)."
+
+
+def test_allowlist_and_disable_list(make_distribution, fresh_registries, monkeypatch):
+    make_distribution("maekit-good", "1.2.0", "maekit_good_hooks", GOOD_PLUGIN.format(name="doubler"))
+    monkeypatch.setenv("MAEKIT_PLUGINS", "")
+    host = plugins.load_plugins()
+    assert [r.status for r in host.records if r.name == "maekit-good"] == ["disabled"]
+    assert "doubler" not in registry_for("model").entries and "mae" in registry_for("model").entries
+    # asking for a component of a disabled plugin says who provides it
+    with pytest.raises(UnknownComponentError, match=r"'doubler' is provided by maekit-good 1.2.0, which is installed but not loaded"):
+        build("model", dict(type="doubler"))
+    monkeypatch.setenv("MAEKIT_PLUGINS", "maekit_good")  # names are normalised
+    plugins.load_plugins()
+    assert "doubler" in registry_for("model").entries
+    monkeypatch.delenv("MAEKIT_PLUGINS")
+    monkeypatch.setenv("MAEKIT_DISABLE_PLUGINS", "maekit_good_hooks")  # the entry point's own name works too
+    plugins.load_plugins()
+    assert "doubler" not in registry_for("model").entries
+
+
+def test_unknown_names_list_what_exists(plugin_host):
+    with pytest.raises(UnknownComponentError, match=r"unknown masker 'checkerboard'; registered maskers: block_mask, given_mask, random_mask"):
+        build("masker", dict(type="checkerboard"))
+    with pytest.raises(ValueError, match="has no 'type' key"):
+        build("masker", dict(mask_ratio=0.5))
+    with pytest.raises(ValueError, match="unknown component kind 'maskr'"):
+        registry_for("maskr")
+
+
+def test_single_file_plugin_builds_from_a_config(tmp_path, fresh_registries):
+    plugin_file = tmp_path / "my_method.py"
+    plugin_file.write_text(GOOD_PLUGIN.format(name="my_doubler"))
+    config_file = tmp_path / "my_config.py"
+    config_file.write_text("model = dict(type='my_doubler', factor=5)\n")
+    record = fresh_registries.load_file(plugin_file)
+    assert record.status == "loaded", record.error
+    model = build("model", Config.fromfile(str(config_file)).model)
+    assert model.factor == 5
+    entry = registry_for("model").entries["my_doubler"]
+    assert entry.provider.origin == "file" and entry.provider.name == str(plugin_file.resolve())
+    missing = fresh_registries.load_file(tmp_path / "nope.py")
+    assert missing.status == "failed" and "does not exist" in missing.error
+
+
+def test_fixtures_isolate_registries(register_plugin):
+    register_plugin(maekit_register=maekit.hookimpl(
+        lambda registry: registry.register("loss", "maekit.components.losses:MaskedL1Loss", name="temporary")))
+    assert "temporary" in registry_for("loss").entries
+
+
+def test_previous_test_left_nothing_behind():
+    plugins.ensure_plugins_loaded()
+    assert "temporary" not in registry_for("loss").entries
+    assert all(kind in KINDS for kind in ("model", "dataset", "transform"))
+
+
+def test_listing_imports_no_torch():
+    code = "import sys, maekit.registry as r; list(r.entries()); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
