@@ -6,6 +6,7 @@ from maekit.hookspecs import hookimpl
 CORE_COMPONENTS: list[tuple[str, str, str]] = [
     ("model", "mae", "maekit.methods.mae:mae"),
     ("model", "masked_autoencoder", "maekit.model:MaskedAutoencoder"),
+    ("model", "vit_classifier", "maekit.finetune:vit_classifier"),
     ("patchifier", "image_patches", "maekit.components.patchify:ImagePatchifier"),
     ("masker", "random_mask", "maekit.components.masking:RandomMasker"),
     ("masker", "block_mask", "maekit.components.masking:BlockMasker"),
@@ -18,6 +19,13 @@ CORE_COMPONENTS: list[tuple[str, str, str]] = [
     ("target", "norm_pixels", "maekit.components.targets:NormPixelTarget"),
     ("loss", "masked_mse", "maekit.components.losses:MaskedMSELoss"),
     ("loss", "masked_l1", "maekit.components.losses:MaskedL1Loss"),
+    ("dataset", "image_folder", "maekit.data.images:ImageFolderDataset"),
+    ("dataset", "image_arrays", "maekit.data.images:ArrayDataset"),
+    ("dataset", "digits", "maekit.data.bundled:DigitsDataset"),
+    ("dataset", "image_tiles", "maekit.data.bundled:ImageTilesDataset"),
+    ("dataset", "augmented_view", "maekit.data.views:AugmentedView"),
+    ("transform", "mae_augment", "maekit.data.views:MAEAugment"),
+    ("transform", "eval_transform", "maekit.data.views:EvalTransform"),
 ]
 
 
@@ -25,6 +33,13 @@ CORE_COMPONENTS: list[tuple[str, str, str]] = [
 def maekit_register(registry) -> None:
     for kind, name, target in CORE_COMPONENTS:
         registry.register(kind, target, name=name)
+
+
+@hookimpl
+def maekit_config_dirs() -> list:
+    from maekit.configs import CONFIG_DIR
+
+    return [CONFIG_DIR]
 
 
 @hookimpl

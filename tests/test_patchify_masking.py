@@ -45,7 +45,7 @@ def test_patchifier_tokens_coords_and_meta_non_square():
 
 def test_patchifier_reads_mapping_batches():
     images = torch.randn(1, 3, 8, 8)
-    assert torch.equal(ImagePatchifier(4)({"image": images}).values, ImagePatchifier(4)(images).values)
+    assert torch.equal(ImagePatchifier(4)({"inputs": images, "label": torch.tensor([3])}).values, ImagePatchifier(4)(images).values)
 
 
 @pytest.mark.parametrize("shape, message", [

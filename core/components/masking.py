@@ -1,6 +1,8 @@
 """Maskers: random (the reference MAE's), block-wise over token coordinates, and a given pattern."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from maekit.components.base import Masker
@@ -20,8 +22,14 @@ def num_visible(num_tokens: int, mask_ratio: float) -> int:
     return max(1, int(num_tokens * (1 - mask_ratio)))
 
 
-def _noise_for(tokens: Tokens, noise: torch.Tensor | None) -> torch.Tensor:
+NoiseSource = torch.Tensor | Callable[[tuple[int, int], torch.device], torch.Tensor] | None
+
+
+def _noise_for(tokens: Tokens, noise: NoiseSource) -> torch.Tensor:
+    """Uniform noise (B×N): drawn here, given, or made by a callable ``noise((B, N), device)``."""
     shape = (tokens.batch_size, tokens.num_tokens)
+    if callable(noise):
+        noise = noise(shape, tokens.values.device)
     if noise is None:
         return torch.rand(shape, device=tokens.values.device)
     if tuple(noise.shape) != shape:

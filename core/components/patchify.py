@@ -42,12 +42,13 @@ def unpatchify(values: torch.Tensor, grid_size: tuple[int, int], patch_size: tup
 class ImagePatchifier(Patchifier):
     """Cuts images into non-overlapping patches, layout of the reference MAE ("nchpwq->nhwpqc").
 
-    Accepts a (B, C, H, W) tensor or a mapping holding one under ``key``. Any channel count and
+    Accepts a (B, C, H, W) tensor or a batch mapping holding one under ``key`` ("inputs", as
+    maekit's datasets and mmengine name it). Any channel count and
     non-square sizes; H and W must be multiples of the patch size. Coordinates are (row, column)
     grid positions.
     """
 
-    def __init__(self, patch_size: int | tuple[int, int] = 16, in_chans: int = 3, key: str = "image") -> None:
+    def __init__(self, patch_size: int | tuple[int, int] = 16, in_chans: int = 3, key: str = "inputs") -> None:
         super().__init__()
         self.patch_size = as_pair(patch_size, "patch_size")
         if not isinstance(in_chans, int) or in_chans < 1:

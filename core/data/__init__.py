@@ -1,0 +1,1 @@
+"""Datasets and transforms (each module imports torch; this package does not)."""

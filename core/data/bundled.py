@@ -1,0 +1,78 @@
+"""Real data bundled with well-kept packages: scikit-learn's digits and scikit-image's photographs."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+__all__ = ["DigitsDataset", "ImageTilesDataset", "TILE_SOURCES"]
+
+TILE_SOURCES = ("astronaut", "chelsea", "coffee", "rocket", "camera", "brick", "grass", "gravel")
+
+
+class DigitsDataset(Dataset):
+    """scikit-learn's handwritten digits (1797 8×8 images, 10 classes), upsampled to ``size``.
+
+    ``split`` is a fixed stratified 80/20 split ("train" 1437 images, "test" 360) or "all".
+    Values are scaled from 0–16 to [0, 1]; one channel, or three replicated.
+    """
+
+    def __init__(self, split: str = "train", size: int = 32, channels: int = 1, seed: int = 0) -> None:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        if split not in ("train", "test", "all"):
+            raise ValueError(f"digits split must be 'train', 'test' or 'all', got {split!r}")
+        digits = load_digits()
+        images = torch.from_numpy(digits.images.astype(np.float32) / 16.0).unsqueeze(1)
+        labels = torch.from_numpy(digits.target.astype(np.int64))
+        if split != "all":
+            train, test = train_test_split(np.arange(len(labels)), test_size=0.2, stratify=digits.target,
+                                           random_state=seed)
+            keep = torch.from_numpy(train if split == "train" else test)
+            images, labels = images[keep], labels[keep]
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+        self.images = images.expand(-1, channels, -1, -1).contiguous()
+        self.labels = labels
+        self.classes = [str(d) for d in range(10)]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"inputs": self.images[index], "label": int(self.labels[index])}
+
+
+class ImageTilesDataset(Dataset):
+    """Tiles cut from scikit-image's bundled photographs and textures; the label is the source image.
+
+    Tiles of ``tile`` pixels on a ``stride`` grid, RGB in [0, 1] (grayscale sources replicated).
+    """
+
+    def __init__(self, sources: Sequence[str] = TILE_SOURCES, tile: int = 64, stride: int | None = None) -> None:
+        import skimage.data
+
+        stride = stride or tile
+        tiles, labels = [], []
+        for label, name in enumerate(sources):
+            if not hasattr(skimage.data, name):
+                raise ValueError(f"unknown scikit-image sample {name!r}")
+            image = np.asarray(getattr(skimage.data, name)(), dtype=np.float32) / 255.0
+            image = np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image[..., :3]
+            height, width = image.shape[:2]
+            for top in range(0, height - tile + 1, stride):
+                for left in range(0, width - tile + 1, stride):
+                    tiles.append(image[top:top + tile, left:left + tile])
+                    labels.append(label)
+        self.images = torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2).contiguous()
+        self.labels = torch.tensor(labels)
+        self.classes = list(sources)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"inputs": self.images[index], "label": int(self.labels[index])}

@@ -1,0 +1,100 @@
+"""Training views of a dataset: the MAE augmentation, an evaluation transform, and
+:class:`AugmentedView`, which makes every random choice a function of (seed, sample position).
+
+Seeding per sample position (not from a global random state) is what makes a resumed run see
+exactly the samples, crops and masks of an uninterrupted one, and a 2-process DDP run the same as
+one process with the same global batch. The sampler (``maekit.engine.VirtualIndexSampler``) hands
+out *virtual* indices ``pass × len(dataset) + index``, so a sample gets a new crop on every pass.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+__all__ = ["MAEAugment", "EvalTransform", "AugmentedView", "mix_seed", "default_mean_std"]
+
+
+def mix_seed(*parts: int) -> int:
+    """One 63-bit seed from several integers (seed, position, ...)."""
+    value = 0x9E3779B97F4A7C15
+    for part in parts:
+        value = (value ^ (int(part) + 0x9E3779B97F4A7C15 + (value << 6) + (value >> 2))) & (2**63 - 1)
+    return value
+
+
+def default_mean_std(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """ImageNet statistics for 3 channels (as MAE), 0.5/0.5 per channel otherwise."""
+    if channels == 3:
+        return (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    return (0.5,) * channels, (0.5,) * channels
+
+
+def _normalise(x: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> torch.Tensor:
+    if mean is None or std is None:
+        mean, std = default_mean_std(x.shape[0])
+    if len(mean) != x.shape[0] or len(std) != x.shape[0]:
+        raise ValueError(f"mean/std have {len(mean)}/{len(std)} values for an image with {x.shape[0]} channels")
+    return (x - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1)
+
+
+class MAEAugment:
+    """The MAE pre-training augmentation: RandomResizedCrop(size, scale 0.2–1, bicubic), horizontal
+    flip, normalisation (ImageNet statistics for RGB by default)."""
+
+    def __init__(self, size: int | Sequence[int] = 224, scale: Sequence[float] = (0.2, 1.0),
+                 ratio: Sequence[float] = (3 / 4, 4 / 3), flip: bool = True,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
+        from torchvision.transforms import v2
+
+        steps = [v2.RandomResizedCrop(size, scale=tuple(scale), ratio=tuple(ratio),
+                                      interpolation=v2.InterpolationMode.BICUBIC, antialias=True)]
+        if flip:
+            steps.append(v2.RandomHorizontalFlip())
+        self.augment = v2.Compose(steps)
+        self.mean, self.std = mean, std
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return _normalise(self.augment(image).clamp(0, 1), self.mean, self.std)
+
+
+class EvalTransform:
+    """Deterministic: resize to ``size`` (bicubic) and normalise, for probes and visualisation."""
+
+    def __init__(self, size: int | Sequence[int] = 224, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None) -> None:
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        self.mean, self.std = mean, std
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        if tuple(image.shape[-2:]) != self.size:
+            image = torch.nn.functional.interpolate(image[None], size=self.size, mode="bicubic",
+                                                    align_corners=False)[0].clamp(0, 1)
+        return _normalise(image, self.mean, self.std)
+
+
+class AugmentedView(Dataset):
+    """A dataset seen through a transform, seeded per virtual index ``v`` (sample ``v % len``).
+
+    Items are ``{"inputs", "label", "index": v}``; ``index`` also seeds the model's masking noise.
+    """
+
+    def __init__(self, dataset: Dataset | dict, transform: Any = None, seed: int = 0) -> None:
+        from maekit.registry import build
+
+        self.dataset = build("dataset", dataset)
+        self.transform = build("transform", transform) if isinstance(transform, dict) else transform
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, virtual_index: int) -> dict[str, Any]:
+        sample = self.dataset[virtual_index % len(self.dataset)]
+        image = sample["inputs"]
+        if self.transform is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(mix_seed(self.seed, virtual_index))
+                image = self.transform(image)
+        return {"inputs": image, "label": sample.get("label", -1), "index": virtual_index}

@@ -1,0 +1,66 @@
+"""The adapter between a maekit method and mmengine's Runner."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from mmengine.model import BaseModel
+
+from maekit.data.views import mix_seed
+from maekit.registry import build
+
+__all__ = ["RunnerModel", "SampleNoise"]
+
+
+class SampleNoise:
+    """Masking noise seeded per sample by (seed, virtual index): the same sample at the same
+    position of the run gets the same mask whatever the process count or a resume in between."""
+
+    def __init__(self, seed: int, indices: torch.Tensor) -> None:
+        self.seed, self.indices = seed, indices.tolist()
+
+    def __call__(self, shape: tuple[int, int], device: torch.device) -> torch.Tensor:
+        batch, length = shape
+        if batch != len(self.indices):
+            raise ValueError(f"noise for {len(self.indices)} samples asked for a batch of {batch}")
+        rows = []
+        for index in self.indices:
+            generator = torch.Generator().manual_seed(mix_seed(self.seed, index, 1))
+            rows.append(torch.rand(length, generator=generator))
+        return torch.stack(rows).to(device)
+
+
+class RunnerModel(BaseModel):
+    """Wraps a method (``MaskedAutoencoder`` or any module returning a loss dict) for mmengine.
+
+    ``forward(inputs, label, index, mode="loss")`` calls the method on the batch mapping
+    ``{"inputs", "label", "index"}`` and returns its losses, with masking noise
+    from :class:`SampleNoise` when the batch carries virtual indices. Other randomness in the step
+    (dropout, drop-path) is reseeded from (seed, iteration), so it too survives a resume.
+    """
+
+    def __init__(self, model: dict | torch.nn.Module, seed: int = 0) -> None:
+        super().__init__()
+        self.model = build("model", model)
+        self.seed = seed
+
+    def forward(self, inputs: torch.Tensor, label: Any = None, index: torch.Tensor | None = None,
+                mode: str = "loss") -> Any:
+        if mode == "loss":
+            from mmengine.logging import MessageHub
+
+            torch.manual_seed(mix_seed(self.seed, MessageHub.get_current_instance().get_info("iter", 0), 2))
+            noise = SampleNoise(self.seed, index) if index is not None else None
+            return self.model({"inputs": inputs, "label": label, "index": index}, noise=noise)
+        if mode in ("tensor", "predict"):
+            return self.model.encode({"inputs": inputs})
+        raise ValueError(f"unknown forward mode {mode!r}; expected 'loss', 'tensor' or 'predict'")
+
+    def parse_losses(self, losses: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The method's ``"loss"`` is the total; every term is logged (mmengine would sum any key
+        containing 'loss')."""
+        if "loss" not in losses:
+            raise KeyError(f"the method returned {sorted(losses)}; a 'loss' entry is required")
+        log_vars = {"loss": losses["loss"].detach()}
+        log_vars.update({k: v.detach() for k, v in losses.items() if k != "loss"})
+        return losses["loss"], log_vars

@@ -1,0 +1,103 @@
+"""Two fixes to mmengine's checkpoint I/O, installed once before a Runner is built.
+
+1. Resume under torch ≥ 2.6: mmengine's local loader calls ``torch.load`` without arguments, which
+   now means ``weights_only=True`` and fails on the training state mmengine itself saves (message
+   hub history buffers hold numpy arrays and bound functions). maekit's runs save that state as
+   tensors and plain containers (``DataOnlyCheckpointHook``), and the loader here stays
+   weights-only with an explicit allowlist of data-only types (numpy arrays and dtypes, mmengine's
+   ``ConfigDict``, ``argparse.Namespace``) for checkpoints written by other mmengine tools:
+   never ``weights_only=False``.
+2. Atomic writes: mmengine writes checkpoints and ``last_checkpoint`` in place, so a kill during a
+   save leaves a truncated file. The local backend here writes a temporary file and renames it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["RESUME_SAFE_GLOBALS", "install", "safe_torch_load"]
+
+
+def _numpy_globals() -> list[Any]:
+    reconstruct = np._core.multiarray._reconstruct if hasattr(np, "_core") else np.core.multiarray._reconstruct
+    dtypes = [type(np.dtype(name)) for name in ("float64", "float32", "float16", "int64", "int32", "uint8", "bool")]
+    return [reconstruct, np.ndarray, np.dtype, *dtypes, np.float64, np.float32, np.int64, np.int32, np.bool_]
+
+
+def _resume_globals() -> list[Any]:
+    from mmengine.config import ConfigDict
+
+    return [ConfigDict, argparse.Namespace, *_numpy_globals()]
+
+
+RESUME_SAFE_GLOBALS: list[Any] = []
+
+
+def safe_torch_load(filename: str | Path, map_location: Any = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` allowing only mmengine's data-only training-state types."""
+    from maekit.checkpoint import CheckpointError
+
+    try:
+        with torch.serialization.safe_globals(RESUME_SAFE_GLOBALS):
+            return torch.load(filename, map_location=map_location, weights_only=True)
+    except __import__("pickle").UnpicklingError as error:
+        reason = str(error).strip().splitlines()[0]
+        raise CheckpointError(f"{filename}: refused to load: it holds pickled objects outside the allowed "
+                              f"data-only types ({reason}); maekit never executes pickled code") from None
+
+
+def _load_from_local(filename: str, map_location: Any = None) -> Any:
+    filename = os.path.expanduser(filename)
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(f"{filename} can not be found.")
+    return safe_torch_load(filename, map_location)
+
+
+def _atomic_write(filepath: str | Path, data: bytes) -> None:
+    filepath = Path(filepath)
+    filepath.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=filepath.parent, prefix=f".{filepath.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, filepath)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+_INSTALLED = False
+
+
+def install() -> None:
+    """Install both fixes into mmengine (idempotent)."""
+    global _INSTALLED
+    if _INSTALLED:
+        return
+    from mmengine.fileio import LocalBackend, register_backend
+    from mmengine.fileio import io as mmengine_io
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    RESUME_SAFE_GLOBALS[:] = _resume_globals()
+    CheckpointLoader.register_scheme(prefixes="", force=True)(_load_from_local)
+
+    class AtomicLocalBackend(LocalBackend):
+        """Local files written through a temporary file and an atomic rename."""
+
+        def put(self, obj: bytes, filepath: str | Path) -> None:
+            _atomic_write(filepath, obj)
+
+        def put_text(self, obj: str, filepath: str | Path, encoding: str = "utf-8") -> None:
+            _atomic_write(filepath, obj.encode(encoding))
+
+    register_backend("local", AtomicLocalBackend, force=True, prefixes="")
+    mmengine_io.backend_instances.clear()  # drop cached instances of the old backend
+    _INSTALLED = True

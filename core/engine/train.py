@@ -1,0 +1,167 @@
+"""From a maekit config to mmengine's Runner, and training with it.
+
+A maekit config is an mmengine ``Config`` (``_base_`` inheritance, ``--cfg-options`` overrides)
+with a few short sections that :func:`runner_config` expands into a full Runner config:
+
+``model``     the method, e.g. ``dict(type="mae", size="base")``
+``data``      ``dataset``, ``transform``, ``batch_size`` (per process), ``num_workers``
+``schedule``  ``max_iters``, ``warmup_iters``, ``blr``, ``weight_decay``, ``betas``,
+              ``accumulate`` (gradient accumulation), ``clip_grad`` (max norm or None),
+              ``nonfinite`` ("stop"/"skip"), ``min_lr``
+``checkpoint_interval``, ``max_keep_checkpoints``, ``log_interval``, ``seed``, ``strategy`` ("ddp" or "fsdp")
+
+Any full mmengine key in the config (``train_dataloader``, ``optim_wrapper``, ...) wins over the
+expansion.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from mmengine.config import Config
+
+_RUN_COUNTER = itertools.count()
+
+__all__ = ["load_config", "runner_config", "build_runner", "train", "effective_lr"]
+
+
+def effective_lr(blr: float, batch_size: int, accumulate: int, world_size: int) -> float:
+    """The MAE scaling rule: lr = blr × effective batch / 256."""
+    return blr * batch_size * accumulate * world_size / 256
+
+
+def load_config(config: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """A config file, or the name of one a plugin contributes (``maekit configs``)."""
+    from maekit.configs import find_config
+
+    cfg = Config.fromfile(str(find_config(config)))
+    if overrides:
+        cfg.merge_from_dict(overrides)
+    return cfg
+
+
+def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int | None = None,
+                  resume: str | None = None, launcher: str = "none") -> Config:
+    """Expand a maekit config into the full config mmengine's Runner takes."""
+    from maekit.engine import safety
+
+    safety.install()
+    seed = int(cfg.get("seed", 0) if seed is None else seed)
+    data, schedule = dict(cfg.get("data", {})), dict(cfg.get("schedule", {}))
+    for section, keys in (("data", ("dataset", "batch_size")), ("schedule", ("max_iters",))):
+        missing = [k for k in keys if k not in (data if section == "data" else schedule)]
+        if missing and "train_dataloader" not in cfg:
+            raise ValueError(f"config {cfg.filename}: '{section}' needs {missing}")
+    world_size = int(os.environ.get("WORLD_SIZE", "1")) if launcher != "none" else 1
+    batch_size, accumulate = int(data.get("batch_size", 1)), int(schedule.get("accumulate", 1))
+    max_iters = int(schedule.get("max_iters", 1))
+    warmup = int(schedule.get("warmup_iters", 0))
+    if not 0 <= warmup < max_iters:
+        raise ValueError(f"schedule.warmup_iters must be in [0, max_iters={max_iters}), got {warmup}")
+    lr = effective_lr(float(schedule.get("blr", 1.5e-4)), batch_size, accumulate, world_size)
+    if amp not in ("off", "bf16", "fp16"):
+        raise ValueError(f"amp must be off, bf16 or fp16, got {amp!r}")
+    from maekit.engine.optim import no_decay_paramwise_cfg
+
+    if amp == "fp16":
+        wrapper = dict(type="AmpOptimWrapper", dtype="float16")
+    else:
+        wrapper = dict(type="MaekitOptimWrapper", nonfinite=schedule.get("nonfinite", "stop"),
+                       autocast_dtype="bfloat16" if amp == "bf16" else None)
+    wrapper.update(
+        optimizer=dict(type="AdamW", lr=lr, betas=tuple(schedule.get("betas", (0.9, 0.95))),
+                       weight_decay=float(schedule.get("weight_decay", 0.05))),
+        paramwise_cfg=schedule.get("paramwise_cfg", no_decay_paramwise_cfg()),
+        accumulative_counts=accumulate,
+    )
+    if schedule.get("constructor"):
+        wrapper["constructor"] = schedule["constructor"]
+    if schedule.get("clip_grad"):
+        wrapper["clip_grad"] = dict(max_norm=float(schedule["clip_grad"]))
+    schedulers = []
+    if warmup:
+        schedulers.append(dict(type="LinearLR", start_factor=1e-6, by_epoch=False, begin=0, end=warmup))
+    schedulers.append(dict(type="CosineAnnealingLR", T_max=max_iters - warmup, eta_min=float(schedule.get("min_lr", 0.0)),
+                           by_epoch=False, begin=warmup, end=max_iters))
+    interval = int(cfg.get("checkpoint_interval", max_iters))
+    strategy = cfg.get("strategy", "ddp")
+    expanded = dict(
+        model=dict(type="MaekitRunnerModel", model=cfg.model, seed=seed),
+        work_dir=str(work_dir),
+        # unique even for runs started within the same second (mmengine keys its loggers by it)
+        experiment_name=f"{Path(work_dir).name}_{time.strftime('%Y%m%d_%H%M%S')}_{next(_RUN_COUNTER)}_{os.getpid()}",
+        train_dataloader=dict(
+            batch_size=batch_size, num_workers=int(data.get("num_workers", 0)),
+            persistent_workers=int(data.get("num_workers", 0)) > 0,
+            sampler=dict(type="MaekitVirtualIndexSampler", shuffle=True, seed=seed),
+            dataset=dict(type="maekit.augmented_view", dataset=data.get("dataset"), transform=data.get("transform"), seed=seed),
+            collate_fn=dict(type="default_collate")),
+        train_cfg=dict(type="IterBasedTrainLoop", max_iters=max_iters),
+        optim_wrapper=wrapper,
+        param_scheduler=schedulers,
+        default_hooks=dict(
+            logger=dict(type="LoggerHook", interval=int(cfg.get("log_interval", 10))),
+            checkpoint=dict(type="CheckpointHook", interval=interval, by_epoch=False,
+                            max_keep_ckpts=int(cfg.get("max_keep_checkpoints", 3)), save_last=True)),
+        custom_hooks=[dict(type="MaekitThroughputHook"), dict(type="MaekitDataOnlyCheckpointHook"), *cfg.get("custom_hooks", [])],
+        log_processor=dict(by_epoch=False, window_size=int(cfg.get("log_interval", 10))),
+        visualizer=dict(type="Visualizer", vis_backends=[dict(type="LocalVisBackend"),
+                                                          dict(type="TensorboardVisBackend")]),
+        env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend=cfg.get("dist_backend", "nccl" if _cuda() else "gloo"))),
+        randomness=dict(seed=seed, deterministic=False),
+        launcher=launcher,
+        resume=resume is not None,
+        load_from=None if resume in (None, "auto") else str(resume),
+    )
+    if strategy == "fsdp":
+        expanded["model_wrapper_cfg"] = dict(type="MMFullyShardedDataParallel")
+    elif strategy == "ddp" and launcher != "none" and not _cuda():
+        # mmengine pins DDP to cuda:LOCAL_RANK; a CPU module needs device_ids=None
+        expanded["model_wrapper_cfg"] = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False)
+    elif strategy != "ddp":
+        raise ValueError(f"strategy must be 'ddp' or 'fsdp', got {strategy!r}")
+    passthrough = {k: v for k, v in cfg.to_dict().items() if k in expanded and k != "model" and k not in ("custom_hooks",)}
+    expanded.update(passthrough)
+    return Config(expanded)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _init_cpu_process_group() -> None:
+    """DDP on CPU under torchrun: mmengine's own init calls torch.cuda.set_device, so the gloo
+    process group is set up here first (mmengine then uses it as it is)."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="gloo")
+
+
+def build_runner(cfg: Config):
+    """mmengine's Runner for an expanded config (maekit's pieces registered first)."""
+    import maekit.engine  # noqa: F401  (registers the runner model, sampler, hooks, optimiser wrapper)
+    from mmengine.runner import Runner
+
+    return Runner.from_cfg(cfg)
+
+
+def train(config: str | Path | Config, work_dir: str | Path, overrides: dict[str, Any] | None = None,
+          amp: str = "off", device: str | None = None, seed: int | None = None, resume: str | None = None,
+          launcher: str = "none"):
+    """Train a config; returns the Runner after training."""
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # mmengine places the model on CUDA whenever it sees one
+    if launcher == "pytorch" and not _cuda():
+        _init_cpu_process_group()
+    cfg = config if isinstance(config, Config) else load_config(config, overrides)
+    if isinstance(config, Config) and overrides:
+        cfg.merge_from_dict(overrides)
+    runner = build_runner(runner_config(cfg, work_dir, amp=amp, seed=seed, resume=resume, launcher=launcher))
+    runner.train()
+    return runner

@@ -1,0 +1,89 @@
+"""Evaluation on frozen features: linear probe (logistic regression) and k-NN."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from maekit.registry import build
+
+__all__ = ["load_trained_model", "extract_features", "linear_probe", "knn_accuracy", "probe"]
+
+
+def load_trained_model(model_cfg: dict, checkpoint: str | Path | None) -> torch.nn.Module:
+    """Build the method from its config and load a checkpoint: a training checkpoint written by
+    ``maekit train`` or weights in any layout ``maekit convert`` reads. None keeps random init."""
+    from maekit.checkpoint import load_state_dict
+    from maekit.convert import convert_state_dict, resize_pos_embeds
+
+    model = build("model", model_cfg)
+    if checkpoint is not None:
+        state = load_state_dict(checkpoint)
+        if all(k.startswith("model.") for k in state):  # a RunnerModel checkpoint
+            state = {k[len("model."):]: v for k, v in state.items()}
+        else:
+            state = convert_state_dict(state)
+        missing, unexpected = model.load_state_dict(resize_pos_embeds(state, model), strict=False)
+        if unexpected or [k for k in missing if not k.endswith("pos_embed")]:
+            raise ValueError(f"{checkpoint}: does not fit the configured model (missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]})")
+    return model.eval()
+
+
+@torch.no_grad()
+def extract_features(model: torch.nn.Module, dataset: Dataset, transform: Any = None, batch_size: int = 128,
+                     pool: str = "cls") -> tuple[np.ndarray, np.ndarray]:
+    """Frozen encoder features (no masking) and labels: the cls token (MAE's linear probe) or the
+    mean of the patch tokens (``pool="mean"``, MAE's fine-tuning pool)."""
+    if pool not in ("cls", "mean"):
+        raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}")
+    model.eval()
+    features, labels = [], []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        images = batch["inputs"]
+        if transform is not None:
+            images = torch.stack([transform(image) for image in images])
+        tokens = model.encode({"inputs": images})
+        prefix = getattr(model.encoder, "num_prefix_tokens", 1)
+        features.append((tokens[:, 0] if pool == "cls" else tokens[:, prefix:].mean(1)).float().numpy())
+        labels.append(np.asarray(batch["label"]))
+    return np.concatenate(features), np.concatenate(labels)
+
+
+def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+                 max_iter: int = 2000) -> float:
+    """Accuracy of a logistic regression on standardised features (the BatchNorm without affine
+    of MAE's probe, fitted once)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
+    classifier.fit(train_x, train_y)
+    return float(classifier.score(test_x, test_y))
+
+
+def knn_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+                 k: int = 20, temperature: float = 0.07) -> float:
+    """Weighted k-NN on cosine similarity (weights exp(sim / T)), as in DINO's evaluation."""
+    train = torch.nn.functional.normalize(torch.from_numpy(train_x).float(), dim=1)
+    test = torch.nn.functional.normalize(torch.from_numpy(test_x).float(), dim=1)
+    labels = torch.from_numpy(train_y).long()
+    classes = int(max(labels.max().item(), int(test_y.max())) + 1)
+    similarity, neighbours = (test @ train.T).topk(min(k, len(train)), dim=1)
+    votes = torch.zeros(len(test), classes).scatter_add_(1, labels[neighbours], (similarity / temperature).exp())
+    return float((votes.argmax(1).numpy() == test_y).mean())
+
+
+def probe(model: torch.nn.Module, train: Dataset, test: Dataset, transform: Any = None, pool: str = "cls",
+          k: int = 20) -> dict[str, float]:
+    """Linear-probe and k-NN accuracy of a model's frozen encoder."""
+    train_x, train_y = extract_features(model, train, transform, pool=pool)
+    test_x, test_y = extract_features(model, test, transform, pool=pool)
+    if (train_y < 0).any() or (test_y < 0).any():
+        raise ValueError("probing needs labelled data: some samples have no label (-1)")
+    return {"linear_probe_accuracy": linear_probe(train_x, train_y, test_x, test_y),
+            "knn_accuracy": knn_accuracy(train_x, train_y, test_x, test_y, k=k)}

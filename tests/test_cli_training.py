@@ -1,0 +1,73 @@
+"""Every training and evaluation subcommand of `maekit`, end to end on tiny settings."""
+import json
+
+import timm
+import torch
+
+from tests.test_cli import run
+from tests.test_training import write_tiny_config
+
+
+def test_configs_lists_core_configs():
+    listing = json.loads(run("configs", "--json").stdout)
+    assert {"mae_demo_digits", "mae_vit_base_in1k", "mae_vit_large_in1k"} <= set(listing)
+    assert "_mae_schedule" not in listing
+
+
+def test_train_probe_visualize_export_finetune(tmp_path):
+    config = write_tiny_config(tmp_path, iters=4, interval=2)
+    work = tmp_path / "work"
+    out = run("train", str(config), "--work-dir", str(work), "--device", "cpu", "--cfg-options",
+              "schedule.max_iters=4", "log_interval=2").stdout
+    assert (work / "iter_4.pth").exists()
+    log = next(work.glob("*/vis_data/scalars.json")).read_text().splitlines()
+    record = json.loads(log[-1])
+    assert {"loss", "lr", "iter", "samples_per_s"} <= set(record)
+    assert any(work.glob("*/vis_data/events.out.tfevents.*")), "no TensorBoard event file"
+    # resume with no value means auto
+    run("train", str(config), "--work-dir", str(work), "--device", "cpu", "--resume",
+        "--cfg-options", "schedule.max_iters=6", "schedule.warmup_iters=1")
+    assert (work / "iter_6.pth").exists()
+
+    probe = json.loads(run("probe", str(config), "--checkpoint", str(work / "iter_6.pth"),
+                           "--out", str(tmp_path / "probe.json")).stdout)
+    assert 0.1 < probe["linear_probe_accuracy"] <= 1.0 and 0.1 < probe["knn_accuracy"] <= 1.0
+    assert json.loads((tmp_path / "probe.json").read_text())["checkpoint"] == str(work / "iter_6.pth")
+
+    grid = tmp_path / "grid.png"
+    run("visualize", str(work / "iter_6.pth"), "--config", str(config), "--out", str(grid), "--num", "3")
+    assert grid.stat().st_size > 0
+
+    run("export", str(work / "iter_6.pth"), "--config", str(config), "--out", str(tmp_path / "export"))
+    exported = json.loads((tmp_path / "export" / "config.json").read_text())
+    vit = timm.create_model(exported["architecture"], pretrained=True, num_classes=0,
+                            pretrained_cfg_overlay=dict(file=str(tmp_path / "export" / "model.safetensors")),
+                            **exported["model_args"])
+    assert vit.patch_embed.proj.in_channels == 1
+
+    printed = run("finetune", str(config), "--checkpoint", str(work / "iter_6.pth"), "--work-dir",
+                  str(tmp_path / "ft"), "--device", "cpu").stdout
+    metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert 0.0 <= metrics["top1_accuracy"] <= 1.0 and '"top1_accuracy"' in printed
+
+
+def test_training_errors_are_clear(tmp_path):
+    config = write_tiny_config(tmp_path)
+    bad = run("train", str(config), "--cfg-options", "nonsense", check=False)
+    assert bad.returncode != 0 and "expected key=value" in bad.stderr
+    missing = run("train", "no_such_config", check=False)
+    assert missing.returncode != 0 and "neither a file nor a known config name" in missing.stderr
+    no_probe = tmp_path / "no_probe.py"
+    no_probe.write_text("model = dict(type='mae')\n")
+    result = run("probe", str(no_probe), check=False)
+    assert result.returncode != 0 and "no 'probe' section" in result.stderr
+
+
+def test_demo_writes_metrics_and_picture(tmp_path):
+    out = tmp_path / "demo"
+    printed = run("demo", "--out", str(out), "--iters", "4").stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("probe_accuracy_pretrained", "probe_accuracy_random_init", "final_loss", "seconds"):
+        assert key in metrics
+    assert metrics["iterations"] == 4 and (out / "reconstructions.png").exists()
+    assert "linear probe: pretrained" in printed

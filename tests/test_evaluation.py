@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+
+from maekit.evaluation import extract_features, knn_accuracy, linear_probe, load_trained_model
+from maekit.export import export_encoder
+from maekit.finetune import finetune_config, run_finetune
+from maekit.visualize import reconstruction_panels, save_grid
+from tests.conftest import tiny_mae
+from tests.test_training import write_tiny_config
+
+
+def test_knn_matches_a_hand_computed_vote():
+    train_x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    train_y = np.array([0, 0, 1, 1])
+    test_x = np.array([[0.8, 0.3], [0.2, 1.0]])
+    # k=3: the third neighbour is of the other class but its weight exp(sim/T) is smaller
+    assert knn_accuracy(train_x, train_y, test_x, np.array([0, 1]), k=3) == 1.0
+    assert knn_accuracy(train_x, train_y, test_x, np.array([1, 0]), k=3) == 0.0
+
+
+def test_linear_probe_separates_separable_features():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-3, 1, (50, 4)), rng.normal(3, 1, (50, 4))])
+    y = np.repeat([0, 1], 50)
+    assert linear_probe(x, y, x, y) == 1.0
+    assert linear_probe(x, y, x, 1 - y) == 0.0
+
+
+def test_features_are_cls_or_mean_of_patch_tokens():
+    model = tiny_mae().eval()
+    dataset = [{"inputs": torch.randn(3, 32, 32), "label": i % 2} for i in range(6)]
+    cls, labels = extract_features(model, dataset, pool="cls")
+    mean, _ = extract_features(model, dataset, pool="mean")
+    tokens = model.encode({"inputs": torch.stack([d["inputs"] for d in dataset])}).detach()
+    assert np.allclose(cls, tokens[:, 0].numpy(), atol=1e-6) and np.allclose(mean, tokens[:, 1:].mean(1).numpy(), atol=1e-6)
+    assert labels.tolist() == [0, 1, 0, 1, 0, 1]
+
+
+def test_checkpoint_that_does_not_fit_is_named(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save({"encoder.cls_token": torch.zeros(1, 1, 8), "encoder.blocks.0.attn.qkv.weight": torch.zeros(24, 8)}, path)
+    cfg = dict(type="mae", size=None, encoder_name="vit_tiny_patch16_224", img_size=32, patch_size=8,
+               encoder=dict(embed_dim=64, depth=1, num_heads=4), decoder_embed_dim=32, decoder_depth=1,
+               decoder_num_heads=4)
+    with pytest.raises((ValueError, RuntimeError), match="other.pth|size mismatch"):
+        load_trained_model(cfg, path)
+
+
+def test_visualization_grid_has_four_panels_per_image(tmp_path):
+    model = tiny_mae(in_chans=1, norm_pix_loss=True)
+    images = torch.randn(3, 1, 32, 32)
+    rows = reconstruction_panels(model, images, mean=(0.5,), std=(0.5,))
+    assert len(rows) == 3 and all(len(r) == 4 for r in rows)
+    assert rows[0][0].shape == (32, 32, 1) and rows[0][0].dtype == np.uint8
+    # the first panel is the de-normalised input
+    expected = ((images[0, 0] * 0.5 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    assert np.array_equal(rows[0][0][..., 0], expected)
+    path = save_grid(rows, tmp_path / "grid.png", scale=2, gap=2)
+    assert Image.open(path).size == ((4 * 34 + 2) * 2, (3 * 34 + 2) * 2)
+
+
+def test_export_loads_in_timm_with_its_config(tmp_path):
+    model = tiny_mae().eval()
+    weights, config_path = export_encoder(model, tmp_path / "export")
+    config = json.loads(config_path.read_text())
+    vit = timm.create_model(config["architecture"], pretrained=True, num_classes=5,
+                            pretrained_cfg_overlay=dict(file=str(weights)), **config["model_args"]).eval()
+    images = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(vit.forward_features(images), model.encode(images), atol=1e-5)
+    assert vit.head.out_features == 5
+
+
+def test_finetune_uses_layer_decay_and_reports_accuracy(tmp_path):
+    from maekit.engine import load_config
+
+    cfg = load_config(write_tiny_config(tmp_path))
+    ft = finetune_config(cfg, None)
+    assert ft.schedule.paramwise_cfg == dict(layer_decay=0.65)
+    metrics = run_finetune(cfg, None, tmp_path / "ft", device="cpu")
+    assert 0.0 <= metrics["top1_accuracy"] <= 1.0 and (tmp_path / "ft" / "metrics.json").exists()
+
+
+def test_layer_decay_learning_rates():
+    from mmengine.optim import build_optim_wrapper
+
+    import maekit.engine  # noqa: F401
+    from maekit.engine.model import RunnerModel
+    from maekit.finetune import ViTClassifier
+
+    method = tiny_mae()
+    model = RunnerModel(ViTClassifier(method.patchifier, method.encoder, num_classes=3))
+    wrapper = build_optim_wrapper(model, dict(type="OptimWrapper", constructor="MaekitLayerDecayConstructor",
+                                              optimizer=dict(type="AdamW", lr=1.0, weight_decay=0.05),
+                                              paramwise_cfg=dict(layer_decay=0.5)))
+    lrs = {group["name"]: (group["lr"], group["weight_decay"]) for group in wrapper.optimizer.param_groups}
+    depth = 2
+    assert lrs["model.head.weight"] == (1.0, 0.05)
+    assert lrs["model.encoder.blocks.1.attn.qkv.weight"] == (0.5, 0.05)
+    assert lrs["model.encoder.blocks.0.attn.qkv.weight"] == (0.25, 0.05)
+    assert lrs["model.encoder.patch_embed.proj.weight"] == (0.5 ** (depth + 1), 0.05)
+    assert lrs["model.encoder.cls_token"] == (0.5 ** (depth + 1), 0.0)
+    assert lrs["model.fc_norm.weight"][1] == 0.0

@@ -1,0 +1,227 @@
+"""Training through mmengine's Runner: resume equivalence, safe and atomic checkpoints, the NaN
+guard, the optimisation recipe and DDP."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+import maekit
+from maekit.checkpoint import CheckpointError, load_state_dict
+from maekit.configs import CONFIG_DIR
+from maekit.engine import load_config, runner_config, train
+
+TINY = """
+_base_ = [{base!r}]
+model = dict(encoder=dict(embed_dim=32, depth=1, num_heads=2), decoder_embed_dim=16, decoder_depth=1,
+             decoder_num_heads=2, img_size=16)
+data = dict(dataset=dict(size=16), transform=dict(size=16), batch_size={batch})
+schedule = dict(max_iters={iters}, warmup_iters=2)
+checkpoint_interval = {interval}
+log_interval = 1
+probe = dict(train=dict(type="digits", split="train", size=16, channels=1),
+             test=dict(type="digits", split="test", size=16, channels=1))
+finetune = dict(num_classes=10, drop_path_rate=0.1,
+                data=dict(dataset=dict(type="digits", split="train", size=16, channels=1),
+                          transform=dict(type="mae_augment", size=16, scale=(0.6, 1.0), flip=False), batch_size=32),
+                test=dict(type="digits", split="test", size=16, channels=1),
+                schedule=dict(max_iters=4, warmup_iters=1, blr=1e-3, betas=(0.9, 0.999), layer_decay=0.65))
+"""
+
+
+def write_tiny_config(folder: Path, batch: int = 16, iters: int = 6, interval: int = 3) -> Path:
+    path = folder / "tiny_digits.py"
+    path.write_text(TINY.format(base=str(CONFIG_DIR / "mae_demo_digits.py"), batch=batch, iters=iters, interval=interval))
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path) -> Path:
+    return write_tiny_config(tmp_path)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@HOOKS.register_module(name="TestInterruptAfterIter", force=True)
+class InterruptAfterIter(Hook):
+    priority = "LOWEST"  # after the checkpoint hook has saved
+
+    def __init__(self, iteration: int) -> None:
+        self.iteration = iteration
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 == self.iteration:
+            raise _Interrupted()
+
+
+def final_weights(work_dir: Path, iters: int) -> dict[str, torch.Tensor]:
+    return load_state_dict(work_dir / f"iter_{iters}.pth")
+
+
+def test_resume_ends_with_weights_identical_to_an_uninterrupted_run(tmp_path, tiny_config):
+    train(tiny_config, tmp_path / "straight", device="cpu")
+    with pytest.raises(_Interrupted):
+        train(tiny_config, tmp_path / "resumed", device="cpu",
+              overrides={"custom_hooks": [dict(type="TestInterruptAfterIter", iteration=3)]})
+    assert (tmp_path / "resumed" / "iter_3.pth").exists() and not (tmp_path / "resumed" / "iter_6.pth").exists()
+    train(tiny_config, tmp_path / "resumed", device="cpu", resume="auto")
+    straight, resumed = final_weights(tmp_path / "straight", 6), final_weights(tmp_path / "resumed", 6)
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+    # the optimiser state came back too (its step count continued from 3)
+    checkpoint = torch.load(tmp_path / "resumed" / "iter_6.pth", weights_only=True)
+    assert checkpoint["meta"]["iter"] == 6
+    assert all(state["step"] == 6 for state in checkpoint["optimizer"]["state"].values())
+
+
+def test_checkpoints_hold_only_tensors_and_plain_containers(tmp_path, tiny_config):
+    train(tiny_config, tmp_path / "run", device="cpu")
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(tmp_path / "run" / "iter_6.pth") == []
+    # and resuming with an explicit path works as well as auto
+    train(tiny_config, tmp_path / "run", device="cpu", resume=str(tmp_path / "run" / "iter_3.pth"))
+
+
+def test_a_malicious_checkpoint_is_refused_on_resume_without_running(tmp_path, tiny_config):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    work = tmp_path / "run"
+    work.mkdir()
+    torch.save({"meta": {"iter": 3, "epoch": 0}, "state_dict": {}, "payload": Exploit()}, work / "iter_3.pth")
+    (work / "last_checkpoint").write_text(str(work / "iter_3.pth"))
+    with pytest.raises(CheckpointError, match="refused to load"):
+        train(tiny_config, work, device="cpu", resume="auto")
+    assert not marker.exists()
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    import maekit.engine  # noqa: F401  (installs the backend)
+    from mmengine.fileio import get_file_backend
+
+    backend = get_file_backend(str(tmp_path / "x.pth"))
+    assert type(backend).__name__ == "AtomicLocalBackend"
+    target = tmp_path / "latest.pth"
+    backend.put(b"good checkpoint", target)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed during save")
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        backend.put(b"half-written", target)
+    assert target.read_bytes() == b"good checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.pth"]
+
+
+@pytest.fixture
+def nan_model(plugin_host, register_plugin):
+    """A model that turns its loss into NaN from a given iteration on."""
+    from mmengine.logging import MessageHub
+
+    from maekit.registry import build
+
+    class NaNFrom(torch.nn.Module):
+        def __init__(self, model: dict, start: int):
+            super().__init__()
+            self.inner, self.start = build("model", model), start
+
+        def forward(self, batch, noise=None):
+            losses = self.inner(batch, noise=noise)
+            if MessageHub.get_current_instance().get_info("iter", 0) >= self.start:
+                losses["loss"] = losses["loss"] * float("nan")
+            return losses
+
+    register_plugin(maekit_register=maekit.hookimpl(lambda registry: registry.register("model", NaNFrom, name="nan_from")))
+
+
+def _nan_config(tiny_config: Path, nonfinite: str) -> Config:
+    cfg = load_config(tiny_config)
+    cfg.model = dict(type="nan_from", model=cfg.model, start=4)
+    cfg.merge_from_dict({"schedule.nonfinite": nonfinite, "checkpoint_interval": 2})
+    return cfg
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_config, nan_model):
+    with pytest.raises(FloatingPointError, match="non-finite loss .* at iteration 4"):
+        train(_nan_config(tiny_config, "stop"), tmp_path / "run", device="cpu")
+    last = Path((tmp_path / "run" / "last_checkpoint").read_text().strip())
+    assert last.name == "iter_4.pth"
+    weights = load_state_dict(last)
+    assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+def test_nan_guard_can_skip_and_count(tmp_path, tiny_config, nan_model):
+    runner = train(_nan_config(tiny_config, "skip"), tmp_path / "run", device="cpu")
+    assert runner.optim_wrapper.skipped_steps == 2 and runner.message_hub.get_info("skipped_steps") == 2
+    weights = load_state_dict(tmp_path / "run" / "iter_6.pth")
+    assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+def test_recipe_lr_scaling_param_groups_and_overrides(tiny_config, tmp_path):
+    cfg = load_config(tiny_config, {"schedule.accumulate": 4, "schedule.blr": 1e-3, "data.batch_size": 32,
+                                    "schedule.clip_grad": 3.0})
+    full = runner_config(cfg, tmp_path, amp="bf16")
+    assert full.optim_wrapper.optimizer.lr == pytest.approx(1e-3 * 32 * 4 / 256)
+    assert full.optim_wrapper.optimizer.betas == (0.9, 0.95) and full.optim_wrapper.accumulative_counts == 4
+    assert full.optim_wrapper.clip_grad == dict(max_norm=3.0)
+    assert full.optim_wrapper.autocast_dtype == "bfloat16"
+    warmup, cosine = full.param_scheduler
+    assert (warmup.type, warmup.end, cosine.type, cosine.begin, cosine.end) == ("LinearLR", 2, "CosineAnnealingLR", 2, 6)
+
+    from mmengine.optim import build_optim_wrapper
+
+    from maekit.engine.model import RunnerModel
+
+    model = RunnerModel(cfg.model)
+    wrapper = build_optim_wrapper(model, full.optim_wrapper)
+    decay = {name: group["weight_decay"] for group in wrapper.optimizer.param_groups
+             for name, param in model.named_parameters() if any(param is p for p in group["params"])}
+    assert decay["model.encoder.blocks.0.attn.qkv.weight"] == 0.05
+    for exempt in ("model.encoder.cls_token", "model.decoder.mask_token", "model.encoder.blocks.0.norm1.weight",
+                   "model.encoder.blocks.0.attn.qkv.bias", "model.decoder.pred.bias"):
+        assert decay[exempt] == 0.0, exempt
+    assert "model.encoder.pos_embed" not in decay  # frozen table: not optimised at all
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path, tiny_config):
+    runner = train(tiny_config, tmp_path / "run", device="cpu", amp="bf16",
+                   overrides={"schedule.max_iters": 2, "schedule.warmup_iters": 1, "checkpoint_interval": 2})
+    assert torch.isfinite(torch.tensor(runner.message_hub.get_scalar("train/loss").current()))
+
+
+def test_bad_configs_are_named(tmp_path, tiny_config):
+    with pytest.raises(ValueError, match="neither a file nor a known config name"):
+        load_config("no_such_config")
+    with pytest.raises(ValueError, match=r"warmup_iters must be in \[0, max_iters=6\)"):
+        runner_config(load_config(tiny_config, {"schedule.warmup_iters": 9}), tmp_path)
+    with pytest.raises(ValueError, match="amp must be off, bf16 or fp16"):
+        runner_config(load_config(tiny_config), tmp_path, amp="fp8")
+
+
+def test_ddp_two_processes_match_one_process(tmp_path):
+    one = write_tiny_config(tmp_path / "one" if (tmp_path / "one").mkdir() is None else None, batch=16, iters=3, interval=3)
+    two = write_tiny_config(tmp_path / "two" if (tmp_path / "two").mkdir() is None else None, batch=8, iters=3, interval=3)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": "29517"}
+    single = [sys.executable, "-m", "maekit.cli", "train", str(one), "--work-dir", str(tmp_path / "w1"), "--device", "cpu"]
+    double = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+              "-m", "maekit.cli", "train", str(two), "--work-dir", str(tmp_path / "w2"), "--device", "cpu",
+              "--launcher", "pytorch"]
+    for command in (single, double):
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    a, b = load_state_dict(tmp_path / "w1" / "iter_3.pth"), load_state_dict(tmp_path / "w2" / "iter_3.pth")
+    initial = load_state_dict(tmp_path / "w1" / "iter_3.pth")  # same keys
+    assert a.keys() == b.keys() == initial.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=2e-5, rtol=1e-4), (key, (a[key] - b[key]).abs().max())
