@@ -91,7 +91,7 @@ def classification_accuracy(model: nn.Module, dataset: Any, transform: Any, batc
 def run_finetune(cfg, checkpoint: str | None, work_dir: str | Path, amp: str = "off", device: str | None = None,
                  seed: int | None = None) -> dict[str, Any]:
     """Fine-tune, then measure top-1 accuracy on the section's ``test`` dataset; writes metrics.json."""
-    from maekit.data.views import EvalTransform, default_mean_std
+    from maekit.data.views import EvalTransform
     from maekit.engine import train
     from maekit.registry import build
 
@@ -99,9 +99,8 @@ def run_finetune(cfg, checkpoint: str | None, work_dir: str | Path, amp: str = "
     runner = train(finetune_config(cfg, checkpoint), work_dir, amp=amp, device=device, seed=seed)
     classifier = runner.model.module if hasattr(runner.model, "module") else runner.model
     test_set = build("dataset", cfg.finetune["test"])
-    sample = test_set[0]["inputs"]
-    mean, std = default_mean_std(sample.shape[0])
-    accuracy = classification_accuracy(classifier.model, test_set, EvalTransform(tuple(sample.shape[-2:]), mean, std))
+    transform = EvalTransform.matching(test_set, cfg.finetune["data"].get("transform"))
+    accuracy = classification_accuracy(classifier.model, test_set, transform)
     metrics = {"top1_accuracy": accuracy, "checkpoint": None if checkpoint is None else str(checkpoint),
                "final_loss": float(runner.message_hub.get_scalar("train/loss").current()),
                "seconds": round(time.perf_counter() - started, 1)}

@@ -71,3 +71,14 @@ def test_demo_writes_metrics_and_picture(tmp_path):
         assert key in metrics
     assert metrics["iterations"] == 4 and (out / "reconstructions.png").exists()
     assert "linear probe: pretrained" in printed
+
+
+def test_full_demo_beats_random_init_by_a_clear_margin(tmp_path):
+    """The README's main job, at its real length (about 4 minutes on 2 cores)."""
+    from maekit.demo import run_demo
+
+    metrics = run_demo(tmp_path / "demo", log=lambda message: None)
+    assert metrics["iterations"] == 1000
+    assert metrics["probe_accuracy_pretrained"] >= metrics["probe_accuracy_random_init"] + 0.01
+    assert metrics["knn_accuracy_pretrained"] >= metrics["knn_accuracy_random_init"] + 0.10
+    assert metrics["final_loss"] < 0.5

@@ -36,7 +36,8 @@ def maekit_register(registry):
 
 def test_core_components_carry_their_provider(plugin_host):
     core = [e for e in entries() if e.provider.name == "maekit"]
-    assert {e.kind for e in core} == {"model", "patchifier", "masker", "encoder", "decoder", "target", "loss"}
+    assert {e.kind for e in core} == {"model", "patchifier", "masker", "encoder", "decoder", "target", "loss",
+                                      "dataset", "transform"}
     assert all(e.provider.version == maekit.__version__ for e in core)
     assert {"mae", "masked_autoencoder"} <= set(registry_for("model").entries)
 

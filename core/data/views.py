@@ -65,7 +65,17 @@ class EvalTransform:
     def __init__(self, size: int | Sequence[int] = 224, mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None) -> None:
         self.size = (size, size) if isinstance(size, int) else tuple(size)
-        self.mean, self.std = mean, std
+        self.mean, self.std = mean, std  # None: the default statistics for the image's channels
+
+    @classmethod
+    def matching(cls, dataset: Dataset, train_transform: dict | None = None) -> "EvalTransform":
+        """The evaluation twin of a training transform config: its size and statistics (else the
+        dataset's own image size and the default statistics for its channel count)."""
+        sample = dataset[0]["inputs"]
+        train_transform = dict(train_transform or {})
+        default_mean, default_std = default_mean_std(sample.shape[0])
+        return cls(train_transform.get("size", tuple(sample.shape[-2:])),
+                   train_transform.get("mean") or default_mean, train_transform.get("std") or default_std)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         if tuple(image.shape[-2:]) != self.size:

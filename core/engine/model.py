@@ -57,8 +57,8 @@ class RunnerModel(BaseModel):
         raise ValueError(f"unknown forward mode {mode!r}; expected 'loss', 'tensor' or 'predict'")
 
     def parse_losses(self, losses: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The method's ``"loss"`` is the total; every term is logged (mmengine would sum any key
-        containing 'loss')."""
+        """The method's ``"loss"`` is the total (mmengine would sum every key containing 'loss');
+        every term is logged under its own name."""
         if "loss" not in losses:
             raise KeyError(f"the method returned {sorted(losses)}; a 'loss' entry is required")
         log_vars = {"loss": losses["loss"].detach()}

@@ -107,7 +107,8 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
             checkpoint=dict(type="CheckpointHook", interval=interval, by_epoch=False,
                             max_keep_ckpts=int(cfg.get("max_keep_checkpoints", 3)), save_last=True)),
         custom_hooks=[dict(type="MaekitThroughputHook"), dict(type="MaekitDataOnlyCheckpointHook"), *cfg.get("custom_hooks", [])],
-        log_processor=dict(by_epoch=False, window_size=int(cfg.get("log_interval", 10))),
+        # every logged term (not only those named *loss*) is averaged over the window; lr is current
+        log_processor=dict(by_epoch=False, window_size=int(cfg.get("log_interval", 10)), mean_pattern=r"^(?!.*lr$).*"),
         visualizer=dict(type="Visualizer", vis_backends=[dict(type="LocalVisBackend"),
                                                           dict(type="TensorboardVisBackend")]),
         env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend=cfg.get("dist_backend", "nccl" if _cuda() else "gloo"))),

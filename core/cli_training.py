@@ -1,0 +1,225 @@
+"""``maekit`` subcommands that train and evaluate: train, configs, probe, finetune, visualize,
+export, demo. Each imports torch (and the engine) only when it runs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from maekit.cli import _fail, _load, console, main
+
+# -- training and evaluation -------------------------------------------------------------------
+def _parse_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` pairs (values as Python literals where they parse, else strings)."""
+    import ast
+
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            _fail(f"--cfg-options {pair!r}: expected key=value (e.g. schedule.max_iters=100)")
+        try:
+            overrides[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            overrides[key] = raw
+    return overrides
+
+
+def cfg_options_option(command):
+    """``--cfg-options KEY=VALUE [KEY=VALUE ...]`` as mmengine spells it (also repeatable)."""
+    command = click.argument("more_cfg_options", nargs=-1, metavar="[KEY=VALUE]...")(command)
+    return click.option("--cfg-options", multiple=True, metavar="KEY=VALUE",
+                        help="Override config keys, e.g. --cfg-options schedule.max_iters=100 data.batch_size=32.")(command)
+
+
+def _config(config: str, cfg_options: tuple[str, ...]):
+    from maekit.engine import load_config
+
+    try:
+        return load_config(config, _parse_overrides(cfg_options))
+    except (ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+
+
+def _default_work_dir(config: str) -> str:
+    return str(Path("work_dirs") / Path(config).stem)
+
+
+@main.command()
+@click.argument("config")
+@click.option("--work-dir", help="Where checkpoints and logs go [work_dirs/<config name>].")
+@click.option("--resume", is_flag=False, flag_value="auto", default=None,
+              help="Resume: 'auto' (the latest checkpoint in the work dir, the default with no value) or a PATH.")
+@cfg_options_option
+@click.option("--amp", type=click.Choice(["bf16", "fp16", "off"]), default="off", show_default=True,
+              help="Mixed precision: bf16 autocast (CPU and GPU) or fp16 with loss scaling (GPU).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Force a device (default: CUDA when present).")
+@click.option("--seed", type=int, help="Random seed (default: the config's).")
+@click.option("--launcher", type=click.Choice(["none", "pytorch", "slurm", "mpi"]), default="none", show_default=True,
+              help="'pytorch' under torchrun for DDP (or FSDP with strategy='fsdp' in the config).")
+@click.pass_context
+def train(ctx: click.Context, config: str, work_dir: str | None, resume: str | None, cfg_options: tuple[str, ...],
+          more_cfg_options: tuple[str, ...], amp: str, device: str | None, seed: int | None, launcher: str) -> None:
+    """Train CONFIG (a file, or a name from `maekit configs`) with mmengine's Runner."""
+    _load(ctx)
+    from maekit.engine import train as run_training
+
+    cfg = _config(config, cfg_options + more_cfg_options)
+    try:
+        run_training(cfg, work_dir or _default_work_dir(config), amp=amp, device=device, seed=seed, resume=resume,
+                     launcher=launcher)
+    except FloatingPointError as error:
+        _fail(f"{error} (work dir: {work_dir or _default_work_dir(config)})")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def configs(ctx: click.Context, as_json: bool) -> None:
+    """List the configs that core and plugins contribute."""
+    _load(ctx)
+    from maekit.configs import available_configs
+
+    found = {name: str(path) for name, path in available_configs().items()}
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    table = Table(title="maekit configs")
+    table.add_column("name")
+    table.add_column("file", overflow="fold")
+    for name, path in found.items():
+        table.add_row(name, path)
+    console.print(table)
+
+
+def _write_metrics(metrics: dict[str, Any], out: str | None) -> None:
+    text = json.dumps(metrics, indent=2)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+    click.echo(text)
+
+
+@main.command()
+@click.argument("config")
+@click.option("--checkpoint", type=click.Path(exists=True), help="Trained weights (default: random init).")
+@click.option("--pool", type=click.Choice(["cls", "mean"]), default="cls", show_default=True)
+@click.option("--k", default=20, show_default=True, help="Neighbours for k-NN.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the metrics JSON here too.")
+@cfg_options_option
+@click.pass_context
+def probe(ctx: click.Context, config: str, checkpoint: str | None, pool: str, k: int, out: str | None,
+          cfg_options: tuple[str, ...], more_cfg_options: tuple[str, ...]) -> None:
+    """Linear probe (logistic regression) and k-NN on frozen encoder features."""
+    _load(ctx)
+    from maekit.data.views import EvalTransform
+    from maekit.evaluation import load_trained_model
+    from maekit.evaluation import probe as run_probe
+    from maekit.registry import build
+
+    cfg = _config(config, cfg_options + more_cfg_options)
+    section = cfg.get("probe")
+    if not section:
+        _fail(f"config {config} has no 'probe' section with 'train' and 'test' datasets")
+    try:
+        train_set, test_set = build("dataset", section["train"]), build("dataset", section["test"])
+        transform = EvalTransform.matching(train_set, (cfg.get("data") or {}).get("transform"))
+        model = load_trained_model(cfg.model, checkpoint)
+        metrics = run_probe(model, train_set, test_set, transform, pool=pool, k=k)
+    except (ValueError, KeyError, RuntimeError) as error:
+        _fail(str(error))
+    _write_metrics({**metrics, "checkpoint": checkpoint, "pool": pool}, out)
+
+
+@main.command()
+@click.argument("config")
+@click.option("--checkpoint", type=click.Path(exists=True), help="Pre-trained weights (default: random init).")
+@click.option("--work-dir", help="Where checkpoints, logs and metrics.json go.")
+@cfg_options_option
+@click.option("--amp", type=click.Choice(["bf16", "fp16", "off"]), default="off", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]))
+@click.option("--seed", type=int)
+@click.pass_context
+def finetune(ctx: click.Context, config: str, checkpoint: str | None, work_dir: str | None,
+             cfg_options: tuple[str, ...], more_cfg_options: tuple[str, ...], amp: str, device: str | None,
+             seed: int | None) -> None:
+    """Fine-tune the encoder with MAE's head and layer-wise lr decay; report top-1 accuracy."""
+    _load(ctx)
+    from maekit.finetune import run_finetune
+
+    cfg = _config(config, cfg_options + more_cfg_options)
+    try:
+        metrics = run_finetune(cfg, checkpoint, work_dir or _default_work_dir(config) + "_finetune",
+                               amp=amp, device=device, seed=seed)
+    except (ValueError, FloatingPointError) as error:
+        _fail(str(error))
+    _write_metrics(metrics, None)
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.option("--config", required=True, help="The config the checkpoint was trained with.")
+@click.option("--out", default="reconstructions.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--num", default=8, show_default=True, help="How many images.")
+@click.option("--seed", default=0, show_default=True, help="Seeds the masks.")
+@click.option("--scale", default=4, show_default=True, help="Upscale factor of the PNG.")
+@click.pass_context
+def visualize(ctx: click.Context, checkpoint: str, config: str, out: str, num: int, seed: int, scale: int) -> None:
+    """Write a PNG grid: input | masked | reconstruction | reconstruction with visible patches."""
+    _load(ctx)
+    import torch
+
+    from maekit.data.views import EvalTransform
+    from maekit.evaluation import load_trained_model
+    from maekit.registry import build
+    from maekit.visualize import reconstruction_panels, save_grid
+
+    cfg = _config(config, ())
+    try:
+        dataset = build("dataset", (cfg.get("probe") or {}).get("test", cfg.data["dataset"]))
+        transform = EvalTransform.matching(dataset, cfg.data.get("transform"))
+        images = torch.stack([transform(dataset[i]["inputs"]) for i in range(min(num, len(dataset)))])
+        model = load_trained_model(cfg.model, checkpoint)
+        noise = torch.rand(len(images), model.tokenize(images).num_tokens, generator=torch.Generator().manual_seed(seed))
+        panels = reconstruction_panels(model, images, transform.mean, transform.std, noise=noise)
+        path = save_grid(panels, out, scale=scale)
+    except (ValueError, KeyError, RuntimeError) as error:
+        _fail(str(error))
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.option("--config", required=True, help="The config the checkpoint was trained with.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for model.safetensors + config.json.")
+@click.pass_context
+def export(ctx: click.Context, checkpoint: str, config: str, out: str) -> None:
+    """Export the encoder as safetensors + config JSON that timm loads."""
+    _load(ctx)
+    from maekit.evaluation import load_trained_model
+    from maekit.export import export_encoder
+
+    cfg = _config(config, ())
+    try:
+        weights, config_path = export_encoder(load_trained_model(cfg.model, checkpoint), out)
+    except (ValueError, KeyError, RuntimeError) as error:
+        _fail(str(error))
+    click.echo(f"wrote {weights} and {config_path}")
+
+
+@main.command()
+@click.option("--out", default="demo_out", show_default=True, type=click.Path(file_okay=False))
+@click.option("--iters", type=int, help="Pre-training iterations (default: the demo config's).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--config", default="mae_demo_digits", show_default=True, help="The demo config.")
+@click.pass_context
+def demo(ctx: click.Context, out: str, iters: int | None, seed: int, config: str) -> None:
+    """Pre-train a small MAE on bundled digits (CPU, minutes), probe it vs random init, write OUT/metrics.json."""
+    _load(ctx)
+    from maekit.demo import run_demo
+
+    metrics = run_demo(out, config=config, max_iters=iters, seed=seed, log=click.echo)
+    click.echo(f"wrote {Path(out) / 'metrics.json'} and {metrics['reconstructions']}")
