@@ -60,14 +60,14 @@ def list_command(ctx: click.Context, kind: str | None, plugin_name: str | None, 
         ctx.obj["plugin_files"] = (*ctx.obj.get("plugin_files", ()), plugin_name)
         plugin_name = str(Path(plugin_name).resolve())
     host = _load(ctx)
-    wanted = plugins._normalise(plugin_name) if plugin_name else None
+    wanted = plugins.normalise_name(plugin_name) if plugin_name else None
     rows = [
         {"kind": e.kind, "name": e.name, "plugin": e.provider.name, "version": e.provider.version,
          "summary": e.one_line_summary()}
         for e in entries(kind)
-        if wanted is None or plugins._normalise(e.provider.name) == wanted
+        if wanted is None or plugins.normalise_name(e.provider.name) == wanted
     ]
-    if wanted is not None and not any(plugins._normalise(r.name) == wanted for r in host.records):
+    if wanted is not None and not any(plugins.normalise_name(r.name) == wanted for r in host.records):
         _fail(f"--plugin {plugin_name}: no such plugin; known: {', '.join(r.name for r in host.records)}")
     plugin_rows = [r.as_dict() for r in host.records]
     if as_json:

@@ -32,7 +32,7 @@ from maekit.registry import KINDS, Entry, Provider, registry_for
 
 __all__ = [
     "Registrar", "PluginRecord", "PluginHost", "PluginLoadError", "load_plugins", "ensure_plugins_loaded",
-    "current_host", "providers_of_disabled", "config_dirs", "sample_data",
+    "current_host", "providers_of_disabled", "config_dirs", "sample_data", "normalise_name",
 ]
 
 CORE_NAME = "maekit"
@@ -77,7 +77,8 @@ class PluginRecord:
         return {"name": self.name, "version": self.version, "status": self.status, "error": self.error}
 
 
-def _normalise(name: str) -> str:
+def normalise_name(name: str) -> str:
+    """Plugin names compare case-insensitively, with "_" and "-" alike (as pip does)."""
     return name.strip().lower().replace("_", "-")
 
 
@@ -85,7 +86,7 @@ def _names_from_env(variable: str) -> set[str] | None:
     value = os.environ.get(variable)
     if value is None:
         return None
-    return {_normalise(n) for n in value.replace(" ", ",").split(",") if n.strip()}
+    return {normalise_name(n) for n in value.replace(" ", ",").split(",") if n.strip()}
 
 
 def _import_file(path: Path) -> ModuleType:
@@ -156,10 +157,10 @@ class PluginHost:
         for ep in sorted(metadata.entry_points(group="maekit"), key=lambda e: (e.dist.name if e.dist else e.name)):
             dist_name = ep.dist.name if ep.dist is not None else ep.name
             version = ep.dist.version if ep.dist is not None else ""
-            names = {_normalise(dist_name), _normalise(ep.name)}
-            if _normalise(dist_name) in seen:  # the same distribution visible twice on sys.path
+            names = {normalise_name(dist_name), normalise_name(ep.name)}
+            if normalise_name(dist_name) in seen:  # the same distribution visible twice on sys.path
                 continue
-            seen.add(_normalise(dist_name))
+            seen.add(normalise_name(dist_name))
             if (allow is not None and not names & allow) or names & deny:
                 self.records.append(PluginRecord(dist_name, version, "disabled", source=ep.value, loader=ep.load))
                 continue

@@ -233,11 +233,8 @@ def get(kind: str, name: str) -> Any:
     return entry.load()
 
 
-def build(kind: str, cfg: dict[str, Any] | Any, **defaults: Any) -> Any:
-    """Build a component from ``{"type": name, **kwargs}``; an already built object passes through.
-
-    ``defaults`` fill keys the config does not set (e.g. the encoder width a decoder needs).
-    """
+def build(kind: str, cfg: dict[str, Any] | Any) -> Any:
+    """Build a component from ``{"type": name, **kwargs}``; an already built object passes through."""
     if not isinstance(cfg, dict):
         if cfg is None:
             raise ValueError(f"a {kind} is required: pass a config dict with a 'type' key")
@@ -247,8 +244,7 @@ def build(kind: str, cfg: dict[str, Any] | Any, **defaults: Any) -> Any:
         raise ValueError(f"{kind} config {cfg!r} has no 'type' key naming a registered {kind}")
     name = cfg.pop("type")
     factory: Callable[..., Any] = get(kind, name)
-    kwargs = {**defaults, **cfg}
     try:
-        return factory(**kwargs)
+        return factory(**cfg)
     except TypeError as error:
-        raise TypeError(f"building {kind} {name!r} with {sorted(kwargs)}: {error}") from error
+        raise TypeError(f"building {kind} {name!r} with {sorted(cfg)}: {error}") from error
