@@ -1,0 +1,47 @@
+"""Shared helpers for maekit's benchmarks: machine description, timing, matmul peak."""
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+__all__ = ["machine_description", "median_seconds", "matmul_peak_flops"]
+
+
+def machine_description() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    description = {"cpu": cpu, "cores": torch.get_num_threads(), "python": platform.python_version(),
+                   "torch": torch.__version__, "platform": platform.platform()}
+    if torch.cuda.is_available():
+        description["gpu"] = torch.cuda.get_device_name(0)
+    return description
+
+
+def median_seconds(fn: Callable[[], None], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_peak_flops(dtype: torch.dtype, device: str = "cpu", size: int = 2048, repeats: int = 5) -> float:
+    """Measured FLOP/s of a square matmul in ``dtype`` (the denominator of MFU)."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for _ in range(2):
+        a @ b
+    seconds = median_seconds(lambda: a @ b, repeats, sync)
+    return 2 * size**3 / seconds

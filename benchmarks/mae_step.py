@@ -1,0 +1,133 @@
+"""MAE pre-training step (forward + backward + AdamW step, mask 0.75, 224 px, patch 16):
+maekit's `mae` against transformers' ViTMAEForPreTraining, same sizes and precision, measured side
+by side in one process (contenders alternate every repeat; the median is reported).
+
+    python benchmarks/mae_step.py --quick            # ViT-Tiny b32 and ViT-B b8, fp32 and bf16
+    python benchmarks/mae_step.py --sizes base --precisions bf16 --repeats 10 --out step.json
+
+Reports samples/s, the maekit/transformers ratio, model FLOPs per step (torch's FLOP counter) and
+MFU against a matmul peak measured in the same run for the same dtype.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine_description, matmul_peak_flops, median_seconds  # noqa: E402
+
+SIZES = {  # name: (width, depth, heads, default batch)
+    "tiny": (192, 12, 3, 32),
+    "small": (384, 12, 6, 16),
+    "base": (768, 12, 12, 8),
+    "large": (1024, 24, 16, 4),
+}
+
+
+def build_maekit(size: str, compile_model: bool) -> torch.nn.Module:
+    from maekit.registry import build
+
+    model = build("model", dict(type="mae", size=size, img_size=224, mask_ratio=0.75, norm_pix_loss=True))
+    return torch.compile(model) if compile_model else model
+
+
+def build_transformers(size: str) -> torch.nn.Module:
+    from transformers import ViTMAEConfig, ViTMAEForPreTraining
+
+    width, depth, heads, _ = SIZES[size]
+    config = ViTMAEConfig(hidden_size=width, num_hidden_layers=depth, num_attention_heads=heads,
+                          intermediate_size=4 * width, decoder_hidden_size=512, decoder_num_hidden_layers=8,
+                          decoder_num_attention_heads=16, decoder_intermediate_size=2048, image_size=224,
+                          patch_size=16, mask_ratio=0.75, norm_pix_loss=True, layer_norm_eps=1e-6,
+                          attn_implementation="sdpa")
+    return ViTMAEForPreTraining(config)
+
+
+def make_step(name: str, model: torch.nn.Module, images: torch.Tensor, dtype: torch.dtype, fused: bool):
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,
+                                  betas=(0.9, 0.95), weight_decay=0.05, **({"fused": True} if fused else {}))
+    autocast = (lambda: torch.autocast(images.device.type, dtype=torch.bfloat16)) if dtype == torch.bfloat16 else nullcontext
+    loss_of = (lambda: model(images)["loss"]) if name == "maekit" else (lambda: model(pixel_values=images).loss)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            loss = loss_of()
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def count_flops(step) -> int:
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny (b32) and base (b8), fp32 and bf16, 3 repeats")
+    parser.add_argument("--sizes", default="tiny,base")
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--batch", type=int, help="override every size's default batch")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compile", action="store_true", help="also time maekit under torch.compile")
+    parser.add_argument("--out", type=Path, help="write the results as JSON")
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats = 3
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    results = {"machine": machine_description(), "device": device, "runs": []}
+    peaks = {}
+    for precision in args.precisions.split(","):
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+        peaks[precision] = matmul_peak_flops(dtype, device)
+    results["matmul_peak_flops"] = peaks
+    header = f"{'size':6} {'prec':5} {'batch':>5} {'contender':14} {'samples/s':>10} {'GFLOP/step':>11} {'MFU':>6}"
+    print(header)
+    for size in args.sizes.split(","):
+        batch = args.batch or SIZES[size][3]
+        for precision in args.precisions.split(","):
+            dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+            torch.manual_seed(0)
+            images = torch.randn(batch, 3, 224, 224, device=device)
+            contenders = {"maekit": build_maekit(size, False).to(device),
+                          "transformers": build_transformers(size).to(device)}
+            if args.compile:
+                contenders["maekit+compile"] = build_maekit(size, True).to(device)
+            steps = {name: make_step("maekit" if name.startswith("maekit") else name, model, images, dtype,
+                                     fused=name.startswith("maekit"))
+                     for name, model in contenders.items()}
+            flops = {name: count_flops(step) for name, step in steps.items()}
+            for step in steps.values():  # warm-up (and compilation)
+                step()
+            times: dict[str, list[float]] = {name: [] for name in steps}
+            for _ in range(args.repeats):  # alternate the contenders every repeat
+                for name, step in steps.items():
+                    times[name].append(median_seconds(step, 1, sync))
+            for name in steps:
+                seconds = sorted(times[name])[len(times[name]) // 2]
+                run = {"size": size, "precision": precision, "batch": batch, "contender": name,
+                       "seconds_per_step": seconds, "samples_per_s": batch / seconds,
+                       "flops_per_step": flops[name], "mfu": flops[name] / seconds / peaks[precision]}
+                results["runs"].append(run)
+                print(f"{size:6} {precision:5} {batch:5d} {name:14} {run['samples_per_s']:10.2f} "
+                      f"{flops[name] / 1e9:11.1f} {run['mfu']:6.1%}")
+            ours = next(r for r in results["runs"][-len(steps):] if r["contender"] == "maekit")
+            theirs = next(r for r in results["runs"][-len(steps):] if r["contender"] == "transformers")
+            print(f"{'':6} {'':5} {'':5} ratio maekit/transformers: {ours['samples_per_s'] / theirs['samples_per_s']:.2f}x")
+    print("matmul peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
