@@ -17,6 +17,12 @@ from typing import Any
 
 import torch
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 __all__ = ["CheckpointError", "SAFE_GLOBALS", "load_file", "load_state_dict", "save_state_dict", "unwrap_state_dict"]
 
 SAFE_GLOBALS: list[Any] = [argparse.Namespace]
@@ -89,6 +95,7 @@ def save_state_dict(state_dict: dict[str, torch.Tensor], path: str | Path, metad
             save_file(tensors, tmp_name, metadata=metadata)
         else:
             torch.save(tensors, tmp_name)
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp_name, path)
     finally:
         if os.path.exists(tmp_name):

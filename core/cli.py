@@ -241,10 +241,10 @@ def forward(ctx: click.Context, image: str | None, sample: str, preset: str, img
 
             state_dict = resize_pos_embeds(convert_state_dict(load_state_dict(checkpoint)), model)
             model.load_state_dict(state_dict)
+        with torch.no_grad():
+            losses = model(pixels)
     except (ValueError, KeyError, RuntimeError, OSError) as error:
         _fail(str(error))
-    with torch.no_grad():
-        losses = model(pixels)
     source = image or f"scikit-image sample '{sample}'"
     weights = checkpoint or "random init"
     click.echo(f"mae-{preset} ({weights}) on {source} at {img_size}px, mask {mask_ratio}: "

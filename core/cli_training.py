@@ -58,7 +58,7 @@ def _default_work_dir(config: str) -> str:
               help="Mixed precision: bf16 autocast (CPU and GPU) or fp16 with loss scaling (GPU).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Force a device (default: CUDA when present).")
 @click.option("--seed", type=int, help="Random seed (default: the config's).")
-@click.option("--launcher", type=click.Choice(["none", "pytorch", "slurm", "mpi"]), default="none", show_default=True,
+@click.option("--launcher", type=click.Choice(["none", "pytorch"]), default="none", show_default=True,
               help="'pytorch' under torchrun for DDP (or FSDP with strategy='fsdp' in the config).")
 @click.pass_context
 def train(ctx: click.Context, config: str, work_dir: str | None, resume: str | None, cfg_options: tuple[str, ...],
@@ -179,8 +179,9 @@ def visualize(ctx: click.Context, checkpoint: str, config: str, out: str, num: i
 
     cfg = _config(config, ())
     try:
-        dataset = build("dataset", (cfg.get("probe") or {}).get("test", cfg.data["dataset"]))
-        transform = EvalTransform.matching(dataset, cfg.data.get("transform"))
+        data = cfg.get("data") or {}
+        dataset = build("dataset", (cfg.get("probe") or {}).get("test") or data.get("dataset"))
+        transform = EvalTransform.matching(dataset, data.get("transform"))
         images = torch.stack([transform(dataset[i]["inputs"]) for i in range(min(num, len(dataset)))])
         model = load_trained_model(cfg.model, checkpoint)
         noise = torch.rand(len(images), model.tokenize(images).num_tokens, generator=torch.Generator().manual_seed(seed))

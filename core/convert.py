@@ -14,7 +14,7 @@ import torch
 
 from maekit.checkpoint import CheckpointError
 
-__all__ = ["LAYOUTS", "detect_layout", "official_to_maekit", "maekit_to_official", "transformers_to_maekit",
+__all__ = ["LAYOUTS", "strip_runner_prefix", "detect_layout", "official_to_maekit", "maekit_to_official", "transformers_to_maekit",
            "maekit_to_timm", "convert_state_dict", "resize_pos_embeds"]
 
 StateDict = dict[str, torch.Tensor]
@@ -143,9 +143,16 @@ def _identity(state_dict: StateDict) -> StateDict:
     return dict(state_dict)
 
 
+def strip_runner_prefix(state_dict: StateDict) -> StateDict:
+    """maekit training checkpoints wrap the method as ``model.*``; return the method's keys."""
+    if state_dict and all(k.startswith("model.") for k in state_dict):
+        return {k[len("model."):]: v for k, v in state_dict.items()}
+    return state_dict
+
+
 def detect_layout(state_dict: StateDict) -> str:
     """'maekit', 'official' or 'transformers', from the key names."""
-    keys = set(state_dict)
+    keys = set(strip_runner_prefix(state_dict))
     if any(k.startswith(("vit.", "embeddings.", "decoder.decoder_")) for k in keys):
         return "transformers"
     if any(k.startswith(("encoder.blocks.", "encoder.cls_token", "decoder.blocks.")) for k in keys):
@@ -166,6 +173,7 @@ _FROM_MAEKIT: dict[str, Callable[[StateDict], StateDict]] = {
 def convert_state_dict(state_dict: StateDict, source: str = "auto", target: str = "maekit") -> StateDict:
     """Convert between layouts through maekit's: source in maekit/official/transformers (or auto),
     target in maekit/official/timm."""
+    state_dict = strip_runner_prefix(state_dict)
     source = detect_layout(state_dict) if source == "auto" else source
     if source not in _TO_MAEKIT:
         raise ValueError(f"source layout must be auto or one of {', '.join(_TO_MAEKIT)}, got {source!r}")

@@ -22,12 +22,20 @@ def load_trained_model(model_cfg: dict, checkpoint: str | Path | None) -> torch.
     model = build("model", model_cfg)
     if checkpoint is not None:
         state = load_state_dict(checkpoint)
-        if all(k.startswith("model.") for k in state):  # a RunnerModel checkpoint
-            state = {k[len("model."):]: v for k, v in state.items()}
-        else:
+        try:
             state = convert_state_dict(state)
-        missing, unexpected = model.load_state_dict(resize_pos_embeds(state, model), strict=False)
-        if unexpected or [k for k in missing if not k.endswith("pos_embed")]:
+        except Exception as error:
+            if not all(k.split(".")[0] in ("cls_token", "pos_embed", "patch_embed", "blocks", "norm", "fc_norm", "head")
+                       for k in state):
+                raise ValueError(f"{checkpoint}: {error}") from error
+            state = {f"encoder.{k}": v for k, v in state.items() if not k.startswith(("head.", "fc_norm."))}  # timm encoder
+        try:
+            missing, unexpected = model.load_state_dict(resize_pos_embeds(state, model), strict=False)
+        except RuntimeError as error:
+            raise ValueError(f"{checkpoint}: does not fit the configured model: {error}") from None
+        # an encoder-only file (exported, or the official mae_pretrain_*) leaves the decoder as initialised
+        missing = [k for k in missing if not k.endswith("pos_embed") and not k.startswith("decoder.")]
+        if unexpected or missing:
             raise ValueError(f"{checkpoint}: does not fit the configured model (missing {missing[:5]}, "
                              f"unexpected {unexpected[:5]})")
     return model.eval()
@@ -40,15 +48,16 @@ def extract_features(model: torch.nn.Module, dataset: Dataset, transform: Any = 
     mean of the patch tokens (``pool="mean"``, MAE's fine-tuning pool)."""
     if pool not in ("cls", "mean"):
         raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}")
+    from maekit.data.views import TransformedView
+
     model.eval()
+    device = next(model.parameters()).device
     features, labels = [], []
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        images = batch["inputs"]
-        if transform is not None:
-            images = torch.stack([transform(image) for image in images])
-        tokens = model.encode({"inputs": images})
+    view = TransformedView(dataset, transform) if transform is not None else dataset
+    for batch in DataLoader(view, batch_size=batch_size, shuffle=False):
+        tokens = model.encode({"inputs": batch["inputs"].to(device)})
         prefix = getattr(model.encoder, "num_prefix_tokens", 1)
-        features.append((tokens[:, 0] if pool == "cls" else tokens[:, prefix:].mean(1)).float().numpy())
+        features.append((tokens[:, 0] if pool == "cls" else tokens[:, prefix:].mean(1)).float().cpu().numpy())
         labels.append(np.asarray(batch["label"]))
     return np.concatenate(features), np.concatenate(labels)
 
@@ -73,9 +82,12 @@ def knn_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     test = torch.nn.functional.normalize(torch.from_numpy(test_x).float(), dim=1)
     labels = torch.from_numpy(train_y).long()
     classes = int(max(labels.max().item(), int(test_y.max())) + 1)
-    similarity, neighbours = (test @ train.T).topk(min(k, len(train)), dim=1)
-    votes = torch.zeros(len(test), classes).scatter_add_(1, labels[neighbours], (similarity / temperature).exp())
-    return float((votes.argmax(1).numpy() == test_y).mean())
+    predictions = []
+    for chunk in test.split(1024):  # bounded memory: 1024 × len(train) similarities at a time
+        similarity, neighbours = (chunk @ train.T).topk(min(k, len(train)), dim=1)
+        votes = torch.zeros(len(chunk), classes).scatter_add_(1, labels[neighbours], (similarity / temperature).exp())
+        predictions.append(votes.argmax(1))
+    return float((torch.cat(predictions).numpy() == test_y).mean())
 
 
 def probe(model: torch.nn.Module, train: Dataset, test: Dataset, transform: Any = None, pool: str = "cls",

@@ -78,11 +78,13 @@ def finetune_config(cfg, checkpoint: str | None):
 def classification_accuracy(model: nn.Module, dataset: Any, transform: Any, batch_size: int = 256) -> float:
     from torch.utils.data import DataLoader
 
+    from maekit.data.views import TransformedView
+
     model.eval()
+    device = next(model.parameters()).device
     correct = total = 0
-    for batch in DataLoader(dataset, batch_size=batch_size):
-        images = torch.stack([transform(image) for image in batch["inputs"]])
-        predicted = model.classify({"inputs": images}).argmax(-1)
+    for batch in DataLoader(TransformedView(dataset, transform), batch_size=batch_size):
+        predicted = model.classify({"inputs": batch["inputs"].to(device)}).argmax(-1).cpu()
         correct += int((predicted == torch.as_tensor(batch["label"])).sum())
         total += len(predicted)
     return correct / total

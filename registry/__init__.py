@@ -234,10 +234,12 @@ def get(kind: str, name: str) -> Any:
 
 
 def build(kind: str, cfg: dict[str, Any] | Any) -> Any:
-    """Build a component from ``{"type": name, **kwargs}``; an already built object passes through."""
+    """Build a component from ``{"type": name, **kwargs}`` (or a bare name); a built object passes through."""
+    if isinstance(cfg, str):  # a bare registered name
+        cfg = {"type": cfg}
     if not isinstance(cfg, dict):
-        if cfg is None:
-            raise ValueError(f"a {kind} is required: pass a config dict with a 'type' key")
+        if cfg is None or isinstance(cfg, type):
+            raise ValueError(f"a {kind} is required as a built object or a config dict with a 'type' key, got {cfg!r}")
         return cfg
     cfg = dict(cfg)
     if "type" not in cfg:

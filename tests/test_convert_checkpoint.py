@@ -103,3 +103,22 @@ def test_convert_command_end_to_end(tmp_path):
     torch.save({"something.else": torch.zeros(1)}, bogus)
     result = runner.invoke(main, ["convert", str(bogus), str(tmp_path / "x.pth")])
     assert result.exit_code != 0 and "cannot tell the checkpoint layout" in result.output
+
+
+def test_training_checkpoints_and_remote_paths(tmp_path):
+    state = {f"model.{k}": v for k, v in tiny_mae().state_dict().items()}
+    torch.save({"state_dict": state, "meta": {"iter": 3}}, tmp_path / "iter_3.pth")
+    converted = convert_state_dict(load_state_dict(tmp_path / "iter_3.pth"), "auto", "timm")
+    assert "blocks.0.attn.qkv.weight" in converted
+    import maekit.engine  # noqa: F401  (installs the loaders)
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    with pytest.raises(CheckpointError, match="local files only"):
+        CheckpointLoader.load_checkpoint("https://example.invalid/mae.pth")
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    path = save_state_dict({"w": torch.ones(1)}, tmp_path / "w.pth")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -100,3 +100,32 @@ def test_eval_transform_normalises_with_the_stated_statistics():
     out = EvalTransform(8)(image)
     assert torch.allclose(out[0], torch.full((8, 8), (0.5 - 0.485) / 0.229))
     assert EvalTransform(16, mean=(0.5,), std=(0.5,))(torch.zeros(1, 8, 8)).shape == (1, 16, 16)
+
+
+def test_array_dtype_rule_and_16_bit_big_endian(tmp_path):
+    assert torch.allclose(ArrayDataset(np.full((1, 2, 2), 65535, np.uint16))[0]["inputs"], torch.ones(1, 2, 2))
+    with pytest.raises(ValueError, match="dtype torch.int64 are ambiguous"):
+        ArrayDataset(np.full((1, 2, 2), 200, np.int64))
+    with pytest.raises(ValueError, match=r"float images must lie in \[0, 1\]"):
+        ArrayDataset(np.full((1, 2, 2), 200.0, np.float32))
+    path = tmp_path / "big.tif"
+    Image.frombytes("I;16B", (3, 3), np.full((3, 3), 65535, dtype=">u2").tobytes()).save(path)
+    assert torch.allclose(read_image(path, channels=1), torch.ones(1, 3, 3))
+
+
+def test_exclude_must_name_existing_folders(image_tree):
+    with pytest.raises(ValueError, match="exclude must be a list"):
+        ImageFolderDataset(image_tree, exclude="BACK")
+    with pytest.raises(ValueError, match=r"excluded classes \['BAKC'\] not found"):
+        ImageFolderDataset(image_tree, exclude=["BAKC"])
+
+
+def test_probe_features_of_differently_sized_images(tmp_path):
+    from maekit.evaluation import extract_features
+    from tests.conftest import tiny_mae
+
+    for i, size in enumerate([(40, 50), (64, 32)]):
+        (tmp_path / f"c{i}").mkdir()
+        Image.fromarray(np.zeros((*size, 3), np.uint8)).save(tmp_path / f"c{i}" / "a.png")
+    features, labels = extract_features(tiny_mae(), ImageFolderDataset(tmp_path), EvalTransform(32))
+    assert features.shape == (2, 64) and labels.tolist() == [0, 1]

@@ -137,3 +137,10 @@ def test_given_masker_keeps_pattern_and_checks_counts():
 def test_mask_keep_all_is_identity():
     mask = Mask.keep_all(2, 5)
     assert mask.masked.sum() == 0 and mask.ids_restore.tolist() == [list(range(5))] * 2
+
+
+def test_given_masker_refuses_bad_patterns():
+    with pytest.raises(ValueError, match="at least one must stay visible"):
+        GivenMasker([[1, 1, 1]])
+    with pytest.raises(ValueError, match="given mask has 3 rows for a batch of 2"):
+        GivenMasker(torch.zeros(3, 4))(_tokens(2, 4))

@@ -92,11 +92,15 @@ class GivenMasker(Masker):
         counts = masked.reshape(-1, masked.shape[-1]).sum(dim=1)
         if (counts != counts[0]).any():
             raise ValueError(f"every row of masked must remove the same number of tokens, got {counts.tolist()}")
+        if int(counts[0]) >= masked.shape[-1]:
+            raise ValueError(f"masked removes all {masked.shape[-1]} tokens; at least one must stay visible")
         self.register_buffer("masked", masked, persistent=False)
 
     def forward(self, tokens: Tokens, noise: torch.Tensor | None = None) -> Mask:
         if self.masked.shape[-1] != tokens.num_tokens:
             raise ValueError(f"given mask covers {self.masked.shape[-1]} tokens, batch has {tokens.num_tokens}")
+        if self.masked.dim() == 2 and self.masked.shape[0] not in (1, tokens.batch_size):
+            raise ValueError(f"given mask has {self.masked.shape[0]} rows for a batch of {tokens.batch_size}")
         masked = self.masked.expand(tokens.batch_size, -1).to(torch.uint8)
         ids_shuffle = torch.argsort(masked, dim=1, stable=True)  # kept tokens first, in order
         return Mask.from_order(ids_shuffle, tokens.num_tokens - int(masked[0].sum()))

@@ -24,9 +24,11 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", "
 
 
 def _to_unit_range(array: np.ndarray) -> np.ndarray:
-    if array.dtype == np.uint8:
+    if array.dtype.kind == "u" and array.dtype.itemsize == 1:
         return array.astype(np.float32) / 255.0
-    if array.dtype == np.uint16 or (array.dtype == np.int32 and array.max(initial=0) <= 65535 and array.min(initial=0) >= 0):
+    if array.dtype.kind == "u" and array.dtype.itemsize == 2:  # 16-bit, either byte order
+        return array.astype(np.float32) / 65535.0
+    if array.dtype.kind == "i" and array.dtype.itemsize == 2:  # Pillow's signed 16-bit modes
         return array.astype(np.float32) / 65535.0
     array = array.astype(np.float32)
     low, high = float(array.min()), float(array.max())
@@ -42,7 +44,10 @@ def read_image(path: str | Path, channels: int = 3) -> torch.Tensor:
     try:
         with Image.open(path) as image:
             image.load()
-            if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            if image.mode.startswith("I;16"):  # Pillow's 16-bit modes: divide by 65535 whatever the array dtype
+                array = np.asarray(image).astype(np.float32) / 65535.0
+                array = array[..., None] if channels == 1 else np.repeat(array[..., None], 3, axis=-1)
+            elif image.mode in ("I", "F"):
                 array = _to_unit_range(np.asarray(image))
                 array = array[..., None] if channels == 1 else np.repeat(array[..., None], 3, axis=-1)
             else:
@@ -59,7 +64,8 @@ class ImageFolderDataset(Dataset):
 
     ``classes`` restricts and orders the classes; ``exclude`` drops some (e.g. ``["BACK"]``).
     ``on_error="raise"`` names a corrupt file in the error; ``"skip"`` serves the next readable file
-    instead and counts the skipped ones in ``skipped``.
+    instead and counts the skipped ones in ``skipped`` (per process: DataLoader workers keep their
+    own count).
     """
 
     def __init__(self, root: str | Path, channels: int = 3, classes: Sequence[str] | None = None,
@@ -78,6 +84,11 @@ class ImageFolderDataset(Dataset):
             if missing:
                 raise ValueError(f"{self.root}: class folders {missing} not found; present: {folders}")
             folders = list(classes)
+        if isinstance(exclude, str):
+            raise ValueError(f"exclude must be a list of class folder names, got the string {exclude!r}")
+        unknown = [c for c in exclude if c not in folders]
+        if unknown:
+            raise ValueError(f"{self.root}: excluded classes {unknown} not found; present: {folders}")
         self.classes = [c for c in folders if c not in set(exclude)]
         if self.classes:
             self.samples = [(path, label) for label, name in enumerate(self.classes)
@@ -103,8 +114,8 @@ class ImageFolderDataset(Dataset):
 
 
 class ArrayDataset(Dataset):
-    """Images held in memory: an array N×H×W, N×H×W×C or N×C×H×W (uint8 in 0–255 or float in
-    [0, 1]), with optional integer labels."""
+    """Images held in memory: an array N×H×W, N×H×W×C or N×C×H×W (uint8 in 0–255, uint16 in
+    0–65535, or float in [0, 1]; anything else is refused), with optional integer labels."""
 
     def __init__(self, images: np.ndarray | torch.Tensor, labels: Sequence[int] | np.ndarray | None = None,
                  channels_last: bool | None = None) -> None:
@@ -118,7 +129,17 @@ class ArrayDataset(Dataset):
                 images = images.permute(0, 3, 1, 2)
         else:
             raise ValueError(f"images must be N×H×W, N×H×W×C or N×C×H×W, got shape {tuple(images.shape)}")
-        images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        if images.dtype == torch.uint8:
+            images = images.float() / 255.0
+        elif images.dtype == torch.uint16:
+            images = images.float() / 65535.0
+        elif images.is_floating_point():
+            images = images.float()
+            if images.numel() and (images.min() < 0 or images.max() > 1):
+                raise ValueError(f"float images must lie in [0, 1]; got values in [{images.min():.3g}, {images.max():.3g}]")
+        else:
+            raise ValueError(f"images of dtype {images.dtype} are ambiguous: pass uint8 (0–255), uint16 (0–65535) "
+                             f"or floats in [0, 1]")
         if labels is not None and len(labels) != len(images):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         self.images = images.contiguous()

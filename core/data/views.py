@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["MAEAugment", "EvalTransform", "AugmentedView", "mix_seed", "default_mean_std"]
+__all__ = ["MAEAugment", "EvalTransform", "TransformedView", "AugmentedView", "mix_seed", "default_mean_std"]
 
 
 def mix_seed(*parts: int) -> int:
@@ -82,6 +82,21 @@ class EvalTransform:
             image = torch.nn.functional.interpolate(image[None], size=self.size, mode="bicubic",
                                                     align_corners=False)[0].clamp(0, 1)
         return _normalise(image, self.mean, self.std)
+
+
+class TransformedView(Dataset):
+    """A dataset with a deterministic transform applied per item (before batching, so images of
+    different sizes can be batched once resized)."""
+
+    def __init__(self, dataset: Dataset, transform: Any) -> None:
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.dataset[index]
+        return {"inputs": self.transform(sample["inputs"]), "label": sample.get("label", -1)}
 
 
 class AugmentedView(Dataset):

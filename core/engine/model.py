@@ -36,7 +36,8 @@ class RunnerModel(BaseModel):
     ``forward(inputs, label, index, mode="loss")`` calls the method on the batch mapping
     ``{"inputs", "label", "index"}`` and returns its losses, with masking noise
     from :class:`SampleNoise` when the batch carries virtual indices. Other randomness in the step
-    (dropout, drop-path) is reseeded from (seed, iteration), so it too survives a resume.
+    (dropout, drop-path) is reseeded from (seed, iteration, rank): it survives a resume, and ranks
+    draw independently (so with drop-path a DDP run is not the 1-process run, only equivalent).
     """
 
     def __init__(self, model: dict | torch.nn.Module, seed: int = 0) -> None:
@@ -49,7 +50,10 @@ class RunnerModel(BaseModel):
         if mode == "loss":
             from mmengine.logging import MessageHub
 
-            torch.manual_seed(mix_seed(self.seed, MessageHub.get_current_instance().get_info("iter", 0), 2))
+            from mmengine.dist import get_rank
+
+            iteration = MessageHub.get_current_instance().get_info("iter", 0)
+            torch.manual_seed(mix_seed(self.seed, iteration, get_rank(), 2))
             noise = SampleNoise(self.seed, index) if index is not None else None
             return self.model({"inputs": inputs, "label": label, "index": index}, noise=noise)
         if mode in ("tensor", "predict"):

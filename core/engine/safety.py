@@ -21,6 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 __all__ = ["RESUME_SAFE_GLOBALS", "install", "safe_torch_load"]
 
 
@@ -59,6 +65,13 @@ def _load_from_local(filename: str, map_location: Any = None) -> Any:
     return safe_torch_load(filename, map_location)
 
 
+def _refuse_remote(filename: str, map_location: Any = None, *args: Any, **kwargs: Any) -> Any:
+    from maekit.checkpoint import CheckpointError
+
+    raise CheckpointError(f"{filename}: maekit loads checkpoints from local files only (remote loaders would "
+                          f"unpickle without weights_only); download it and pass the local path")
+
+
 def _atomic_write(filepath: str | Path, data: bytes) -> None:
     filepath = Path(filepath)
     filepath.parent.mkdir(parents=True, exist_ok=True)
@@ -68,6 +81,7 @@ def _atomic_write(filepath: str | Path, data: bytes) -> None:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, filepath)
     finally:
         if os.path.exists(tmp):
@@ -88,6 +102,10 @@ def install() -> None:
 
     RESUME_SAFE_GLOBALS[:] = _resume_globals()
     CheckpointLoader.register_scheme(prefixes="", force=True)(_load_from_local)
+    # mmengine's remote loaders (http, s3, model zoos) call torch.load without weights_only
+    remote = [prefix for prefix in CheckpointLoader._schemes if prefix]
+    if remote:
+        CheckpointLoader.register_scheme(prefixes=remote, force=True)(_refuse_remote)
 
     class AtomicLocalBackend(LocalBackend):
         """Local files written through a temporary file and an atomic rename."""
