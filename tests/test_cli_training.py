@@ -2,7 +2,6 @@
 import json
 
 import timm
-import torch
 
 from tests.test_cli import run
 from tests.test_training import write_tiny_config
@@ -17,8 +16,8 @@ def test_configs_lists_core_configs():
 def test_train_probe_visualize_export_finetune(tmp_path):
     config = write_tiny_config(tmp_path, iters=4, interval=2)
     work = tmp_path / "work"
-    out = run("train", str(config), "--work-dir", str(work), "--device", "cpu", "--cfg-options",
-              "schedule.max_iters=4", "log_interval=2").stdout
+    run("train", str(config), "--work-dir", str(work), "--device", "cpu", "--cfg-options",
+        "schedule.max_iters=4", "log_interval=2")
     assert (work / "iter_4.pth").exists()
     log = next(work.glob("*/vis_data/scalars.json")).read_text().splitlines()
     record = json.loads(log[-1])

@@ -1,7 +1,5 @@
-import json
 import subprocess
 import sys
-import textwrap
 
 import pytest
 from mmengine.config import Config

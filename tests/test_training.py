@@ -1,6 +1,5 @@
 """Training through mmengine's Runner: resume equivalence, safe and atomic checkpoints, the NaN
 guard, the optimisation recipe and DDP."""
-import json
 import os
 import subprocess
 import sys
