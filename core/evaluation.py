@@ -16,19 +16,15 @@ __all__ = ["load_trained_model", "extract_features", "linear_probe", "knn_accura
 def load_trained_model(model_cfg: dict, checkpoint: str | Path | None) -> torch.nn.Module:
     """Build the method from its config and load a checkpoint: a training checkpoint written by
     ``maekit train`` or weights in any layout ``maekit convert`` reads. None keeps random init."""
-    from maekit.checkpoint import load_state_dict
+    from maekit.checkpoint import CheckpointError, load_state_dict
     from maekit.convert import convert_state_dict, resize_pos_embeds
 
     model = build("model", model_cfg)
     if checkpoint is not None:
-        state = load_state_dict(checkpoint)
-        try:
-            state = convert_state_dict(state)
-        except Exception as error:
-            if not all(k.split(".")[0] in ("cls_token", "pos_embed", "patch_embed", "blocks", "norm", "fc_norm", "head")
-                       for k in state):
-                raise ValueError(f"{checkpoint}: {error}") from error
-            state = {f"encoder.{k}": v for k, v in state.items() if not k.startswith(("head.", "fc_norm."))}  # timm encoder
+        try:  # a timm-layout encoder reads as the official layout's encoder part
+            state = convert_state_dict(load_state_dict(checkpoint))
+        except CheckpointError as error:
+            raise ValueError(f"{checkpoint}: {error}") from error
         try:
             missing, unexpected = model.load_state_dict(resize_pos_embeds(state, model), strict=False)
         except RuntimeError as error:

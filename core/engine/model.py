@@ -5,6 +5,7 @@ from typing import Any
 
 import torch
 from mmengine.model import BaseModel
+from mmengine.registry import MODELS
 
 from maekit.data.views import mix_seed
 from maekit.registry import build
@@ -30,6 +31,7 @@ class SampleNoise:
         return torch.stack(rows).to(device)
 
 
+@MODELS.register_module(name="MaekitRunnerModel")
 class RunnerModel(BaseModel):
     """Wraps a method (``MaskedAutoencoder`` or any module returning a loss dict) for mmengine.
 

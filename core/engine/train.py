@@ -46,9 +46,6 @@ def load_config(config: str | Path, overrides: dict[str, Any] | None = None) -> 
 def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int | None = None,
                   resume: str | None = None, launcher: str = "none") -> Config:
     """Expand a maekit config into the full config mmengine's Runner takes."""
-    from maekit.engine import safety
-
-    safety.install()
     seed = int(cfg.get("seed", 0) if seed is None else seed)
     data, schedule = dict(cfg.get("data", {})), dict(cfg.get("schedule", {}))
     for section, keys in (("data", ("dataset", "batch_size")), ("schedule", ("max_iters",))):
@@ -145,8 +142,8 @@ def _init_cpu_process_group() -> None:
 
 
 def build_runner(cfg: Config):
-    """mmengine's Runner for an expanded config (maekit's pieces registered first)."""
-    import maekit.engine  # noqa: F401  (registers the runner model, sampler, hooks, optimiser wrapper)
+    """mmengine's Runner for an expanded config (importing maekit.engine registered maekit's pieces
+    and installed the checkpoint fixes)."""
     from mmengine.runner import Runner
 
     return Runner.from_cfg(cfg)
