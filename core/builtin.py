@@ -47,3 +47,8 @@ def maekit_sample_data() -> dict:
     from maekit import samples  # imported on demand: it needs torch
 
     return {f"image:{name}": (lambda name=name: samples.sample_image(name)) for name in samples.SAMPLE_IMAGES}
+
+
+@hookimpl
+def maekit_demos() -> dict:
+    return {"mae": "mae_demo_digits"}

@@ -175,7 +175,7 @@ def visualize(ctx: click.Context, checkpoint: str, config: str, out: str, num: i
     from maekit.data.views import EvalTransform
     from maekit.evaluation import load_trained_model
     from maekit.registry import build
-    from maekit.visualize import reconstruction_panels, save_grid
+    from maekit.visualize import save_grid
 
     cfg = _config(config, ())
     try:
@@ -184,9 +184,7 @@ def visualize(ctx: click.Context, checkpoint: str, config: str, out: str, num: i
         transform = EvalTransform.matching(dataset, data.get("transform"))
         images = torch.stack([transform(dataset[i]["inputs"]) for i in range(min(num, len(dataset)))])
         model = load_trained_model(cfg.model, checkpoint)
-        noise = torch.rand(len(images), model.tokenize(images).num_tokens, generator=torch.Generator().manual_seed(seed))
-        panels = reconstruction_panels(model, images, transform.mean, transform.std, noise=noise)
-        path = save_grid(panels, out, scale=scale)
+        path = save_grid(model.panels(images, transform.mean, transform.std, seed=seed), out, scale=scale)
     except (ValueError, KeyError, RuntimeError) as error:
         _fail(str(error))
     click.echo(f"wrote {path}")
@@ -212,15 +210,28 @@ def export(ctx: click.Context, checkpoint: str, config: str, out: str) -> None:
 
 
 @main.command()
+@click.argument("name", default="mae")
 @click.option("--out", default="demo_out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--iters", type=int, help="Pre-training iterations (default: the demo config's).")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--config", default="mae_demo_digits", show_default=True, help="The demo config.")
+@click.option("--config", help="Another config for the demo (e.g. a plugin's second encoder kind).")
+@click.option("--list", "list_demos", is_flag=True, help="List the demos installed plugins offer.")
 @click.pass_context
-def demo(ctx: click.Context, out: str, iters: int | None, seed: int, config: str) -> None:
-    """Pre-train a small MAE on bundled digits (CPU, minutes), probe it vs random init, write OUT/metrics.json."""
+def demo(ctx: click.Context, name: str, out: str, iters: int | None, seed: int, config: str | None,
+         list_demos: bool) -> None:
+    """Pre-train NAME's demo (default: core MAE on bundled digits; CPU, minutes), evaluate it against
+    random init, write OUT/metrics.json and a picture."""
     _load(ctx)
-    from maekit.demo import run_demo
+    from maekit.plugins import PluginLoadError, demos
 
-    metrics = run_demo(out, config=config, max_iters=iters, seed=seed, log=click.echo)
+    try:
+        if list_demos:
+            for demo_name, target in sorted(demos().items()):
+                click.echo(f"{demo_name}\t{target}")
+            return
+        from maekit.demo import run_named_demo
+
+        metrics = run_named_demo(name, out, config=config, max_iters=iters, seed=seed, log=click.echo)
+    except (ValueError, PluginLoadError) as error:
+        _fail(str(error))
     click.echo(f"wrote {Path(out) / 'metrics.json'} and {metrics['reconstructions']}")

@@ -1,4 +1,5 @@
-"""The main job: pre-train a small MAE on bundled real data, probe it, and write the evidence."""
+"""The main job: pre-train a small model on bundled real data, probe it against random init, and
+write the evidence. Plugins offer their own demos by name (hook ``maekit_demos``)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "run_named_demo"]
 
 
 def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: int | None = None, seed: int = 0,
@@ -20,7 +21,7 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
     from maekit.engine import load_config, train
     from maekit.evaluation import load_trained_model, probe
     from maekit.registry import build
-    from maekit.visualize import reconstruction_panels, save_grid
+    from maekit.visualize import save_grid
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -36,31 +37,29 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
     train_set = build("dataset", probe_cfg.get("train", dict(type="digits", split="train", size=32, channels=1)))
     test_set = build("dataset", probe_cfg.get("test", dict(type="digits", split="test", size=32, channels=1)))
     transform = EvalTransform.matching(train_set, cfg.data.get("transform"))
+    # Mean-pooled patch tokens are the headline probe: MAE's cls token gets no direct training
+    # signal in pre-training; the cls-token probe of the paper is reported beside it. A config
+    # lists its pools in ``probe.pools`` (headline first), e.g. ("mean",) for encoders without cls.
+    pools = tuple(probe_cfg.get("pools", ("mean", "cls")))
 
     torch.manual_seed(seed)
     pretrained = load_trained_model(cfg.model, checkpoint)
     torch.manual_seed(seed)
     random_init = load_trained_model(cfg.model, None)
-    # Mean-pooled patch tokens are the headline probe: MAE's cls token gets no direct training
-    # signal in pre-training; the cls-token probe of the paper is reported beside it.
-    scores = {(name, pool): probe(model, train_set, test_set, transform, pool=pool)
-              for name, model in (("pretrained", pretrained), ("random_init", random_init))
-              for pool in ("mean", "cls")}
+    metrics: dict[str, Any] = {}
+    for pool in pools:
+        prefix = "" if pool == pools[0] else f"{pool}_"
+        for name, model in (("pretrained", pretrained), ("random_init", random_init)):
+            scores = probe(model, train_set, test_set, transform, pool=pool)
+            metrics[f"{prefix}probe_accuracy_{name}"] = scores["linear_probe_accuracy"]
+            metrics[f"{prefix}knn_accuracy_{name}"] = scores["knn_accuracy"]
 
     images = torch.stack([transform(test_set[i]["inputs"]) for i in range(8)])
-    noise = torch.rand(images.shape[0], pretrained.tokenize(images).num_tokens, generator=torch.Generator().manual_seed(seed))
-    grid = save_grid(reconstruction_panels(pretrained, images, transform.mean, transform.std, noise=noise), out_dir / "reconstructions.png", scale=4)
+    grid = save_grid(pretrained.panels(images, transform.mean, transform.std, seed=seed),
+                     out_dir / "reconstructions.png", scale=4)
 
-    metrics = {
-        "probe_accuracy_pretrained": scores["pretrained", "mean"]["linear_probe_accuracy"],
-        "probe_accuracy_random_init": scores["random_init", "mean"]["linear_probe_accuracy"],
-        "knn_accuracy_pretrained": scores["pretrained", "mean"]["knn_accuracy"],
-        "knn_accuracy_random_init": scores["random_init", "mean"]["knn_accuracy"],
-        "cls_probe_accuracy_pretrained": scores["pretrained", "cls"]["linear_probe_accuracy"],
-        "cls_probe_accuracy_random_init": scores["random_init", "cls"]["linear_probe_accuracy"],
-        "cls_knn_accuracy_pretrained": scores["pretrained", "cls"]["knn_accuracy"],
-        "cls_knn_accuracy_random_init": scores["random_init", "cls"]["knn_accuracy"],
-        "probe_features": "mean-pooled patch tokens (cls_* : the cls token)",
+    metrics.update({
+        "probe_features": f"{pools[0]}-pooled encoder tokens" + "".join(f"; {p}_*: {p} pool" for p in pools[1:]),
         "final_loss": final_loss,
         "iterations": int(cfg.schedule.max_iters),
         "seconds": round(time.perf_counter() - started, 1),
@@ -68,9 +67,27 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
         "seed": seed,
         "checkpoint": str(checkpoint),
         "reconstructions": str(grid),
-    }
+    })
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log(f"linear probe: pretrained {metrics['probe_accuracy_pretrained']:.3f} vs random init "
         f"{metrics['probe_accuracy_random_init']:.3f}; k-NN: {metrics['knn_accuracy_pretrained']:.3f} vs "
         f"{metrics['knn_accuracy_random_init']:.3f}; final loss {final_loss:.4f}; {metrics['seconds']} s")
     return metrics
+
+
+def run_named_demo(name: str, out_dir: str | Path, config: str | None = None, **options: Any) -> dict[str, Any]:
+    """Run the demo a plugin offers under ``name`` (``maekit demo NAME``); ``config`` swaps in
+    another config for a config-based demo (e.g. a plugin's second encoder kind)."""
+    import importlib
+
+    from maekit.plugins import demos
+
+    offered = demos()
+    if name not in offered:
+        raise ValueError(f"no demo named {name!r}; installed plugins offer: {', '.join(sorted(offered)) or '(none)'}")
+    target = offered[name]
+    if ":" not in target:  # a config run by the generic demo
+        return run_demo(out_dir, config=config or target, **options)
+    module, _, function = target.partition(":")
+    runner = getattr(importlib.import_module(module), function)
+    return runner(out_dir, **({"config": config} if config else {}), **options)

@@ -46,13 +46,16 @@ def extract_features(model: torch.nn.Module, dataset: Dataset, transform: Any = 
         raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}")
     from maekit.data.views import TransformedView
 
+    prefix = getattr(model.encoder, "num_prefix_tokens", 1)
+    if pool == "cls" and prefix == 0:
+        raise ValueError(f"pool='cls' needs an encoder with a class token; {type(model.encoder).__name__} has none "
+                         f"(use pool='mean')")
     model.eval()
     device = next(model.parameters()).device
     features, labels = [], []
     view = TransformedView(dataset, transform) if transform is not None else dataset
     for batch in DataLoader(view, batch_size=batch_size, shuffle=False):
         tokens = model.encode({"inputs": batch["inputs"].to(device)})
-        prefix = getattr(model.encoder, "num_prefix_tokens", 1)
         features.append((tokens[:, 0] if pool == "cls" else tokens[:, prefix:].mean(1)).float().cpu().numpy())
         labels.append(np.asarray(batch["label"]))
     return np.concatenate(features), np.concatenate(labels)

@@ -17,7 +17,7 @@ import pluggy
 if TYPE_CHECKING:
     from maekit.plugins import Registrar
 
-__all__ = ["hookspec", "hookimpl", "maekit_register", "maekit_config_dirs", "maekit_sample_data"]
+__all__ = ["hookspec", "hookimpl", "maekit_register", "maekit_config_dirs", "maekit_sample_data", "maekit_demos"]
 
 hookspec = pluggy.HookspecMarker("maekit")
 hookimpl = pluggy.HookimplMarker("maekit")
@@ -44,3 +44,10 @@ def maekit_config_dirs() -> list[str | Path]:
 @hookspec
 def maekit_sample_data() -> dict[str, Callable[[], object]]:
     """Named loaders of sample data bundled with this plugin or with a package it depends on."""
+
+
+@hookspec
+def maekit_demos() -> dict[str, str]:
+    """Demos this plugin offers to ``maekit demo NAME``: name → a config name (run by core's
+    generic demo: pre-train, probe against random init, picture via the model's ``panels``) or a
+    ``"package.module:function"`` with the signature of :func:`maekit.demo.run_demo`."""

@@ -1,7 +1,7 @@
 """``MaskedAutoencoder``: the one forward pass every method shares."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -72,6 +72,16 @@ class MaskedAutoencoder(nn.Module):
         """Encoder features B×(P+N)×D for downstream use; no masking unless ``mask`` is given."""
         tokens = self.tokenize(batch)
         return self.encoder(tokens if mask is None else tokens.take(mask.ids_keep))
+
+    @torch.no_grad()
+    def panels(self, images: torch.Tensor, mean: Sequence[float], std: Sequence[float], seed: int = 0) -> list[list[Any]]:
+        """Picture rows for ``maekit visualize`` and the demo (H×W×C uint8 panels per image):
+        input | masked | reconstruction | reconstruction with visible patches, masks seeded by
+        ``seed``. A method whose corruption is not a token mask overrides this."""
+        from maekit.visualize import reconstruction_panels
+
+        noise = torch.rand(len(images), self.tokenize(images).num_tokens, generator=torch.Generator().manual_seed(seed))
+        return reconstruction_panels(self, images, mean, std, noise=noise)
 
 
 def build_model(cfg: dict[str, Any]) -> nn.Module:

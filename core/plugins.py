@@ -32,7 +32,7 @@ from maekit.registry import KINDS, Entry, Provider, registry_for
 
 __all__ = [
     "Registrar", "PluginRecord", "PluginHost", "PluginLoadError", "load_plugins", "ensure_plugins_loaded",
-    "current_host", "providers_of_disabled", "config_dirs", "sample_data", "normalise_name",
+    "current_host", "providers_of_disabled", "config_dirs", "sample_data", "demos", "normalise_name",
 ]
 
 CORE_NAME = "maekit"
@@ -270,4 +270,18 @@ def sample_data() -> dict[str, Callable[[], object]]:
     merged: dict[str, Callable[[], object]] = {}
     for contribution in reversed(host.pm.hook.maekit_sample_data()):
         merged.update(contribution)
+    return merged
+
+
+def demos() -> dict[str, str]:
+    """Every demo contributed by loaded plugins (name → config name or "module:function").
+    Two plugins offering the same demo name is an error naming both."""
+    host = ensure_plugins_loaded()
+    merged: dict[str, str] = {}
+    owners: dict[str, str] = {}
+    for impl in host.pm.hook.maekit_demos.get_hookimpls():
+        for name, target in (impl.function() or {}).items():
+            if name in merged:
+                raise PluginLoadError(f"demo {name!r} is offered by both {owners[name]} and {impl.plugin_name}")
+            merged[name], owners[name] = target, impl.plugin_name
     return merged

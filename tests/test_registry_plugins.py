@@ -166,3 +166,28 @@ def test_listing_imports_no_torch():
     code = "import sys, maekit.registry as r; list(r.entries()); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_demos_hook_collects_demos_and_rejects_a_name_offered_twice(plugin_host, register_plugin):
+    register_plugin(name="maekit-one", maekit_demos=lambda: {"one": "cfg_one", "shared": "pkg.mod:run"})
+    assert plugins.demos()["one"] == "cfg_one" and plugins.demos()["mae"] == "mae_demo_digits"
+    register_plugin(name="maekit-two", maekit_demos=lambda: {"shared": "other_cfg"})
+    with pytest.raises(plugins.PluginLoadError, match="'shared' is offered by both maekit-one and maekit-two"):
+        plugins.demos()
+
+
+def test_named_demo_runs_a_function_target_and_unknown_names_list_what_exists(plugin_host, register_plugin, tmp_path):
+    from maekit.demo import run_named_demo
+
+    calls = []
+    module = type(sys)("maekit_fake_demo")
+    module.run = lambda out_dir, **options: calls.append((out_dir, options)) or {"ok": True}
+    sys.modules["maekit_fake_demo"] = module
+    try:
+        register_plugin(name="maekit-fake", maekit_demos=lambda: {"fake": "maekit_fake_demo:run"})
+        assert run_named_demo("fake", tmp_path, max_iters=2) == {"ok": True}
+        assert calls == [(tmp_path, {"max_iters": 2})]
+        with pytest.raises(ValueError, match="no demo named 'nope'; installed plugins offer: fake, mae"):
+            run_named_demo("nope", tmp_path)
+    finally:
+        del sys.modules["maekit_fake_demo"]
