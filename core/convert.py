@@ -155,7 +155,8 @@ def detect_layout(state_dict: StateDict) -> str:
     keys = set(strip_runner_prefix(state_dict))
     if any(k.startswith(("vit.", "embeddings.", "decoder.decoder_")) for k in keys):
         return "transformers"
-    if any(k.startswith(("encoder.blocks.", "encoder.cls_token", "decoder.blocks.")) for k in keys):
+    # maekit's own: component attributes (any encoder, e.g. a plugin's CNN, under "encoder.")
+    if any(k.startswith(("encoder.", "decoder.")) for k in keys):
         return "maekit"
     if {"cls_token", "pos_embed"} <= keys or any(k.startswith(("blocks.", "decoder_blocks.")) for k in keys):
         return "official"

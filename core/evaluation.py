@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from maekit.registry import build
 
-__all__ = ["load_trained_model", "extract_features", "linear_probe", "knn_accuracy", "probe"]
+__all__ = ["load_trained_model", "recalibrate_batchnorm", "extract_features", "linear_probe", "knn_accuracy", "probe"]
 
 
 def load_trained_model(model_cfg: dict, checkpoint: str | Path | None) -> torch.nn.Module:
@@ -37,19 +37,53 @@ def load_trained_model(model_cfg: dict, checkpoint: str | Path | None) -> torch.
     return model.eval()
 
 
+def check_pool(model: torch.nn.Module, pool: str) -> int:
+    """The encoder's prefix-token count, after checking that ``pool`` applies to it."""
+    if pool not in ("cls", "mean"):
+        raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}")
+    prefix = getattr(model.encoder, "num_prefix_tokens", 1)
+    if pool == "cls" and prefix == 0:
+        raise ValueError(f"pool='cls' needs an encoder with a class token; {type(model.encoder).__name__} has none "
+                         f"(use pool='mean')")
+    return prefix
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: torch.nn.Module, dataset: Dataset, transform: Any = None, batch_size: int = 128) -> bool:
+    """Re-estimate the encoder's BatchNorm statistics on ``dataset`` (no weight changes); False
+    when it has none. A frozen CNN's stored statistics belong to other inputs — the corrupted
+    images of pre-training, or none at all at random init, where eval-mode BatchNorm collapses the
+    features — so both sides of a probe comparison get statistics of the images they classify."""
+    from maekit.data.views import TransformedView
+
+    norms = [m for m in model.encoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+             and m.track_running_stats]
+    if not norms:
+        return False
+    model.eval()
+    saved = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over every batch
+        norm.train()
+    device = next(model.parameters()).device
+    view = TransformedView(dataset, transform) if transform is not None else dataset
+    for batch in DataLoader(view, batch_size=batch_size, shuffle=False):
+        model.encode({"inputs": batch["inputs"].to(device)})
+    for norm, momentum in zip(norms, saved):
+        norm.momentum = momentum
+    model.eval()
+    return True
+
+
 @torch.no_grad()
 def extract_features(model: torch.nn.Module, dataset: Dataset, transform: Any = None, batch_size: int = 128,
                      pool: str = "cls") -> tuple[np.ndarray, np.ndarray]:
     """Frozen encoder features (no masking) and labels: the cls token (MAE's linear probe) or the
     mean of the patch tokens (``pool="mean"``, MAE's fine-tuning pool)."""
-    if pool not in ("cls", "mean"):
-        raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}")
     from maekit.data.views import TransformedView
 
-    prefix = getattr(model.encoder, "num_prefix_tokens", 1)
-    if pool == "cls" and prefix == 0:
-        raise ValueError(f"pool='cls' needs an encoder with a class token; {type(model.encoder).__name__} has none "
-                         f"(use pool='mean')")
+    prefix = check_pool(model, pool)
     model.eval()
     device = next(model.parameters()).device
     features, labels = [], []
@@ -91,7 +125,10 @@ def knn_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
 
 def probe(model: torch.nn.Module, train: Dataset, test: Dataset, transform: Any = None, pool: str = "cls",
           k: int = 20) -> dict[str, float]:
-    """Linear-probe and k-NN accuracy of a model's frozen encoder."""
+    """Linear-probe and k-NN accuracy of a model's frozen encoder (BatchNorm statistics, if any,
+    re-estimated on ``train`` first: see :func:`recalibrate_batchnorm`)."""
+    check_pool(model, pool)
+    recalibrate_batchnorm(model, train, transform)
     train_x, train_y = extract_features(model, train, transform, pool=pool)
     test_x, test_y = extract_features(model, test, transform, pool=pool)
     if (train_y < 0).any() or (test_y < 0).any():

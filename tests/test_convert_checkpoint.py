@@ -122,3 +122,13 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_layout_detection_knows_maekit_checkpoints_of_any_encoder():
+    assert detect_layout(tiny_mae().state_dict()) == "maekit"
+    # a plugin's CNN encoder and head, as a training checkpoint stores them
+    cnn = {"model.encoder.network.conv1.weight": torch.zeros(1), "model.decoder.pred.0.weight": torch.zeros(1)}
+    assert detect_layout(cnn) == "maekit"
+    # transformers' bare ViTMAEModel also has "encoder." keys; its "embeddings." keys decide
+    bare = {"embeddings.cls_token": torch.zeros(1), "encoder.layer.0.attention.attention.query.weight": torch.zeros(1)}
+    assert detect_layout(bare) == "transformers"

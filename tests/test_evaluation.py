@@ -105,3 +105,29 @@ def test_layer_decay_learning_rates():
     assert lrs["model.encoder.patch_embed.proj.weight"] == (0.5 ** (depth + 1), 0.05)
     assert lrs["model.encoder.cls_token"] == (0.5 ** (depth + 1), 0.0)
     assert lrs["model.fc_norm.weight"][1] == 0.0
+
+
+def test_batchnorm_statistics_are_re_estimated_on_the_probe_images():
+    from maekit.evaluation import recalibrate_batchnorm
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = torch.nn.Sequential(torch.nn.Conv2d(2, 2, 1), torch.nn.BatchNorm2d(2), torch.nn.Dropout(0.5))
+
+        def encode(self, batch):
+            assert not self.encoder[2].training, "only BatchNorm may switch to training mode"
+            return self.encoder(batch["inputs"])
+
+    images = torch.randn(40, 2, 3, 3) * 3 + 5
+    dataset = [{"inputs": image, "label": 0} for image in images]
+    model = Tiny()
+    weights = model.encoder[0].weight.clone()
+    assert recalibrate_batchnorm(model, dataset, batch_size=40)
+    with torch.no_grad():
+        activations = model.encoder[0](images)
+    norm = model.encoder[1]
+    torch.testing.assert_close(norm.running_mean, activations.mean(dim=(0, 2, 3)))
+    torch.testing.assert_close(norm.running_var, activations.transpose(0, 1).reshape(2, -1).var(dim=1))
+    assert not norm.training and norm.momentum == 0.1 and torch.equal(model.encoder[0].weight, weights)
+    assert not recalibrate_batchnorm(tiny_mae(), dataset)  # no BatchNorm: nothing to do
