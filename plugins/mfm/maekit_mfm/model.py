@@ -1,0 +1,147 @@
+"""MFM (Xie et al., "Masked Frequency Modeling for Self-Supervised Visual Pre-Training", ICLR 2023)
+as a :class:`~maekit.model.MaskedAutoencoder` that overrides one step: ``encode_visible``
+corrupts the whole image in the frequency domain instead of dropping tokens."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from maekit.data.views import default_mean_std
+from maekit.model import ComponentSpec, MaskedAutoencoder
+from maekit.structures import Mask, Tokens
+
+__all__ = ["MFM", "mfm", "CORRUPTIONS"]
+
+# corruption setting → (masker, the loss reduction the reference pairs with it)
+CORRUPTIONS: dict[str, tuple[str, str]] = {
+    "frequency": ("mfm_frequency_mask", "masked"),
+    "super_resolution": ("mfm_downup_sample", "normal"),
+    "deblur": ("mfm_gaussian_blur", "normal"),
+    "denoise": ("mfm_gaussian_noise", "normal"),
+}
+
+
+class MFM(MaskedAutoencoder):
+    """tokenize → target (the image) → corruption decision → encode the WHOLE corrupted image →
+    head predicts the image → frequency loss.
+
+    Inputs are images normalised with ``mean``/``std`` (maekit's usual transforms); the corruption
+    is applied where the reference applies it, on the image in [0, 1] (de-normalised, corrupted,
+    clamped, normalised again), so datasets, probes and fine-tuning stay those of every image method.
+    """
+
+    def __init__(self, patchifier: ComponentSpec, masker: ComponentSpec, encoder: ComponentSpec,
+                 decoder: ComponentSpec, target: ComponentSpec, loss: ComponentSpec,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
+        super().__init__(patchifier, masker, encoder, decoder, target, loss)
+        channels = self.patchifier.in_chans
+        default_mean, default_std = default_mean_std(channels)
+        mean, std = tuple(mean or default_mean), tuple(std or default_std)
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(f"mfm mean/std need {channels} values (in_chans), got {len(mean)} and {len(std)}")
+        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def corrupted_images(self, tokens: Tokens, corruption: Mask) -> torch.Tensor:
+        """The normalised images the encoder sees: corrupted in [0, 1], normalised again."""
+        images = self.patchifier.unpatchify(tokens.values, tokens.meta)
+        pixels = images.float() * self.pixel_std + self.pixel_mean
+        return (self.masker.corrupt(pixels, corruption) - self.pixel_mean) / self.pixel_std
+
+    def encode_visible(self, tokens: Tokens, mask: Mask) -> torch.Tensor:
+        return self.encoder(self.tokenize(self.corrupted_images(tokens, mask)))
+
+    @torch.no_grad()
+    def panels(self, images: torch.Tensor, mean: Sequence[float], std: Sequence[float], seed: int = 0) -> list[list[Any]]:
+        """input | corrupted input | reconstruction, and for frequency masking also the kept
+        frequencies (white = kept, centred spectrum) and the reconstruction with the input's kept
+        frequencies pasted back (the loss only supervises the removed ones)."""
+        from maekit_mfm.corruption import paste_frequencies
+
+        self.eval()
+        tokens = self.tokenize(images)
+        corruption = self.make_mask(tokens, torch.rand(len(images), 1, generator=torch.Generator().manual_seed(seed)))
+        corrupted = self.corrupted_images(tokens, corruption)
+        prediction = self.decode(self.encode_visible(tokens, corruption), corruption, tokens).float()
+        mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+
+        def to_uint8(pixels: torch.Tensor) -> list[np.ndarray]:
+            return [(p.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for p in pixels.clamp(0, 1)]
+
+        def pixels(x: torch.Tensor) -> torch.Tensor:
+            return x.float() * std_t + mean_t
+
+        kept = getattr(corruption, "kept_frequencies", None)
+        if kept is None:
+            columns = [images, corrupted, prediction]
+            return [list(row) for row in zip(*(to_uint8(pixels(c)) for c in columns))]
+        pasted = paste_frequencies(pixels(images), pixels(prediction), kept)
+        columns = [to_uint8(pixels(images)), to_uint8(kept.unsqueeze(1)), to_uint8(pixels(corrupted)),
+                   to_uint8(pixels(prediction)), to_uint8(pasted)]
+        return [list(row) for row in zip(*columns)]
+
+
+def _is_vit(model_name: str) -> bool:
+    import timm
+
+    if not timm.is_model(model_name):
+        raise ValueError(f"mfm encoder_name {model_name!r} is not a timm model name "
+                         f"(e.g. vit_base_patch16_224 or resnet50)")
+    return timm.models.model_entrypoint(model_name).__module__ == "timm.models.vision_transformer"
+
+
+def mfm(encoder_name: str = "vit_base_patch16_224", img_size: int | tuple[int, int] = 224, in_chans: int = 3,
+        patch_size: int | None = None, encoder: dict[str, Any] | None = None, corruption: str = "frequency",
+        radius_inner: float = 16, radius_outer: float = 999, sample_ratio: float = 0.5, sr_factor: int = 8,
+        blur_sigma: Sequence[float] = (5.0, 5.0), blur_kernel_sizes: Sequence[int] = (7, 9, 11, 13, 15, 17, 19, 21),
+        noise_sigma: Sequence[float] = (75.0, 75.0), recover: str | None = None, loss: dict[str, Any] | None = None,
+        decoder_depth: int = 0, decoder_embed_dim: int = 512, decoder_num_heads: int = 16,
+        fixed_pos_embed: bool = False, drop_path_rate: float = 0.0, mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None) -> MFM:
+    """MFM with any timm ViT (``vit_*``: cls token dropped, tokens to the grid, head at the patch
+    stride) or timm CNN (``resnet50`` in the paper: head at its stride, 32) encoder.
+
+    ``corruption`` is "frequency" (MFM) or a sibling baseline of the same code family:
+    "super_resolution" (``sr_factor``), "deblur" (``blur_sigma``, ``blur_kernel_sizes``), "denoise"
+    (``noise_sigma`` in 0–255 units). ``recover`` defaults to the reference's pairing: "masked" for
+    frequency masking, "normal" for the siblings. ``loss`` passes further FrequencyLoss options
+    (``loss_gamma``, ``with_matrix``, ...). Defaults are the ViT-B paper config (r1 16, learned
+    absolute positions, no transformer decoder).
+    """
+    from maekit.registry import build
+
+    if corruption not in CORRUPTIONS:
+        raise ValueError(f"mfm corruption must be one of {', '.join(CORRUPTIONS)}, got {corruption!r}")
+    masker_name, default_recover = CORRUPTIONS[corruption]
+    masker_options = {"frequency": dict(radius_inner=radius_inner, radius_outer=radius_outer, sample_ratio=sample_ratio),
+                      "super_resolution": dict(factor=sr_factor),
+                      "deblur": dict(sigma=tuple(blur_sigma), kernel_sizes=tuple(blur_kernel_sizes)),
+                      "denoise": dict(sigma=tuple(noise_sigma))}[corruption]
+    if _is_vit(encoder_name):
+        encoder_module = build("encoder", dict(type="vit_encoder", model_name=encoder_name, img_size=img_size,
+                                               patch_size=patch_size, in_chans=in_chans, fixed_pos_embed=fixed_pos_embed,
+                                               drop_path_rate=drop_path_rate, **(encoder or {})))
+        stride = encoder_module.patch_size[0]
+        if encoder_module.patch_size[0] != encoder_module.patch_size[1]:
+            raise ValueError(f"mfm's PixelShuffle head needs square patches, got {encoder_module.patch_size}")
+    else:
+        encoder_module = build("encoder", dict(type="mfm_cnn_encoder", model_name=encoder_name, in_chans=in_chans,
+                                               drop_path_rate=drop_path_rate, **(encoder or {})))
+        stride = encoder_module.stride
+    height, width = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    if height % stride or width % stride:
+        raise ValueError(f"mfm img_size {height}×{width} must be a multiple of the encoder stride {stride}")
+    return MFM(
+        patchifier=dict(type="image_patches", patch_size=stride, in_chans=in_chans),
+        masker=dict(type=masker_name, **masker_options),
+        encoder=encoder_module,
+        decoder=dict(type="mfm_pixel_shuffle_head", encoder_dim=encoder_module.embed_dim, stride=stride,
+                     out_chans=in_chans, num_prefix_tokens=encoder_module.num_prefix_tokens, depth=decoder_depth,
+                     embed_dim=decoder_embed_dim, num_heads=decoder_num_heads,
+                     grid_size=(height // stride, width // stride)),
+        target=dict(type="mfm_image"),
+        loss=dict(type="mfm_frequency_loss", recover=recover or default_recover, **(loss or {})),
+        mean=mean, std=std,
+    )
