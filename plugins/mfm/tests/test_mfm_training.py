@@ -64,6 +64,28 @@ def test_sibling_corruptions_and_the_transformer_decoder_train():
         assert loss.item() < first, extra
 
 
+def test_trains_on_rgb_photo_tiles_with_imagenet_statistics():
+    """scikit-image's photographs as 32-px RGB tiles through maekit's MAE augmentation."""
+    from maekit.data.bundled import ImageTilesDataset
+    from maekit.data.views import MAEAugment
+
+    tiles = ImageTilesDataset(sources=("astronaut", "coffee"), tile=32)
+    augment = MAEAugment(size=32)
+    torch.manual_seed(0)
+    images = torch.stack([augment(tiles[i]["inputs"]) for i in range(16)])
+    model = build("model", {**TINY_VIT, "in_chans": 3})
+    assert torch.allclose(model.pixel_mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(8):
+        loss = model({"inputs": images}, noise=torch.full((16, 1), 0.2))["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0], losses
+
+
 def test_commands_train_probe_visualize_finetune(tmp_path):
     work = tmp_path / "work"
     quick = ("--cfg-options", "schedule.max_iters=3", "schedule.warmup_iters=0", "checkpoint_interval=3",
