@@ -60,14 +60,18 @@ def _default_work_dir(config: str) -> str:
 @click.option("--seed", type=int, help="Random seed (default: the config's).")
 @click.option("--launcher", type=click.Choice(["none", "pytorch"]), default="none", show_default=True,
               help="'pytorch' under torchrun for DDP (or FSDP with strategy='fsdp' in the config).")
+@click.option("--compile", "compile_model", is_flag=True, help="torch.compile the method's forward (opt-in).")
 @click.pass_context
 def train(ctx: click.Context, config: str, work_dir: str | None, resume: str | None, cfg_options: tuple[str, ...],
-          more_cfg_options: tuple[str, ...], amp: str, device: str | None, seed: int | None, launcher: str) -> None:
+          more_cfg_options: tuple[str, ...], amp: str, device: str | None, seed: int | None, launcher: str,
+          compile_model: bool) -> None:
     """Train CONFIG (a file, or a name from `maekit configs`) with mmengine's Runner."""
     _load(ctx)
     from maekit.engine import train as run_training
 
     cfg = _config(config, cfg_options + more_cfg_options)
+    if compile_model:
+        cfg.compile = cfg.get("compile") or True
     try:
         run_training(cfg, work_dir or _default_work_dir(config), amp=amp, device=device, seed=seed, resume=resume,
                      launcher=launcher)

@@ -21,3 +21,36 @@ def test_mae_step_benchmark_runs_and_writes_json(tmp_path):
     assert abs(ours["flops_per_step"] - theirs["flops_per_step"]) / theirs["flops_per_step"] < 0.01
     assert report["matmul_peak_flops"]["fp32"] > 0 and 0 < ours["mfu"] < 1.5
     assert report["machine"]["cores"] >= 1
+
+
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), *args], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_scaling_benchmark_sees_encoder_work_fall_with_the_mask_ratio(tmp_path):
+    out = tmp_path / "scaling.json"
+    run_script("mae_scaling.py", "--size", "tiny", "--batch", "2", "--ratios", "0,0.75", "--batches", "1,2",
+               "--repeats", "1", "--out", str(out))
+    report = json.loads(out.read_text())
+    full, masked = report["mask_ratio_sweep"]
+    assert (full["visible_tokens"], masked["visible_tokens"]) == (196, 49)
+    # the encoder runs on the visible quarter only: its FLOPs fall about 4× (plus the cls token)
+    assert 0.2 < masked["encoder_forward_flops"] / full["encoder_forward_flops"] < 0.3
+    assert [row["batch"] for row in report["memory_vs_batch"]] == [1, 2]
+    assert all(row["step_memory_mib"] >= 0 for row in report["memory_vs_batch"])
+
+
+def test_loader_benchmark_and_list_timing_run(tmp_path):
+    out = tmp_path / "loader.json"
+    printed = run_script("data_loader.py", "--size", "tiny", "--batch", "2", "--batches", "1", "--workers", "0",
+                         "--out", str(out)).stdout
+    report = json.loads(out.read_text())
+    assert report["loader"][0]["samples_per_s"] > 0 and report["step_samples_per_s"]["bf16"] > 0
+    assert "loader / fastest step" in printed
+    timing = tmp_path / "list.json"
+    run_script("list_time.py", "--repeats", "1", "--out", str(timing))
+    medians = json.loads(timing.read_text())["median_seconds"]
+    assert set(medians) == {"maekit list", "maekit list --json", "python -c 'import torch'"}

@@ -192,6 +192,25 @@ def test_recipe_lr_scaling_param_groups_and_overrides(tiny_config, tmp_path):
                    "model.encoder.blocks.0.attn.qkv.bias", "model.decoder.pred.bias"):
         assert decay[exempt] == 0.0, exempt
     assert "model.encoder.pos_embed" not in decay  # frozen table: not optimised at all
+    assert wrapper.optimizer.defaults["fused"] is True  # one fused AdamW kernel by default
+    assert runner_config(load_config(tiny_config, {"schedule.fused": False}), tmp_path).optim_wrapper.optimizer.fused is False
+
+
+def test_compile_is_opt_in_and_keeps_state_dict_keys_and_losses(tiny_config, tmp_path):
+    from maekit.engine.model import RunnerModel
+
+    cfg = load_config(tiny_config)
+    assert runner_config(cfg, tmp_path).model.compile is False
+    cfg.compile = dict(backend="eager")  # the plumbing, without a C++ toolchain; `--compile` uses inductor
+    expanded = runner_config(cfg, tmp_path).model
+    torch.manual_seed(0)
+    plain = RunnerModel(cfg.model)
+    torch.manual_seed(0)
+    compiled = RunnerModel(cfg.model, compile=expanded.compile)
+    assert list(compiled.state_dict()) == list(plain.state_dict())  # no "_orig_mod." in checkpoints
+    images = torch.randn(2, 1, 16, 16)
+    noise = torch.rand(2, compiled.model.tokenize(images).num_tokens)
+    torch.testing.assert_close(compiled.model(images, noise=noise)["loss"], plain.model(images, noise=noise)["loss"])
 
 
 def test_bf16_autocast_trains_on_cpu(tmp_path, tiny_config):

@@ -40,12 +40,16 @@ class RunnerModel(BaseModel):
     from :class:`SampleNoise` when the batch carries virtual indices. Other randomness in the step
     (dropout, drop-path) is reseeded from (seed, iteration, rank): it survives a resume, and ranks
     draw independently (so with drop-path a DDP run is not the 1-process run, only equivalent).
+    ``compile`` (True or ``torch.compile`` options) compiles the method's forward, opt-in.
     """
 
-    def __init__(self, model: dict | torch.nn.Module, seed: int = 0) -> None:
+    def __init__(self, model: dict | torch.nn.Module, seed: int = 0, compile: bool | dict = False) -> None:
         super().__init__()
         self.model = build("model", model)
         self.seed = seed
+        if compile:
+            # in place (nn.Module.compile): state-dict keys stay those of the uncompiled method
+            self.model.compile(**(compile if isinstance(compile, dict) else {}))
 
     def forward(self, inputs: torch.Tensor, label: Any = None, index: torch.Tensor | None = None,
                 mode: str = "loss") -> Any:

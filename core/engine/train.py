@@ -8,7 +8,9 @@ with a few short sections that :func:`runner_config` expands into a full Runner 
 ``schedule``  ``max_iters``, ``warmup_iters``, ``blr``, ``weight_decay``, ``betas``,
               ``accumulate`` (gradient accumulation), ``clip_grad`` (max norm or None),
               ``nonfinite`` ("stop"/"skip"), ``min_lr``
-``checkpoint_interval``, ``max_keep_checkpoints``, ``log_interval``, ``seed``, ``strategy`` ("ddp" or "fsdp")
+              ``fused`` (fused AdamW, default True)
+``checkpoint_interval``, ``max_keep_checkpoints``, ``log_interval``, ``seed``, ``strategy`` ("ddp" or "fsdp"),
+``compile`` (False, True or ``torch.compile`` options: compiles the method's forward in place)
 
 Any full mmengine key in the config (``train_dataloader``, ``optim_wrapper``, ...) wins over the
 expansion.
@@ -69,8 +71,9 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
         wrapper = dict(type="MaekitOptimWrapper", nonfinite=schedule.get("nonfinite", "stop"),
                        autocast_dtype="bfloat16" if amp == "bf16" else None)
     wrapper.update(
+        # fused AdamW: one kernel over all parameters instead of a loop of small ops per tensor
         optimizer=dict(type="AdamW", lr=lr, betas=tuple(schedule.get("betas", (0.9, 0.95))),
-                       weight_decay=float(schedule.get("weight_decay", 0.05))),
+                       weight_decay=float(schedule.get("weight_decay", 0.05)), fused=bool(schedule.get("fused", True))),
         paramwise_cfg=schedule.get("paramwise_cfg", no_decay_paramwise_cfg()),
         accumulative_counts=accumulate,
     )
@@ -86,7 +89,7 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
     interval = int(cfg.get("checkpoint_interval", max_iters))
     strategy = cfg.get("strategy", "ddp")
     expanded = dict(
-        model=dict(type="MaekitRunnerModel", model=cfg.model, seed=seed),
+        model=dict(type="MaekitRunnerModel", model=cfg.model, seed=seed, compile=cfg.get("compile", False)),
         work_dir=str(work_dir),
         # unique even for runs started within the same second (mmengine keys its loggers by it)
         experiment_name=f"{Path(work_dir).name}_{time.strftime('%Y%m%d_%H%M%S')}_{next(_RUN_COUNTER)}_{os.getpid()}",
