@@ -61,10 +61,23 @@ def peak_memory_mib(size: str, batch: int, precision: str, device: str) -> float
         step()  # the second step holds the optimiser state too
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - before) / 2**20
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    before = peak_rss_kib(reset=True)
     step()
     step()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    return (peak_rss_kib() - before) / 1024
+
+
+def peak_rss_kib(reset: bool = False) -> int:
+    """This process's peak resident set (KiB). Linux carries ``ru_maxrss`` over fork and exec — a
+    child would start at its parent's peak — so the peak (VmHWM) is reset first where the kernel
+    allows it, and read back from /proc."""
+    try:
+        if reset:
+            Path("/proc/self/clear_refs").write_text("5")
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line.split()[1] for line in status if line.startswith("VmHWM")))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def main() -> None:

@@ -34,7 +34,9 @@ def build_maekit(size: str, compile_model: bool) -> torch.nn.Module:
     from maekit.registry import build
 
     model = build("model", dict(type="mae", size=size, img_size=224, mask_ratio=0.75, norm_pix_loss=True))
-    return torch.compile(model) if compile_model else model
+    if compile_model:
+        model.compile()  # in place, as `maekit train --compile` does
+    return model
 
 
 def build_transformers(size: str) -> torch.nn.Module:
