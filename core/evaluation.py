@@ -50,8 +50,8 @@ def check_pool(model: torch.nn.Module, pool: str) -> int:
 
 @torch.no_grad()
 def recalibrate_batchnorm(model: torch.nn.Module, dataset: Dataset, transform: Any = None, batch_size: int = 128) -> bool:
-    """Re-estimate the encoder's BatchNorm statistics on ``dataset`` (no weight changes); False
-    when it has none. A frozen CNN's stored statistics belong to other inputs — the corrupted
+    """Re-estimate the encoder's BatchNorm statistics on ``dataset`` in place (the running
+    buffers change, no weight does); False when it has none. A frozen CNN's stored statistics belong to other inputs — the corrupted
     images of pre-training, or none at all at random init, where eval-mode BatchNorm collapses the
     features — so both sides of a probe comparison get statistics of the images they classify."""
     from maekit.data.views import TransformedView
@@ -68,7 +68,8 @@ def recalibrate_batchnorm(model: torch.nn.Module, dataset: Dataset, transform: A
         norm.train()
     device = next(model.parameters()).device
     view = TransformedView(dataset, transform) if transform is not None else dataset
-    for batch in DataLoader(view, batch_size=batch_size, shuffle=False):
+    # a last batch of one image cannot give batch statistics (1×1 feature maps): dropped
+    for batch in DataLoader(view, batch_size=batch_size, shuffle=False, drop_last=len(view) > batch_size):
         model.encode({"inputs": batch["inputs"].to(device)})
     for norm, momentum in zip(norms, saved):
         norm.momentum = momentum
@@ -126,11 +127,18 @@ def knn_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
 def probe(model: torch.nn.Module, train: Dataset, test: Dataset, transform: Any = None, pool: str = "cls",
           k: int = 20) -> dict[str, float]:
     """Linear-probe and k-NN accuracy of a model's frozen encoder (BatchNorm statistics, if any,
-    re-estimated on ``train`` first: see :func:`recalibrate_batchnorm`)."""
+    re-estimated on ``train`` for the probe: see :func:`recalibrate_batchnorm`; the model's own
+    buffers are restored afterwards)."""
     check_pool(model, pool)
-    recalibrate_batchnorm(model, train, transform)
-    train_x, train_y = extract_features(model, train, transform, pool=pool)
-    test_x, test_y = extract_features(model, test, transform, pool=pool)
+    saved = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    try:
+        recalibrate_batchnorm(model, train, transform)
+        train_x, train_y = extract_features(model, train, transform, pool=pool)
+        test_x, test_y = extract_features(model, test, transform, pool=pool)
+    finally:
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                buffer.copy_(saved[name])
     if (train_y < 0).any() or (test_y < 0).any():
         raise ValueError("probing needs labelled data: some samples have no label (-1)")
     return {"linear_probe_accuracy": linear_probe(train_x, train_y, test_x, test_y),

@@ -131,3 +131,24 @@ def test_batchnorm_statistics_are_re_estimated_on_the_probe_images():
     torch.testing.assert_close(norm.running_var, activations.transpose(0, 1).reshape(2, -1).var(dim=1))
     assert not norm.training and norm.momentum == 0.1 and torch.equal(model.encoder[0].weight, weights)
     assert not recalibrate_batchnorm(tiny_mae(), dataset)  # no BatchNorm: nothing to do
+
+
+def test_probe_leaves_the_models_batchnorm_buffers_as_they_were():
+    from maekit.evaluation import probe
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 8, stride=8), torch.nn.BatchNorm2d(4),
+                                               torch.nn.Flatten(2))
+            self.encoder.num_prefix_tokens = 0
+
+        def encode(self, batch):
+            return self.encoder(batch["inputs"]).transpose(1, 2)
+
+    generator = torch.Generator().manual_seed(0)
+    data = [{"inputs": torch.rand(1, 8, 8, generator=generator), "label": i % 2} for i in range(129)]
+    model = Tiny()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    probe(model, data, data, pool="mean")  # 1×1 maps; 129 = 128 + a last batch of one, which is skipped
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

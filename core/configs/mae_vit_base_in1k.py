@@ -10,6 +10,9 @@ data = dict(
     batch_size=64,
     num_workers=10,
 )
-_iters_per_epoch = 1281167 // 4096
+# An iteration is one data-loader batch per process (the optimiser steps every `accumulate` of
+# them): 8 processes (torchrun --nproc_per_node 8) × 64 images per iteration, × accumulate 8 = 4096.
+_processes = 8
+_iters_per_epoch = 1281167 // (64 * _processes)
 schedule = dict(max_iters=800 * _iters_per_epoch, warmup_iters=40 * _iters_per_epoch, accumulate=8)
 checkpoint_interval = 20 * _iters_per_epoch

@@ -2,8 +2,8 @@
 (super-resolution, deblur, denoise). All act batched on the device on images in [0, 1].
 
 Each is a masker that removes no token: its :class:`Corruption` keeps every token (MFM's encoder
-sees the whole corrupted image) and carries what the corruption needs (the kept-frequency map, or
-per-sample strengths), so that the same corruption can be applied again and the loss can read it.
+sees the whole corrupted image) and carries the per-sample decisions (the kept-frequency map, or
+per-sample strengths) that the corruption and the loss read.
 """
 from __future__ import annotations
 
@@ -49,7 +49,9 @@ def _uniform_per_sample(batch: int, noise: NoiseSource, device: torch.device) ->
 def radius_mask(size: tuple[int, int], radius_inner: float, radius_outer: float,
                 device: torch.device | str | None = None) -> torch.Tensor:
     """The reference base mask (H×W, centred spectrum): 0 where r1² ≤ d² < r2², else 1, with d the
-    distance from the zero frequency at (H//2, W//2), where ``fftshift`` puts it at any size parity."""
+    distance from the zero frequency at (H//2, W//2), where ``fftshift`` puts it at any size parity.
+    The reference is square-only; for H ≠ W the radius is in frequency-index units on both axes (a
+    circle in index space), so the cut-off in cycles per pixel differs between the axes."""
     height, width = size
     rows = torch.arange(height, device=device).view(-1, 1) - height // 2
     cols = torch.arange(width, device=device).view(1, -1) - width // 2
@@ -183,7 +185,8 @@ class GaussianBlurCorruption(ImageCorruption):
 
 class GaussianNoiseCorruption(ImageCorruption):
     """Denoise sibling: additive Gaussian noise, sigma uniform in ``sigma`` per sample in 0–255
-    units (the reference's convention; its ViT config uses 75), clamped to [0, 1]."""
+    units (the reference's convention; its ViT config uses 75), not clipped (as the reference's
+    Gaussian noise). The noise is drawn anew on every call."""
 
     def __init__(self, sigma: Sequence[float] = (75.0, 75.0)) -> None:
         super().__init__()
@@ -195,4 +198,4 @@ class GaussianNoiseCorruption(ImageCorruption):
 
     def corrupt(self, images: torch.Tensor, corruption: Corruption) -> torch.Tensor:
         sigma = corruption.strength.view(-1, 1, 1, 1).to(images.dtype)
-        return (images + torch.randn_like(images) * sigma).clamp(0, 1)
+        return images + torch.randn_like(images) * sigma

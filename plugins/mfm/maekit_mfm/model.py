@@ -43,12 +43,26 @@ class MFM(MaskedAutoencoder):
             raise ValueError(f"mfm mean/std need {channels} values (in_chans), got {len(mean)} and {len(std)}")
         self.register_buffer("pixel_mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+        self.pixel_range_checked = False
 
     def corrupted_images(self, tokens: Tokens, corruption: Mask) -> torch.Tensor:
         """The normalised images the encoder sees: corrupted in [0, 1], normalised again."""
         images = self.patchifier.unpatchify(tokens.values, tokens.meta)
         pixels = images.float() * self.pixel_std + self.pixel_mean
+        if not self.pixel_range_checked:
+            self.check_pixel_range(pixels)
         return (self.masker.corrupt(pixels, corruption) - self.pixel_mean) / self.pixel_std
+
+    def check_pixel_range(self, pixels: torch.Tensor) -> None:
+        """Once: the model's mean/std must undo the data's normalisation, or the corruption (and its
+        clamp to [0, 1]) would act on the wrong range without any other sign."""
+        low, high = pixels.min().item(), pixels.max().item()
+        if low < -0.05 or high > 1.05:
+            raise ValueError(
+                f"mfm: de-normalised inputs span [{low:.2f}, {high:.2f}], not [0, 1]; the model's mean/std "
+                f"({self.pixel_mean.flatten().tolist()}, {self.pixel_std.flatten().tolist()}) must be those the "
+                f"data transform normalised with (set model.mean/model.std to the transform's)")
+        self.pixel_range_checked = True
 
     def encode_visible(self, tokens: Tokens, mask: Mask) -> torch.Tensor:
         return self.encoder(self.tokenize(self.corrupted_images(tokens, mask)))
@@ -63,8 +77,8 @@ class MFM(MaskedAutoencoder):
         self.eval()
         tokens = self.tokenize(images)
         corruption = self.make_mask(tokens, torch.rand(len(images), 1, generator=torch.Generator().manual_seed(seed)))
-        corrupted = self.corrupted_images(tokens, corruption)
-        prediction = self.decode(self.encode_visible(tokens, corruption), corruption, tokens).float()
+        corrupted = self.corrupted_images(tokens, corruption)  # once: the noise sibling draws anew per call
+        prediction = self.decode(self.encoder(self.tokenize(corrupted)), corruption, tokens).float()
         mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
 
         def to_uint8(pixels: torch.Tensor) -> list[np.ndarray]:
@@ -105,7 +119,8 @@ def mfm(encoder_name: str = "vit_base_patch16_224", img_size: int | tuple[int, i
 
     ``corruption`` is "frequency" (MFM) or a sibling baseline of the same code family:
     "super_resolution" (``sr_factor``), "deblur" (``blur_sigma``, ``blur_kernel_sizes``), "denoise"
-    (``noise_sigma`` in 0–255 units). ``recover`` defaults to the reference's pairing: "masked" for
+    (``noise_sigma`` in 0–255 units). ``encoder`` passes timm options (sizes for a ViT; for Swin
+    also its ``img_size``). ``recover`` defaults to the reference's pairing: "masked" for
     frequency masking, "normal" for the siblings. ``loss`` passes further FrequencyLoss options
     (``loss_gamma``, ``with_matrix``, ...). Defaults are the ViT-B paper config (r1 16, learned
     absolute positions, no transformer decoder).
@@ -115,6 +130,12 @@ def mfm(encoder_name: str = "vit_base_patch16_224", img_size: int | tuple[int, i
     if corruption not in CORRUPTIONS:
         raise ValueError(f"mfm corruption must be one of {', '.join(CORRUPTIONS)}, got {corruption!r}")
     masker_name, default_recover = CORRUPTIONS[corruption]
+    if (recover or default_recover) == "masked" and corruption != "frequency":
+        raise ValueError(f"mfm recover='masked' averages over removed frequencies, which only the frequency "
+                         f"corruption has; use recover='normal' with corruption={corruption!r}")
+    if encoder and {"in_chans", "model_name", "drop_path_rate"} & set(encoder):
+        raise ValueError(f"mfm: give {sorted({'in_chans', 'model_name', 'drop_path_rate'} & set(encoder))} "
+                         f"as mfm's own arguments (encoder_name, in_chans, drop_path_rate), not inside encoder=")
     masker_options = {"frequency": dict(radius_inner=radius_inner, radius_outer=radius_outer, sample_ratio=sample_ratio),
                       "super_resolution": dict(factor=sr_factor),
                       "deblur": dict(sigma=tuple(blur_sigma), kernel_sizes=tuple(blur_kernel_sizes)),
@@ -127,6 +148,8 @@ def mfm(encoder_name: str = "vit_base_patch16_224", img_size: int | tuple[int, i
         if encoder_module.patch_size[0] != encoder_module.patch_size[1]:
             raise ValueError(f"mfm's PixelShuffle head needs square patches, got {encoder_module.patch_size}")
     else:
+        if patch_size is not None:
+            raise ValueError(f"mfm patch_size applies to ViT encoders; {encoder_name!r} has its own stride")
         encoder_module = build("encoder", dict(type="mfm_cnn_encoder", model_name=encoder_name, in_chans=in_chans,
                                                drop_path_rate=drop_path_rate, **(encoder or {})))
         stride = encoder_module.stride

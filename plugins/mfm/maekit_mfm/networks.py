@@ -15,7 +15,8 @@ __all__ = ["CNNEncoder", "PixelShuffleHead"]
 
 
 class CNNEncoder(Encoder):
-    """Any timm CNN (ResNet-50 in the MFM paper) as an encoder of whole images.
+    """Any timm CNN (ResNet-50 in the MFM paper) or hierarchical model with a final feature map
+    (ConvNeXt; Swin, channels-last, at the image size it was built for) as an encoder of whole images.
 
     It takes the image's tokens (patches of ``patch_size`` = the network's stride, so no pixel is
     lost), reassembles the image, runs ``forward_features`` and returns the final feature map as
@@ -45,6 +46,8 @@ class CNNEncoder(Encoder):
     def forward(self, tokens: Tokens) -> torch.Tensor:
         images = unpatchify(tokens.values, tokens.meta["grid_size"], tokens.meta["patch_size"])
         features = self.network.forward_features(images)
+        if getattr(self.network, "output_fmt", "NCHW") == "NHWC":  # Swin and other channels-last models
+            features = features.permute(0, 3, 1, 2)
         if features.dim() != 4:
             raise ValueError(f"timm model {self.model_name!r} gave features of shape {tuple(features.shape)}; "
                              f"a CNN feature map B×D×h×w was expected")

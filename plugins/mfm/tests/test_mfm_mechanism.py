@@ -161,7 +161,11 @@ def test_focal_weight_matrix_is_detached_and_scaled_per_spectrum():
     weight = focal.focal_weight(torch.fft.fftshift(squared, dim=(-2, -1)).unsqueeze(1))
     assert weight.min() >= 0 and torch.allclose(weight.amax(dim=(-2, -1)), torch.ones(2, 1, 3))
     focal(pred, target, Corruption.keep_all(2, 4))["loss"].backward()
-    assert pred.grad is not None and torch.isfinite(pred.grad).all()
+    # the gradient is that of a constant weight times the plain distance (the weight is detached)
+    expected = pred.detach().clone().requires_grad_(True)
+    distance = FrequencyLoss(recover="normal").distance(expected, target)
+    (weight * distance).mean().backward()
+    torch.testing.assert_close(pred.grad, expected.grad, atol=1e-6, rtol=1e-4)
 
 
 def test_model_corrupts_the_image_in_pixel_space_as_the_reference():
@@ -191,9 +195,9 @@ def test_blur_sibling_applies_each_samples_gaussian_kernel():
     blur = GaussianBlurCorruption(sigma=(1.0, 3.0), kernel_sizes=(5, 9))
     delta = torch.zeros(2, 1, 21, 21)
     delta[:, :, 10, 10] = 1.0
-    corruption = blur(image_tokens(delta, patch=1), noise=torch.tensor([[0.25], [0.75]]))
+    corruption = blur(image_tokens(delta, patch=1), noise=torch.tensor([[0.1], [0.8]]))
     sigma, sizes = corruption.strength[:, 0], corruption.strength[:, 1]
-    assert sizes.tolist() == [5.0, 9.0] and sigma.tolist() == pytest.approx([2.0, 2.0])
+    assert sizes.tolist() == [5.0, 9.0] and sigma.tolist() == pytest.approx([1.4, 2.2])
     response = blur.corrupt(delta, corruption)
     for sample, (s, k) in enumerate(zip(sigma.tolist(), sizes.tolist())):
         r = int(k) // 2
@@ -210,6 +214,9 @@ def test_noise_sibling_adds_gaussian_noise_of_sigma_in_255_units():
     corruption = noise(image_tokens(images, patch=16))
     noisy = noise.corrupt(images, corruption)
     assert (noisy - images).std().item() == pytest.approx(0.1, rel=0.05)
+    # not clipped, as the reference's Gaussian noise: the paper's sigma 75 leaves [0, 1]
+    strong = GaussianNoiseCorruption()
+    assert strong.corrupt(images, strong(image_tokens(images, patch=16))).max() > 1.5
 
 
 def test_configuration_errors_name_the_setting():
@@ -229,6 +236,12 @@ def test_configuration_errors_name_the_setting():
         build("model", dict(type="mfm", encoder_name="no_such_net"))
     with pytest.raises(ValueError, match="multiple of the encoder stride 32"):
         build("model", dict(type="mfm", encoder_name="resnet18", img_size=48, in_chans=1))
+    with pytest.raises(ValueError, match="recover='masked' averages over removed frequencies"):
+        build("model", dict(type="mfm", encoder_name="resnet18", img_size=32, corruption="deblur", recover="masked"))
+    with pytest.raises(ValueError, match=r"give \['in_chans'\] as mfm's own arguments"):
+        build("model", dict(type="mfm", encoder_name="resnet18", img_size=32, encoder=dict(in_chans=1)))
+    with pytest.raises(ValueError, match="patch_size applies to ViT encoders"):
+        build("model", dict(type="mfm", encoder_name="resnet18", img_size=32, patch_size=4))
     with pytest.raises(ValueError, match="mean/std need 1 values"):
         build("model", dict(type="mfm", encoder_name="resnet18", img_size=32, in_chans=1, mean=(0.5, 0.5, 0.5)))
 
@@ -245,3 +258,24 @@ def test_pasting_frequencies_takes_kept_ones_from_the_source_and_removed_ones_fr
     k = kept.unsqueeze(1)
     torch.testing.assert_close(spectrum(pasted) * k, spectrum(source) * k, atol=1e-4, rtol=0)
     torch.testing.assert_close(spectrum(pasted) * (1 - k), spectrum(prediction) * (1 - k), atol=1e-4, rtol=0)
+
+
+def test_inputs_normalised_with_other_statistics_than_the_models_are_refused():
+    model = build("model", dict(type="mfm", encoder_name="vit_tiny_patch16_224", img_size=16, patch_size=4,
+                                in_chans=1, encoder=dict(embed_dim=32, depth=1, num_heads=2), radius_inner=3))
+    wrong = (torch.rand(2, 1, 16, 16) - 0.1307) / 0.3081  # MNIST statistics; the model assumes 0.5 / 0.5
+    with pytest.raises(ValueError, match=r"de-normalised inputs span .*set model.mean/model.std"):
+        model({"inputs": wrong})
+
+
+def test_channels_last_hierarchical_encoders_work():
+    """Swin returns NHWC feature maps; they are laid out as row-major tokens like a CNN's."""
+    model = build("model", dict(type="mfm", encoder_name="swin_tiny_patch4_window7_224", img_size=64, radius_inner=4,
+                                encoder=dict(img_size=64, embed_dim=24, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1),
+                                             window_size=4)))
+    assert model.encoder.stride == 32 and model.encoder.num_prefix_tokens == 0
+    images = (torch.rand(2, 3, 64, 64) - model.pixel_mean) / model.pixel_std
+    features = model.encode({"inputs": images})
+    reference = model.encoder.network.forward_features(images)  # B×2×2×D, channels last
+    torch.testing.assert_close(features, reference.reshape(2, 4, -1))
+    assert torch.isfinite(model({"inputs": images})["loss"])
