@@ -43,13 +43,17 @@ def test_scaling_benchmark_sees_encoder_work_fall_with_the_mask_ratio(tmp_path):
     assert all(row["step_memory_mib"] >= 0 for row in report["memory_vs_batch"])
 
 
-def test_loader_benchmark_and_list_timing_run(tmp_path):
+def test_loader_optimiser_and_list_timing_benchmarks_run(tmp_path):
     out = tmp_path / "loader.json"
     printed = run_script("data_loader.py", "--size", "tiny", "--batch", "2", "--batches", "1", "--workers", "0",
                          "--out", str(out)).stdout
     report = json.loads(out.read_text())
     assert report["loader"][0]["samples_per_s"] > 0 and report["step_samples_per_s"]["bf16"] > 0
     assert "loader / fastest step" in printed
+    optimiser = tmp_path / "optimiser.json"
+    assert "speed-up" in run_script("optimizer_step.py", "--sizes", "tiny", "--repeats", "1", "--out", str(optimiser)).stdout
+    (row,) = json.loads(optimiser.read_text())["runs"]
+    assert row["fused_seconds"] > 0 and row["foreach_seconds"] > 0 and row["parameters"] > 1e6
     timing = tmp_path / "list.json"
     run_script("list_time.py", "--repeats", "1", "--out", str(timing))
     medians = json.loads(timing.read_text())["median_seconds"]
