@@ -8,7 +8,7 @@ import torch
 from maekit.components.base import Masker
 from maekit.structures import Mask, Tokens
 
-__all__ = ["RandomMasker", "BlockMasker", "GivenMasker", "check_mask_ratio", "num_visible"]
+__all__ = ["RandomMasker", "BlockMasker", "GivenMasker", "check_mask_ratio", "num_visible", "draw_noise", "NoiseSource"]
 
 
 def check_mask_ratio(mask_ratio: float) -> float:
@@ -25,16 +25,22 @@ def num_visible(num_tokens: int, mask_ratio: float) -> int:
 NoiseSource = torch.Tensor | Callable[[tuple[int, int], torch.device], torch.Tensor] | None
 
 
-def _noise_for(tokens: Tokens, noise: NoiseSource) -> torch.Tensor:
-    """Uniform noise (B×N): drawn here, given, or made by a callable ``noise((B, N), device)``."""
-    shape = (tokens.batch_size, tokens.num_tokens)
+def draw_noise(shape: tuple[int, int], noise: NoiseSource, device: torch.device,
+               names: str = "(batch, tokens)") -> torch.Tensor:
+    """Uniform noise of ``shape``: drawn here, given, or made by a callable ``noise(shape, device)``
+    (maekit's trainer passes one seeded per sample). ``names`` says what the two dims are in errors."""
     if callable(noise):
-        noise = noise(shape, tokens.values.device)
+        noise = noise(shape, device)
     if noise is None:
-        return torch.rand(shape, device=tokens.values.device)
+        return torch.rand(shape, device=device)
     if tuple(noise.shape) != shape:
-        raise ValueError(f"noise must have shape (batch, tokens) = {shape}, got {tuple(noise.shape)}")
-    return noise.to(tokens.values.device)
+        raise ValueError(f"noise must have shape {names} = {shape}, got {tuple(noise.shape)}")
+    return noise.to(device)
+
+
+def _noise_for(tokens: Tokens, noise: NoiseSource) -> torch.Tensor:
+    """Uniform noise B×N, one number per token."""
+    return draw_noise((tokens.batch_size, tokens.num_tokens), noise, tokens.values.device)
 
 
 class RandomMasker(Masker):

@@ -8,19 +8,17 @@ per-sample strengths) that the corruption and the loss read.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from maekit.components.base import Masker
+from maekit.components.masking import NoiseSource, draw_noise
 from maekit.structures import Mask, Tokens
 
 __all__ = ["Corruption", "ImageCorruption", "FrequencyMasker", "DownUpSampleCorruption", "GaussianBlurCorruption",
            "GaussianNoiseCorruption", "radius_mask", "frequency_filter", "paste_frequencies"]
-
-NoiseSource = torch.Tensor | Callable[[tuple[int, int], torch.device], torch.Tensor] | None
-
 
 @dataclass
 class Corruption(Mask):
@@ -32,18 +30,6 @@ class Corruption(Mask):
 
     kept_frequencies: torch.Tensor | None = None
     strength: torch.Tensor | None = None
-
-
-def _uniform_per_sample(batch: int, noise: NoiseSource, device: torch.device) -> torch.Tensor:
-    """One uniform number per sample (B): drawn here, given as B×1, or from ``noise((B, 1), device)``
-    (maekit's trainer passes a callable seeded per sample, so a resumed run draws the same)."""
-    if callable(noise):
-        noise = noise((batch, 1), device)
-    if noise is None:
-        return torch.rand(batch, device=device)
-    if noise.dim() != 2 or noise.shape[0] != batch:
-        raise ValueError(f"noise for a corruption must be B×1 (one number per sample), got {tuple(noise.shape)}")
-    return noise[:, 0].to(device)
 
 
 def radius_mask(size: tuple[int, int], radius_inner: float, radius_outer: float,
@@ -88,7 +74,9 @@ class ImageCorruption(Masker):
     def forward(self, tokens: Tokens, noise: NoiseSource = None) -> Corruption:
         batch, device = tokens.batch_size, tokens.values.device
         keep_all = Corruption.keep_all(batch, tokens.num_tokens, device=device)
-        return self.decide(keep_all, tuple(tokens.meta["image_size"]), _uniform_per_sample(batch, noise, device))
+        # one uniform number per sample decides its corruption
+        uniform = draw_noise((batch, 1), noise, device, names="(batch, 1): one number per sample")[:, 0]
+        return self.decide(keep_all, tuple(tokens.meta["image_size"]), uniform)
 
     def decide(self, keep_all: Corruption, image_size: tuple[int, int], uniform: torch.Tensor) -> Corruption:
         return keep_all
