@@ -7,7 +7,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["reconstruction_panels", "save_grid"]
+__all__ = ["reconstruction_panels", "uint8_panels", "save_grid"]
+
+
+def uint8_panels(pixels: torch.Tensor) -> list[np.ndarray]:
+    """B×C×H×W pixels in [0, 1] (clamped) → B panels of H×W×C uint8."""
+    return [(p.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for p in pixels.float().clamp(0, 1)]
 
 
 @torch.no_grad()
@@ -33,7 +38,7 @@ def reconstruction_panels(model: torch.nn.Module, images: torch.Tensor, mean: Se
         x = (x * std_t + mean_t).clamp(0, 1)
         if blank is not None:  # removed patches shown grey
             x = torch.where(blank.bool(), torch.full_like(x, 0.5), x)
-        return [(p.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for p in x]
+        return uint8_panels(x)
 
     removed_pixels = unpatchify(removed.expand_as(tokens.values), tokens.meta)
     columns = [to_uint8(images), to_uint8(masked_input, removed_pixels), to_uint8(reconstruction), to_uint8(pasted)]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
+from maekit.components.patchify import as_pair
 from maekit.data.views import default_mean_std
 from maekit.model import ComponentSpec, MaskedAutoencoder
 from maekit.structures import Mask, Tokens
@@ -72,6 +72,7 @@ class MFM(MaskedAutoencoder):
         """input | corrupted input | reconstruction, and for frequency masking also the kept
         frequencies (white = kept, centred spectrum) and the reconstruction with the input's kept
         frequencies pasted back (the loss only supervises the removed ones)."""
+        from maekit.visualize import uint8_panels
         from maekit_mfm.corruption import paste_frequencies
 
         self.eval()
@@ -81,20 +82,12 @@ class MFM(MaskedAutoencoder):
         prediction = self.decode(self.encoder(self.tokenize(corrupted)), corruption, tokens).float()
         mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
 
-        def to_uint8(pixels: torch.Tensor) -> list[np.ndarray]:
-            return [(p.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for p in pixels.clamp(0, 1)]
-
-        def pixels(x: torch.Tensor) -> torch.Tensor:
-            return x.float() * std_t + mean_t
-
+        source, corrupted, prediction = (x.float() * std_t + mean_t for x in (images, corrupted, prediction))
         kept = getattr(corruption, "kept_frequencies", None)
-        if kept is None:
-            columns = [images, corrupted, prediction]
-            return [list(row) for row in zip(*(to_uint8(pixels(c)) for c in columns))]
-        pasted = paste_frequencies(pixels(images), pixels(prediction), kept)
-        columns = [to_uint8(pixels(images)), to_uint8(kept.unsqueeze(1)), to_uint8(pixels(corrupted)),
-                   to_uint8(pixels(prediction)), to_uint8(pasted)]
-        return [list(row) for row in zip(*columns)]
+        columns = [source] + ([kept.unsqueeze(1)] if kept is not None else []) + [corrupted, prediction]
+        if kept is not None:
+            columns.append(paste_frequencies(source, prediction, kept))
+        return [list(row) for row in zip(*(uint8_panels(column) for column in columns))]
 
 
 def _is_vit(model_name: str) -> bool:
@@ -153,7 +146,7 @@ def mfm(encoder_name: str = "vit_base_patch16_224", img_size: int | tuple[int, i
         encoder_module = build("encoder", dict(type="mfm_cnn_encoder", model_name=encoder_name, in_chans=in_chans,
                                                drop_path_rate=drop_path_rate, **(encoder or {})))
         stride = encoder_module.stride
-    height, width = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    height, width = as_pair(img_size, "mfm img_size")
     if height % stride or width % stride:
         raise ValueError(f"mfm img_size {height}×{width} must be a multiple of the encoder stride {stride}")
     return MFM(
