@@ -46,11 +46,11 @@ class CNNEncoder(Encoder):
     def forward(self, tokens: Tokens) -> torch.Tensor:
         images = unpatchify(tokens.values, tokens.meta["grid_size"], tokens.meta["patch_size"])
         features = self.network.forward_features(images)
-        if getattr(self.network, "output_fmt", "NCHW") == "NHWC":  # Swin and other channels-last models
-            features = features.permute(0, 3, 1, 2)
         if features.dim() != 4:
             raise ValueError(f"timm model {self.model_name!r} gave features of shape {tuple(features.shape)}; "
                              f"a CNN feature map B×D×h×w was expected")
+        if getattr(self.network, "output_fmt", "NCHW") == "NHWC":  # Swin and other channels-last models
+            features = features.permute(0, 3, 1, 2)
         return features.flatten(2).transpose(1, 2)
 
 
