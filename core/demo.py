@@ -19,7 +19,7 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
     into ``out_dir``."""
     from maekit.data.views import EvalTransform
     from maekit.engine import load_config, train
-    from maekit.evaluation import load_trained_model, probe
+    from maekit.evaluation import load_trained_model, probe_pools
     from maekit.registry import build
     from maekit.visualize import save_grid
 
@@ -47,10 +47,9 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
     torch.manual_seed(seed)
     random_init = load_trained_model(cfg.model, None)
     metrics: dict[str, Any] = {}
-    for pool in pools:
-        prefix = "" if pool == pools[0] else f"{pool}_"
-        for name, model in (("pretrained", pretrained), ("random_init", random_init)):
-            scores = probe(model, train_set, test_set, transform, pool=pool)
+    for name, model in (("pretrained", pretrained), ("random_init", random_init)):
+        for pool, scores in probe_pools(model, train_set, test_set, transform, pools).items():
+            prefix = "" if pool == pools[0] else f"{pool}_"
             metrics[f"{prefix}probe_accuracy_{name}"] = scores["linear_probe_accuracy"]
             metrics[f"{prefix}knn_accuracy_{name}"] = scores["knn_accuracy"]
 

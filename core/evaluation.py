@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -10,7 +10,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from maekit.registry import build
 
-__all__ = ["load_trained_model", "recalibrate_batchnorm", "extract_features", "linear_probe", "knn_accuracy", "probe"]
+__all__ = ["load_trained_model", "check_pool", "recalibrate_batchnorm", "pooled_features", "extract_features",
+           "linear_probe", "knn_accuracy", "probe", "probe_pools"]
 
 
 def load_trained_model(model_cfg: dict, checkpoint: str | Path | None) -> torch.nn.Module:
@@ -48,14 +49,21 @@ def check_pool(model: torch.nn.Module, pool: str) -> int:
     return prefix
 
 
+def _batches(dataset: Dataset, transform: Any, batch_size: int, drop_last: bool = False) -> DataLoader:
+    """The dataset in order, through ``transform`` per item; ``drop_last`` drops a short last batch."""
+    from maekit.data.views import TransformedView
+
+    view = TransformedView(dataset, transform) if transform is not None else dataset
+    return DataLoader(view, batch_size=batch_size, shuffle=False, drop_last=drop_last and len(view) > batch_size)
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(model: torch.nn.Module, dataset: Dataset, transform: Any = None, batch_size: int = 128) -> bool:
     """Re-estimate the encoder's BatchNorm statistics on ``dataset`` in place (the running
-    buffers change, no weight does); False when it has none. A frozen CNN's stored statistics belong to other inputs — the corrupted
-    images of pre-training, or none at all at random init, where eval-mode BatchNorm collapses the
-    features — so both sides of a probe comparison get statistics of the images they classify."""
-    from maekit.data.views import TransformedView
-
+    buffers change, no weight does); False when it has none. A frozen CNN's stored statistics
+    belong to other inputs — the corrupted images of pre-training, or none at all at random init,
+    where eval-mode BatchNorm collapses the features — so both sides of a probe comparison get
+    statistics of the images they classify."""
     norms = [m for m in model.encoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
              and m.track_running_stats]
     if not norms:
@@ -67,9 +75,8 @@ def recalibrate_batchnorm(model: torch.nn.Module, dataset: Dataset, transform: A
         norm.momentum = None  # a cumulative average over every batch
         norm.train()
     device = next(model.parameters()).device
-    view = TransformedView(dataset, transform) if transform is not None else dataset
     # a last batch of one image cannot give batch statistics (1×1 feature maps): dropped
-    for batch in DataLoader(view, batch_size=batch_size, shuffle=False, drop_last=len(view) > batch_size):
+    for batch in _batches(dataset, transform, batch_size, drop_last=True):
         model.encode({"inputs": batch["inputs"].to(device)})
     for norm, momentum in zip(norms, saved):
         norm.momentum = momentum
@@ -78,22 +85,29 @@ def recalibrate_batchnorm(model: torch.nn.Module, dataset: Dataset, transform: A
 
 
 @torch.no_grad()
+def pooled_features(model: torch.nn.Module, dataset: Dataset, transform: Any = None, batch_size: int = 128,
+                    pools: Sequence[str] = ("cls",)) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Frozen encoder features (no masking), pooled each way in ``pools`` from one pass, and labels."""
+    prefixes = {pool: check_pool(model, pool) for pool in pools}
+    model.eval()
+    device = next(model.parameters()).device
+    features: dict[str, list[np.ndarray]] = {pool: [] for pool in pools}
+    labels = []
+    for batch in _batches(dataset, transform, batch_size):
+        tokens = model.encode({"inputs": batch["inputs"].to(device)})
+        for pool, prefix in prefixes.items():
+            pooled = tokens[:, 0] if pool == "cls" else tokens[:, prefix:].mean(1)
+            features[pool].append(pooled.float().cpu().numpy())
+        labels.append(np.asarray(batch["label"]))
+    return {pool: np.concatenate(parts) for pool, parts in features.items()}, np.concatenate(labels)
+
+
 def extract_features(model: torch.nn.Module, dataset: Dataset, transform: Any = None, batch_size: int = 128,
                      pool: str = "cls") -> tuple[np.ndarray, np.ndarray]:
     """Frozen encoder features (no masking) and labels: the cls token (MAE's linear probe) or the
     mean of the patch tokens (``pool="mean"``, MAE's fine-tuning pool)."""
-    from maekit.data.views import TransformedView
-
-    prefix = check_pool(model, pool)
-    model.eval()
-    device = next(model.parameters()).device
-    features, labels = [], []
-    view = TransformedView(dataset, transform) if transform is not None else dataset
-    for batch in DataLoader(view, batch_size=batch_size, shuffle=False):
-        tokens = model.encode({"inputs": batch["inputs"].to(device)})
-        features.append((tokens[:, 0] if pool == "cls" else tokens[:, prefix:].mean(1)).float().cpu().numpy())
-        labels.append(np.asarray(batch["label"]))
-    return np.concatenate(features), np.concatenate(labels)
+    features, labels = pooled_features(model, dataset, transform, batch_size, (pool,))
+    return features[pool], labels
 
 
 def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
@@ -126,20 +140,28 @@ def knn_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
 
 def probe(model: torch.nn.Module, train: Dataset, test: Dataset, transform: Any = None, pool: str = "cls",
           k: int = 20) -> dict[str, float]:
-    """Linear-probe and k-NN accuracy of a model's frozen encoder (BatchNorm statistics, if any,
-    re-estimated on ``train`` for the probe: see :func:`recalibrate_batchnorm`; the model's own
-    buffers are restored afterwards)."""
-    check_pool(model, pool)
+    """Linear-probe and k-NN accuracy of a model's frozen encoder, for one pool."""
+    return probe_pools(model, train, test, transform, (pool,), k)[pool]
+
+
+def probe_pools(model: torch.nn.Module, train: Dataset, test: Dataset, transform: Any = None,
+                pools: Sequence[str] = ("mean", "cls"), k: int = 20) -> dict[str, dict[str, float]]:
+    """Linear-probe and k-NN accuracy per pool, from one encoder pass over each dataset (BatchNorm
+    statistics, if any, re-estimated on ``train`` for the probe: see :func:`recalibrate_batchnorm`;
+    the model's own buffers are restored afterwards)."""
+    for pool in pools:
+        check_pool(model, pool)
     saved = {name: buffer.clone() for name, buffer in model.named_buffers()}
     try:
         recalibrate_batchnorm(model, train, transform)
-        train_x, train_y = extract_features(model, train, transform, pool=pool)
-        test_x, test_y = extract_features(model, test, transform, pool=pool)
+        train_x, train_y = pooled_features(model, train, transform, pools=pools)
+        test_x, test_y = pooled_features(model, test, transform, pools=pools)
     finally:
         with torch.no_grad():
             for name, buffer in model.named_buffers():
                 buffer.copy_(saved[name])
     if (train_y < 0).any() or (test_y < 0).any():
         raise ValueError("probing needs labelled data: some samples have no label (-1)")
-    return {"linear_probe_accuracy": linear_probe(train_x, train_y, test_x, test_y),
-            "knn_accuracy": knn_accuracy(train_x, train_y, test_x, test_y, k=k)}
+    return {pool: {"linear_probe_accuracy": linear_probe(train_x[pool], train_y, test_x[pool], test_y),
+                   "knn_accuracy": knn_accuracy(train_x[pool], train_y, test_x[pool], test_y, k=k)}
+            for pool in pools}
