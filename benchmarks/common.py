@@ -4,11 +4,11 @@ from __future__ import annotations
 import platform
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Hashable, Mapping
 
 import torch
 
-__all__ = ["machine_description", "median_seconds", "matmul_peak_flops"]
+__all__ = ["machine_description", "median_seconds", "alternating_medians", "matmul_peak_flops"]
 
 
 def machine_description() -> dict:
@@ -34,6 +34,19 @@ def median_seconds(fn: Callable[[], None], repeats: int, sync: Callable[[], None
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def alternating_medians(contenders: Mapping[Hashable, Callable[[], None]], repeats: int,
+                        sync: Callable[[], None] = lambda: None) -> dict:
+    """Median seconds per contender: one warm-up call each (allocation, compilation), then
+    ``repeats`` rounds that run every contender once in turn, so machine noise hits all alike."""
+    for run in contenders.values():
+        run()
+    times: dict = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, run in contenders.items():
+            times[name].append(median_seconds(run, 1, sync))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def matmul_peak_flops(dtype: torch.dtype, device: str = "cpu", size: int = 2048, repeats: int = 5) -> float:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description, median_seconds  # noqa: E402
+from common import alternating_medians, machine_description  # noqa: E402
 from mae_step import make_step  # noqa: E402
 
 SOURCES = ("astronaut", "chelsea", "coffee", "rocket", "camera", "brick", "grass", "gravel")
@@ -81,10 +81,8 @@ def main() -> None:
     images = torch.randn(args.batch, 3, 224, 224)
     steps = {precision: make_step("maekit", model, images, dtype, fused=True)
              for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
-    results["step_samples_per_s"] = {}
-    for precision, step in steps.items():
-        step()
-        results["step_samples_per_s"][precision] = args.batch / median_seconds(step, 3)
+    results["step_samples_per_s"] = {precision: args.batch / seconds
+                                     for precision, seconds in alternating_medians(steps, 3).items()}
     fastest = max(results["step_samples_per_s"].values())
     print(f"MAE ViT-{args.size} step, batch {args.batch}: " + ", ".join(
         f"{p} {v:.2f} samples/s" for p, v in results["step_samples_per_s"].items()))

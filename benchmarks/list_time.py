@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description  # noqa: E402
+from common import alternating_medians, machine_description  # noqa: E402
 
 CONTENDERS = {
     "maekit list": [sys.executable, "-m", "maekit.cli", "list"],
@@ -23,10 +22,8 @@ CONTENDERS = {
 }
 
 
-def wall_seconds(command: list[str]) -> float:
-    start = time.perf_counter()
+def run_quietly(command: list[str]) -> None:
     subprocess.run(command, check=True, capture_output=True)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -36,13 +33,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the results as JSON")
     args = parser.parse_args()
     repeats = 3 if args.quick else args.repeats
-    for command in CONTENDERS.values():  # warm the file cache once
-        wall_seconds(command)
-    times: dict[str, list[float]] = {name: [] for name in CONTENDERS}
-    for _ in range(repeats):
-        for name, command in CONTENDERS.items():
-            times[name].append(wall_seconds(command))
-    medians = {name: statistics.median(values) for name, values in times.items()}
+    # the warm-up run of each warms the file cache
+    medians = alternating_medians({name: partial(run_quietly, command) for name, command in CONTENDERS.items()},
+                                  repeats)
     torch_import = medians["python -c 'import torch'"]
     for name, seconds in medians.items():
         print(f"{name:28} {seconds:6.2f} s   ratio to import torch {seconds / torch_import:5.2f}")

@@ -22,7 +22,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description, median_seconds  # noqa: E402
+from common import alternating_medians, machine_description  # noqa: E402
 from mae_step import make_step  # noqa: E402
 
 
@@ -110,14 +110,9 @@ def main() -> None:
     ratios = [float(r) for r in args.ratios.split(",")]
     models = {ratio: build(args.size, ratio).to(device) for ratio in ratios}
     steps = {ratio: make_step("maekit", model, images, dtype, fused=True) for ratio, model in models.items()}
-    for step in steps.values():
-        step()  # warm-up
-    times: dict[float, list[float]] = {ratio: [] for ratio in ratios}
-    for _ in range(args.repeats):  # alternate the ratios every repeat
-        for ratio, step in steps.items():
-            times[ratio].append(median_seconds(step, 1, sync))
+    medians = alternating_medians(steps, args.repeats, sync)
     for ratio in ratios:
-        seconds = sorted(times[ratio])[len(times[ratio]) // 2]
+        seconds = medians[ratio]
         visible = num_visible(models[ratio].tokenize(images).num_tokens, ratio)
         row = {"mask_ratio": ratio, "visible_tokens": visible, "seconds_per_step": seconds,
                "samples_per_s": args.batch / seconds, "encoder_forward_flops": encoder_flops(models[ratio], images)}

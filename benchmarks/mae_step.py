@@ -20,7 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description, matmul_peak_flops, median_seconds  # noqa: E402
+from common import alternating_medians, machine_description, matmul_peak_flops  # noqa: E402
 
 SIZES = {  # name: (width, depth, heads, default batch)
     "tiny": (192, 12, 3, 32),
@@ -109,14 +109,9 @@ def main() -> None:
                                      fused=name.startswith("maekit"))
                      for name, model in contenders.items()}
             flops = {name: count_flops(step) for name, step in steps.items()}
-            for step in steps.values():  # warm-up (and compilation)
-                step()
-            times: dict[str, list[float]] = {name: [] for name in steps}
-            for _ in range(args.repeats):  # alternate the contenders every repeat
-                for name, step in steps.items():
-                    times[name].append(median_seconds(step, 1, sync))
+            medians = alternating_medians(steps, args.repeats, sync)  # warm-up (and compilation) first
             for name in steps:
-                seconds = sorted(times[name])[len(times[name]) // 2]
+                seconds = medians[name]
                 run = {"size": size, "precision": precision, "batch": batch, "contender": name,
                        "seconds_per_step": seconds, "samples_per_s": batch / seconds,
                        "flops_per_step": flops[name], "mfu": flops[name] / seconds / peaks[precision]}

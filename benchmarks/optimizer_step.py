@@ -8,13 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_description  # noqa: E402
+from common import alternating_medians, machine_description  # noqa: E402
 
 
 def main() -> None:
@@ -35,15 +34,8 @@ def main() -> None:
             p.grad = torch.randn_like(p)
         optimisers = {"foreach": torch.optim.AdamW(params, lr=1e-4, foreach=True),
                       "fused": torch.optim.AdamW(params, lr=1e-4, fused=True)}
-        times: dict[str, list[float]] = {name: [] for name in optimisers}
-        for optimiser in optimisers.values():
-            optimiser.step()  # allocates the moments
-        for _ in range(repeats):
-            for name, optimiser in optimisers.items():
-                start = time.perf_counter()
-                optimiser.step()
-                times[name].append(time.perf_counter() - start)
-        median = {name: sorted(values)[len(values) // 2] for name, values in times.items()}
+        # the warm-up call allocates the moments
+        median = alternating_medians({name: optimiser.step for name, optimiser in optimisers.items()}, repeats)
         run = {"size": size, "parameters": sum(p.numel() for p in params), **{f"{k}_seconds": v for k, v in median.items()}}
         results["runs"].append(run)
         print(f"{size:6} {run['parameters'] / 1e6:10.1f} {median['foreach'] * 1e3:11.1f} {median['fused'] * 1e3:9.1f} "
