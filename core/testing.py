@@ -5,9 +5,14 @@
 - ``plugin_host``: ``fresh_registries`` with core's components loaded (no installed plugins).
 - ``register_plugin``: a helper that registers a throwaway plugin (any object or module with
   ``@maekit.hookimpl`` functions) under a name and version, and returns its record.
+
+And :func:`run_cli`, which runs the ``maekit`` command in a fresh process (real entry-point discovery).
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from types import ModuleType
 from typing import Any, Callable, Iterator
 
@@ -57,3 +62,17 @@ def register_plugin(fresh_registries: plugins.PluginHost) -> Callable[..., plugi
         return fresh_registries.load(name, version, lambda: plugin)
 
     return register
+
+
+def run_cli(*args: str, env_extra: dict[str, str] | None = None, check: bool = True,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m maekit.cli ARGS`` in a fresh process with every ``MAEKIT_*`` variable of this one
+    cleared (``env_extra`` sets them, e.g. ``{"MAEKIT_PLUGINS": "maekit-mine"}``); with ``check``,
+    a non-zero exit fails the test showing the command's output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAEKIT_")}
+    env.update(env_extra or {})
+    result = subprocess.run([sys.executable, "-m", "maekit.cli", *args], capture_output=True, text=True, env=env,
+                            timeout=timeout)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result

@@ -10,19 +10,15 @@ import numpy as np
 from PIL import Image
 
 from maekit.builtin import CORE_COMPONENTS
+from maekit.testing import run_cli
 from tests.test_registry_plugins import GOOD_PLUGIN
 
 
 def run(*args: str, env_extra: dict | None = None, site: Path | None = None, check: bool = True):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAEKIT_")}
+    env_extra = dict(env_extra or {})
     if site is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")])
-    env.update(env_extra or {})
-    result = subprocess.run([sys.executable, "-m", "maekit.cli", *args], capture_output=True, text=True, env=env,
-                            timeout=300)
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
+        env_extra["PYTHONPATH"] = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
+    return run_cli(*args, env_extra=env_extra, check=check, timeout=300)
 
 
 def test_console_script_and_version():

@@ -2,24 +2,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import maekit_mfm
 import pytest
 from maekit.registry import KINDS, registry_for
+from maekit.testing import run_cli
 from maekit_mfm import plugin
 
 
 def maekit(*args: str, only: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAEKIT_")}
-    if only:
-        env["MAEKIT_PLUGINS"] = only  # only this plugin (and core) loads, whatever else is installed
-    result = subprocess.run([sys.executable, "-m", "maekit.cli", *args], capture_output=True, text=True, env=env,
-                            timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
+    # only this plugin (and core) loads, whatever else is installed
+    return run_cli(*args, env_extra={"MAEKIT_PLUGINS": only} if only else None)
 
 
 def test_registers_only_its_own_names(fresh_registries):

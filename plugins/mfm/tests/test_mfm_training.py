@@ -3,9 +3,6 @@ fine-tune, demo."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,19 +10,12 @@ from PIL import Image
 
 from maekit.data.bundled import DigitsDataset
 from maekit.registry import build
+from maekit.testing import run_cli as maekit
 
 TINY_VIT = dict(type="mfm", encoder_name="vit_tiny_patch16_224", img_size=32, patch_size=4, in_chans=1,
                 encoder=dict(embed_dim=64, depth=2, num_heads=4), radius_inner=3)
 TINY_CNN = dict(type="mfm", encoder_name="resnet18", img_size=32, in_chans=1, radius_inner=3, sample_ratio=0.3,
                 encoder=dict(layers=(1, 1, 1, 1)))  # timm's ResNet with one block per stage
-
-
-def maekit(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAEKIT_")}
-    result = subprocess.run([sys.executable, "-m", "maekit.cli", *args], capture_output=True, text=True, env=env,
-                            timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
 
 
 @pytest.mark.parametrize("config", [TINY_VIT, TINY_CNN], ids=["vit", "cnn"])
@@ -105,9 +95,7 @@ def test_commands_train_probe_visualize_finetune(tmp_path):
 
 
 def test_cnn_has_no_class_token_to_probe(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAEKIT_")}
-    result = subprocess.run([sys.executable, "-m", "maekit.cli", "probe", "mfm_demo_resnet", "--pool", "cls"],
-                            capture_output=True, text=True, env=env, timeout=600)
+    result = maekit("probe", "mfm_demo_resnet", "--pool", "cls", check=False)
     assert result.returncode != 0 and "needs an encoder with a class token" in result.stderr
 
 
