@@ -34,7 +34,31 @@ def _fail(message: str) -> None:
     raise click.ClickException(message)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class PluginCommandGroup(click.Group):
+    """Core's commands plus those plugins add (hook ``maekit_commands``), found when asked for:
+    plugins load only when a name is not core's or when help lists every command."""
+
+    def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
+        if ctx.params.get("plugin_files"):  # else the plugins already loaded in this process
+            ctx.ensure_object(dict).update(plugin_files=ctx.params["plugin_files"], strict=ctx.params.get("strict"))
+            _load(ctx)
+        try:
+            found = plugins.commands()
+        except plugins.PluginLoadError as error:
+            _fail(str(error))
+        clashes = sorted(set(found) & set(self.commands))
+        if clashes:
+            _fail(f"plugin command(s) {', '.join(clashes)} clash with maekit's own commands")
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self._plugin_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self.commands.get(name) or self._plugin_commands(ctx).get(name)
+
+
+@click.group(cls=PluginCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="maekit")
 @click.option("--plugin", "plugin_files", multiple=True, type=click.Path(dir_okay=False),
               help="Load a single local .py file as a plugin (repeatable).")

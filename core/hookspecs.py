@@ -17,7 +17,8 @@ import pluggy
 if TYPE_CHECKING:
     from maekit.plugins import Registrar
 
-__all__ = ["hookspec", "hookimpl", "maekit_register", "maekit_config_dirs", "maekit_sample_data", "maekit_demos"]
+__all__ = ["hookspec", "hookimpl", "maekit_register", "maekit_config_dirs", "maekit_sample_data", "maekit_demos",
+           "maekit_commands"]
 
 hookspec = pluggy.HookspecMarker("maekit")
 hookimpl = pluggy.HookimplMarker("maekit")
@@ -51,3 +52,11 @@ def maekit_demos() -> dict[str, str]:
     """Demos this plugin offers to ``maekit demo NAME``: name → a config name (run by core's
     generic demo: pre-train, probe against random init, picture via the model's ``panels``) or a
     ``"package.module:function"`` with the signature of :func:`maekit.demo.run_demo`."""
+
+
+@hookspec
+def maekit_commands() -> list:
+    """Subcommands this plugin adds to ``maekit`` (``click.Command`` objects, e.g. an evaluation
+    the method's paper uses). Import torch inside the command's function, not at module level,
+    so ``maekit --help`` and ``maekit list`` stay fast. A name another plugin or core already
+    uses is an error naming both."""

@@ -32,7 +32,7 @@ from maekit.registry import KINDS, Entry, Provider, registry_for
 
 __all__ = [
     "Registrar", "PluginRecord", "PluginHost", "PluginLoadError", "load_plugins", "ensure_plugins_loaded",
-    "current_host", "providers_of_disabled", "config_dirs", "sample_data", "demos", "normalise_name",
+    "current_host", "providers_of_disabled", "config_dirs", "sample_data", "demos", "commands", "normalise_name",
 ]
 
 CORE_NAME = "maekit"
@@ -284,4 +284,19 @@ def demos() -> dict[str, str]:
             if name in merged:
                 raise PluginLoadError(f"demo {name!r} is offered by both {owners[name]} and {impl.plugin_name}")
             merged[name], owners[name] = target, impl.plugin_name
+    return merged
+
+
+def commands() -> dict[str, Any]:
+    """Every ``maekit`` subcommand contributed by loaded plugins (name → click command). Two
+    plugins offering the same command name is an error naming both."""
+    host = ensure_plugins_loaded()
+    merged: dict[str, Any] = {}
+    owners: dict[str, str] = {}
+    for impl in host.pm.hook.maekit_commands.get_hookimpls():
+        for command in impl.function() or []:
+            if command.name in merged:
+                raise PluginLoadError(f"command {command.name!r} is offered by both {owners[command.name]} "
+                                      f"and {impl.plugin_name}")
+            merged[command.name], owners[command.name] = command, impl.plugin_name
     return merged

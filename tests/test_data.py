@@ -129,3 +129,20 @@ def test_probe_features_of_differently_sized_images(tmp_path):
         Image.fromarray(np.zeros((*size, 3), np.uint8)).save(tmp_path / f"c{i}" / "a.png")
     features, labels = extract_features(tiny_mae(), ImageFolderDataset(tmp_path), EvalTransform(32))
     assert features.shape == (2, 64) and labels.tolist() == [0, 1]
+
+
+def test_views_carry_extra_sample_fields_into_the_batch():
+    class Captioned(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, index: int) -> dict:
+            return {"inputs": torch.rand(3, 40, 40), "label": index, "text": torch.tensor([index, 7])}
+
+    augmented = AugmentedView(Captioned(), MAEAugment(size=32), seed=0)[3]
+    assert augmented["index"] == 3 and augmented["label"] == 1 and torch.equal(augmented["text"], torch.tensor([1, 7]))
+    assert augmented["inputs"].shape == (3, 32, 32)
+    from maekit.data.views import TransformedView
+
+    evaluated = TransformedView(Captioned(), EvalTransform(32))[0]
+    assert torch.equal(evaluated["text"], torch.tensor([0, 7])) and evaluated["inputs"].shape == (3, 32, 32)

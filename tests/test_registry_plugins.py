@@ -191,3 +191,36 @@ def test_named_demo_runs_a_function_target_and_unknown_names_list_what_exists(pl
             run_named_demo("nope", tmp_path)
     finally:
         del sys.modules["maekit_fake_demo"]
+
+
+def test_commands_hook_adds_subcommands_and_rejects_a_name_offered_twice(plugin_host, register_plugin):
+    import click
+    from click.testing import CliRunner
+
+    from maekit.cli import main
+
+    @click.command("hello")
+    @click.argument("who")
+    def hello(who: str) -> None:
+        click.echo(f"hello {who}")
+
+    register_plugin(name="maekit-one", maekit_commands=lambda: [hello])
+    assert plugins.commands() == {"hello": hello}
+    result = CliRunner().invoke(main, ["hello", "plugin"])
+    assert result.exit_code == 0 and result.output == "hello plugin\n"
+    assert "hello" in CliRunner().invoke(main, ["--help"]).output
+    register_plugin(name="maekit-two", maekit_commands=lambda: [click.Command("hello")])
+    with pytest.raises(plugins.PluginLoadError, match="'hello' is offered by both maekit-one and maekit-two"):
+        plugins.commands()
+
+
+def test_a_plugin_command_may_not_shadow_a_core_command(plugin_host, register_plugin):
+    import click
+    from click.testing import CliRunner
+
+    from maekit.cli import main
+
+    register_plugin(name="maekit-shadow", maekit_commands=lambda: [click.Command("nonexistent-core-name"),
+                                                                   click.Command("train")])
+    result = CliRunner().invoke(main, ["nonexistent-core-name"])
+    assert result.exit_code != 0 and "train clash with maekit's own commands" in result.output

@@ -96,13 +96,15 @@ class TransformedView(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.dataset[index]
-        return {"inputs": self.transform(sample["inputs"]), "label": sample.get("label", -1)}
+        return {**sample, "inputs": self.transform(sample["inputs"]), "label": sample.get("label", -1)}
 
 
 class AugmentedView(Dataset):
     """A dataset seen through a transform, seeded per virtual index ``v`` (sample ``v % len``).
 
     Items are ``{"inputs", "label", "index": v}``; ``index`` also seeds the model's masking noise.
+    Any other field of the dataset's samples (e.g. a caption's token ids, ``"text"``) travels
+    with them untouched into the batch the method receives.
     """
 
     def __init__(self, dataset: Dataset | dict, transform: Any = None, seed: int = 0) -> None:
@@ -122,4 +124,4 @@ class AugmentedView(Dataset):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(mix_seed(self.seed, virtual_index))
                 image = self.transform(image)
-        return {"inputs": image, "label": sample.get("label", -1), "index": virtual_index}
+        return {**sample, "inputs": image, "label": sample.get("label", -1), "index": virtual_index}

@@ -35,8 +35,9 @@ class SampleNoise:
 class RunnerModel(BaseModel):
     """Wraps a method (``MaskedAutoencoder`` or any module returning a loss dict) for mmengine.
 
-    ``forward(inputs, label, index, mode="loss")`` calls the method on the batch mapping
-    ``{"inputs", "label", "index"}`` and returns its losses, with masking noise
+    ``forward(inputs, label, index, mode="loss", **fields)`` calls the method on the batch mapping
+    ``{"inputs", "label", "index", **fields}`` (fields: whatever else the dataset's samples carry,
+    e.g. a caption's token ids) and returns its losses, with masking noise
     from :class:`SampleNoise` when the batch carries virtual indices. Other randomness in the step
     (dropout, drop-path) is reseeded from (seed, iteration, rank): it survives a resume, and ranks
     draw independently (so with drop-path a DDP run is not the 1-process run, only equivalent).
@@ -52,7 +53,7 @@ class RunnerModel(BaseModel):
             self.model.compile(**(compile if isinstance(compile, dict) else {}))
 
     def forward(self, inputs: torch.Tensor, label: Any = None, index: torch.Tensor | None = None,
-                mode: str = "loss") -> Any:
+                mode: str = "loss", **fields: Any) -> Any:
         if mode == "loss":
             from mmengine.logging import MessageHub
 
@@ -61,9 +62,9 @@ class RunnerModel(BaseModel):
             iteration = MessageHub.get_current_instance().get_info("iter", 0)
             torch.manual_seed(mix_seed(self.seed, iteration, get_rank(), 2))
             noise = SampleNoise(self.seed, index) if index is not None else None
-            return self.model({"inputs": inputs, "label": label, "index": index}, noise=noise)
+            return self.model({"inputs": inputs, "label": label, "index": index, **fields}, noise=noise)
         if mode in ("tensor", "predict"):
-            return self.model.encode({"inputs": inputs})
+            return self.model.encode({"inputs": inputs, **fields})
         raise ValueError(f"unknown forward mode {mode!r}; expected 'loss', 'tensor' or 'predict'")
 
     def parse_losses(self, losses: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
