@@ -238,4 +238,5 @@ def demo(ctx: click.Context, name: str, out: str, iters: int | None, seed: int, 
         metrics = run_named_demo(name, out, config=config, max_iters=iters, seed=seed, log=click.echo)
     except (ValueError, PluginLoadError) as error:
         _fail(str(error))
-    click.echo(f"wrote {Path(out) / 'metrics.json'} and {metrics['reconstructions']}")
+    picture = metrics.get("reconstructions") or metrics.get("picture")  # a plugin's demo may draw something else
+    click.echo(f"wrote {Path(out) / 'metrics.json'}" + (f" and {picture}" if picture else ""))

@@ -9,7 +9,21 @@ from typing import Any
 
 import torch
 
-__all__ = ["run_demo", "run_named_demo"]
+__all__ = ["run_demo", "run_named_demo", "pretrain"]
+
+
+def pretrain(out_dir: Path, config: str, max_iters: int | None = None, seed: int = 0, amp: str = "off"):
+    """Pre-train a demo config on CPU into ``out_dir/work``; ``max_iters`` shortens it (warm-up
+    kept to a tenth). Returns the config, the final logged loss and the last checkpoint."""
+    from maekit.engine import load_config, train
+
+    cfg = load_config(config)
+    if max_iters is not None:
+        cfg.merge_from_dict({"schedule.max_iters": max_iters, "checkpoint_interval": max_iters,
+                             "schedule.warmup_iters": min(cfg.schedule.get("warmup_iters", 0), max_iters // 10)})
+    runner = train(cfg, out_dir / "work", amp=amp, device="cpu", seed=seed)
+    final_loss = float(runner.message_hub.get_scalar("train/loss").current())
+    return cfg, final_loss, out_dir / "work" / f"iter_{cfg.schedule.max_iters}.pth"
 
 
 def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: int | None = None, seed: int = 0,
@@ -18,20 +32,13 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
     against the same architecture untrained, and write ``metrics.json`` and ``reconstructions.png``
     into ``out_dir``."""
     from maekit.data.views import EvalTransform
-    from maekit.engine import load_config, train
     from maekit.evaluation import load_trained_model, probe_pools
     from maekit.registry import build
     from maekit.visualize import save_grid
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    cfg = load_config(config)
-    if max_iters is not None:
-        cfg.merge_from_dict({"schedule.max_iters": max_iters, "checkpoint_interval": max_iters,
-                             "schedule.warmup_iters": min(cfg.schedule.get("warmup_iters", 0), max_iters // 10)})
-    runner = train(cfg, out_dir / "work", amp=amp, device="cpu", seed=seed)
-    final_loss = float(runner.message_hub.get_scalar("train/loss").current())
-    checkpoint = out_dir / "work" / f"iter_{cfg.schedule.max_iters}.pth"
+    cfg, final_loss, checkpoint = pretrain(out_dir, config, max_iters, seed, amp)
 
     probe_cfg = cfg.get("probe") or {}
     train_set = build("dataset", probe_cfg.get("train", dict(type="digits", split="train", size=32, channels=1)))
