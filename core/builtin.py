@@ -31,8 +31,7 @@ CORE_COMPONENTS: list[tuple[str, str, str]] = [
 
 @hookimpl
 def maekit_register(registry) -> None:
-    for kind, name, target in CORE_COMPONENTS:
-        registry.register(kind, target, name=name)
+    registry.register_all(CORE_COMPONENTS)
 
 
 @hookimpl

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["run_demo", "run_named_demo", "pretrain"]
+__all__ = ["run_demo", "run_named_demo", "pretrain", "trained_and_untrained"]
 
 
 def pretrain(out_dir: Path, config: str, max_iters: int | None = None, seed: int = 0, amp: str = "off"):
@@ -26,13 +26,25 @@ def pretrain(out_dir: Path, config: str, max_iters: int | None = None, seed: int
     return cfg, final_loss, out_dir / "work" / f"iter_{cfg.schedule.max_iters}.pth"
 
 
+def trained_and_untrained(model_cfg: dict, checkpoint: Path, seed: int = 0) -> dict[str, torch.nn.Module]:
+    """``{"pretrained": …, "random_init": …}``: the demo's model with the checkpoint loaded, and the
+    same architecture built from the same seed, untrained, to compare against."""
+    from maekit.evaluation import load_trained_model
+
+    models = {}
+    for name, weights in (("pretrained", checkpoint), ("random_init", None)):
+        torch.manual_seed(seed)
+        models[name] = load_trained_model(model_cfg, weights)
+    return models
+
+
 def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: int | None = None, seed: int = 0,
              amp: str = "off", log: Any = print) -> dict[str, Any]:
     """Pre-train ``config`` on CPU, linear-probe and k-NN the encoder (mean-pooled and cls features)
     against the same architecture untrained, and write ``metrics.json`` and ``reconstructions.png``
     into ``out_dir``."""
     from maekit.data.views import EvalTransform
-    from maekit.evaluation import load_trained_model, probe_pools
+    from maekit.evaluation import probe_pools
     from maekit.registry import build
     from maekit.visualize import save_grid
 
@@ -49,19 +61,16 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
     # lists its pools in ``probe.pools`` (headline first), e.g. ("mean",) for encoders without cls.
     pools = tuple(probe_cfg.get("pools", ("mean", "cls")))
 
-    torch.manual_seed(seed)
-    pretrained = load_trained_model(cfg.model, checkpoint)
-    torch.manual_seed(seed)
-    random_init = load_trained_model(cfg.model, None)
+    models = trained_and_untrained(cfg.model, checkpoint, seed)
     metrics: dict[str, Any] = {}
-    for name, model in (("pretrained", pretrained), ("random_init", random_init)):
+    for name, model in models.items():
         for pool, scores in probe_pools(model, train_set, test_set, transform, pools).items():
             prefix = "" if pool == pools[0] else f"{pool}_"
             metrics[f"{prefix}probe_accuracy_{name}"] = scores["linear_probe_accuracy"]
             metrics[f"{prefix}knn_accuracy_{name}"] = scores["knn_accuracy"]
 
     images = torch.stack([transform(test_set[i]["inputs"]) for i in range(8)])
-    grid = save_grid(pretrained.panels(images, transform.mean, transform.std, seed=seed),
+    grid = save_grid(models["pretrained"].panels(images, transform.mean, transform.std, seed=seed),
                      out_dir / "reconstructions.png", scale=4)
 
     metrics.update({

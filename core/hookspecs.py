@@ -28,7 +28,8 @@ hookimpl = pluggy.HookimplMarker("maekit")
 def maekit_register(registry: "Registrar") -> None:
     """Register this plugin's components.
 
-    Call ``registry.register(kind, target, name=None, summary="")`` once per component, where
+    Call ``registry.register(kind, target, name=None, summary="")`` once per component (or
+    ``registry.register_all(rows)`` with ``(kind, name, target)`` rows), where
     ``kind`` is one of ``maekit.registry.KINDS`` (model, patchifier, masker, encoder, decoder,
     target, loss, dataset, transform) and ``target`` is the class/function or its lazy dotted path
     ``"package.module:Name"``. A name another plugin already registered in that kind is an error

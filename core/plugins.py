@@ -61,6 +61,11 @@ class Registrar:
             raise ValueError(f"{self.provider}: lazy target {target!r} must look like 'package.module:Name'")
         self._sink(Entry(kind=kind, name=name, target=target, provider=self.provider, summary=summary))
 
+    def register_all(self, components: Iterable[tuple[str, str, Any]]) -> None:
+        """Register ``(kind, name, target)`` rows, e.g. a plugin's ``COMPONENTS`` table."""
+        for kind, name, target in components:
+            self.register(kind, target, name=name)
+
 
 @dataclass
 class PluginRecord:

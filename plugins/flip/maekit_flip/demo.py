@@ -18,8 +18,7 @@ def run_flip_demo(out_dir: str | Path, config: str = "flip_demo_digits", max_ite
     ``zeroshot``/``retrieval`` datasets for the trained and an untrained model; writes
     ``metrics.json`` and ``masked_inputs.png`` (input | what the image tower saw)."""
     from maekit.data.views import EvalTransform
-    from maekit.demo import pretrain
-    from maekit.evaluation import load_trained_model
+    from maekit.demo import pretrain, trained_and_untrained
     from maekit.registry import build
     from maekit.visualize import save_grid
     from maekit_flip.evaluate import retrieval_recall, zero_shot_accuracy
@@ -30,18 +29,15 @@ def run_flip_demo(out_dir: str | Path, config: str = "flip_demo_digits", max_ite
     test_set = build("dataset", cfg.zeroshot["dataset"])
     retrieval_set = build("dataset", cfg.retrieval["dataset"])
     transform = EvalTransform.matching(test_set, cfg.data.get("transform"))
-    torch.manual_seed(seed)
-    pretrained = load_trained_model(cfg.model, checkpoint)
-    torch.manual_seed(seed)
-    random_init = load_trained_model(cfg.model, None)
+    models = trained_and_untrained(cfg.model, checkpoint, seed)
     metrics: dict[str, Any] = {}
-    for name, model in (("pretrained", pretrained), ("random_init", random_init)):
+    for name, model in models.items():
         scores = zero_shot_accuracy(model, test_set, test_set.classes, cfg.zeroshot["templates"], transform)
         metrics[f"zeroshot_top1_{name}"], metrics[f"zeroshot_top5_{name}"] = scores["top1"], scores["top5"]
         recall = retrieval_recall(model, retrieval_set, transform, ks=(1, 5))
         metrics.update({f"{key}_{name}": value for key, value in recall.items() if "@" in key})
     images = torch.stack([transform(test_set[i]["inputs"]) for i in range(8)])
-    grid = save_grid(pretrained.panels(images, transform.mean, transform.std, seed=seed),
+    grid = save_grid(models["pretrained"].panels(images, transform.mean, transform.std, seed=seed),
                      out_dir / "masked_inputs.png", scale=4)
     metrics.update({"final_loss": final_loss, "iterations": int(cfg.schedule.max_iters),
                     "seconds": round(time.perf_counter() - started, 1), "config": config, "seed": seed,

@@ -20,8 +20,7 @@ COMPONENTS: list[tuple[str, str, str]] = [
 
 @hookimpl
 def maekit_register(registry) -> None:
-    for kind, name, target in COMPONENTS:
-        registry.register(kind, target, name=name)
+    registry.register_all(COMPONENTS)
 
 
 @hookimpl

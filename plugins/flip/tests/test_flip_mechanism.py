@@ -164,3 +164,40 @@ def test_open_clip_weights_load_and_give_the_same_embeddings_and_convert_back():
         model.loss.logit_scale.fill_(1.5)
     reference.load_state_dict(maekit_to_open_clip(model.state_dict()))
     assert reference.logit_scale.item() == 1.5
+
+
+def _two_process_loss(rank: int, port: int, image: torch.Tensor, text: torch.Tensor, results) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        half = len(image) // 2
+        local_image = image[rank * half:(rank + 1) * half].clone().requires_grad_(True)
+        out = ContrastiveLoss()(local_image, text[rank * half:(rank + 1) * half])
+        out["loss"].backward()
+        results[rank] = (out["loss"].item(), local_image.grad.clone())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_compute_the_global_batch_loss_with_local_gradients():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    torch.manual_seed(0)
+    image = torch.nn.functional.normalize(torch.randn(6, 5), dim=-1)
+    text = torch.nn.functional.normalize(torch.randn(6, 5), dim=-1)
+    whole = image.clone().requires_grad_(True)
+    expected = ContrastiveLoss()(whole, text)["loss"]
+    expected.backward()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_two_process_loss, args=(port, image, text, results), nprocs=2, join=True)
+    for rank in range(2):
+        loss, grad = results[rank]
+        assert loss == pytest.approx(expected.item(), rel=1e-6)  # every rank: the loss over all 6 pairs
+        # its own rows' gradient of that global loss (open_clip's gather without grad for the others)
+        torch.testing.assert_close(grad, whole.grad[rank * 3:(rank + 1) * 3])
