@@ -276,7 +276,7 @@ def forward(ctx: click.Context, image: str | None, sample: str, preset: str, img
 
 
 # -- training and evaluation commands live in their own module --------------------------------
-from maekit import cli_training  # noqa: E402,F401  (registers its commands on `main`)
+from maekit import cli_authoring, cli_training  # noqa: E402,F401  (register their commands on `main`)
 
 
 if __name__ == "__main__":  # pragma: no cover
