@@ -21,7 +21,8 @@ class MaskedAutoencoder(nn.Module):
     patchify → target and mask → encode visible tokens → decode all tokens → loss. Each component
     may be given built or as a config ``{"type": registered_name, ...}``. A method whose pipeline
     differs subclasses this and overrides the one step that differs (e.g. ``encode_visible`` for
-    input-domain corruption); :meth:`reconstruct` reads the whole pass top to bottom.
+    input-domain corruption; :meth:`auxiliary_losses` for an extra term from the same pass);
+    :meth:`run_steps` reads the whole pass top to bottom.
     """
 
     def __init__(self, patchifier: ComponentSpec, masker: ComponentSpec, encoder: ComponentSpec,
@@ -53,20 +54,35 @@ class MaskedAutoencoder(nn.Module):
     def compute_loss(self, pred: torch.Tensor, target: torch.Tensor, mask: Mask) -> dict[str, torch.Tensor]:
         return self.loss(pred, target, mask)
 
+    def auxiliary_losses(self, batch: Any, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> dict[str, torch.Tensor]:
+        """Extra terms from the same pass, e.g. a supervised head on the visible latents (SupMAE)
+        or a second objective (FLIP's reconstruction ablation): ``{"loss": weighted total to
+        add, "<term>": value, ...}``, or ``{}`` (here)."""
+        return {}
+
     # -- the pass ---------------------------------------------------------------------------
-    def reconstruct(self, batch: Any, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, Mask, torch.Tensor]:
-        """Prediction (B×N×Dt), the mask used, and the target, for one batch."""
+    def run_steps(self, batch: Any, noise: torch.Tensor | None = None) -> tuple[Tokens, torch.Tensor, Mask, torch.Tensor, torch.Tensor]:
+        """The whole pass, top to bottom: tokens, target, mask, latents and prediction."""
         tokens = self.tokenize(batch)
         target = self.make_target(tokens, batch)
         mask = self.make_mask(tokens, noise)
         latents = self.encode_visible(tokens, mask)
         pred = self.decode(latents, mask, tokens)
+        return tokens, target, mask, latents, pred
+
+    def reconstruct(self, batch: Any, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, Mask, torch.Tensor]:
+        """Prediction (B×N×Dt), the mask used, and the target, for one batch."""
+        _, target, mask, _, pred = self.run_steps(batch, noise)
         return pred, mask, target
 
     def forward(self, batch: Any, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Losses for one batch: ``{"loss": total, "<term>": value, ...}``."""
-        pred, mask, target = self.reconstruct(batch, noise)
-        return self.compute_loss(pred, target, mask)
+        tokens, target, mask, latents, pred = self.run_steps(batch, noise)
+        losses = self.compute_loss(pred, target, mask)
+        extra = self.auxiliary_losses(batch, latents, mask, tokens)
+        if extra:
+            losses = {**losses, **extra, "loss": losses["loss"] + extra["loss"]}
+        return losses
 
     def encode(self, batch: Any, mask: Mask | None = None) -> torch.Tensor:
         """Encoder features B×(P+N)×D for downstream use; no masking unless ``mask`` is given."""

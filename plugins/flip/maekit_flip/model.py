@@ -19,8 +19,8 @@ class FLIP(MaskedAutoencoder):
     projection to a unit image embedding; ``target`` = the text tower's unit caption embedding;
     ``loss`` = symmetric InfoNCE with the learnable temperature.
 
-    ``forward`` adds one optional term, the paper's reconstruction ablation (off by default): an
-    MAE decoder from the same visible latents, masked MSE on (normalised) pixels, weighted.
+    ``auxiliary_losses`` adds one optional term, the paper's reconstruction ablation (off by
+    default): an MAE decoder from the same visible latents, masked MSE on (normalised) pixels.
     """
 
     def __init__(self, patchifier: Any, masker: Any, encoder: Any, decoder: Any, target: Any, loss: Any,
@@ -32,19 +32,13 @@ class FLIP(MaskedAutoencoder):
         self.pixel_target = build("target", pixel_target) if pixel_target is not None else None
         self.pixel_loss = build("loss", pixel_loss) if pixel_loss is not None else None
 
-    def forward(self, batch: Any, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        tokens = self.tokenize(batch)
-        text = self.make_target(tokens, batch)           # the caption's unit embedding (B×E)
-        mask = self.make_mask(tokens, noise)
-        latents = self.encode_visible(tokens, mask)      # cls + visible patches only
-        image = self.decode(latents, mask, tokens)       # the image's unit embedding (B×E)
-        losses = self.compute_loss(image, text, mask)
-        if self.pixel_decoder is not None:               # the reconstruction ablation
-            pixels = self.pixel_decoder(latents, mask, tokens)
-            reconstruction = self.pixel_loss(pixels, self.pixel_target(tokens, batch), mask)
-            losses["loss"] = losses["loss"] + reconstruction.pop("loss")
-            losses.update(reconstruction)
-        return losses
+    def auxiliary_losses(self, batch: Any, latents: torch.Tensor, mask: Any, tokens: Any) -> dict[str, torch.Tensor]:
+        """The reconstruction ablation, when configured: MAE decoder on the visible latents,
+        weighted masked MSE on (normalised) pixels."""
+        if self.pixel_decoder is None:
+            return {}
+        pixels = self.pixel_decoder(latents, mask, tokens)
+        return self.pixel_loss(pixels, self.pixel_target(tokens, batch), mask)
 
     # -- the two towers for evaluation (no masking) -----------------------------------------
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
