@@ -1,0 +1,2 @@
+"""maekit-supmae: a maekit plugin."""
+__version__ = "0.1.0"
