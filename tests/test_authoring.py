@@ -91,3 +91,20 @@ def test_check_plugin_reads_a_single_local_file(tmp_path):
     assert not [f for f in findings if f.level == "error"] and any("loss tiny_loss" in f.message for f in findings)
     result = run_cli("check-plugin", str(tmp_path / "nothing_here"), check=False)
     assert result.returncode != 0
+
+
+def test_contributings_walkthrough_file_works_as_a_local_plugin(tmp_path):
+    text = (Path(__file__).parents[1] / "CONTRIBUTING.md").read_text()
+    walkthrough = text[text.index("## From an idea this afternoon"):]
+    code = walkthrough[walkthrough.index("```python\n") + len("```python\n"):]
+    code = code[:code.index("```")]
+    (tmp_path / "supmae.py").write_text(code)
+    # as the walkthrough's reader has it: before the packaged maekit-supmae exists
+    env = {"MAEKIT_DISABLE_PLUGINS": "maekit-supmae"}
+    checked = run_cli("check-plugin", str(tmp_path / "supmae.py"), env_extra=env)
+    assert "model supmae" in checked.stdout and "0 error(s)" in checked.stdout
+    run_cli("--plugin", str(tmp_path / "supmae.py"), "train", "mae_demo_digits", "--work-dir", str(tmp_path / "work"),
+            "--device", "cpu", "--cfg-options", "model.type=supmae", "model.num_classes=10", "schedule.max_iters=2",
+            "schedule.warmup_iters=0", "checkpoint_interval=2", "log_interval=1", env_extra=env)
+    logs = "".join(p.read_text() for p in (tmp_path / "work").rglob("*.log"))
+    assert "loss_classification" in logs
