@@ -99,17 +99,15 @@ def _check_hooks(plugin: Any, report: _Report):
 
 
 def _check_components(manager: Any, dist: str, report: _Report) -> list[tuple[str, str]]:
-    from maekit.plugins import Registrar, ensure_plugins_loaded, normalise_name
+    from maekit.plugins import Registrar, call_register, ensure_plugins_loaded, normalise_name
     from maekit.registry import KINDS, Provider, registry_for
 
     entries = []
-    registrar = Registrar(Provider(dist or "checked-plugin"), entries.append)
-    for impl in manager.hook.maekit_register.get_hookimpls():
-        try:
-            impl.function(**{arg: registrar for arg in impl.argnames})
-        except Exception as error:
-            report.error(f"maekit_register failed: {type(error).__name__}: {error}")
-            return []
+    try:
+        call_register(manager, Registrar(Provider(dist or "checked-plugin"), entries.append))
+    except Exception as error:  # the plugin's own code
+        report.error(f"maekit_register failed: {type(error).__name__}: {error}")
+        return []
     ensure_plugins_loaded()
     names = []
     for entry in entries:

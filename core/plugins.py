@@ -32,7 +32,7 @@ from maekit.registry import KINDS, Entry, Provider, registry_for
 
 __all__ = [
     "Registrar", "PluginRecord", "PluginHost", "PluginLoadError", "load_plugins", "ensure_plugins_loaded",
-    "current_host", "providers_of_disabled", "config_dirs", "sample_data", "demos", "commands", "normalise_name",
+    "current_host", "providers_of_disabled", "config_dirs", "sample_data", "demos", "commands", "call_register", "normalise_name",
 ]
 
 CORE_NAME = "maekit"
@@ -147,9 +147,7 @@ class PluginHost:
     def _call_register(self, plugin: object, registrar: Registrar) -> None:
         # Called per plugin (not through the combined hook) so that each component is attributed
         # to the plugin that registered it and a failure is isolated to that plugin.
-        for impl in self.pm.hook.maekit_register.get_hookimpls():
-            if impl.plugin is plugin:
-                impl.function(**{arg: registrar for arg in impl.argnames})
+        call_register(self.pm, registrar, plugin)
 
     def load_core(self) -> None:
         from maekit import builtin
@@ -191,14 +189,21 @@ class PluginHost:
                 scratch = pluggy.PluginManager("maekit")
                 scratch.add_hookspecs(hookspecs)
                 scratch.register(plugin, name=f"probe-{record.name}")
-                registrar = Registrar(Provider(record.name, record.version), lambda e: names.append((e.kind, e.name)))
-                for impl in scratch.hook.maekit_register.get_hookimpls():
-                    impl.function(**{arg: registrar for arg in impl.argnames})
+                call_register(scratch, Registrar(Provider(record.name, record.version),
+                                                 lambda e: names.append((e.kind, e.name))))
             except Exception:  # a disabled plugin may well be broken; it only misses the hint
                 continue
             if (kind, name) in names:
                 found.append(f"{record.name} {record.version}".strip())
         return found
+
+
+def call_register(manager: pluggy.PluginManager, registrar: Registrar, plugin: object | None = None) -> None:
+    """Call the ``maekit_register`` hooks of ``manager`` (only ``plugin``'s, if given) with
+    ``registrar``, which decides where the entries go."""
+    for impl in manager.hook.maekit_register.get_hookimpls():
+        if plugin is None or impl.plugin is plugin:
+            impl.function(**{arg: registrar for arg in impl.argnames})
 
 
 def _add_to_registry(entry: Entry) -> None:
@@ -278,30 +283,28 @@ def sample_data() -> dict[str, Callable[[], object]]:
     return merged
 
 
+def _offers(hook: str, named: Callable[[Any], Iterable[tuple[str, Any]]], what: str) -> dict[str, Any]:
+    """Everything loaded plugins offer through ``hook``, by name (``named`` turns one plugin's
+    answer into ``(name, thing)`` pairs); one name offered twice is an error naming both plugins."""
+    host = ensure_plugins_loaded()
+    merged: dict[str, Any] = {}
+    owners: dict[str, str] = {}
+    for impl in getattr(host.pm.hook, hook).get_hookimpls():
+        for name, thing in named(impl.function()):
+            if name in merged:
+                raise PluginLoadError(f"{what} {name!r} is offered by both {owners[name]} and {impl.plugin_name}")
+            merged[name], owners[name] = thing, impl.plugin_name
+    return merged
+
+
 def demos() -> dict[str, str]:
     """Every demo contributed by loaded plugins (name → config name or "module:function").
     Two plugins offering the same demo name is an error naming both."""
-    host = ensure_plugins_loaded()
-    merged: dict[str, str] = {}
-    owners: dict[str, str] = {}
-    for impl in host.pm.hook.maekit_demos.get_hookimpls():
-        for name, target in (impl.function() or {}).items():
-            if name in merged:
-                raise PluginLoadError(f"demo {name!r} is offered by both {owners[name]} and {impl.plugin_name}")
-            merged[name], owners[name] = target, impl.plugin_name
-    return merged
+    return _offers("maekit_demos", lambda offered: (offered or {}).items(), "demo")
 
 
 def commands() -> dict[str, Any]:
     """Every ``maekit`` subcommand contributed by loaded plugins (name → click command). Two
     plugins offering the same command name is an error naming both."""
-    host = ensure_plugins_loaded()
-    merged: dict[str, Any] = {}
-    owners: dict[str, str] = {}
-    for impl in host.pm.hook.maekit_commands.get_hookimpls():
-        for command in impl.function() or []:
-            if command.name in merged:
-                raise PluginLoadError(f"command {command.name!r} is offered by both {owners[command.name]} "
-                                      f"and {impl.plugin_name}")
-            merged[command.name], owners[command.name] = command, impl.plugin_name
-    return merged
+    return _offers("maekit_commands", lambda offered: [(command.name, command) for command in offered or []],
+                   "command")

@@ -14,7 +14,8 @@ class MaskedReconstructionLoss(Loss):
     ((loss·mask).sum() / mask.sum(), the reference reduction). ``reduction="all"`` averages over
     every token instead; a batch with no removed token also falls back to every token.
 
-    Returns ``{"loss": weight·value, name: value}``.
+    Returns ``{"loss": weight·value, name: value}``. A loss that weighs tokens otherwise
+    overrides :meth:`token_weights`.
     """
 
     def __init__(self, name: str = "reconstruction", weight: float = 1.0, reduction: str = "removed") -> None:
@@ -26,15 +27,18 @@ class MaskedReconstructionLoss(Loss):
     def elementwise(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def token_weights(self, mask: Mask) -> torch.Tensor:
+        """Each token's weight (B×N) in the mean: 1 for removed tokens (or every token, see above)."""
+        weights = mask.masked.float()
+        if self.reduction == "all":
+            return torch.ones_like(weights)
+        return torch.where(weights.sum() > 0, weights, torch.ones_like(weights))
+
     def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: Mask) -> dict[str, torch.Tensor]:
         if pred.shape != target.shape:
             raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
         per_token = self.elementwise(pred.float(), target.float()).mean(dim=-1)
-        weights = mask.masked.to(per_token.dtype)
-        if self.reduction == "all":
-            weights = torch.ones_like(weights)
-        else:
-            weights = torch.where(weights.sum() > 0, weights, torch.ones_like(weights))
+        weights = self.token_weights(mask).to(per_token.dtype)
         value = (per_token * weights).sum() / weights.sum()
         return {"loss": self.weight * value, self.name: value}
 

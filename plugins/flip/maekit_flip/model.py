@@ -5,6 +5,7 @@ import math
 from typing import Any, Sequence
 
 import torch
+from torch import nn
 
 from maekit.components.patchify import as_pair
 from maekit.model import MaskedAutoencoder
@@ -88,7 +89,7 @@ def flip(encoder_name: str = "vit_base_patch16_clip_224", img_size: int | tuple[
     image_encoder = build("encoder", dict(type="vit_encoder", model_name=encoder_name, img_size=img_size,
                                           patch_size=patch_size, in_chans=in_chans, fixed_pos_embed=fixed_pos_embed,
                                           drop_path_rate=drop_path_rate, **(encoder or {})))
-    if image_encoder.norm_pre.__class__.__name__ == "Identity":
+    if isinstance(image_encoder.norm_pre, nn.Identity):
         raise ValueError(f"flip encoder {encoder_name!r} has no pre-norm: use a CLIP-style timm ViT "
                          f"(e.g. vit_base_patch16_clip_224) or pass encoder=dict(pre_norm=True)")
     p, q = image_encoder.patch_size
