@@ -19,13 +19,19 @@ from maekit_flip.model import FLIP, flip
 
 __all__ = ["open_clip_to_maekit", "maekit_to_open_clip", "flip_from_open_clip", "flip_kwargs_from_open_clip"]
 
-# (open_clip block part, maekit/timm block part)
+# Every table row is (open_clip name, maekit name): one table serves both directions.
 _BLOCK_PARTS = [("ln_1.", "norm1."), ("attn.in_proj_weight", "attn.qkv.weight"), ("attn.in_proj_bias", "attn.qkv.bias"),
                 ("attn.out_proj.", "attn.proj."), ("ln_2.", "norm2."), ("mlp.c_fc.", "mlp.fc1."), ("mlp.c_proj.", "mlp.fc2.")]
-_FIXED = [("visual.conv1.weight", "encoder.patch_embed.proj.weight"), ("visual.ln_pre.", "encoder.norm_pre."),
-          ("visual.ln_post.", "encoder.norm."), ("token_embedding.", "target.token_embedding."),
-          ("positional_embedding", "target.positional_embedding"), ("ln_final.", "target.norm."),
-          ("logit_scale", "loss.logit_scale")]
+_BLOCKS = [("visual.transformer.resblocks.", "encoder.blocks."), ("transformer.resblocks.", "target.blocks.")]
+_PREFIXES = [("visual.conv1.weight", "encoder.patch_embed.proj.weight"), ("visual.ln_pre.", "encoder.norm_pre."),
+             ("visual.ln_post.", "encoder.norm."), ("token_embedding.", "target.token_embedding."),
+             ("positional_embedding", "target.positional_embedding"), ("ln_final.", "target.norm."),
+             ("logit_scale", "loss.logit_scale")]
+# whole tensors whose layout differs: (open_clip name, maekit name, to maekit, to open_clip)
+_RESHAPED = [("visual.class_embedding", "encoder.cls_token", lambda v: v.reshape(1, 1, -1), lambda v: v.reshape(-1)),
+             ("visual.positional_embedding", "encoder.pos_embed", lambda v: v.unsqueeze(0), lambda v: v[0]),
+             ("visual.proj", "decoder.proj.weight", torch.t, torch.t),  # open_clip: x @ proj; maekit: Linear
+             ("text_projection", "target.proj.weight", torch.t, torch.t)]
 
 
 def _block_key(key: str, source: str, target: str, parts: list[tuple[str, str]]) -> str | None:
@@ -39,60 +45,45 @@ def _block_key(key: str, source: str, target: str, parts: list[tuple[str, str]])
     raise KeyError(f"unexpected block parameter {key!r}")
 
 
+def _convert(key: str, value: torch.Tensor, to_maekit: bool) -> tuple[str, torch.Tensor] | None:
+    """``key``'s name and tensor on the other side, or None when no table names it."""
+    src, dst = (0, 1) if to_maekit else (1, 0)
+    for row in _RESHAPED:
+        if key == row[src]:
+            return row[dst], row[2 if to_maekit else 3](value)
+    parts = [(part[src], part[dst]) for part in _BLOCK_PARTS]
+    for blocks in _BLOCKS:
+        if (new := _block_key(key, blocks[src], blocks[dst], parts)) is not None:
+            return new, value
+    for prefix in _PREFIXES:
+        if key.startswith(prefix[src]):
+            return prefix[dst] + key[len(prefix[src]):], value
+    return None
+
+
 def open_clip_to_maekit(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """An open_clip ViT CLIP state dict in maekit FLIP's keys."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
-        if key == "visual.class_embedding":
-            out["encoder.cls_token"] = value.reshape(1, 1, -1)
-        elif key == "visual.positional_embedding":
-            out["encoder.pos_embed"] = value.unsqueeze(0)
-        elif key == "visual.proj":
-            out["decoder.proj.weight"] = value.t()
-        elif key == "text_projection":
-            out["target.proj.weight"] = value.t()
-        elif key == "attn_mask":
+        if key == "attn_mask":
             continue  # the causal mask is a buffer in old open_clip; maekit builds it
-        elif (new := _block_key(key, "visual.transformer.resblocks.", "encoder.blocks.", _BLOCK_PARTS)) is not None:
-            out[new] = value
-        elif (new := _block_key(key, "transformer.resblocks.", "target.blocks.", _BLOCK_PARTS)) is not None:
-            out[new] = value
-        else:
-            for old, new in _FIXED:
-                if key.startswith(old):
-                    out[new + key[len(old):]] = value
-                    break
-            else:
-                raise KeyError(f"open_clip key {key!r} has no place in maekit FLIP (only ViT CLIP models convert)")
+        converted = _convert(key, value, to_maekit=True)
+        if converted is None:
+            raise KeyError(f"open_clip key {key!r} has no place in maekit FLIP (only ViT CLIP models convert)")
+        out[converted[0]] = converted[1]
     return out
 
 
 def maekit_to_open_clip(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A maekit FLIP state dict in open_clip's keys (the reconstruction head, if any, is dropped)."""
-    reverse_parts = [(new, old) for old, new in _BLOCK_PARTS]
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
         if key.startswith("pixel_"):
             continue
-        if key == "encoder.cls_token":
-            out["visual.class_embedding"] = value.reshape(-1)
-        elif key == "encoder.pos_embed":
-            out["visual.positional_embedding"] = value[0]
-        elif key == "decoder.proj.weight":
-            out["visual.proj"] = value.t()
-        elif key == "target.proj.weight":
-            out["text_projection"] = value.t()
-        elif (new := _block_key(key, "encoder.blocks.", "visual.transformer.resblocks.", reverse_parts)) is not None:
-            out[new] = value
-        elif (new := _block_key(key, "target.blocks.", "transformer.resblocks.", reverse_parts)) is not None:
-            out[new] = value
-        else:
-            for old, new in _FIXED:
-                if key.startswith(new):
-                    out[old + key[len(new):]] = value
-                    break
-            else:
-                raise KeyError(f"maekit key {key!r} has no place in open_clip's CLIP")
+        converted = _convert(key, value, to_maekit=False)
+        if converted is None:
+            raise KeyError(f"maekit key {key!r} has no place in open_clip's CLIP")
+        out[converted[0]] = converted[1]
     return out
 
 
