@@ -54,10 +54,12 @@ class MaskedAutoencoder(nn.Module):
     def compute_loss(self, pred: torch.Tensor, target: torch.Tensor, mask: Mask) -> dict[str, torch.Tensor]:
         return self.loss(pred, target, mask)
 
-    def auxiliary_losses(self, batch: Any, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> dict[str, torch.Tensor]:
-        """Extra terms from the same pass, e.g. a supervised head on the visible latents (SupMAE)
-        or a second objective (FLIP's reconstruction ablation): ``{"loss": weighted total to
-        add, "<term>": value, ...}``, or ``{}`` (here)."""
+    def auxiliary_losses(self, batch: Any, latents: torch.Tensor, mask: Mask, tokens: Tokens,
+                         pred: Any) -> dict[str, torch.Tensor]:
+        """Extra terms from the same pass, e.g. a supervised head on the visible latents (SupMAE),
+        a second objective (FLIP's reconstruction ablation) or self-distillation of the decoder's
+        ``pred`` into the encoder (SD-MAE): ``{"loss": weighted total to add, "<term>": value,
+        ...}``, or ``{}`` (here)."""
         return {}
 
     # -- the pass ---------------------------------------------------------------------------
@@ -79,7 +81,7 @@ class MaskedAutoencoder(nn.Module):
         """Losses for one batch: ``{"loss": total, "<term>": value, ...}``."""
         tokens, target, mask, latents, pred = self.run_steps(batch, noise)
         losses = self.compute_loss(pred, target, mask)
-        extra = self.auxiliary_losses(batch, latents, mask, tokens)
+        extra = self.auxiliary_losses(batch, latents, mask, tokens, pred)
         if extra:
             losses = {**losses, **extra, "loss": losses["loss"] + extra["loss"]}
         return losses

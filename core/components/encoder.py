@@ -57,8 +57,13 @@ class TokenEncoder(Encoder):
     def prefix_tokens(self) -> torch.Tensor:
         raise NotImplementedError
 
+    def embed(self, tokens: Tokens) -> torch.Tensor:
+        """Token embeddings with their positions (an encoder whose embedding depends on more than
+        the values, e.g. one patch embedding per modality, overrides this)."""
+        return self.embed_tokens(tokens.values) + self.position_embedding(tokens)
+
     def forward(self, tokens: Tokens) -> torch.Tensor:
-        x = self.embed_tokens(tokens.values) + self.position_embedding(tokens)
+        x = self.embed(tokens)
         prefix = self.prefix_tokens().expand(x.shape[0], -1, -1).to(x.dtype)
         x = torch.cat([prefix, x], dim=1)
         x = self.norm_pre(x)

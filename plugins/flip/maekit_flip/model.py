@@ -33,7 +33,8 @@ class FLIP(MaskedAutoencoder):
         self.pixel_target = build("target", pixel_target) if pixel_target is not None else None
         self.pixel_loss = build("loss", pixel_loss) if pixel_loss is not None else None
 
-    def auxiliary_losses(self, batch: Any, latents: torch.Tensor, mask: Any, tokens: Any) -> dict[str, torch.Tensor]:
+    def auxiliary_losses(self, batch: Any, latents: torch.Tensor, mask: Any, tokens: Any,
+                         pred: Any) -> dict[str, torch.Tensor]:
         """The reconstruction ablation, when configured: MAE decoder on the visible latents,
         weighted masked MSE on (normalised) pixels."""
         if self.pixel_decoder is None:

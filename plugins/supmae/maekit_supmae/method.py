@@ -58,7 +58,8 @@ class SupMAE(MaskedAutoencoder):
             raise ValueError(f"supmae needs cls_loss_ratio >= 0 and temperature > 0; got {cls_loss_ratio}, {temperature}")
         self.classifier, self.cls_loss_ratio, self.temperature = classifier, cls_loss_ratio, temperature
 
-    def auxiliary_losses(self, batch: Any, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> dict[str, torch.Tensor]:
+    def auxiliary_losses(self, batch: Any, latents: torch.Tensor, mask: Mask, tokens: Tokens,
+                         pred: torch.Tensor) -> dict[str, torch.Tensor]:
         labels = batch.get("label") if isinstance(batch, dict) else None
         if labels is None:
             raise ValueError("SupMAE needs class labels: batches must carry 'label' (a labelled dataset, "
