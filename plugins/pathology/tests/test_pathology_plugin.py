@@ -1,0 +1,111 @@
+"""maekit-pathology as a plugin: what it registers, that it stands alone with core, its configs,
+training, the few-label evaluation command and the demo."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import maekit_pathology
+import torch
+from maekit.registry import KINDS, build, registry_for
+from maekit.testing import run_cli
+from maekit_pathology import plugin
+
+TINY = {"schedule.max_iters": 2, "schedule.warmup_iters": 0, "checkpoint_interval": 2, "log_interval": 1,
+        "model.embed_dim": 32, "model.depth": 1, "model.num_heads": 2, "model.decoder_dim": 16,
+        "model.decoder_num_heads": 2, "data.batch_size": 8}
+
+
+def maekit(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    # only this plugin (and core) loads, whatever else is installed
+    return run_cli(*args, env_extra={"MAEKIT_PLUGINS": "maekit-pathology"}, check=check)
+
+
+def test_registers_only_its_own_names(fresh_registries):
+    record = fresh_registries.load("maekit-pathology", maekit_pathology.__version__, lambda: plugin)
+    assert record.status == "loaded", record.error
+    registered = {(kind, entry.name, entry.provider.name) for kind in KINDS for entry in registry_for(kind).entries.values()}
+    assert registered == {(kind, name, "maekit-pathology") for kind, name, _ in plugin.COMPONENTS}
+    assert all(name.startswith(("mmae", "pathology")) for _, name, _ in registered)
+    for kind, name, _ in plugin.COMPONENTS:  # every lazy path resolves to a documented object
+        target = registry_for(kind).get(name)
+        assert target is not None and (target.__doc__ or "").strip(), f"{kind} {name}"
+    assert {command.name for command in plugin.maekit_commands()} == {"pathology-stains", "pathology-eval"}
+
+
+def test_listed_alone_with_core_with_its_version_configs_demo_and_commands():
+    listing = json.loads(maekit("list", "--plugin", "maekit-pathology", "--json").stdout)
+    rows = {(c["kind"], c["name"]): c for c in listing["components"]}
+    assert set(rows) == {(kind, name) for kind, name, _ in plugin.COMPONENTS}
+    assert {c["version"] for c in rows.values()} == {maekit_pathology.__version__}
+    configs = json.loads(maekit("configs", "--json").stdout)
+    assert {"mmae_small_nct", "mmae_demo_tiles", "sdmae_demo_tiles"} <= set(configs)
+    assert "pathology\tmaekit_pathology.demo:run_pathology_demo" in maekit("demo", "--list").stdout
+    help_text = maekit("--help").stdout
+    assert "pathology-stains" in help_text and "pathology-eval" in help_text
+
+
+def test_paper_config_is_multimae_small_with_the_mmae_recipe():
+    from maekit.engine import load_config
+
+    cfg = load_config("mmae_small_nct")
+    model = build("model", {**cfg.model, "depth": 1})  # the paper's widths; one block is enough to check
+    assert (model.encoder.embed_dim, len(model.encoder.blocks[0].attn.qkv.weight) // 3) == (384, 384)
+    assert model.encoder.blocks[0].attn.num_heads == 6 and cfg.model.depth == 12
+    assert model.masker.num_visible == 98 and model.masker.alphas == (1.0, 1.0, 1.0)
+    tokens = model.tokenize(torch.zeros(1, 5, 224, 224))
+    assert tokens.num_tokens == 3 * 196
+    decoder = model.decoder.decoders["rgb"]
+    assert decoder.proj_context.out_features == 256 and len(decoder.blocks) == 2
+    assert decoder.cross_attention.num_heads == 8 and set(model.decoder.decoders) == {"rgb", "norm_rgb"}
+    epoch = 89_434 // 256
+    assert cfg.schedule.max_iters == 1600 * epoch and cfg.schedule.warmup_iters == 40 * epoch
+    assert (cfg.schedule.blr, cfg.schedule.weight_decay, tuple(cfg.schedule.betas)) == (1e-4, 0.05, (0.9, 0.95))
+    assert cfg.data.dataset.exclude == ["BACK"] and cfg.data.transform.crop == "aligned"
+    assert tuple(cfg.probe.label_counts) == (100, 1000)
+
+
+def test_demo_configs_train_mmae_and_sd_mae(tmp_path):
+    from maekit.engine import load_config, train
+
+    for config in ("mmae_demo_tiles", "sdmae_demo_tiles"):
+        runner = train(config, tmp_path / config, overrides=TINY, device="cpu")
+        assert torch.isfinite(torch.tensor(runner.message_hub.get_scalar("train/loss").current()))
+        assert (tmp_path / config / "iter_2.pth").is_file()
+    sd_mae = build("model", load_config("sdmae_demo_tiles").model)
+    assert sd_mae.self_distillation == 1.0 and sd_mae.patchifier.modalities == (("rgb", 3),)
+
+
+def test_few_label_evaluation_command_on_a_trained_checkpoint(tmp_path):
+    from maekit.engine import load_config
+
+    cfg = load_config("mmae_demo_tiles")
+    cfg.merge_from_dict(TINY)
+    cfg.dump(str(tmp_path / "tiny_mmae.py"))
+    maekit("train", str(tmp_path / "tiny_mmae.py"), "--work-dir", str(tmp_path / "work"))
+    out = tmp_path / "few.json"
+    maekit("pathology-eval", str(tmp_path / "tiny_mmae.py"), "--checkpoint", str(tmp_path / "work" / "iter_2.pth"),
+           "--labels", "16", "--folds", "2", "--out", str(out))
+    metrics = json.loads(out.read_text())
+    for key in ("linear_16_labels_mean", "knn10_16_labels_mean", "knn20_16_labels_std"):
+        assert 0 <= metrics[key] <= 1, key
+    failed = maekit("pathology-eval", str(tmp_path / "tiny_mmae.py"), "--labels", "13", "--folds", "2", check=False)
+    assert failed.returncode != 0 and "cannot be split evenly over 8 classes" in failed.stderr
+
+
+def test_demo_writes_metrics_and_picture(tmp_path):
+    from maekit.engine import load_config
+    from maekit_pathology.demo import run_pathology_demo
+
+    cfg = load_config("mmae_demo_tiles")
+    cfg.merge_from_dict(TINY)
+    cfg.dump(str(tmp_path / "tiny_mmae.py"))
+    metrics = run_pathology_demo(tmp_path / "out", config=str(tmp_path / "tiny_mmae.py"), log=lambda *_: None)
+    written = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert written == metrics and written["iterations"] == 2
+    for key in ("probe_accuracy_pretrained", "probe_accuracy_random_init", "knn_accuracy_pretrained",
+                "few_label_linear_40_labels_mean_pretrained", "few_label_knn20_40_labels_mean_random_init"):
+        assert 0 <= written[key] <= 1, key
+    from PIL import Image
+
+    assert Image.open(written["picture"]).size[0] > 7 * 32  # seven panels per row
