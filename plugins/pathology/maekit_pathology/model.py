@@ -153,14 +153,14 @@ class DirichletBudgetMasker(Masker):
         noise = draw_noise((tokens.batch_size, tokens.num_tokens + 1), noise, tokens.values.device,
                            names="(batch, tokens + 1)")
         token_noise = noise[:, :-1]
-        counts = split_budget(self.shares(noise[:, -1], present), min(self.num_visible, tokens.num_tokens),
-                              per_modality)
+        budget = min(self.num_visible, tokens.num_tokens)
+        counts = split_budget(self.shares(noise[:, -1], present), budget, per_modality)
         # rank of each token's noise within its own modality; keep the `count` lowest
         grouped = token_noise.view(tokens.batch_size, len(present), per_modality)
         rank = torch.argsort(torch.argsort(grouped, dim=2), dim=2)
         keep = (rank < counts[:, :, None]).flatten(1)
         ids_shuffle = torch.argsort((~keep).float() * 2 + token_noise, dim=1)  # kept first, by noise
-        return Mask.from_order(ids_shuffle, int(counts[0].sum()))
+        return Mask.from_order(ids_shuffle, budget)
 
     def extra_repr(self) -> str:
         return f"num_visible={self.num_visible}, alphas={self.alphas}"
