@@ -76,11 +76,11 @@ def test_demo_configs_train_mmae_and_sd_mae(tmp_path):
     assert sd_mae.self_distillation == 1.0 and sd_mae.patchifier.modalities == (("rgb", 3),)
 
 
-def test_few_label_evaluation_command_on_a_trained_checkpoint(tmp_path):
+def test_few_label_evaluation_and_fine_tuning_commands_on_a_trained_checkpoint(tmp_path):
     from maekit.engine import load_config
 
     cfg = load_config("mmae_demo_tiles")
-    cfg.merge_from_dict(TINY)
+    cfg.merge_from_dict({**TINY, "finetune.schedule.max_iters": 2, "finetune.schedule.warmup_iters": 0})
     cfg.dump(str(tmp_path / "tiny_mmae.py"))
     maekit("train", str(tmp_path / "tiny_mmae.py"), "--work-dir", str(tmp_path / "work"))
     out = tmp_path / "few.json"
@@ -91,6 +91,12 @@ def test_few_label_evaluation_command_on_a_trained_checkpoint(tmp_path):
         assert 0 <= metrics[key] <= 1, key
     failed = maekit("pathology-eval", str(tmp_path / "tiny_mmae.py"), "--labels", "13", "--folds", "2", check=False)
     assert failed.returncode != 0 and "cannot be split evenly over 8 classes" in failed.stderr
+    # few-label fine-tuning of the RGB encoder: 160 class-balanced labels (fold 0 of 5)
+    maekit("finetune", str(tmp_path / "tiny_mmae.py"), "--checkpoint", str(tmp_path / "work" / "iter_2.pth"),
+           "--work-dir", str(tmp_path / "fine"))
+    tuned = json.loads((tmp_path / "fine" / "metrics.json").read_text())
+    assert 0 <= tuned["top1_accuracy"] <= 1 and (tmp_path / "fine" / "iter_2.pth").is_file()
+    assert len(build("dataset", cfg.finetune.data.dataset)) == 160
 
 
 def test_demo_writes_metrics_and_picture(tmp_path):
