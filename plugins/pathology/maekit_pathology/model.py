@@ -414,7 +414,7 @@ class MMAE(MaskedAutoencoder):
         the rgb output with the visible RGB patches pasted back."""
         from maekit.visualize import uint8_panels
 
-        if images.shape[1] == 3:  # an RGB-only batch: show the stains of Ruifrok's separation
+        if images.shape[1] == 3 and len(self.patchifier.modalities) == 3:  # RGB alone: add Ruifrok's stains
             from maekit_pathology.stains import StainSeparation
 
             rgb01 = images * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)

@@ -191,6 +191,8 @@ def test_picture_rows_show_inputs_what_was_seen_and_the_reconstruction():
     rows = model.panels(torch.randn(2, 3, 16, 16), RGB_MEAN, RGB_STD)  # RGB only: stains by Ruifrok
     assert len(rows) == 2 and len(rows[0]) == 7
     assert all(panel.shape == (16, 16, 3) and panel.dtype == np.uint8 for panel in rows[0])
+    sd_mae = tiny(modalities=[("rgb", 3)], num_visible=4, alphas=(1.0,), self_distillation=1.0)
+    assert len(sd_mae.panels(torch.randn(2, 3, 16, 16), RGB_MEAN, RGB_STD)[0]) == 3  # input | seen | output
 
 
 def test_bad_settings_are_named():
