@@ -6,7 +6,9 @@
 - ``register_plugin``: a helper that registers a throwaway plugin (any object or module with
   ``@maekit.hookimpl`` functions) under a name and version, and returns its record.
 
-And :func:`run_cli`, which runs the ``maekit`` command in a fresh process (real entry-point discovery).
+And :func:`run_cli`, which runs the ``maekit`` command in a fresh process (real entry-point discovery),
+and two checks every plugin's own tests make: :func:`check_registers_only_its_names` and
+:func:`check_listed_alone`.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import os
 import subprocess
 import sys
 from types import ModuleType
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import pytest
 
@@ -76,3 +78,41 @@ def run_cli(*args: str, env_extra: dict[str, str] | None = None, check: bool = T
     if check:
         assert result.returncode == 0, result.stdout + result.stderr
     return result
+
+
+def check_registers_only_its_names(host: plugins.PluginHost, distribution: str, version: str, plugin: ModuleType,
+                                   prefixes: tuple[str, ...], commands: Iterable[str] = ()) -> None:
+    """Load ``plugin`` (its module with ``COMPONENTS`` rows) into a ``fresh_registries`` host: it
+    must register exactly its rows, under its name, every name starting with one of ``prefixes``,
+    each resolving to a documented object, and offer exactly ``commands``."""
+    record = host.load(distribution, version, lambda: plugin)
+    assert record.status == "loaded", record.error
+    registered = {(kind, entry.name, entry.provider.name) for kind in KINDS for entry in registry_for(kind).entries.values()}
+    assert registered == {(kind, name, distribution) for kind, name, _ in plugin.COMPONENTS}
+    assert all(name.startswith(prefixes) for _, name, _ in registered), sorted(registered)
+    for kind, name, _ in plugin.COMPONENTS:  # every lazy path resolves to a documented object
+        target = registry_for(kind).get(name)
+        assert target is not None and (target.__doc__ or "").strip(), f"{kind} {name} needs a docstring"
+    offered = plugin.maekit_commands() if hasattr(plugin, "maekit_commands") else []
+    assert {command.name for command in offered} == set(commands)
+
+
+def check_listed_alone(distribution: str, version: str, plugin: ModuleType, configs: Iterable[str] = (),
+                       demo: str | None = None, commands: Iterable[str] = ()) -> None:
+    """With only this plugin enabled, ``maekit list --plugin`` shows exactly its components with its
+    version, ``maekit configs`` its ``configs``, ``maekit demo --list`` its ``demo`` line
+    ("name\\ttarget") and ``maekit --help`` its ``commands``."""
+    import json
+
+    def maekit(*args: str) -> str:
+        return run_cli(*args, env_extra={"MAEKIT_PLUGINS": distribution}).stdout
+
+    listing = json.loads(maekit("list", "--plugin", distribution, "--json"))
+    rows = {(c["kind"], c["name"]): c for c in listing["components"]}
+    assert set(rows) == {(kind, name) for kind, name, _ in plugin.COMPONENTS}
+    assert {c["version"] for c in rows.values()} == {version}
+    assert set(configs) <= set(json.loads(maekit("configs", "--json")))
+    if demo is not None:
+        assert demo in maekit("demo", "--list")
+    help_text = maekit("--help")
+    assert all(command in help_text for command in commands)

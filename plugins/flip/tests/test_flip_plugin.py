@@ -7,8 +7,7 @@ import subprocess
 
 import maekit_flip
 import torch
-from maekit.registry import KINDS, registry_for
-from maekit.testing import run_cli
+from maekit.testing import check_listed_alone, check_registers_only_its_names, run_cli
 from maekit_flip import plugin
 
 
@@ -18,27 +17,15 @@ def maekit(*args: str, only: str | None = "maekit-flip", check: bool = True) -> 
 
 
 def test_registers_only_its_own_names(fresh_registries):
-    record = fresh_registries.load("maekit-flip", maekit_flip.__version__, lambda: plugin)
-    assert record.status == "loaded", record.error
-    registered = {(kind, entry.name, entry.provider.name) for kind in KINDS for entry in registry_for(kind).entries.values()}
-    assert registered == {(kind, name, "maekit-flip") for kind, name, _ in plugin.COMPONENTS}
-    assert all(name.startswith("flip") for _, name, _ in registered)
-    for kind, name, _ in plugin.COMPONENTS:  # every lazy path resolves to a documented object
-        target = registry_for(kind).get(name)
-        assert target is not None and (target.__doc__ or "").strip(), f"{kind} {name}"
-    assert {command.name for command in plugin.maekit_commands()} == {"zeroshot", "retrieval"}
+    check_registers_only_its_names(fresh_registries, "maekit-flip", maekit_flip.__version__, plugin, ("flip",),
+                                   commands=("zeroshot", "retrieval"))
 
 
 def test_listed_alone_with_core_with_its_version_configs_demo_and_commands():
-    listing = json.loads(maekit("list", "--plugin", "maekit-flip", "--json").stdout)
-    rows = {(c["kind"], c["name"]): c for c in listing["components"]}
-    assert set(rows) == {(kind, name) for kind, name, _ in plugin.COMPONENTS}
-    assert {c["version"] for c in rows.values()} == {maekit_flip.__version__}
-    configs = json.loads(maekit("configs", "--json").stdout)
-    assert {"flip_vit_base_16", "flip_vit_base_16_unmasked", "flip_demo_digits", "flip_demo_digits_unmasked"} <= set(configs)
-    assert "flip\tmaekit_flip.demo:run_flip_demo" in maekit("demo", "--list").stdout
-    help_text = maekit("--help").stdout
-    assert "zeroshot" in help_text and "retrieval" in help_text
+    check_listed_alone("maekit-flip", maekit_flip.__version__, plugin,
+                       configs=("flip_vit_base_16", "flip_vit_base_16_unmasked", "flip_demo_digits",
+                                "flip_demo_digits_unmasked"),
+                       demo="flip\tmaekit_flip.demo:run_flip_demo", commands=("zeroshot", "retrieval"))
 
 
 def test_paper_config_is_vit_b16_with_the_papers_recipe():

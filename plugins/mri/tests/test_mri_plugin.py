@@ -7,8 +7,8 @@ import subprocess
 
 import maekit_mri
 import torch
-from maekit.registry import KINDS, build, registry_for
-from maekit.testing import run_cli
+from maekit.registry import build
+from maekit.testing import check_listed_alone, check_registers_only_its_names, run_cli
 from maekit_mri import plugin
 
 TWO_STEPS = {"schedule.max_iters": 2, "schedule.warmup_iters": 0, "checkpoint_interval": 2, "log_interval": 1}
@@ -20,27 +20,14 @@ def maekit(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def test_registers_only_its_own_names(fresh_registries):
-    record = fresh_registries.load("maekit-mri", maekit_mri.__version__, lambda: plugin)
-    assert record.status == "loaded", record.error
-    registered = {(kind, entry.name, entry.provider.name) for kind in KINDS for entry in registry_for(kind).entries.values()}
-    assert registered == {(kind, name, "maekit-mri") for kind, name, _ in plugin.COMPONENTS}
-    assert all(name.startswith(("mri", "edge_mae")) for _, name, _ in registered)
-    for kind, name, _ in plugin.COMPONENTS:  # every lazy path resolves to a documented object
-        target = registry_for(kind).get(name)
-        assert target is not None and (target.__doc__ or "").strip(), f"{kind} {name}"
-    assert {command.name for command in plugin.maekit_commands()} == {"mri-preprocess", "synthesize"}
+    check_registers_only_its_names(fresh_registries, "maekit-mri", maekit_mri.__version__, plugin, ("mri", "edge_mae"),
+                                   commands=("mri-preprocess", "synthesize"))
 
 
 def test_listed_alone_with_core_with_its_version_configs_demo_and_commands():
-    listing = json.loads(maekit("list", "--plugin", "maekit-mri", "--json").stdout)
-    rows = {(c["kind"], c["name"]): c for c in listing["components"]}
-    assert set(rows) == {(kind, name) for kind, name, _ in plugin.COMPONENTS}
-    assert {c["version"] for c in rows.values()} == {maekit_mri.__version__}
-    configs = json.loads(maekit("configs", "--json").stdout)
-    assert {"edge_mae_brats", "mtnet_brats_t1_t2", "edge_mae_demo", "mtnet_demo", "mim3d_demo"} <= set(configs)
-    assert "mri\tmaekit_mri.demo:run_mri_demo" in maekit("demo", "--list").stdout
-    help_text = maekit("--help").stdout
-    assert "mri-preprocess" in help_text and "synthesize" in help_text
+    check_listed_alone("maekit-mri", maekit_mri.__version__, plugin,
+                       configs=("edge_mae_brats", "mtnet_brats_t1_t2", "edge_mae_demo", "mtnet_demo", "mim3d_demo"),
+                       demo="mri\tmaekit_mri.demo:run_mri_demo", commands=("mri-preprocess", "synthesize"))
 
 
 def test_paper_configs_have_the_papers_sizes_and_recipe():

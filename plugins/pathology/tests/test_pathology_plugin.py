@@ -7,8 +7,8 @@ import subprocess
 
 import maekit_pathology
 import torch
-from maekit.registry import KINDS, build, registry_for
-from maekit.testing import run_cli
+from maekit.registry import build
+from maekit.testing import check_listed_alone, check_registers_only_its_names, run_cli
 from maekit_pathology import plugin
 
 TINY = {"schedule.max_iters": 2, "schedule.warmup_iters": 0, "checkpoint_interval": 2, "log_interval": 1,
@@ -22,27 +22,15 @@ def maekit(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def test_registers_only_its_own_names(fresh_registries):
-    record = fresh_registries.load("maekit-pathology", maekit_pathology.__version__, lambda: plugin)
-    assert record.status == "loaded", record.error
-    registered = {(kind, entry.name, entry.provider.name) for kind in KINDS for entry in registry_for(kind).entries.values()}
-    assert registered == {(kind, name, "maekit-pathology") for kind, name, _ in plugin.COMPONENTS}
-    assert all(name.startswith(("mmae", "pathology")) for _, name, _ in registered)
-    for kind, name, _ in plugin.COMPONENTS:  # every lazy path resolves to a documented object
-        target = registry_for(kind).get(name)
-        assert target is not None and (target.__doc__ or "").strip(), f"{kind} {name}"
-    assert {command.name for command in plugin.maekit_commands()} == {"pathology-stains", "pathology-eval"}
+    check_registers_only_its_names(fresh_registries, "maekit-pathology", maekit_pathology.__version__, plugin,
+                                   ("mmae", "pathology"), commands=("pathology-stains", "pathology-eval"))
 
 
 def test_listed_alone_with_core_with_its_version_configs_demo_and_commands():
-    listing = json.loads(maekit("list", "--plugin", "maekit-pathology", "--json").stdout)
-    rows = {(c["kind"], c["name"]): c for c in listing["components"]}
-    assert set(rows) == {(kind, name) for kind, name, _ in plugin.COMPONENTS}
-    assert {c["version"] for c in rows.values()} == {maekit_pathology.__version__}
-    configs = json.loads(maekit("configs", "--json").stdout)
-    assert {"mmae_small_nct", "mmae_demo_tiles", "sdmae_demo_tiles"} <= set(configs)
-    assert "pathology\tmaekit_pathology.demo:run_pathology_demo" in maekit("demo", "--list").stdout
-    help_text = maekit("--help").stdout
-    assert "pathology-stains" in help_text and "pathology-eval" in help_text
+    check_listed_alone("maekit-pathology", maekit_pathology.__version__, plugin,
+                       configs=("mmae_small_nct", "mmae_demo_tiles", "sdmae_demo_tiles"),
+                       demo="pathology\tmaekit_pathology.demo:run_pathology_demo",
+                       commands=("pathology-stains", "pathology-eval"))
 
 
 def test_paper_config_is_multimae_small_with_the_mmae_recipe():
