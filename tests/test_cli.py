@@ -41,6 +41,23 @@ def test_list_json_shows_every_core_component_with_its_provider():
     assert all(c["kind"] == "masker" for c in maskers)
 
 
+def test_every_installed_plugin_loads_beside_the_others():
+    """Composition: whatever plugins are installed (in CI: all of plugins/), strict mode loads them
+    together — no failure, no clashing names, their configs, demos and commands all offered. Each
+    plugin's own tests run with core alone (.ci/test)."""
+    from importlib.metadata import entry_points
+
+    installed = {entry.dist.name for entry in entry_points(group="maekit")}
+    listing = json.loads(run("--strict", "list", "--json").stdout)
+    status = {p["name"]: p["status"] for p in listing["plugins"]}
+    assert installed <= set(status) and all(value == "loaded" for value in status.values()), status
+    providers = {c["plugin"] for c in listing["components"]}
+    assert providers == set(status), (providers, status)
+    json.loads(run("--strict", "configs", "--json").stdout)
+    run("--strict", "demo", "--list")
+    run("--strict", "--help")
+
+
 def test_broken_and_duplicate_plugins_are_reported_while_the_rest_lists(make_distribution):
     site = make_distribution("maekit-good", "1.2.0", "maekit_good_hooks", GOOD_PLUGIN.format(name="doubler"))
     make_distribution("maekit-broken", "0.3", "maekit_broken_hooks", "raise ImportError('missing libfoo')\n")
