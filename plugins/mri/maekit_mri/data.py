@@ -205,11 +205,17 @@ def simulated_contrast(t1: np.ndarray) -> np.ndarray:
 class DemoVolumeSlices(Dataset):
     """Demo data: nibabel's bundled real T1 volume (``anatomical.nii``, 33×41×25), normalised as
     any volume here, sliced along all three axes (slices with under 10% foreground dropped), each
-    slice zero-padded to a square and resized to ``size``. ``split``: "train" = slices along the
-    first two axes, "test" = the third (an orientation training never saw), "all".
-    ``pairs=True`` yields T1 → :func:`simulated_contrast` pairs for the synthesis demo."""
+    slice zero-padded to a square and resized to ``size``. ``split``: "test" = every fifth slice
+    along each axis, "train" = the others, "all". One subject only, so held-out slices have
+    neighbours in training — a demo split, not the subject-level split real data gets.
 
-    def __init__(self, split: str = "train", size: int = 32, pairs: bool = False) -> None:
+    ``contrasts``: which single images to serve — "t1" and/or "simulated"
+    (:func:`simulated_contrast`), unpaired, as Edge-MAE pre-trains on every contrast.
+    ``pairs=True`` serves T1 → simulated pairs for synthesis instead, of every ``paired_every``-th
+    slice (the few paired slices a synthesis task has, while pre-training sees all)."""
+
+    def __init__(self, split: str = "train", size: int = 32, pairs: bool = False,
+                 contrasts: Sequence[str] = ("t1",), paired_every: int = 1) -> None:
         import torch.nn.functional as F
         from nibabel.testing import data_path
 
@@ -217,13 +223,15 @@ class DemoVolumeSlices(Dataset):
 
         if split not in ("train", "test", "all"):
             raise ValueError(f"demo split must be 'train', 'test' or 'all', got {split!r}")
+        if not contrasts or set(contrasts) - {"t1", "simulated"}:
+            raise ValueError(f"demo contrasts must be among 't1' and 'simulated', got {contrasts!r}")
         path = Path(data_path) / "anatomical.nii"
         volume = normalise_volume(load_volume(path)[0], name=str(path))
-        axes = {"train": (0, 1), "test": (2,), "all": (0, 1, 2)}[split]
         images = []
-        for axis in axes:
-            for plane in np.moveaxis(volume, axis, 0):
-                if (plane > 0.05).mean() < 0.1:
+        for axis in range(3):
+            for k, plane in enumerate(np.moveaxis(volume, axis, 0)):
+                held_out = k % 5 == 2
+                if (plane > 0.05).mean() < 0.1 or (split == "train" and held_out) or (split == "test" and not held_out):
                     continue
                 side = max(plane.shape)
                 square = np.zeros((side, side), np.float32)
@@ -231,15 +239,19 @@ class DemoVolumeSlices(Dataset):
                 square[top:top + plane.shape[0], left:left + plane.shape[1]] = plane
                 images.append(F.interpolate(torch.from_numpy(square)[None, None], size=(size, size), mode="bilinear",
                                             align_corners=False)[0].clamp(0, 1))
-        self.images = torch.stack(images)
-        self.targets = (torch.from_numpy(np.stack([simulated_contrast(image[0].numpy()) for image in self.images]))[:, None]
-                        if pairs else None)
+        t1 = torch.stack(images)
+        simulated = torch.from_numpy(np.stack([simulated_contrast(image[0].numpy()) for image in t1]))[:, None]
+        self.pairs = pairs
+        if pairs:
+            self.images, self.targets = t1[::paired_every], simulated[::paired_every]
+        else:
+            self.images = torch.cat([{"t1": t1, "simulated": simulated}[c] for c in contrasts])
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = {"inputs": self.images[index], "label": -1}
-        if self.targets is not None:
+        if self.pairs:
             sample.update(target=self.targets[index], subject="anatomical", slice=index)
         return sample

@@ -107,7 +107,7 @@ class EdgeMAE(MaskedAutoencoder):
     @torch.no_grad()
     def panels(self, images: torch.Tensor, mean, std, seed: int = 0) -> list[list]:
         """Rows of: input | masked input | reconstruction with the visible patches | Sobel edges of
-        the input | predicted edges."""
+        the input | predicted edges of the removed patches with the visible patches' own."""
         from maekit.visualize import uint8_panels
 
         self.eval()
@@ -117,10 +117,13 @@ class EdgeMAE(MaskedAutoencoder):
         half = pred.shape[-1] // 2
         removed = mask.masked[..., None]
         meta = tokens.meta
-        show = lambda values: uint8_panels(unpatchify(values, meta["grid_size"], meta["patch_size"]))  # noqa: E731
+
+        def show(values: torch.Tensor) -> list:
+            return uint8_panels(unpatchify(values, meta["grid_size"], meta["patch_size"]))
+
         columns = [show(tokens.values), show(tokens.values * (1 - removed) + 0.5 * removed),
                    show(tokens.values * (1 - removed) + pred[..., :half] * removed),
-                   show(target[..., half:]), show(pred[..., half:])]
+                   show(target[..., half:]), show(target[..., half:] * (1 - removed) + pred[..., half:] * removed)]
         return [list(row) for row in zip(*columns)]
 
 

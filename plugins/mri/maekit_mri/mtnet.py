@@ -1,8 +1,9 @@
 """MT-Net (Li et al., SLMT-Net fine-tuning): MR contrast synthesis (e.g. T1 → T2) from a
 pre-trained Edge-MAE encoder. Reference: lyhkevin/MT-Net (model/MTNet.py, model/DSF.py).
 
-The encoder runs on the *unmasked* source slice; hidden states of ``skip_layers`` feed two
-branches — the native token grid (coarse) and a 2× upsampled copy (fine) — fused at every skip by
+The encoder runs on the *unmasked* source slice; its states at ``skip_layers`` (0: the patch
+embedding, k: after block k) feed two branches — the native token grid (coarse) and a 2× upsampled
+copy (fine) — fused at every skip by
 Dual-scale Selective Fusion into a decoder running on the fine grid; a Linear per fine token folds
 back to the image, sigmoid. Loss: ``pixel_weight · L1(pred, target)`` + the feature-consistency L1
 between a frozen copy of the pre-trained encoder's hidden states of the prediction and of the target.
@@ -23,12 +24,13 @@ __all__ = ["DualScaleSelectiveFusion", "MTNet", "mtnet", "encoder_states"]
 
 
 def encoder_states(encoder: nn.Module, tokens) -> list[torch.Tensor]:
-    """Hidden states after each block of a core token encoder (B×(1+N)×D each, prefix included),
-    on all tokens: the pass of ``TokenEncoder.forward`` with every block's output kept."""
+    """Hidden states of a core token encoder on all tokens (B×(1+N)×D each, prefix included): the
+    embedded tokens (state 0, as the reference's fine-tuning encoder lists them first), then the
+    output of every block — the pass of ``TokenEncoder.forward`` with each state kept."""
     x = encoder.embed(tokens)
     prefix = encoder.prefix_tokens().expand(x.shape[0], -1, -1).to(x.dtype)
     x = encoder.norm_pre(torch.cat([prefix, x], dim=1))
-    states = []
+    states = [x]
     for block in encoder.blocks:
         x = block(x)
         states.append(x)
@@ -66,8 +68,9 @@ class MTNet(nn.Module):
         if patch_size % 2:
             raise ValueError(f"MT-Net's fine branch halves the patch: patch_size must be even, got {patch_size}")
         depth = len(encoder.blocks)
-        if not skip_layers or any(not 1 <= layer <= depth for layer in skip_layers):
-            raise ValueError(f"skip_layers must be encoder block numbers in 1..{depth}, got {list(skip_layers)}")
+        if not skip_layers or any(not 0 <= layer <= depth for layer in skip_layers):
+            raise ValueError(f"skip_layers must be in 0..{depth} (0: the patch embedding, k: after block k), "
+                             f"got {list(skip_layers)}")
         self.patchifier, self.encoder = patchifier, encoder
         self.grid_size, self.patch_size, self.skip_layers = tuple(grid_size), patch_size, tuple(skip_layers)
         self.pixel_weight, self.consistency_weight = pixel_weight, consistency_weight
@@ -75,6 +78,8 @@ class MTNet(nn.Module):
         # a frozen copy of the pre-trained encoder judges feature consistency
         self.judge = copy.deepcopy(encoder).requires_grad_(False).eval()
         width = encoder.embed_dim
+        # a pre-trained residual stream grows with depth: each skip is layer-normalised before use
+        self.skip_norms = nn.ModuleList([nn.LayerNorm(width, eps=1e-6) for _ in self.skip_layers])
         self.project = nn.ModuleList([nn.Conv2d(width, dim, kernel_size=1) for _ in self.skip_layers])
         self.to_fine = nn.ModuleList([nn.ConvTranspose2d(dim, dim, kernel_size=2, stride=2, groups=dim)
                                       for _ in self.skip_layers])
@@ -107,7 +112,8 @@ class MTNet(nn.Module):
                              f"{self.grid_size[0] * self.patch_size} px), got {grid}")
         states = encoder_states(self.encoder, tokens)
         prefix = getattr(self.encoder, "num_prefix_tokens", 1)
-        skips = [states[layer - 1][:, prefix:].transpose(1, 2).reshape(len(source), -1, *grid) for layer in self.skip_layers]
+        skips = [norm(states[layer][:, prefix:]).transpose(1, 2).reshape(len(source), -1, *grid)
+                 for norm, layer in zip(self.skip_norms, self.skip_layers)]
         decoder = None
         for level in reversed(range(len(skips))):  # deepest skip first
             coarse = self.project[level](skips[level])
@@ -123,9 +129,9 @@ class MTNet(nn.Module):
     def consistency(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Sum over the judge's first ``consistency_layers`` blocks of the L1 between its hidden
         states of the prediction and of the target."""
-        predicted = encoder_states(self.judge, self.patchifier(pred))[: self.consistency_layers]
+        predicted = encoder_states(self.judge, self.patchifier(pred))[1: self.consistency_layers + 1]
         with torch.no_grad():
-            wanted = encoder_states(self.judge, self.patchifier(target))[: self.consistency_layers]
+            wanted = encoder_states(self.judge, self.patchifier(target))[1: self.consistency_layers + 1]
         return sum(F.l1_loss(a, b) for a, b in zip(predicted, wanted))
 
     def forward(self, batch: dict[str, Any], noise: Any = None) -> dict[str, torch.Tensor]:
@@ -144,12 +150,13 @@ def mtnet(encoder: dict, pretrained: str | None = None, skip_layers: Sequence[in
           consistency_weight: float = 1.0) -> MTNet:
     """MT-Net on the encoder of the Edge-MAE config ``encoder`` (a model config, e.g. the
     ``edge_mae`` section of a pre-training config), loaded from ``pretrained`` (a ``maekit train``
-    checkpoint of it; None: from scratch). ``skip_layers`` default: every quarter of the depth."""
+    checkpoint of it; None: from scratch). ``skip_layers`` (0 = the patch embedding, k = after block
+    k) default: the embedding and every quarter of the depth."""
     from maekit.evaluation import load_trained_model
 
     edge = load_trained_model(encoder, pretrained).train()
     depth = len(edge.encoder.blocks)
-    layers = list(skip_layers) if skip_layers is not None else sorted({max(1, depth * k // 4) for k in (1, 2, 3, 4)})
+    layers = list(skip_layers) if skip_layers is not None else sorted({0} | {max(1, depth * k // 4) for k in (1, 2, 3, 4)})
     grid = tuple(edge.decoder.grid_size)
     return MTNet(edge.patchifier, edge.encoder, grid, edge.patchifier.patch_size[0], layers, dim, num_heads,
                  pixel_weight, consistency_layers, consistency_weight)

@@ -146,9 +146,18 @@ def test_augmentation_keeps_shape_and_range_and_is_seeded():
     assert torch.equal(MRIAugment(p=0.0)(image), image)
 
 
-def test_demo_slices_split_by_orientation_and_pair_with_the_simulated_contrast():
+def test_demo_slices_hold_out_every_fifth_slice_and_pair_with_the_simulated_contrast():
     train, test = DemoVolumeSlices("train", size=16), DemoVolumeSlices("test", size=16, pairs=True)
-    assert len(train) > 40 and 10 < len(test) < 26  # axes 0, 1 vs axis 2 (25 slices, nearly empty ones dropped)
+    everything = DemoVolumeSlices("all", size=16)
+    assert len(train) + len(test) == len(everything) and abs(len(test) / len(everything) - 0.2) < 0.05
+    held_out = {tuple(image.flatten().tolist()) for image in test.images}
+    assert not any(tuple(image.flatten().tolist()) in held_out for image in train.images)
     sample = test[3]
     assert sample["inputs"].shape == sample["target"].shape == (1, 16, 16)
     np.testing.assert_allclose(sample["target"][0].numpy(), simulated_contrast(sample["inputs"][0].numpy()), rtol=1e-6)
+    both = DemoVolumeSlices("train", size=16, contrasts=("t1", "simulated"))  # unpaired, for pre-training
+    assert len(both) == 2 * len(train)
+    np.testing.assert_allclose(both[len(train) + 4]["inputs"][0].numpy(), simulated_contrast(train[4]["inputs"][0].numpy()),
+                               rtol=1e-6)
+    few = DemoVolumeSlices("train", size=16, pairs=True, paired_every=4)
+    assert len(few) == (len(train) + 3) // 4 and torch.equal(few[1]["inputs"], train[4]["inputs"])

@@ -85,7 +85,7 @@ def test_edge_mae_targets_pixels_and_edges_of_the_unmasked_image_and_sees_30_per
 
 
 def tiny_mtnet(pretrained=None, **options):
-    spec = dict(type="mri_mtnet", encoder=TINY_EDGE, pretrained=pretrained, skip_layers=(1, 2), dim=16, num_heads=2,
+    spec = dict(type="mri_mtnet", encoder=TINY_EDGE, pretrained=pretrained, skip_layers=(0, 1, 2), dim=16, num_heads=2,
                 consistency_layers=2)
     spec.update(options)
     return build("model", spec)
@@ -127,7 +127,8 @@ def test_mtnet_loss_is_weighted_l1_plus_the_frozen_encoders_feature_consistency(
     l1 = (pred - target).abs().mean()
     states_pred = encoder_states(model.judge, model.patchifier(pred))
     states_target = encoder_states(model.judge, model.patchifier(target))
-    consistency = sum((a - b).abs().mean() for a, b in zip(states_pred[:2], states_target[:2]))
+    assert len(states_pred) == 1 + 2  # the embedding, then each block
+    consistency = sum((a - b).abs().mean() for a, b in zip(states_pred[1:3], states_target[1:3]))
     torch.testing.assert_close(losses["loss_l1"], l1)
     torch.testing.assert_close(losses["loss_consistency"], consistency)
     torch.testing.assert_close(losses["loss"], 10000 * l1 + consistency)

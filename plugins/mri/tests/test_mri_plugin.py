@@ -42,7 +42,7 @@ def test_paper_configs_have_the_papers_sizes_and_recipe():
     assert cfg.data.batch_size == 20 and cfg.schedule.blr * 20 / 256 == 3e-3 and tuple(cfg.schedule.betas) == (0.9, 0.95)
     assert cfg.schedule.max_iters == 20 * cfg.schedule.warmup_iters  # 100 epochs, 5 of warm-up
     synthesis = load_config("mtnet_brats_t1_t2")
-    assert synthesis.model.encoder == cfg.model and tuple(synthesis.model.skip_layers) == (3, 6, 9, 12)
+    assert synthesis.model.encoder == cfg.model and tuple(synthesis.model.skip_layers) == (0, 3, 6, 9, 12)
     assert synthesis.model.pixel_weight == 10000.0 and synthesis.model.consistency_layers == 12
     assert (synthesis.data.dataset.source, synthesis.data.dataset.target) == ("t1", "t2")
     assert synthesis.synthesis.dataset.split == "test"

@@ -9,7 +9,7 @@ _subjects = 295
 _batch = 8
 _epoch = _subjects * 60 // _batch
 _edge_mae = {{_base_.model}}
-model = dict(_delete_=True, type="mri_mtnet", encoder=_edge_mae, pretrained=None, skip_layers=(3, 6, 9, 12),
+model = dict(_delete_=True, type="mri_mtnet", encoder=_edge_mae, pretrained=None, skip_layers=(0, 3, 6, 9, 12),
              dim=128, num_heads=8, pixel_weight=10000.0, consistency_layers=12, consistency_weight=1.0)
 data = dict(_delete_=True,
             dataset=dict(type="mri_paired_slices", cache="/data/BraTS2020-slices", source="t1", target="t2",
