@@ -41,6 +41,15 @@ def test_encode_is_unmasked_by_default_and_honours_a_mask():
     assert model.encode(images, mask).shape == (2, 5, 64)
 
 
+def test_hidden_states_are_the_pass_of_forward_layer_by_layer():
+    model = tiny_mae().eval()
+    tokens = model.tokenize(torch.randn(2, 3, 32, 32))
+    states = model.encoder.hidden_states(tokens)
+    assert len(states) == 1 + len(model.encoder.blocks)
+    torch.testing.assert_close(model.encoder.norm(states[-1]), model.encoder(tokens))
+    torch.testing.assert_close(states[1], model.encoder.blocks[0](states[0]))
+
+
 def test_reference_init_conventions():
     model = tiny_mae()
     encoder, decoder = model.encoder, model.decoder

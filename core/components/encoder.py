@@ -62,13 +62,22 @@ class TokenEncoder(Encoder):
         the values, e.g. one patch embedding per modality, overrides this)."""
         return self.embed_tokens(tokens.values) + self.position_embedding(tokens)
 
-    def forward(self, tokens: Tokens) -> torch.Tensor:
+    def block_inputs(self, tokens: Tokens) -> torch.Tensor:
+        """What the first block sees: prefix tokens, then the embedded tokens, after ``norm_pre``."""
         x = self.embed(tokens)
         prefix = self.prefix_tokens().expand(x.shape[0], -1, -1).to(x.dtype)
-        x = torch.cat([prefix, x], dim=1)
-        x = self.norm_pre(x)
-        x = self.blocks(x)
-        return self.norm(x)
+        return self.norm_pre(torch.cat([prefix, x], dim=1))
+
+    def forward(self, tokens: Tokens) -> torch.Tensor:
+        return self.norm(self.blocks(self.block_inputs(tokens)))
+
+    def hidden_states(self, tokens: Tokens) -> list[torch.Tensor]:
+        """Every state of the pass (B×(P+N)×D each): the block inputs, then each block's output
+        (the final norm not applied) — for methods that read intermediate layers."""
+        states = [self.block_inputs(tokens)]
+        for block in self.blocks:
+            states.append(block(states[-1]))
+        return states
 
 
 class ViTEncoder(TokenEncoder):

@@ -20,21 +20,7 @@ from torch.nn import functional as F
 from maekit.components.encoder import init_mae_weights, make_blocks
 from maekit.components.patchify import unpatchify
 
-__all__ = ["DualScaleSelectiveFusion", "MTNet", "mtnet", "encoder_states"]
-
-
-def encoder_states(encoder: nn.Module, tokens) -> list[torch.Tensor]:
-    """Hidden states of a core token encoder on all tokens (B×(1+N)×D each, prefix included): the
-    embedded tokens (state 0, as the reference's fine-tuning encoder lists them first), then the
-    output of every block — the pass of ``TokenEncoder.forward`` with each state kept."""
-    x = encoder.embed(tokens)
-    prefix = encoder.prefix_tokens().expand(x.shape[0], -1, -1).to(x.dtype)
-    x = encoder.norm_pre(torch.cat([prefix, x], dim=1))
-    states = [x]
-    for block in encoder.blocks:
-        x = block(x)
-        states.append(x)
-    return states
+__all__ = ["DualScaleSelectiveFusion", "MTNet", "mtnet"]
 
 
 class DualScaleSelectiveFusion(nn.Module):
@@ -110,7 +96,7 @@ class MTNet(nn.Module):
         if grid != self.grid_size:
             raise ValueError(f"MT-Net built for a {self.grid_size} token grid (slices of "
                              f"{self.grid_size[0] * self.patch_size} px), got {grid}")
-        states = encoder_states(self.encoder, tokens)
+        states = self.encoder.hidden_states(tokens)  # [embedded, block 1, …]
         prefix = getattr(self.encoder, "num_prefix_tokens", 1)
         skips = [norm(states[layer][:, prefix:]).transpose(1, 2).reshape(len(source), -1, *grid)
                  for norm, layer in zip(self.skip_norms, self.skip_layers)]
@@ -129,9 +115,9 @@ class MTNet(nn.Module):
     def consistency(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Sum over the judge's first ``consistency_layers`` blocks of the L1 between its hidden
         states of the prediction and of the target."""
-        predicted = encoder_states(self.judge, self.patchifier(pred))[1: self.consistency_layers + 1]
+        predicted = self.judge.hidden_states(self.patchifier(pred))[1: self.consistency_layers + 1]
         with torch.no_grad():
-            wanted = encoder_states(self.judge, self.patchifier(target))[1: self.consistency_layers + 1]
+            wanted = self.judge.hidden_states(self.patchifier(target))[1: self.consistency_layers + 1]
         return sum(F.l1_loss(a, b) for a, b in zip(predicted, wanted))
 
     def forward(self, batch: dict[str, Any], noise: Any = None) -> dict[str, torch.Tensor]:

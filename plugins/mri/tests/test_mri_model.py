@@ -10,7 +10,6 @@ from maekit.registry import build
 from maekit.structures import Mask
 from maekit_mri.edge import EdgeMAELoss, neighbourhood_weights, sobel_magnitude
 from maekit_mri.mim3d import patchify_volume, unpatchify_volume
-from maekit_mri.mtnet import encoder_states
 from maekit_mri.synthesis import evaluate_synthesis, nmse, psnr, ssim
 
 TINY_EDGE = dict(type="edge_mae", img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2, decoder_embed_dim=16,
@@ -125,8 +124,8 @@ def test_mtnet_loss_is_weighted_l1_plus_the_frozen_encoders_feature_consistency(
     pred = model.synthesize(source)
     assert pred.shape == (3, 1, 16, 16)
     l1 = (pred - target).abs().mean()
-    states_pred = encoder_states(model.judge, model.patchifier(pred))
-    states_target = encoder_states(model.judge, model.patchifier(target))
+    states_pred = model.judge.hidden_states(model.patchifier(pred))
+    states_target = model.judge.hidden_states(model.patchifier(target))
     assert len(states_pred) == 1 + 2  # the embedding, then each block
     consistency = sum((a - b).abs().mean() for a, b in zip(states_pred[1:3], states_target[1:3]))
     torch.testing.assert_close(losses["loss_l1"], l1)
