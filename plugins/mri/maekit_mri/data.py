@@ -42,31 +42,38 @@ class _SubjectSlices(Dataset):
         self.preprocessing = _preprocessing(preprocessing)
         self.contrasts = tuple(contrasts)
         if cache is not None:
-            self.volumes, self.affines, subjects = self._from_cache(Path(cache))
+            manifest = self._read_manifest(Path(cache))
+            every_subject = manifest["subjects"]
+        elif root is None:
+            raise ValueError("give the data folder (root) or a slice cache (cache)")
         else:
-            if root is None:
-                raise ValueError("give the data folder (root) or a slice cache (cache)")
             found = find_subjects(root, layout, self.contrasts)
-            subjects = split_subjects(found, split, train_fraction, seed)
-            self.volumes, self.affines = {}, {}
-            for subject in subjects:
-                for contrast in self.contrasts:
-                    data, affine = load_volume(found[subject][contrast])
-                    self.volumes[subject, contrast] = volume_slices(data, self.preprocessing, str(found[subject][contrast]))
-                    self.affines[subject, contrast] = affine
-                shapes = {self.volumes[subject, c].shape for c in self.contrasts}
-                if len(shapes) > 1:
-                    raise ValueError(f"{root}: subject {subject}'s contrasts give different slice stacks {sorted(shapes)}; "
-                                     f"the volumes must share one grid")
-        if cache is not None:
-            subjects = split_subjects(subjects, split, train_fraction, seed)
-        if not subjects:
+            every_subject = list(found)
+        self.subjects = split_subjects(every_subject, split, train_fraction, seed)
+        if not self.subjects:
             raise ValueError(f"split {split!r} has no subjects (train_fraction {train_fraction})")
-        self.subjects = list(subjects)
+        self.volumes, self.affines = {}, {}
+        for subject in self.subjects:
+            for contrast in self.contrasts:
+                if cache is not None:
+                    path = Path(cache) / subject / f"{contrast}.npy"
+                    if not path.is_file():
+                        raise ValueError(f"{path}: missing from the slice cache; rerun `maekit mri-preprocess`")
+                    self.volumes[subject, contrast] = np.load(path, mmap_mode="r")
+                    self.affines[subject, contrast] = np.asarray(manifest["affines"][subject][contrast])
+                else:
+                    data, self.affines[subject, contrast] = load_volume(found[subject][contrast])
+                    self.volumes[subject, contrast] = volume_slices(data, self.preprocessing, str(found[subject][contrast]))
+            shapes = {self.volumes[subject, c].shape for c in self.contrasts}
+            if len(shapes) > 1:
+                raise ValueError(f"{cache or root}: subject {subject}'s contrasts give different slice stacks "
+                                 f"{sorted(shapes)}; the volumes must share one grid")
         self.index = [(subject, k) for subject in self.subjects
                       for k in range(len(self.volumes[subject, self.contrasts[0]]))]
 
-    def _from_cache(self, cache: Path):
+    def _read_manifest(self, cache: Path) -> dict:
+        """The cache's manifest, after checking it was written with this preprocessing and holds
+        these contrasts."""
         manifest_path = cache / CACHE_MANIFEST
         if not manifest_path.is_file():
             raise ValueError(f"{cache}: not a slice cache (no {CACHE_MANIFEST}); write one with `maekit mri-preprocess`")
@@ -77,15 +84,7 @@ class _SubjectSlices(Dataset):
         missing = [c for c in self.contrasts if c not in manifest["contrasts"]]
         if missing:
             raise ValueError(f"{cache}: holds contrasts {manifest['contrasts']}, not {missing}")
-        volumes, affines = {}, {}
-        for subject in manifest["subjects"]:
-            for contrast in self.contrasts:
-                path = cache / subject / f"{contrast}.npy"
-                if not path.is_file():
-                    raise ValueError(f"{path}: missing from the slice cache; rerun `maekit mri-preprocess`")
-                volumes[subject, contrast] = np.load(path, mmap_mode="r")
-                affines[subject, contrast] = np.asarray(manifest["affines"][subject][contrast])
-        return volumes, affines, manifest["subjects"]
+        return manifest
 
     def __len__(self) -> int:
         return len(self.index)
