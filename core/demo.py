@@ -39,10 +39,11 @@ def trained_and_untrained(model_cfg: dict, checkpoint: Path, seed: int = 0) -> d
 
 
 def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: int | None = None, seed: int = 0,
-             amp: str = "off", log: Any = print) -> dict[str, Any]:
+             amp: str = "off", log: Any = print, extra_evaluation: Any = None) -> dict[str, Any]:
     """Pre-train ``config`` on CPU, linear-probe and k-NN the encoder (mean-pooled and cls features)
     against the same architecture untrained, and write ``metrics.json`` and ``reconstructions.png``
-    into ``out_dir``."""
+    into ``out_dir``. ``extra_evaluation(models, train_set, test_set, transform, cfg)`` may add a
+    method's own figures (a dict merged into the metrics) from the same models and data."""
     from maekit.data.views import EvalTransform
     from maekit.evaluation import probe_pools
     from maekit.registry import build
@@ -68,6 +69,9 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
             prefix = "" if pool == pools[0] else f"{pool}_"
             metrics[f"{prefix}probe_accuracy_{name}"] = scores["linear_probe_accuracy"]
             metrics[f"{prefix}knn_accuracy_{name}"] = scores["knn_accuracy"]
+
+    if extra_evaluation is not None:
+        metrics.update(extra_evaluation(models, train_set, test_set, transform, cfg))
 
     images = torch.stack([transform(test_set[i]["inputs"]) for i in range(8)])
     grid = save_grid(models["pretrained"].panels(images, transform.mean, transform.std, seed=seed),

@@ -4,7 +4,6 @@ k-NN on all training labels, and MMAE's few-label evaluation (class-balanced lab
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,24 +12,21 @@ __all__ = ["run_pathology_demo"]
 
 def run_pathology_demo(out_dir: str | Path, config: str = "mmae_demo_tiles", max_iters: int | None = None,
                        seed: int = 0, amp: str = "off", log: Any = print) -> dict[str, Any]:
-    from maekit.data.views import EvalTransform
-    from maekit.demo import run_demo, trained_and_untrained
+    from maekit.demo import run_demo
     from maekit.engine import load_config
-    from maekit.registry import build
     from maekit_pathology.evaluate import few_label_evaluation
 
-    started = time.perf_counter()
-    out_dir = Path(out_dir)
-    metrics = run_demo(out_dir, config, max_iters, seed, amp, log)
-    cfg = load_config(config)
-    train_set, test_set = build("dataset", cfg.probe["train"]), build("dataset", cfg.probe["test"])
-    transform = EvalTransform.matching(train_set, cfg.data.get("transform"))
-    for name, model in trained_and_untrained(cfg.model, Path(metrics["checkpoint"]), seed).items():
-        few = few_label_evaluation(model, train_set, test_set, transform, tuple(cfg.probe["label_counts"]), seed=seed)
-        metrics.update({f"few_label_{key}_{name}": value for key, value in few.items() if key.endswith(("mean", "std"))})
-    metrics.update(picture=metrics["reconstructions"], seconds=round(time.perf_counter() - started, 1))
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    fewest = min(cfg.probe["label_counts"])
+    def few_labels(models: dict, train_set: Any, test_set: Any, transform: Any, cfg: Any) -> dict[str, float]:
+        figures = {}
+        for name, model in models.items():
+            few = few_label_evaluation(model, train_set, test_set, transform, tuple(cfg.probe["label_counts"]), seed=seed)
+            figures.update({f"few_label_{key}_{name}": value for key, value in few.items() if key.endswith(("mean", "std"))})
+        return figures
+
+    metrics = run_demo(out_dir, config, max_iters, seed, amp, log, extra_evaluation=few_labels)
+    metrics["picture"] = metrics["reconstructions"]
+    (Path(out_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    fewest = min(load_config(config).probe["label_counts"])
     log(f"few-label ({fewest} labels, 5 folds) linear probe: pretrained "
         f"{metrics[f'few_label_linear_{fewest}_labels_mean_pretrained']:.3f} vs random init "
         f"{metrics[f'few_label_linear_{fewest}_labels_mean_random_init']:.3f}; k-NN (k=20) "
