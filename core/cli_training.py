@@ -119,7 +119,7 @@ def probe(ctx: click.Context, config: str, checkpoint: str | None, pool: str, k:
           cfg_options: tuple[str, ...], more_cfg_options: tuple[str, ...]) -> None:
     """Linear probe (logistic regression) and k-NN on frozen encoder features."""
     _load(ctx)
-    from maekit.data.views import EvalTransform
+    from maekit.data.views import evaluation_transform
     from maekit.evaluation import load_trained_model
     from maekit.evaluation import probe as run_probe
     from maekit.registry import build
@@ -130,7 +130,7 @@ def probe(ctx: click.Context, config: str, checkpoint: str | None, pool: str, k:
         _fail(f"config {config} has no 'probe' section with 'train' and 'test' datasets")
     try:
         train_set, test_set = build("dataset", section["train"]), build("dataset", section["test"])
-        transform = EvalTransform.matching(train_set, (cfg.get("data") or {}).get("transform"))
+        transform = evaluation_transform(train_set, (cfg.get("data") or {}).get("transform"), cfg.get("eval_transform"))
         model = load_trained_model(cfg.model, checkpoint)
         metrics = run_probe(model, train_set, test_set, transform, pool=pool, k=k)
     except (ValueError, KeyError, RuntimeError) as error:
@@ -176,7 +176,7 @@ def visualize(ctx: click.Context, checkpoint: str, config: str, out: str, num: i
     _load(ctx)
     import torch
 
-    from maekit.data.views import EvalTransform
+    from maekit.data.views import evaluation_transform
     from maekit.evaluation import load_trained_model
     from maekit.registry import build
     from maekit.visualize import save_grid
@@ -185,10 +185,11 @@ def visualize(ctx: click.Context, checkpoint: str, config: str, out: str, num: i
     try:
         data = cfg.get("data") or {}
         dataset = build("dataset", (cfg.get("probe") or {}).get("test") or data.get("dataset"))
-        transform = EvalTransform.matching(dataset, data.get("transform"))
+        transform = evaluation_transform(dataset, data.get("transform"), cfg.get("eval_transform"))
         images = torch.stack([transform(dataset[i]["inputs"]) for i in range(min(num, len(dataset)))])
         model = load_trained_model(cfg.model, checkpoint)
-        path = save_grid(model.panels(images, transform.mean, transform.std, seed=seed), out, scale=scale)
+        path = save_grid(model.panels(images, getattr(transform, "mean", None), getattr(transform, "std", None),
+                                      seed=seed), out, scale=scale)
     except (ValueError, KeyError, RuntimeError) as error:
         _fail(str(error))
     click.echo(f"wrote {path}")

@@ -44,7 +44,7 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
     against the same architecture untrained, and write ``metrics.json`` and ``reconstructions.png``
     into ``out_dir``. ``extra_evaluation(models, train_set, test_set, transform, cfg)`` may add a
     method's own figures (a dict merged into the metrics) from the same models and data."""
-    from maekit.data.views import EvalTransform
+    from maekit.data.views import evaluation_transform
     from maekit.evaluation import probe_pools
     from maekit.registry import build
     from maekit.visualize import save_grid
@@ -56,7 +56,7 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
     probe_cfg = cfg.get("probe") or {}
     train_set = build("dataset", probe_cfg.get("train", dict(type="digits", split="train", size=32, channels=1)))
     test_set = build("dataset", probe_cfg.get("test", dict(type="digits", split="test", size=32, channels=1)))
-    transform = EvalTransform.matching(train_set, cfg.data.get("transform"))
+    transform = evaluation_transform(train_set, cfg.data.get("transform"), cfg.get("eval_transform"))
     # Mean-pooled patch tokens are the headline probe: MAE's cls token gets no direct training
     # signal in pre-training; the cls-token probe of the paper is reported beside it. A config
     # lists its pools in ``probe.pools`` (headline first), e.g. ("mean",) for encoders without cls.
@@ -74,7 +74,8 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
         metrics.update(extra_evaluation(models, train_set, test_set, transform, cfg))
 
     images = torch.stack([transform(test_set[i]["inputs"]) for i in range(8)])
-    grid = save_grid(models["pretrained"].panels(images, transform.mean, transform.std, seed=seed),
+    mean, std = getattr(transform, "mean", None), getattr(transform, "std", None)
+    grid = save_grid(models["pretrained"].panels(images, mean, std, seed=seed),
                      out_dir / "reconstructions.png", scale=4)
 
     metrics.update({

@@ -65,7 +65,7 @@ def finetune_config(cfg, checkpoint: str | None):
     layer_decay = schedule.pop("layer_decay", 0.75)
     schedule.update(constructor="MaekitLayerDecayConstructor", paramwise_cfg=dict(layer_decay=layer_decay))
     return Config(dict(
-        model=dict(type="vit_classifier", model=cfg.model, num_classes=section["num_classes"],
+        model=dict(type=section.get("classifier", "vit_classifier"), model=cfg.model, num_classes=section["num_classes"],
                    checkpoint=None if checkpoint is None else str(checkpoint),
                    drop_path_rate=section.get("drop_path_rate", 0.1),
                    label_smoothing=section.get("label_smoothing", 0.0)),
@@ -93,7 +93,7 @@ def classification_accuracy(model: nn.Module, dataset: Any, transform: Any, batc
 def run_finetune(cfg, checkpoint: str | None, work_dir: str | Path, amp: str = "off", device: str | None = None,
                  seed: int | None = None) -> dict[str, Any]:
     """Fine-tune, then measure top-1 accuracy on the section's ``test`` dataset; writes metrics.json."""
-    from maekit.data.views import EvalTransform
+    from maekit.data.views import evaluation_transform
     from maekit.engine import train
     from maekit.registry import build
 
@@ -101,7 +101,8 @@ def run_finetune(cfg, checkpoint: str | None, work_dir: str | Path, amp: str = "
     runner = train(finetune_config(cfg, checkpoint), work_dir, amp=amp, device=device, seed=seed)
     classifier = runner.model.module if hasattr(runner.model, "module") else runner.model
     test_set = build("dataset", cfg.finetune["test"])
-    transform = EvalTransform.matching(test_set, cfg.finetune["data"].get("transform"))
+    transform = evaluation_transform(test_set, cfg.finetune["data"].get("transform"),
+                                     cfg.finetune.get("eval_transform") or cfg.get("eval_transform"))
     accuracy = classification_accuracy(classifier.model, test_set, transform)
     metrics = {"top1_accuracy": accuracy, "checkpoint": None if checkpoint is None else str(checkpoint),
                "final_loss": float(runner.message_hub.get_scalar("train/loss").current()),

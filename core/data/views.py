@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["MAEAugment", "EvalTransform", "TransformedView", "AugmentedView", "mix_seed", "default_mean_std"]
+__all__ = ["MAEAugment", "EvalTransform", "evaluation_transform", "TransformedView", "AugmentedView", "mix_seed", "default_mean_std"]
 
 
 def mix_seed(*parts: int) -> int:
@@ -82,6 +82,17 @@ class EvalTransform:
             image = torch.nn.functional.interpolate(image[None], size=self.size, mode="bicubic",
                                                     align_corners=False)[0].clamp(0, 1)
         return _normalise(image, self.mean, self.std)
+
+
+def evaluation_transform(dataset: Dataset, train_transform: dict | None = None, eval_transform: Any = None) -> Any:
+    """The deterministic transform for evaluating on ``dataset``: a config's ``eval_transform`` (a
+    registered transform, for inputs that are not images, e.g. skeleton clips) when given, else
+    :meth:`EvalTransform.matching` of the training transform."""
+    if eval_transform:
+        from maekit.registry import build
+
+        return build("transform", eval_transform) if isinstance(eval_transform, dict) else eval_transform
+    return EvalTransform.matching(dataset, train_transform)
 
 
 class TransformedView(Dataset):

@@ -1,0 +1,72 @@
+"""``maekit skeleton-preprocess`` (raw .skeleton folder → CTR-GCN-layout .npz) and ``maekit
+skeleton-eval`` (MAMP's linear evaluation or fine-tuning of a config's encoder)."""
+from __future__ import annotations
+
+import click
+
+from maekit.cli import _fail
+from maekit.cli_training import _config, _default_work_dir, _write_metrics, cfg_options_option
+
+__all__ = ["skeleton_preprocess", "skeleton_eval"]
+
+
+@click.command("skeleton-preprocess")
+@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .npz to write.")
+@click.option("--benchmark", type=click.Choice(["xsub", "xview", "xset"]), default="xsub", show_default=True)
+@click.option("--subset", type=click.Choice(["ntu60", "ntu120"]), default="ntu60", show_default=True)
+@click.option("--max-frames", default=300, show_default=True, help="Frames per sequence after zero-padding.")
+@click.option("--align/--no-align", default=False, show_default=True, help="ST-GCN's view alignment.")
+@click.option("--ignore-list", type=click.Path(exists=True, dir_okay=False),
+              help="NTU's samples-with-missing-skeletons list.")
+def skeleton_preprocess(root: str, out: str, benchmark: str, subset: str, max_frames: int, align: bool,
+                        ignore_list: str | None) -> None:
+    """Parse, denoise and centre every NTU .skeleton file under ROOT into one .npz with x_train,
+    y_train, x_test, y_test (the CTR-GCN / MAMP layout; read it with the ntu_npz dataset)."""
+    from maekit_skeleton.data import write_ntu_npz
+
+    try:
+        counts = write_ntu_npz(root, out, benchmark, subset, max_frames, align, ignore_list, log=click.echo)
+    except ValueError as error:
+        _fail(str(error))
+    click.echo(f"wrote {counts['train']} training and {counts['test']} test sequences ({subset} {benchmark}) to {out}")
+
+
+@click.command("skeleton-eval")
+@click.argument("config")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Pre-trained weights (default: random init).")
+@click.option("--protocol", type=click.Choice(["linear", "finetune"]), default="linear", show_default=True)
+@click.option("--work-dir", help="Fine-tuning: checkpoints, logs and metrics.json.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the metrics JSON here too.")
+@cfg_options_option
+def skeleton_eval(config: str, checkpoint: str | None, protocol: str, work_dir: str | None, out: str | None,
+                  cfg_options: tuple[str, ...], more_cfg_options: tuple[str, ...]) -> None:
+    """Action recognition with the config's encoder: MAMP's linear evaluation (``linear_eval``
+    section) or fine-tuning (``finetune`` section, as ``maekit finetune``)."""
+    cfg = _config(config, cfg_options + more_cfg_options)
+    if protocol == "finetune":
+        from maekit.finetune import run_finetune
+
+        try:
+            metrics = run_finetune(cfg, checkpoint, work_dir or _default_work_dir(config) + "_finetune", device="cpu")
+        except (ValueError, FloatingPointError) as error:
+            _fail(str(error))
+        _write_metrics({**metrics, "protocol": protocol}, out)
+        return
+    from maekit.data.views import evaluation_transform
+    from maekit.evaluation import load_trained_model
+    from maekit.registry import build
+    from maekit_skeleton.evaluate import linear_evaluation
+
+    section = cfg.get("linear_eval")
+    if not section or "train" not in section or "test" not in section:
+        _fail(f"config {config} has no 'linear_eval' section with 'train' and 'test' datasets")
+    try:
+        train_set, test_set = build("dataset", section["train"]), build("dataset", section["test"])
+        transform = evaluation_transform(train_set, None, cfg.get("eval_transform"))
+        model = load_trained_model(cfg.model, checkpoint)
+        metrics = linear_evaluation(model, train_set, test_set, transform, section.get("num_classes"),
+                                    section.get("epochs", 100), section.get("batch_size", 128), section.get("lr", 0.1))
+    except (ValueError, KeyError, RuntimeError) as error:
+        _fail(str(error))
+    _write_metrics({**metrics, "protocol": protocol, "checkpoint": checkpoint}, out)
