@@ -50,16 +50,21 @@ class RandomMasker(Masker):
         super().__init__()
         self.mask_ratio = check_mask_ratio(mask_ratio)
 
+    def visible_count(self, num_tokens: int) -> int:
+        """How many tokens stay visible: the reference MAE's ``int(N·(1 − ratio))``. A method whose
+        reference rounds the masked count instead (``N − int(N·ratio)``) overrides this."""
+        return num_visible(num_tokens, self.mask_ratio)
+
     def forward(self, tokens: Tokens, noise: torch.Tensor | None = None) -> Mask:
         noise = _noise_for(tokens, noise)
         ids_shuffle = torch.argsort(noise, dim=1)
-        return Mask.from_order(ids_shuffle, num_visible(tokens.num_tokens, self.mask_ratio))
+        return Mask.from_order(ids_shuffle, self.visible_count(tokens.num_tokens))
 
     def extra_repr(self) -> str:
         return f"mask_ratio={self.mask_ratio}"
 
 
-class BlockMasker(Masker):
+class BlockMasker(RandomMasker):
     """Removes contiguous blocks: the tokens nearest (in coordinates) to ``num_blocks`` random seeds.
 
     Works for any modality with coordinates (image grid, 3-D centres, time). Exactly as many tokens
@@ -68,8 +73,7 @@ class BlockMasker(Masker):
     """
 
     def __init__(self, mask_ratio: float = 0.75, num_blocks: int = 1) -> None:
-        super().__init__()
-        self.mask_ratio = check_mask_ratio(mask_ratio)
+        super().__init__(mask_ratio)
         if not isinstance(num_blocks, int) or num_blocks < 1:
             raise ValueError(f"num_blocks must be a positive int, got {num_blocks!r}")
         self.num_blocks = num_blocks
@@ -81,7 +85,7 @@ class BlockMasker(Masker):
         distance = torch.cdist(tokens.coords.float(), seed_coords.float()).amin(dim=-1)  # B×N
         # Far tokens first (kept), near ones last (removed); noise/1e3 only breaks ties.
         ids_shuffle = torch.argsort(-(distance + noise * 1e-3), dim=1)
-        return Mask.from_order(ids_shuffle, num_visible(tokens.num_tokens, self.mask_ratio))
+        return Mask.from_order(ids_shuffle, self.visible_count(tokens.num_tokens))
 
     def extra_repr(self) -> str:
         return f"mask_ratio={self.mask_ratio}, num_blocks={self.num_blocks}"
