@@ -75,8 +75,9 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
 
     images = torch.stack([transform(test_set[i]["inputs"]) for i in range(8)])
     mean, std = getattr(transform, "mean", None), getattr(transform, "std", None)
-    grid = save_grid(models["pretrained"].panels(images, mean, std, seed=seed),
-                     out_dir / "reconstructions.png", scale=4)
+    model = models["pretrained"]  # a method whose panels are drawn at full size sets picture_scale = 1
+    grid = save_grid(model.panels(images, mean, std, seed=seed), out_dir / "reconstructions.png",
+                     scale=getattr(model, "picture_scale", 4))
 
     metrics.update({
         "probe_features": f"{pools[0]}-pooled encoder tokens" + "".join(f"; {p}_*: {p} pool" for p in pools[1:]),
