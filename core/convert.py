@@ -15,7 +15,7 @@ import torch
 from maekit.checkpoint import CheckpointError
 
 __all__ = ["LAYOUTS", "strip_runner_prefix", "detect_layout", "official_to_maekit", "maekit_to_official", "transformers_to_maekit",
-           "maekit_to_timm", "convert_state_dict", "resize_pos_embeds"]
+           "maekit_to_timm", "convert_state_dict", "resize_pos_embeds", "rename_keys", "strip_module_prefix"]
 
 StateDict = dict[str, torch.Tensor]
 
@@ -95,6 +95,32 @@ def _apply_first(rules: list, text: str) -> tuple[str, str] | None:
             new = replacement(match) if callable(replacement) else match.expand(replacement)
             return new, text[match.end():]
     return None
+
+
+def strip_module_prefix(state_dict: StateDict) -> StateDict:
+    """A ``DataParallel`` / DDP state dict without its ``module.`` prefix."""
+    if state_dict and all(k.startswith("module.") for k in state_dict):
+        return {k[len("module."):]: v for k, v in state_dict.items()}
+    return dict(state_dict)
+
+
+def rename_keys(state_dict: StateDict, rules: list, layout: str, skip: str | None = None) -> StateDict:
+    """Every key renamed by the first of ``rules`` (regex matched at the key's start → replacement,
+    ``\\1`` groups allowed) that matches; keys matching ``skip`` are dropped. A key no rule knows
+    is an error naming ``layout`` — a plugin's converter of its reference's checkpoints is a table."""
+    out: StateDict = {}
+    unknown = []
+    for key, value in state_dict.items():
+        if skip is not None and re.match(skip, key):
+            continue
+        renamed = _apply_first(rules, key)
+        if renamed is None:
+            unknown.append(key)
+        else:
+            out[renamed[0] + renamed[1]] = value
+    if unknown:
+        raise CheckpointError(f"{len(unknown)} keys are not part of the {layout} layout: {unknown[:5]}")
+    return out
 
 
 def transformers_to_maekit(state_dict: StateDict) -> StateDict:
