@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import platform
+import resource
 import statistics
 import time
+from pathlib import Path
 from typing import Callable, Hashable, Mapping
 
 import torch
 
-__all__ = ["machine_description", "median_seconds", "alternating_medians", "matmul_peak_flops"]
+__all__ = ["machine_description", "median_seconds", "alternating_medians", "matmul_peak_flops", "peak_rss_kib"]
 
 
 def machine_description() -> dict:
@@ -58,3 +60,16 @@ def matmul_peak_flops(dtype: torch.dtype, device: str = "cpu", size: int = 2048,
         a @ b
     seconds = median_seconds(lambda: a @ b, repeats, sync)
     return 2 * size**3 / seconds
+
+
+def peak_rss_kib(reset: bool = False) -> int:
+    """This process's peak resident set (KiB). Linux carries ``ru_maxrss`` over fork and exec — a
+    child would start at its parent's peak — so the peak (VmHWM) is reset first where the kernel
+    allows it, and read back from /proc."""
+    try:
+        if reset:
+            Path("/proc/self/clear_refs").write_text("5")
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line.split()[1] for line in status if line.startswith("VmHWM")))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import alternating_medians, machine_description  # noqa: E402
+from common import alternating_medians, machine_description, peak_rss_kib  # noqa: E402
 from mae_step import make_step  # noqa: E402
 
 
@@ -65,19 +64,6 @@ def peak_memory_mib(size: str, batch: int, precision: str, device: str) -> float
     step()
     step()
     return (peak_rss_kib() - before) / 1024
-
-
-def peak_rss_kib(reset: bool = False) -> int:
-    """This process's peak resident set (KiB). Linux carries ``ru_maxrss`` over fork and exec — a
-    child would start at its parent's peak — so the peak (VmHWM) is reset first where the kernel
-    allows it, and read back from /proc."""
-    try:
-        if reset:
-            Path("/proc/self/clear_refs").write_text("5")
-        status = Path("/proc/self/status").read_text().splitlines()
-        return int(next(line.split()[1] for line in status if line.startswith("VmHWM")))
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def main() -> None:

@@ -1,0 +1,119 @@
+"""Point-cloud hot paths of maekit-pointcloud, side by side in one process (contenders alternate,
+median of repeats): farthest point sampling against open3d's, kNN against a full sort, and the
+Chamfer distance (forward + backward) against the naive autograd version that differentiates
+through the whole distance matrix — time and the peak memory each adds.
+
+    python benchmarks/pointcloud_ops.py --quick
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import alternating_medians, machine_description, peak_rss_kib  # noqa: E402
+
+
+def open3d_fps(clouds: torch.Tensor, count: int) -> list[np.ndarray]:
+    import open3d
+
+    picked = []
+    for cloud in clouds.numpy().astype(np.float64):
+        pcd = open3d.geometry.PointCloud(open3d.utility.Vector3dVector(cloud))
+        picked.append(np.asarray(pcd.farthest_point_down_sample(count).points))
+    return picked
+
+
+def naive_chamfer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The usual plain-torch Chamfer-L2: autograd through the whole B×N×M distance matrix."""
+    squared = torch.cdist(a, b) ** 2
+    return (squared.min(2).values.mean(1) + squared.min(1).values.mean(1)).mean()
+
+
+def peak_mib(fn, device: str) -> float:
+    """Memory ``fn`` adds at its peak (MiB): CUDA's allocator peak, or the process's resident-set peak."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    before = peak_rss_kib(reset=True)
+    fn()
+    return (peak_rss_kib() - before) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="3 repeats")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--points", type=int, default=2048, help="cloud size (FPS, kNN)")
+    parser.add_argument("--centres", type=int, default=64)
+    parser.add_argument("--chamfer-points", type=int, default=4096, help="points per cloud for Chamfer")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=Path, help="write the results as JSON")
+    args = parser.parse_args()
+    repeats = 3 if args.quick else args.repeats
+    from maekit_pointcloud.geometry import chamfer_distance, farthest_point_sample, gather_points, knn
+
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    generator = torch.Generator().manual_seed(0)
+    clouds = torch.rand(args.batch, args.points, 3, generator=generator)
+    results = {"machine": machine_description(), "device": args.device, "batch": args.batch}
+
+    # FPS: ours (batched torch, on the device) against open3d's (per cloud, CPU)
+    on_device = clouds.to(args.device)
+    times = alternating_medians({"maekit": lambda: farthest_point_sample(on_device, args.centres),
+                                 "open3d": lambda: open3d_fps(clouds, args.centres)}, repeats, sync)
+    ours = gather_points(clouds, farthest_point_sample(clouds, args.centres))
+    agree = np.mean([np.allclose(np.sort(o.numpy(), 0), np.sort(t, 0)) for o, t in zip(ours, open3d_fps(clouds, args.centres))])
+    results["fps"] = {"points": args.points, "centres": args.centres, **{f"{k}_seconds": v for k, v in times.items()},
+                      "same_points_share": float(agree)}
+    print(f"FPS {args.batch}×{args.points} → {args.centres}: maekit {times['maekit'] * 1e3:.1f} ms, open3d "
+          f"{times['open3d'] * 1e3:.1f} ms, ratio open3d/maekit {times['open3d'] / times['maekit']:.2f}; "
+          f"same points chosen in {agree:.0%} of clouds")
+
+    # kNN: ours (chunked cdist + topk) against a full argsort of the distance matrix
+    centres = gather_points(on_device, farthest_point_sample(on_device, args.centres))
+
+    def full_sort() -> torch.Tensor:
+        return ((centres[:, :, None] - on_device[:, None]) ** 2).sum(-1).argsort(dim=-1)[..., :32]
+
+    times = alternating_medians({"maekit": lambda: knn(centres, on_device, 32), "full_sort": full_sort}, repeats, sync)
+    results["knn"] = {"k": 32, **{f"{k}_seconds": v for k, v in times.items()},
+                      "identical": bool(torch.equal(knn(centres, on_device, 32).sort(-1).values,
+                                                    full_sort().sort(-1).values))}
+    print(f"kNN k=32 of {args.centres} centres: maekit {times['maekit'] * 1e3:.2f} ms, full sort "
+          f"{times['full_sort'] * 1e3:.2f} ms, ratio {times['full_sort'] / times['maekit']:.2f}")
+
+    # Chamfer forward + backward: argmin without grad then gather, against autograd through N×M
+    n = args.chamfer_points
+    a = torch.rand(args.batch, n, 3, generator=generator).to(args.device).requires_grad_()
+    b = torch.rand(args.batch, n, 3, generator=generator).to(args.device)
+
+    def step(function) -> None:
+        a.grad = None
+        function(a, b).backward()
+
+    contenders = {"maekit": lambda: step(chamfer_distance), "naive": lambda: step(naive_chamfer)}
+    times = alternating_medians(contenders, repeats, sync)
+    memory = {name: peak_mib(run, args.device) for name, run in contenders.items()}
+    same = torch.allclose(chamfer_distance(a, b), naive_chamfer(a, b), rtol=1e-5)
+    results["chamfer"] = {"points": n, **{f"{k}_seconds": v for k, v in times.items()},
+                          **{f"{k}_peak_mib": v for k, v in memory.items()}, "same_value": bool(same)}
+    print(f"Chamfer-L2 fwd+bwd {args.batch}×{n} vs {n}: maekit {times['maekit'] * 1e3:.0f} ms / {memory['maekit']:.0f} MiB, "
+          f"naive {times['naive'] * 1e3:.0f} ms / {memory['naive']:.0f} MiB; time ratio naive/maekit "
+          f"{times['naive'] / times['maekit']:.2f}, memory ratio {memory['naive'] / max(memory['maekit'], 1e-3):.1f}")
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""``maekit pointcloud-eval`` (linear SVM on frozen features, or fine-tuning, of a config's encoder)
+and ``maekit pointcloud-convert`` (official Point-MAE / MAE3D checkpoints → maekit's layout)."""
+from __future__ import annotations
+
+import click
+
+from maekit.cli import _fail
+from maekit.cli_training import _config, _default_work_dir, _write_metrics, cfg_options_option
+
+__all__ = ["pointcloud_eval", "pointcloud_convert"]
+
+
+@click.command("pointcloud-eval")
+@click.argument("config")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Pre-trained weights (default: random init).")
+@click.option("--protocol", type=click.Choice(["svm", "finetune"]), default="svm", show_default=True)
+@click.option("--work-dir", help="Fine-tuning: checkpoints, logs and metrics.json.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the metrics JSON here too.")
+@cfg_options_option
+def pointcloud_eval(config: str, checkpoint: str | None, protocol: str, work_dir: str | None, out: str | None,
+                    cfg_options: tuple[str, ...], more_cfg_options: tuple[str, ...]) -> None:
+    """Shape classification with the config's encoder: Point-MAE's linear SVM on frozen [max, mean]
+    features (``svm`` section: train, test, c) or fine-tuning (``finetune`` section, as ``maekit
+    finetune``)."""
+    cfg = _config(config, cfg_options + more_cfg_options)
+    if protocol == "finetune":
+        from maekit.finetune import run_finetune
+
+        try:
+            metrics = run_finetune(cfg, checkpoint, work_dir or _default_work_dir(config) + "_finetune")
+        except (ValueError, FloatingPointError) as error:
+            _fail(str(error))
+        _write_metrics({**metrics, "protocol": protocol}, out)
+        return
+    from maekit.data.views import evaluation_transform
+    from maekit.evaluation import load_trained_model
+    from maekit.registry import build
+    from maekit_pointcloud.evaluate import svm_evaluation
+
+    section = cfg.get("svm")
+    if not section or "train" not in section or "test" not in section:
+        _fail(f"config {config} has no 'svm' section with 'train' and 'test' datasets")
+    try:
+        train_set, test_set = build("dataset", section["train"]), build("dataset", section["test"])
+        transform = evaluation_transform(train_set, None, cfg.get("eval_transform"))
+        model = load_trained_model(cfg.model, checkpoint)
+        metrics = svm_evaluation(model, train_set, test_set, transform, section.get("c", 1.0))
+    except (ValueError, KeyError, RuntimeError) as error:
+        _fail(str(error))
+    _write_metrics({**metrics, "protocol": protocol, "checkpoint": checkpoint}, out)
+
+
+@click.command("pointcloud-convert")
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--from", "source", type=click.Choice(["auto", "point-mae", "mae3d"]), default="auto", show_default=True)
+def pointcloud_convert(src: str, dst: str, source: str) -> None:
+    """Convert an official Point-MAE (``{"base_model": ...}``) or MAE3D (``.t7`` state dict)
+    pre-training checkpoint into maekit's layout (``point_mae`` / ``mae3d``); DST by suffix:
+    ``.safetensors`` or a weights-only ``.pth``. Loading never runs pickled code."""
+    from maekit.checkpoint import CheckpointError, load_file, save_state_dict
+    from maekit_pointcloud.interop import convert_point_checkpoint, unwrap_official
+
+    try:
+        state = convert_point_checkpoint(unwrap_official(load_file(src)), source)
+    except (CheckpointError, ValueError) as error:
+        _fail(f"{src}: {error}")
+    save_state_dict(state, dst)
+    click.echo(f"wrote {len(state)} tensors in maekit's layout to {dst}")
