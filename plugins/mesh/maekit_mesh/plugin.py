@@ -1,0 +1,45 @@
+"""The maekit hooks of maekit-mesh. Components are registered by dotted path, so listing them
+imports neither torch nor trimesh."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from maekit.hookspecs import hookimpl
+
+COMPONENTS: list[tuple[str, str, str]] = [
+    ("model", "mesh_mae", "maekit_mesh.model:mesh_mae"),
+    ("model", "mesh_classifier", "maekit_mesh.evaluate:mesh_classifier"),
+    ("model", "mesh_segmenter", "maekit_mesh.evaluate:mesh_segmenter"),
+    ("patchifier", "mesh_patches", "maekit_mesh.model:MeshPatchifier"),
+    ("masker", "mesh_patch_mask", "maekit_mesh.model:MeshPatchMasker"),
+    ("encoder", "mesh_encoder", "maekit_mesh.model:MeshEncoder"),
+    ("decoder", "mesh_decoder", "maekit_mesh.model:MeshDecoder"),
+    ("target", "mesh_targets", "maekit_mesh.model:MeshTargets"),
+    ("loss", "mesh_mae_loss", "maekit_mesh.model:MeshMAELoss"),
+    ("transform", "mesh_augment", "maekit_mesh.data:MeshAugment"),
+    ("dataset", "mesh_folder", "maekit_mesh.data:MeshFolder"),
+    ("dataset", "mesh_segmentation", "maekit_mesh.data:MeshSegmentation"),
+    ("dataset", "mesh_demo_shapes", "maekit_mesh.demo_data:DemoMeshes"),
+]
+
+
+@hookimpl
+def maekit_register(registry) -> None:
+    registry.register_all(COMPONENTS)
+
+
+@hookimpl
+def maekit_config_dirs() -> list:
+    return [Path(__file__).parent / "configs"]
+
+
+@hookimpl
+def maekit_demos() -> dict:
+    return {"mesh": "maekit_mesh.demo:run_mesh_demo"}
+
+
+@hookimpl
+def maekit_commands() -> list:
+    from maekit_mesh.cli import mesh_convert, mesh_eval, mesh_preprocess  # click only; torch loads when they run
+
+    return [mesh_preprocess, mesh_eval, mesh_convert]
