@@ -138,6 +138,41 @@ def probe(ctx: click.Context, config: str, checkpoint: str | None, pool: str, k:
     _write_metrics({**metrics, "checkpoint": checkpoint, "pool": pool}, out)
 
 
+def finetune_and_report(cfg, config: str, checkpoint: str | None, work_dir: str | None, out: str | None = None,
+                        **options: Any) -> None:
+    """The body of a fine-tuning command (core's and plugins' ``--protocol finetune``): run the
+    config's ``finetune`` section, print (and with ``out`` write) the metrics, or fail clearly."""
+    from maekit.finetune import run_finetune
+
+    try:
+        metrics = run_finetune(cfg, checkpoint, work_dir or _default_work_dir(config) + "_finetune", **options)
+    except (ValueError, FloatingPointError) as error:
+        _fail(str(error))
+    _write_metrics({**metrics, "protocol": "finetune"}, out)
+
+
+def frozen_evaluation(cfg, config: str, section_name: str, checkpoint: str | None, out: str | None, evaluate: Any,
+                      protocol: str) -> None:
+    """The body of a plugin's frozen-feature evaluation command: build the config's ``section_name``
+    train/test datasets and the model (``checkpoint`` or random init), call ``evaluate(model,
+    train_set, test_set, transform, section)`` for a metrics dict, print and write it."""
+    from maekit.data.views import evaluation_transform
+    from maekit.evaluation import load_trained_model
+    from maekit.registry import build
+
+    section = cfg.get(section_name)
+    if not section or "train" not in section or "test" not in section:
+        _fail(f"config {config} has no '{section_name}' section with 'train' and 'test' datasets")
+    try:
+        train_set, test_set = build("dataset", section["train"]), build("dataset", section["test"])
+        transform = evaluation_transform(train_set, None, cfg.get("eval_transform"))
+        model = load_trained_model(cfg.model, checkpoint)
+        metrics = evaluate(model, train_set, test_set, transform, section)
+    except (ValueError, KeyError, RuntimeError) as error:
+        _fail(str(error))
+    _write_metrics({**metrics, "protocol": protocol, "checkpoint": checkpoint}, out)
+
+
 @main.command()
 @click.argument("config")
 @click.option("--checkpoint", type=click.Path(exists=True), help="Pre-trained weights (default: random init).")
@@ -152,15 +187,8 @@ def finetune(ctx: click.Context, config: str, checkpoint: str | None, work_dir: 
              seed: int | None) -> None:
     """Fine-tune the encoder with MAE's head and layer-wise lr decay; report top-1 accuracy."""
     _load(ctx)
-    from maekit.finetune import run_finetune
-
-    cfg = _config(config, cfg_options + more_cfg_options)
-    try:
-        metrics = run_finetune(cfg, checkpoint, work_dir or _default_work_dir(config) + "_finetune",
-                               amp=amp, device=device, seed=seed)
-    except (ValueError, FloatingPointError) as error:
-        _fail(str(error))
-    _write_metrics(metrics, None)
+    finetune_and_report(_config(config, cfg_options + more_cfg_options), config, checkpoint, work_dir, amp=amp,
+                        device=device, seed=seed)
 
 
 @main.command()

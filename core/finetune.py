@@ -11,10 +11,29 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["ViTClassifier", "vit_classifier", "finetune_config", "run_finetune", "classification_accuracy"]
+__all__ = ["Classifier", "ViTClassifier", "vit_classifier", "finetune_config", "run_finetune", "classification_accuracy"]
 
 
-class ViTClassifier(nn.Module):
+class Classifier(nn.Module):
+    """What every fine-tuning model shares: ``classify(batch)`` gives logits (a subclass says how),
+    ``forward`` the cross-entropy (``self.criterion``) and accuracy against ``batch["label"]``,
+    refusing unlabelled samples (−1)."""
+
+    criterion: nn.Module
+
+    def classify(self, batch: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, batch: dict, noise: Any = None) -> dict[str, torch.Tensor]:
+        logits = self.classify(batch)
+        labels = torch.as_tensor(batch["label"], device=logits.device)
+        if (labels < 0).any():
+            raise ValueError("fine-tuning needs labelled data: some samples have no label (-1)")
+        loss = self.criterion(logits.float(), labels)
+        return {"loss": loss, "accuracy": (logits.argmax(-1) == labels).float().mean()}
+
+
+class ViTClassifier(Classifier):
     """A pre-trained encoder with MAE's fine-tuning head: mean of the patch tokens (``global_pool=
     "avg"``) or the cls token (``"token"``), LayerNorm, Linear (weights N(0, 2e-5) as the reference)."""
 
@@ -35,14 +54,6 @@ class ViTClassifier(nn.Module):
         prefix = self.encoder.num_prefix_tokens
         pooled = tokens[:, prefix:].mean(dim=1) if self.global_pool == "avg" else tokens[:, 0]
         return self.head(self.fc_norm(pooled))
-
-    def forward(self, batch: dict, noise: Any = None) -> dict[str, torch.Tensor]:
-        logits = self.classify(batch)
-        labels = torch.as_tensor(batch["label"], device=logits.device)
-        if (labels < 0).any():
-            raise ValueError("fine-tuning needs labelled data: some samples have no label (-1)")
-        loss = self.criterion(logits.float(), labels)
-        return {"loss": loss, "accuracy": (logits.argmax(-1) == labels).float().mean()}
 
 
 def vit_classifier(model: dict, num_classes: int, checkpoint: str | None = None, drop_path_rate: float = 0.0,

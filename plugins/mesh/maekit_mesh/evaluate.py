@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from maekit.finetune import Classifier
 from maekit_mesh.features import LABEL, NUM_FEATURES
 from maekit_mesh.model import fill_padding_with_mean, packed_meshes, valid_of
 from maekit_mesh.remesh import FACES_PER_PATCH
@@ -24,7 +25,7 @@ __all__ = ["MeshClassifier", "MeshSegmenter", "mesh_classifier", "mesh_segmenter
            "classification_report", "segmentation_accuracy"]
 
 
-class MeshClassifier(nn.Module):
+class MeshClassifier(Classifier):
     """A mesh encoder with MeshMAE's classification head: max over the real patches' tokens → Linear."""
 
     def __init__(self, patchifier: nn.Module, encoder: nn.Module, num_classes: int, label_smoothing: float = 0.0) -> None:
@@ -38,13 +39,6 @@ class MeshClassifier(nn.Module):
         prefix = self.encoder.num_prefix_tokens
         features = fill_padding_with_mean(self.encoder(tokens), valid_of(tokens), prefix)
         return self.head(features[:, prefix:].amax(dim=1))
-
-    def forward(self, batch: dict, noise: Any = None) -> dict[str, torch.Tensor]:
-        logits = self.classify(batch)
-        labels = torch.as_tensor(batch["label"], device=logits.device)
-        if (labels < 0).any():
-            raise ValueError("fine-tuning needs labelled meshes: some have no label (-1)")
-        return {"loss": self.criterion(logits.float(), labels), "accuracy": (logits.argmax(-1) == labels).float().mean()}
 
 
 class MeshSegmenter(nn.Module):

@@ -20,10 +20,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from maekit.finetune import Classifier
+
 __all__ = ["PointClassifier", "point_classifier", "point_features", "svm_accuracy", "svm_evaluation"]
 
 
-class PointClassifier(nn.Module):
+class PointClassifier(Classifier):
     """A point encoder with Point-MAE's classification head (``cls_head_finetune``)."""
 
     def __init__(self, patchifier: nn.Module, encoder: nn.Module, num_classes: int, hidden_dim: int = 256,
@@ -43,13 +45,6 @@ class PointClassifier(nn.Module):
         patches = tokens[:, prefix:]
         first = tokens[:, 0] if prefix else patches.mean(dim=1)
         return self.head(torch.cat([first, patches.amax(dim=1)], dim=-1))
-
-    def forward(self, batch: dict, noise: Any = None) -> dict[str, torch.Tensor]:
-        logits = self.classify(batch)
-        labels = torch.as_tensor(batch["label"], device=logits.device)
-        if (labels < 0).any():
-            raise ValueError("fine-tuning needs labelled data: some clouds have no label (-1)")
-        return {"loss": self.criterion(logits.float(), labels), "accuracy": (logits.argmax(-1) == labels).float().mean()}
 
 
 def point_classifier(model: dict, num_classes: int, checkpoint: str | None = None, drop_path_rate: float = 0.1,

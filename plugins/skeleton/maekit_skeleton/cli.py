@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from maekit.cli import _fail
-from maekit.cli_training import _config, _default_work_dir, _write_metrics, cfg_options_option
+from maekit.cli_training import _config, cfg_options_option, finetune_and_report, frozen_evaluation
 
 __all__ = ["skeleton_preprocess", "skeleton_eval"]
 
@@ -45,28 +45,13 @@ def skeleton_eval(config: str, checkpoint: str | None, protocol: str, work_dir: 
     section) or fine-tuning (``finetune`` section, as ``maekit finetune``)."""
     cfg = _config(config, cfg_options + more_cfg_options)
     if protocol == "finetune":
-        from maekit.finetune import run_finetune
-
-        try:
-            metrics = run_finetune(cfg, checkpoint, work_dir or _default_work_dir(config) + "_finetune", device="cpu")
-        except (ValueError, FloatingPointError) as error:
-            _fail(str(error))
-        _write_metrics({**metrics, "protocol": protocol}, out)
+        finetune_and_report(cfg, config, checkpoint, work_dir, out)
         return
-    from maekit.data.views import evaluation_transform
-    from maekit.evaluation import load_trained_model
-    from maekit.registry import build
-    from maekit_skeleton.evaluate import linear_evaluation
 
-    section = cfg.get("linear_eval")
-    if not section or "train" not in section or "test" not in section:
-        _fail(f"config {config} has no 'linear_eval' section with 'train' and 'test' datasets")
-    try:
-        train_set, test_set = build("dataset", section["train"]), build("dataset", section["test"])
-        transform = evaluation_transform(train_set, None, cfg.get("eval_transform"))
-        model = load_trained_model(cfg.model, checkpoint)
-        metrics = linear_evaluation(model, train_set, test_set, transform, section.get("num_classes"),
-                                    section.get("epochs", 100), section.get("batch_size", 128), section.get("lr", 0.1))
-    except (ValueError, KeyError, RuntimeError) as error:
-        _fail(str(error))
-    _write_metrics({**metrics, "protocol": protocol, "checkpoint": checkpoint}, out)
+    def evaluate(model, train_set, test_set, transform, section) -> dict:
+        from maekit_skeleton.evaluate import linear_evaluation
+
+        return linear_evaluation(model, train_set, test_set, transform, section.get("num_classes"),
+                                 section.get("epochs", 100), section.get("batch_size", 128), section.get("lr", 0.1))
+
+    frozen_evaluation(cfg, config, "linear_eval", checkpoint, out, evaluate, protocol)

@@ -18,11 +18,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from maekit.finetune import Classifier
+
 __all__ = ["SkeletonClassifier", "skeleton_classifier", "encoder_features", "linear_evaluation",
            "train_linear_head"]
 
 
-class SkeletonClassifier(nn.Module):
+class SkeletonClassifier(Classifier):
     """A skeleton encoder with MAMP's fine-tuning head (``ActionHeadFinetune``)."""
 
     def __init__(self, patchifier: nn.Module, encoder: nn.Module, num_classes: int, hidden_dim: int = 2048,
@@ -43,13 +45,6 @@ class SkeletonClassifier(nn.Module):
         per_joint = features.reshape(-1, bodies, segments, joints, features.shape[-1]).mean(dim=2)  # over time
         pooled = per_joint.flatten(2).mean(dim=1)  # joints concatenated, mean over bodies
         return self.head(torch.relu(self.bn(self.fc1(pooled))))
-
-    def forward(self, batch: dict, noise: Any = None) -> dict[str, torch.Tensor]:
-        logits = self.classify(batch)
-        labels = torch.as_tensor(batch["label"], device=logits.device)
-        if (labels < 0).any():
-            raise ValueError("fine-tuning needs labelled data: some samples have no label (-1)")
-        return {"loss": self.criterion(logits.float(), labels), "accuracy": (logits.argmax(-1) == labels).float().mean()}
 
 
 def skeleton_classifier(model: dict, num_classes: int, checkpoint: str | None = None, drop_path_rate: float = 0.0,
