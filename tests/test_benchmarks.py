@@ -58,3 +58,13 @@ def test_loader_optimiser_and_list_timing_benchmarks_run(tmp_path):
     run_script("list_time.py", "--repeats", "1", "--out", str(timing))
     medians = json.loads(timing.read_text())["median_seconds"]
     assert set(medians) == {"maekit list", "maekit list --json", "python -c 'import torch'"}
+
+
+def test_pointcloud_ops_benchmark_compares_with_open3d_and_the_naive_chamfer(tmp_path):
+    out = tmp_path / "points.json"
+    printed = run_script("pointcloud_ops.py", "--batch", "2", "--points", "512", "--centres", "16",
+                         "--chamfer-points", "256", "--repeats", "1", "--out", str(out)).stdout
+    report = json.loads(out.read_text())
+    assert report["fps"]["same_points_share"] == 1.0  # the same algorithm from the same start point
+    assert report["knn"]["identical"] and report["chamfer"]["same_value"]
+    assert report["chamfer"]["maekit_seconds"] > 0 and "ratio open3d/maekit" in printed

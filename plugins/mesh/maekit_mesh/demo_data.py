@@ -1,7 +1,7 @@
 """Procedural demo meshes: trimesh primitives, deformed, remeshed into patches like any user mesh.
 
 Six classes (:data:`SHAPES`): box, sphere, cylinder, cone, torus, capsule. Every sample draws its
-proportions, an anisotropic stretch, a twist about the vertical axis and a random rotation, then
+proportions, an anisotropic stretch, a twist about the vertical axis and a turn about it, then
 goes through the real pipeline (:func:`maekit_mesh.remesh.remesh`: repair, simplify to
 ``base_faces``, subdivide three times, project onto the deformed surface). Samples are a pure
 function of (seed, split, index); classes are interleaved so any prefix shows every class.
@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from maekit_mesh.features import pack_mesh
-from maekit_mesh.remesh import remesh
+from maekit_mesh.remesh import MeshError, remesh
 
 __all__ = ["SHAPES", "demo_mesh", "DemoMeshes"]
 
@@ -23,7 +23,7 @@ SHAPES = ("box", "sphere", "cylinder", "cone", "torus", "capsule")
 
 
 def demo_mesh(name: str, rng: np.random.Generator) -> Any:
-    """A deformed, rotated trimesh primitive of class ``name``."""
+    """A deformed, turned trimesh primitive of class ``name``, centred and scaled into the unit sphere."""
     import trimesh
 
     u = rng.uniform
@@ -48,9 +48,8 @@ def demo_mesh(name: str, rng: np.random.Generator) -> Any:
     cos, sin = np.cos(angle), np.sin(angle)
     vertices = np.stack([cos * vertices[:, 0] - sin * vertices[:, 1], sin * vertices[:, 0] + cos * vertices[:, 1],
                          vertices[:, 2]], axis=1)
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    vertices = vertices @ (q if np.linalg.det(q) > 0 else -q).T
+    yaw = u(0, 2 * np.pi)  # upright, turned about the vertical axis (as ModelNet / Manifold40 shapes vary)
+    vertices = vertices @ np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]]).T
     vertices = vertices - vertices.mean(0)
     return trimesh.Trimesh(vertices / np.linalg.norm(vertices, axis=1).max(), mesh.faces, process=True)
 
@@ -74,8 +73,15 @@ class DemoMeshes(Dataset):
 
     @staticmethod
     def _make(shape: str, rng: np.random.Generator, base_faces: int) -> np.ndarray:
+        """A packed demo mesh; a draw that decimation cannot bring down to ``base_faces`` (a thin,
+        strongly twisted shape) is replaced by the next draw, still a function of the seed."""
         name = f"demo {shape}"
-        return pack_mesh(remesh(demo_mesh(shape, rng), base_faces, name=name), base_faces, name=name)
+        for _ in range(10):
+            try:
+                return pack_mesh(remesh(demo_mesh(shape, rng), base_faces, name=name), base_faces, name=name)
+            except MeshError:
+                continue
+        raise MeshError(f"{name}: ten draws in a row could not be remeshed to {base_faces} patches")
 
     def __len__(self) -> int:
         return len(self.meshes)

@@ -99,6 +99,9 @@ def simplify(mesh, base_faces: int, name: str):
         raise MeshError(f"{name}: simplification needs fast-simplification ({error}); pip install fast-simplification") from None
     if len(simple.faces) < 4:
         raise MeshError(f"{name}: simplification to {base_faces} faces left {len(simple.faces)}")
+    if len(simple.faces) > 1.5 * base_faces:
+        raise MeshError(f"{name}: quadric decimation stopped at {len(simple.faces)} faces, far above the "
+                        f"{base_faces} asked (collapses would fold the surface); simplify it yourself first")
     return simple
 
 

@@ -131,6 +131,33 @@ def test_every_demo_config_trains_and_the_classification_command_votes(tmp_path)
     assert failed.returncode != 0 and "no 'segmentation' section" in failed.stderr
 
 
+def test_segmentation_command_reports_per_face_accuracy(tmp_path):
+    from test_mesh_geometry import _tetrahedron
+
+    from maekit_mesh.remesh import subdivide_patches
+
+    mesh = subdivide_patches(*_tetrahedron(), levels=3)
+    order = mesh.patches.T.reshape(-1)  # MAPS face order
+    for split in ("train", "test"):
+        (tmp_path / "seg" / split / "part").mkdir(parents=True)
+        for k in range(2):
+            path = tmp_path / "seg" / split / "part" / f"{k}.obj"
+            trimesh.Trimesh(mesh.vertices * (1 + 0.1 * k), mesh.faces[order], process=False).export(path)
+            labels = (mesh.vertices[mesh.faces[order]].mean(1)[:, 2] > 0.2).astype(int) + 1
+            path.with_suffix(".json").write_text(json.dumps({"sub_labels": labels.tolist()}))
+    demo_config = Path(maekit_mesh.__file__).parent / "configs" / "mesh_mae_demo.py"
+    parts = f"type='mesh_segmentation', root='{tmp_path / 'seg'}', layout='maps', max_patches=4"
+    (tmp_path / "segment.py").write_text(
+        f"_base_ = ['{demo_config}']\n"
+        f"segmentation = dict(_delete_=True, classifier='mesh_segmenter', num_classes=2, data=dict(dataset=dict({parts}, split='train'),"
+        f" transform=dict(type='mesh_augment', scale_std=0.1), batch_size=2, num_workers=0),"
+        f" test=dict({parts}, split='test'), schedule=dict(max_iters=2, warmup_iters=0, blr=1e-3))\n")
+    maekit("mesh-eval", str(tmp_path / "segment.py"), "--task", "segmentation", "--work-dir", str(tmp_path / "sg"),
+           "--out", str(tmp_path / "seg.json"), "--cfg-options", *[f"{k}={v}" for k, v in TINY.items()])
+    metrics = json.loads((tmp_path / "seg.json").read_text())
+    assert metrics["task"] == "segmentation" and metrics["test_faces"] == 2 * 256 and 0 <= metrics["face_accuracy"] <= 1
+
+
 def test_convert_command_reads_the_official_checkpoint(tmp_path):
     from maekit.evaluation import load_trained_model
     from test_mesh_model import meshmae_official_state
@@ -164,7 +191,12 @@ def test_pictures_show_patches_removed_patches_and_predicted_vertices():
 def test_demo_writes_metrics_and_picture(tmp_path):
     from maekit_mesh.demo import run_mesh_demo
 
-    metrics = run_mesh_demo(tmp_path / "out", max_iters=2, log=lambda *_: None)
+    small = "dict(type='mesh_demo_shapes', per_class=2, base_faces=16, split="  # the demo, fewer meshes
+    (tmp_path / "small.py").write_text(
+        f"_base_ = ['{Path(maekit_mesh.__file__).parent / 'configs' / 'mesh_mae_demo.py'}']\n"
+        f"data = dict(dataset=dict(per_class=2, base_faces=16))\n"
+        f"probe = dict(_delete_=True, train={small}'train'), test={small}'test'), pools=('mean', 'cls'))\n")
+    metrics = run_mesh_demo(tmp_path / "out", config=str(tmp_path / "small.py"), max_iters=2, log=lambda *_: None)
     written = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert written == metrics and written["iterations"] == 2
     for key in ("probe_accuracy_pretrained", "probe_accuracy_random_init", "knn_accuracy_pretrained"):

@@ -87,10 +87,7 @@ def read_cloud(path: str | Path) -> np.ndarray:
         else:
             import open3d
 
-            cloud = open3d.io.read_point_cloud(str(path))
-            array = np.asarray(cloud.points)
-            if len(array) == 0 and path.stat().st_size > 0 and suffix != ".pcd":
-                raise ValueError("open3d read no points")
+            array = np.asarray(open3d.io.read_point_cloud(str(path)).points)  # unreadable: no points
     except (OSError, ValueError) as error:
         raise ValueError(f"{path}: cannot read point cloud ({error})") from None
     if array.size == 0:

@@ -3,7 +3,8 @@
 Eight classes (:data:`SHAPES`): box, sphere, cylinder, cone, torus, capsule, a bent tube
 (torus arc) and a two-box "table" (slab on a post). Every sample draws its own proportions (the
 primitive's parameters), a random anisotropic stretch, a twist about the vertical axis, a random
-rotation, and Gaussian noise on the surface points; clouds are then centred and scaled into the
+rotation (``rotate="yaw"``: upright shapes turned about the vertical axis only), and Gaussian
+noise on the surface points; clouds are then centred and scaled into the
 unit sphere like every real dataset here. Samples are a pure function of (seed, split, index), so
 the train and test splits never share a draw.
 """
@@ -58,8 +59,10 @@ def _random_rotation(rng: np.random.Generator) -> np.ndarray:
 
 
 def sample_shape(name: str, num_points: int, rng: np.random.Generator, noise: float = 0.01,
-                 rotate: bool = True) -> np.ndarray:
-    """``num_points`` surface points (num_points×3) of a deformed, rotated, noisy ``name`` shape."""
+                 rotate: str = "any") -> np.ndarray:
+    """``num_points`` surface points (num_points×3) of a deformed, rotated, noisy ``name`` shape;
+    ``rotate``: ``"yaw"`` (about the vertical axis, as upright datasets like ModelNet vary), ``"any"``
+    (a uniformly random rotation) or ``"none"``."""
     import trimesh
 
     mesh = shape_mesh(name, rng)
@@ -69,8 +72,13 @@ def sample_shape(name: str, num_points: int, rng: np.random.Generator, noise: fl
     cos, sin = np.cos(angle), np.sin(angle)
     points = np.stack([cos * points[:, 0] - sin * points[:, 1], sin * points[:, 0] + cos * points[:, 1],
                        points[:, 2]], axis=1)
-    if rotate:
+    if rotate == "any":
         points = points @ _random_rotation(rng).T
+    elif rotate == "yaw":
+        yaw = rng.uniform(0, 2 * np.pi)
+        points = points @ np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]]).T
+    elif rotate != "none":
+        raise ValueError(f"rotate must be 'yaw', 'any' or 'none', got {rotate!r}")
     points = points + rng.normal(scale=noise, size=points.shape)
     return normalise_cloud(points.astype(np.float32), f"demo {name}")
 
@@ -80,7 +88,7 @@ class DemoShapes(Dataset):
     ``num_points`` each, made once in memory; ``split`` picks independent draws for train and test."""
 
     def __init__(self, split: str = "train", per_class: int = 40, num_points: int = 1024, seed: int = 0,
-                 shapes: tuple[str, ...] = SHAPES, rotate: bool = True) -> None:
+                 shapes: tuple[str, ...] = SHAPES, rotate: str = "any") -> None:
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         unknown = [s for s in shapes if s not in SHAPES]

@@ -67,6 +67,19 @@ def test_every_demo_config_trains(tmp_path):
         assert (tmp_path / config / "iter_2.pth").is_file()
 
 
+def test_finetuning_command_trains_pointmaes_head_on_the_encoder(tmp_path):
+    printed = maekit("pointcloud-eval", "point_mae_demo", "--protocol", "finetune", "--work-dir", str(tmp_path / "ft"),
+                     "--out", str(tmp_path / "ft.json"), "--cfg-options", "model.depth=1", "model.decoder_depth=1",
+                     "finetune.schedule.max_iters=2", "finetune.schedule.warmup_iters=0", "finetune.data.batch_size=4",
+                     "finetune.data.dataset.per_class=2", "finetune.test.per_class=1")
+    metrics = json.loads((tmp_path / "ft.json").read_text())
+    assert metrics["protocol"] == "finetune" and 0 <= metrics["top1_accuracy"] <= 1 and "top1_accuracy" in printed.stdout
+    from maekit.checkpoint import load_state_dict
+
+    state = load_state_dict(tmp_path / "ft" / "iter_2.pth")
+    assert state["model.head.8.weight"].shape == (8, 256)  # Point-MAE's head: … → 256 → classes
+
+
 def test_svm_evaluation_and_conversion_commands(tmp_path):
     from test_pointcloud_model import point_mae_official_state
 
@@ -110,7 +123,14 @@ def test_rendered_clouds_show_input_visible_and_reconstruction():
 def test_demo_writes_metrics_and_picture(tmp_path):
     from maekit_pointcloud.demo import run_pointcloud_demo
 
-    metrics = run_pointcloud_demo(tmp_path / "out", max_iters=2, log=lambda *_: None)
+    from pathlib import Path
+
+    small = "dict(type='point_cloud_demo_shapes', per_class=3, num_points=512, split="  # the demo, fewer clouds
+    (tmp_path / "small.py").write_text(
+        f"_base_ = ['{Path(maekit_pointcloud.__file__).parent / 'configs' / 'point_mae_demo.py'}']\n"
+        f"data = dict(dataset=dict(per_class=3))\n"
+        f"probe = dict(_delete_=True, train={small}'train'), test={small}'test'), pools=('mean',))\n")
+    metrics = run_pointcloud_demo(tmp_path / "out", config=str(tmp_path / "small.py"), max_iters=2, log=lambda *_: None)
     written = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert written == metrics and written["iterations"] == 2
     for key in ("probe_accuracy_pretrained", "probe_accuracy_random_init", "svm_accuracy_pretrained",

@@ -8,7 +8,7 @@ model = dict(num_points=512, num_groups=32, group_size=16, embed_dim=128, depth=
              decoder_num_heads=4, drop_path_rate=0.0)
 data = dict(dataset=dict(_delete_=True, **_train), transform=dict(num_points=512), batch_size=32, num_workers=0)
 eval_transform = dict(num_points=512)
-schedule = dict(max_iters=800, warmup_iters=40, blr=1e-3 * 256 / 32, min_lr=0.0)
+schedule = dict(max_iters=1600, warmup_iters=80, blr=1e-3 * 256 / 32, min_lr=0.0)
 probe = dict(_delete_=True, train=_train, test=_test, pools=("mean",))
 svm = dict(_delete_=True, train=_train, test=_test, c=1.0)
 finetune = dict(num_classes=8, drop_path_rate=0.0,
@@ -16,5 +16,5 @@ finetune = dict(num_classes=8, drop_path_rate=0.0,
                           num_workers=0),
                 test=dict(_delete_=True, **_test),
                 schedule=dict(max_iters=150, warmup_iters=15, blr=5e-4 * 256 / 32))
-checkpoint_interval = 800
+checkpoint_interval = 1600
 log_interval = 50
