@@ -11,15 +11,15 @@ _epoch = 57448 // _batch
 model = dict(type="mae3d", num_points=2048, num_groups=32, group_size=64, mask_ratio=0.7, mask_type="block",
              embed_dim=1024, depth=6, num_heads=8, head_dim=64, mlp_dim=2048, decoder_embed_dim=1024,
              decoder_depth=6, decoder_num_heads=8, edgeconv_k=20, cloud_weight=0.1)
-data = dict(dataset=dict(type="point_cloud_archive", path=_archive, key="data"),
+data = dict(dataset=dict(type="point_cloud_archive", path=_archive, key="data", min_points=2048),
             transform=dict(type="point_cloud_augment", num_points=2048, scale=(2 / 3, 3 / 2), translate=0.2,
                            shuffle=True),
             batch_size=_batch, num_workers=8)
 eval_transform = dict(type="point_cloud_eval_transform", num_points=1024, sampling="first")
 schedule = dict(max_iters=300 * _epoch, warmup_iters=0, blr=1e-4 * 256 / _batch, weight_decay=1e-4,
                 betas=(0.9, 0.999), min_lr=1e-6, clip_grad=None, nonfinite="stop")
-_train = dict(type="point_cloud_h5", root=_modelnet_h5, files="ply_data_train*.h5")
-_test = dict(type="point_cloud_h5", root=_modelnet_h5, files="ply_data_test*.h5")
+_train = dict(type="point_cloud_h5", root=_modelnet_h5, files="ply_data_train*.h5", min_points=1024)
+_test = dict(type="point_cloud_h5", root=_modelnet_h5, files="ply_data_test*.h5", min_points=1024)
 probe = dict(train=_train, test=_test, pools=("mean", "cls"))
 svm = dict(train=_train, test=_test, c=1.0)
 # MAE3D's classification recipe where it applies to keeping the whole encoder: 250 epochs, batch 32,

@@ -10,14 +10,14 @@ _batch = 128
 _epoch = 41952 // _batch
 model = dict(type="point_mae", num_points=1024, num_groups=64, group_size=32, mask_ratio=0.6, mask_type="random",
              embed_dim=384, depth=12, num_heads=6, decoder_depth=4, decoder_num_heads=6, drop_path_rate=0.1)
-data = dict(dataset=dict(type="shapenet55", root=_shapenet, pc_path=_shapenet_pc, split="train"),
+data = dict(dataset=dict(type="shapenet55", root=_shapenet, pc_path=_shapenet_pc, split="train", min_points=1024),
             transform=dict(type="point_cloud_augment", num_points=1024, scale=(2 / 3, 3 / 2), translate=0.2),
             batch_size=_batch, num_workers=8)
 eval_transform = dict(type="point_cloud_eval_transform", num_points=1024, sampling="fps")
 schedule = dict(max_iters=300 * _epoch, warmup_iters=10 * _epoch, blr=1e-3 * 256 / _batch, weight_decay=0.05,
                 betas=(0.9, 0.999), min_lr=1e-6, clip_grad=None, nonfinite="stop")
-_train = dict(type="modelnet40", root=_modelnet, split="train")
-_test = dict(type="modelnet40", root=_modelnet, split="test")
+_train = dict(type="modelnet40", root=_modelnet, split="train", min_points=1024)
+_test = dict(type="modelnet40", root=_modelnet, split="test", min_points=1024)
 probe = dict(train=_train, test=_test, pools=("mean",))
 svm = dict(train=_train, test=_test, c=1.0)
 # Point-MAE's ModelNet40 fine-tuning: batch 32, AdamW lr 5e-4 wd 0.05, 300 epochs, 10 of warm-up,
