@@ -10,7 +10,6 @@ distinct vertices of a 3-times subdivided triangle, else remeshed.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -101,10 +100,7 @@ class _Meshes(Dataset):
                     kept.append(path)
                 except MeshError as error:
                     self.skipped.append((str(path), str(error)))
-            self._keep(kept)
-
-    def _keep(self, kept: list[Path]) -> None:
-        self.files = kept
+            self.files = kept
 
     def face_labels(self, index: int) -> np.ndarray | None:
         return None
@@ -191,10 +187,6 @@ class MeshSegmentation(_Meshes):
 
 
 # -- the preprocessing cache ---------------------------------------------------------------------
-def _settings_key(settings: dict) -> str:
-    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-
-
 def _open_cache(cache: str | Path, settings: dict) -> Callable[[Path, Path], np.ndarray]:
     cache = Path(cache)
     manifest = cache / "manifest.json"
@@ -240,7 +232,7 @@ def write_cache(root: str | Path, out: str | Path, layout: str = "auto", base_fa
         target.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(target, packed=packed)
         written.append(str(path.relative_to(root)))
-    manifest = {"settings": settings, "key": _settings_key(settings), "files": written, "skipped": skipped}
+    manifest = {"settings": settings, "files": written, "skipped": skipped}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return {"written": len(written), "skipped": len(skipped)}
 
