@@ -132,3 +132,16 @@ def test_layout_detection_knows_maekit_checkpoints_of_any_encoder():
     # transformers' bare ViTMAEModel also has "encoder." keys; its "embeddings." keys decide
     bare = {"embeddings.cls_token": torch.zeros(1), "encoder.layer.0.attention.attention.query.weight": torch.zeros(1)}
     assert detect_layout(bare) == "transformers"
+
+
+def test_rename_keys_applies_the_first_matching_rule_and_names_unknown_keys():
+    from maekit.convert import rename_keys, strip_module_prefix
+
+    state = strip_module_prefix({"module.net.layers.3.w": torch.zeros(1), "module.head.b": torch.ones(1),
+                                 "module.unused.x": torch.zeros(2)})
+    rules = [(r"net\.layers\.(\d+)\.", r"encoder.blocks.\1."), (r"head\.", "decoder.pred.")]
+    renamed = rename_keys(state, rules, "toy", skip=r"unused\.")
+    assert set(renamed) == {"encoder.blocks.3.w", "decoder.pred.b"} and renamed["decoder.pred.b"].item() == 1
+    with pytest.raises(CheckpointError, match=r"1 keys are not part of the toy layout: \['unused.x'\]"):
+        rename_keys(state, rules, "toy")
+    assert strip_module_prefix({"a": torch.zeros(1), "module.b": torch.zeros(1)}).keys() == {"a", "module.b"}
