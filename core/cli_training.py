@@ -146,7 +146,9 @@ def finetune_and_report(cfg, config: str, checkpoint: str | None, work_dir: str 
 
     try:
         metrics = run_finetune(cfg, checkpoint, work_dir or _default_work_dir(config) + "_finetune", **options)
-    except (ValueError, FloatingPointError) as error:
+    except KeyError as error:
+        _fail(f"config {config}: the finetune section lacks {error} (num_classes, data, test, schedule)")
+    except (ValueError, FloatingPointError, RuntimeError) as error:
         _fail(str(error))
     _write_metrics({**metrics, "protocol": "finetune"}, out)
 

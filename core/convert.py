@@ -116,8 +116,11 @@ def rename_keys(state_dict: StateDict, rules: list, layout: str, skip: str | Non
         renamed = _apply_first(rules, key)
         if renamed is None:
             unknown.append(key)
-        else:
-            out[renamed[0] + renamed[1]] = value
+            continue
+        new = renamed[0] + renamed[1]
+        if new in out:
+            raise CheckpointError(f"{layout} layout: two keys map to {new!r} (the second is {key!r})")
+        out[new] = value
     if unknown:
         raise CheckpointError(f"{len(unknown)} keys are not part of the {layout} layout: {unknown[:5]}")
     return out

@@ -29,6 +29,9 @@ class Classifier(nn.Module):
         labels = torch.as_tensor(batch["label"], device=logits.device)
         if (labels < 0).any():
             raise ValueError("fine-tuning needs labelled data: some samples have no label (-1)")
+        if (labels >= logits.shape[-1]).any():
+            raise ValueError(f"label {int(labels.max())} is outside the {logits.shape[-1]} classes the head was "
+                             f"built for (finetune.num_classes)")
         loss = self.criterion(logits.float(), labels)
         return {"loss": loss, "accuracy": (logits.argmax(-1) == labels).float().mean()}
 

@@ -152,3 +152,13 @@ def test_probe_leaves_the_models_batchnorm_buffers_as_they_were():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     probe(model, data, data, pool="mean")  # 1×1 maps; 129 = 128 + a last batch of one, which is skipped
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_label_outside_the_heads_classes_is_a_clear_error():
+    from maekit.finetune import ViTClassifier
+
+    method = tiny_mae()
+    classifier = ViTClassifier(method.patchifier, method.encoder, num_classes=3)
+    images = torch.randn(2, 3, 32, 32)
+    with pytest.raises(ValueError, match="label 5 is outside the 3 classes"):
+        classifier({"inputs": images, "label": torch.tensor([0, 5])})

@@ -71,10 +71,16 @@ class GuardedOptimWrapper(OptimWrapper):
                   f"({self.skipped_steps} skipped so far)", logger="current")
 
 
+# any other encoder parameter outside its blocks and final norm embeds the input: plugins' position
+# MLPs and tables (pos_mlp, positions), class-token positions (cls_pos)
+_EMBEDDING = re.compile(r"(^|\.)encoder\.(?!blocks\.|norm\.)")
+
+
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module(name="MaekitLayerDecayConstructor")
 class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """Layer-wise learning-rate decay (BEiT/MAE fine-tuning): a parameter in block i of L gets
-    lr × decay^(L − i); patch embedding, cls token and positions count as layer 0, the head as L + 1.
+    lr × decay^(L − i); patch embedding, cls token and positions (any encoder parameter outside its
+    blocks and final norm) count as layer 0, the head and the encoder's final norm as L + 1.
     Norms, biases, positions and tokens get no weight decay. ``paramwise_cfg=dict(layer_decay=0.65)``.
     """
 
@@ -88,10 +94,10 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             match = re.search(r"blocks\.(\d+)\.", name)
             if match:
                 layer = int(match.group(1)) + 1
-            elif any(key in name for key in ("patch_embed", "cls_token", "pos_embed")):
+            elif any(key in name for key in ("patch_embed", "cls_token", "pos_embed")) or _EMBEDDING.search(name):
                 layer = 0
             else:
                 layer = depth + 1
-            no_decay = param.ndim == 1 or name.endswith((".bias", "pos_embed", "cls_token", "mask_token"))
+            no_decay = param.ndim == 1 or name.endswith((".bias", "pos_embed", "cls_token", "cls_pos", "mask_token"))
             params.append({"params": [param], "lr": self.base_lr * decay ** (depth + 1 - layer),
                            "weight_decay": 0.0 if no_decay else self.base_wd, "name": name})

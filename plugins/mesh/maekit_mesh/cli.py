@@ -64,7 +64,9 @@ def mesh_eval(config: str, checkpoint: str | None, task: str, work_dir: str | No
         test_set = build("dataset", cfg.finetune["test"])
         report = classification_report if task == "classification" else segmentation_accuracy
         metrics = report(model.model, test_set)
-    except (ValueError, FloatingPointError) as error:
+    except KeyError as error:
+        _fail(f"config {config}: the {section_name} section lacks {error} (num_classes, data, test, schedule)")
+    except (ValueError, FloatingPointError, RuntimeError) as error:
         _fail(str(error))
     _write_metrics({**metrics, "task": task, "checkpoint": checkpoint,
                     "final_loss": float(runner.message_hub.get_scalar("train/loss").current())}, out)

@@ -257,8 +257,9 @@ class MeshAugment:
         corners = packed[valid][..., CORNERS].reshape(-1, 3)
         low, high = corners.min(0).values, corners.max(0).values
         extent = (high - low).clamp_min(1e-9)
-        scale = 1 + self.scale_std * torch.randn(3)
-        moves = torch.rand(2, 3) * self.deform * extent if self.deform > 0 else torch.zeros(2, 3)
+        like = dict(device=packed.device, dtype=packed.dtype)
+        scale = 1 + self.scale_std * torch.randn(3).to(**like)  # drawn on the CPU generator maekit seeds
+        moves = torch.rand(2, 3).to(**like) * self.deform * extent if self.deform > 0 else torch.zeros(2, 3, **like)
 
         def transform(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             """Moved points and the map's Jacobian at them (…×3×3)."""
@@ -269,7 +270,7 @@ class MeshAugment:
             # d first / d u_i = −∏_{j≠i}(1 − u_j); d last / d u_i = ∏_{j≠i} u_j; d u_i / d x_i = 1 / extent_i
             others = lambda v: torch.stack([v[..., 1] * v[..., 2], v[..., 0] * v[..., 2], v[..., 0] * v[..., 1]], -1)
             gradient_first, gradient_last = -others(1 - u) / extent, others(u) / extent
-            jacobian = torch.eye(3) + moves[0][:, None] * gradient_first[..., None, :] + moves[1][:, None] * gradient_last[..., None, :]
+            jacobian = torch.eye(3, **like) + moves[0][:, None] * gradient_first[..., None, :] + moves[1][:, None] * gradient_last[..., None, :]
             return moved, scale[:, None] * jacobian
 
         rows = packed[valid]

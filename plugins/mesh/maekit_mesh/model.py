@@ -120,12 +120,16 @@ class MeshEncoder(TokenEncoder):
     def prefix_tokens(self) -> torch.Tensor:
         return self.cls_token + self.cls_pos
 
-    def forward(self, tokens: Tokens) -> torch.Tensor:
-        x = self.block_inputs(tokens)
+    def hidden_states(self, tokens: Tokens) -> list[torch.Tensor]:
+        """The block inputs, then each block's output, padding hidden as in :meth:`forward`."""
+        states = [self.block_inputs(tokens)]
         attend = _padding_mask(valid_of(tokens), self.num_prefix_tokens)
         for block in self.blocks:
-            x = block(x, attn_mask=attend)
-        return self.norm(x)
+            states.append(block(states[-1], attn_mask=attend))
+        return states
+
+    def forward(self, tokens: Tokens) -> torch.Tensor:
+        return self.norm(self.hidden_states(tokens)[-1])
 
 
 class MeshDecoder(Decoder):
@@ -162,7 +166,9 @@ class MeshDecoder(Decoder):
             x = block(x, attn_mask=attend)
         x = self.norm(x)[:, self.num_prefix_tokens:]
         offsets = self.to_vertices(x).reshape(batch, length, VERTICES_PER_PATCH, 3)
-        return {"vertices": offsets + centres.unsqueeze(2), "features": self.to_features(x)}
+        # the absolute positions are added in float32: bf16 would round away ~1e-3 of the unit sphere
+        vertices = offsets.float() + tokens.coords[..., :3].float().unsqueeze(2)
+        return {"vertices": vertices, "features": self.to_features(x)}
 
 
 class MeshTargets(Target):

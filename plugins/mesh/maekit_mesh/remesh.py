@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,8 +39,8 @@ class MeshError(ValueError):
 class RemeshedMesh:
     """Vertices V×3, faces F×3 (F = 64·P) and ``patches`` P×64 face indices (patch p = the faces of
     base face p); ``patch_vertices`` P×45 vertex indices, each patch's distinct vertices;
-    ``source_faces`` (remeshed meshes) the original face nearest each new face, to carry per-face
-    labels across."""
+    ``source_faces`` (remeshed meshes) the input mesh's face nearest each new face (an index into
+    the faces as loaded, before repair), to carry per-face labels across."""
 
     vertices: np.ndarray
     faces: np.ndarray
@@ -64,10 +65,11 @@ def load_mesh(path: str | Path, process: bool = True):
     return loaded
 
 
-def repair(mesh, name: str, min_faces: int = 4):
+def repair(mesh, name: str, min_faces: int = 4) -> tuple[Any, np.ndarray]:
     """Merge duplicate vertices, drop degenerate (zero-area) and duplicate faces and unused
     vertices, make the winding consistent; refuse non-manifold edges (shared by > 2 faces) and
-    meshes left with fewer than ``min_faces`` faces."""
+    meshes left with fewer than ``min_faces`` faces. Returns the repaired mesh and, per face of it,
+    its index in the input (per-face labels follow through it)."""
     import trimesh
 
     mesh = mesh.copy()
@@ -75,6 +77,7 @@ def repair(mesh, name: str, min_faces: int = 4):
     keep = mesh.area_faces > 1e-12 * max(mesh.area, 1e-30)
     unique = np.zeros(len(mesh.faces), dtype=bool)
     unique[trimesh.grouping.unique_rows(np.sort(mesh.faces, axis=1))[0]] = True
+    kept = np.flatnonzero(keep & unique)
     mesh.update_faces(keep & unique)
     mesh.remove_unreferenced_vertices()
     if len(mesh.faces) < min_faces:
@@ -86,7 +89,7 @@ def repair(mesh, name: str, min_faces: int = 4):
         raise MeshError(f"{name}: non-manifold: {int((counts > 2).sum())} edges are shared by more than two faces "
                         f"(repair it, e.g. with ManifoldPlus, first)")
     trimesh.repair.fix_winding(mesh)
-    return mesh
+    return mesh, kept
 
 
 def simplify(mesh, base_faces: int, name: str):
@@ -183,7 +186,7 @@ def remesh(path_or_mesh, base_faces: int = 96, levels: int = 3, name: str | None
     every vertex projected onto the original surface; patches explicit."""
     name = name or str(path_or_mesh)
     original = load_mesh(path_or_mesh) if isinstance(path_or_mesh, (str, Path)) else path_or_mesh
-    original = repair(original, name)
+    original, kept = repair(original, name)
     base = simplify(original, base_faces, name)
     result = subdivide_patches(base.vertices, base.faces, levels)
     # every vertex onto the original surface: the new ones, and the base ones decimation placed off
@@ -199,7 +202,7 @@ def remesh(path_or_mesh, base_faces: int = 96, levels: int = 3, name: str | None
             break
         restore = np.unique(result.faces[folded])
         result.vertices[restore] = flat[restore]
-    result.source_faces = closest_points(original, result.vertices[result.faces].mean(axis=1))[1]
+    result.source_faces = kept[closest_points(original, result.vertices[result.faces].mean(axis=1))[1]]
     return result
 
 

@@ -143,3 +143,16 @@ def test_remeshed_meshes_carry_labels_through_the_nearest_original_face(tmp_path
     on_side = (centres[..., 0] > 0.99) & (np.abs(centres[..., 1:]) < 0.9).all(-1)
     assert on_side.sum() > 20 and (packed[..., LABEL][on_side] == 1).all()
     assert (packed[..., LABEL][centres[..., 0] < 0.5] == 0).all()
+
+
+def test_labels_stay_with_their_faces_when_repair_drops_some():
+    box = trimesh.creation.box(extents=[2, 2, 2])
+    labels = (box.face_normals[:, 0] > 0.5).astype(int)  # the +x side is part 1
+    # a duplicate of a −x face at the front: repair drops one copy, so later labels must not shift
+    duplicate = int(np.flatnonzero(box.face_normals[:, 0] < -0.5)[0])
+    faces = np.concatenate([box.faces[[duplicate]], box.faces])
+    mesh = trimesh.Trimesh(box.vertices, faces, process=False)
+    remeshed = remesh(mesh, base_faces=12)
+    carried = np.concatenate([[0], labels])[remeshed.source_faces]
+    centres = remeshed.vertices[remeshed.faces].mean(1)
+    assert (carried[centres[:, 0] > 0.99] == 1).all() and (carried[centres[:, 0] < 0.5] == 0).all()

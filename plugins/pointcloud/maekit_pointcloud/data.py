@@ -297,6 +297,14 @@ def _read_h5(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data, _labels(labels, len(data), str(path))
 
 
+def _matching(root: Path, name: str) -> list[Path]:
+    """The files ``name`` names: an absolute path, or a glob pattern under ``root``."""
+    path = Path(name)
+    if path.is_absolute():
+        return [path] if path.is_file() else []
+    return list(root.glob(name))
+
+
 class PointCloudH5(_CloudDataset):
     """Clouds from HDF5 files with ``data`` (N, P, ≥3) and ``label`` (N,) or (N, 1): DGCNN's
     ``modelnet40_ply_hdf5_2048`` (``files`` = ``ply_data_train*.h5``) and the like. ``files`` is a
@@ -307,7 +315,7 @@ class PointCloudH5(_CloudDataset):
         super().__init__(min_points, normalise)
         self.root = Path(root)
         names = [files] if isinstance(files, str) else list(files)
-        paths = sorted({p for name in names for p in self.root.glob(name)})
+        paths = sorted({p for name in names for p in _matching(self.root, name)})
         if not paths:
             raise ValueError(f"{self.root}: no HDF5 file matches {names}")
         parts = [_read_h5(p) for p in paths]

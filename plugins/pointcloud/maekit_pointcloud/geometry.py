@@ -61,14 +61,14 @@ def farthest_point_sample(points: torch.Tensor, count: int, start: torch.Tensor 
 @torch.no_grad()
 def knn(query: torch.Tensor, points: torch.Tensor, k: int, budget: int = DEFAULT_BUDGET) -> torch.Tensor:
     """Indices B×M×k of the ``k`` points nearest to each query point, nearest first (exact
-    distances + topk, chunked over the queries). A query that is itself in ``points`` finds itself
-    first."""
+    distances over every channel — xyz, or features for EdgeConv's dynamic graph — + topk, chunked
+    over the queries). A query that is itself in ``points`` finds itself first."""
     _check_cloud(query, "query")
     _check_cloud(points)
     if not isinstance(k, int) or not 0 < k <= points.shape[1]:
         raise ValueError(f"cannot take k={k!r} neighbours among {points.shape[1]} points")
-    xyz = points[..., :3].float()
-    parts = [torch.cdist(part[..., :3].float(), xyz, compute_mode="donot_use_mm_for_euclid_dist")
+    reference = points.float()
+    parts = [torch.cdist(part.float(), reference, compute_mode="donot_use_mm_for_euclid_dist")
              .topk(k, dim=-1, largest=False).indices for part in _query_chunks(query, points, budget)]
     return torch.cat(parts, dim=1)
 

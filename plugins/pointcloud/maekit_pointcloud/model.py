@@ -353,7 +353,9 @@ class FoldingDecoder(Decoder):
         grid = self.grid.to(code.dtype).repeat(1, self.num_groups).expand(batch, -1, -1)
         folded = self.mlp_folding(torch.cat([code.unsqueeze(2).expand(-1, -1, grid.shape[2]), grid,
                                              centre_of_point], dim=1))
-        return {"cloud": (folded + centre_of_point).transpose(1, 2), "centres": centres.transpose(1, 2)}
+        # absolute positions in float32 (bf16 would round them to ~1e-3 of the unit sphere)
+        cloud = folded.float() + centre_of_point.float()
+        return {"cloud": cloud.transpose(1, 2), "centres": centres.float().transpose(1, 2)}
 
 
 # -- targets and losses ------------------------------------------------------------------------------

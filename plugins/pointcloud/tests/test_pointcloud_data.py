@@ -69,6 +69,7 @@ def test_hdf5_archives_of_dgcnn_and_scanobjectnn(tmp_path):
             handle["label"] = np.arange(count, dtype=np.int64)[:, None]  # (N, 1) as DGCNN's files
     train = build("dataset", dict(type="point_cloud_h5", root=str(tmp_path / "h5"), files="ply_data_train*.h5"))
     assert len(train) == 5 and [train[i]["label"] for i in range(5)] == [0, 1, 2, 0, 1]
+    assert len(PointCloudH5(tmp_path, str(tmp_path / "h5" / "ply_data_test0.h5"))) == 1  # an absolute path
     assert_unit_sphere(train[4]["inputs"])
     folder = tmp_path / "scan" / "main_split"
     folder.mkdir(parents=True)

@@ -230,3 +230,23 @@ def test_official_mae3d_weights_load_into_mae3d_exactly():
         convert_point_checkpoint({**official, "module.extra.weight": torch.zeros(1)}, "mae3d")
     with pytest.raises(ValueError, match="cannot tell the checkpoint layout"):
         detect_point_layout({"something.weight": torch.zeros(1)})
+
+
+def test_layer_decay_counts_position_mlps_and_class_positions_as_the_embedding():
+    from maekit.engine.model import RunnerModel
+    from maekit_pointcloud.evaluate import PointClassifier
+    from mmengine.optim import build_optim_wrapper
+
+    import maekit.engine  # noqa: F401 (registers the constructor)
+
+    method = mae3d(**TINY_MAE3D)  # depth 1, a class token with its own position
+    model = RunnerModel(PointClassifier(method.patchifier, method.encoder, num_classes=3))
+    wrapper = build_optim_wrapper(model, dict(type="OptimWrapper", constructor="MaekitLayerDecayConstructor",
+                                              optimizer=dict(type="AdamW", lr=1.0, weight_decay=0.05),
+                                              paramwise_cfg=dict(layer_decay=0.5)))
+    lrs = {group["name"]: (group["lr"], group["weight_decay"]) for group in wrapper.optimizer.param_groups}
+    assert lrs["model.encoder.pos_mlp.0.weight"] == (0.25, 0.05)  # layer 0 of 1 block: decay²
+    assert lrs["model.encoder.cls_pos"] == (0.25, 0.0)
+    assert lrs["model.encoder.patch_embed.fuse.0.weight"] == (0.25, 0.05)
+    assert lrs["model.encoder.blocks.0.attn.qkv.weight"] == (0.5, 0.05)
+    assert lrs["model.head.8.weight"] == (1.0, 0.05)
