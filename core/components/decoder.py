@@ -10,7 +10,15 @@ from maekit.components.patchify import as_pair
 from maekit.components.pos_embed import resample_grid_table, sincos_2d_table, sincos_embed
 from maekit.structures import Mask, Tokens, gather_tokens
 
-__all__ = ["MAEDecoder", "TransformerDecoder"]
+__all__ = ["MAEDecoder", "TransformerDecoder", "fill_mask_tokens"]
+
+
+def fill_mask_tokens(visible: torch.Tensor, mask: Mask, mask_token: torch.Tensor) -> torch.Tensor:
+    """Visible tokens (B×K×D) plus ``mask_token`` for every removed one, un-shuffled into token
+    order by ``ids_restore`` (B×N×D): the reference MAE decoder's first step, shared by plugins'."""
+    batch, length = mask.ids_restore.shape
+    fill = mask_token.to(visible.dtype).expand(batch, length - visible.shape[1], -1)
+    return gather_tokens(torch.cat([visible, fill], dim=1), mask.ids_restore)
 
 
 class MAEDecoder(Decoder):
@@ -42,10 +50,8 @@ class MAEDecoder(Decoder):
     def forward(self, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> torch.Tensor:
         x = self.embed(latents)
         prefix, visible = x[:, : self.num_prefix_tokens], x[:, self.num_prefix_tokens:]
-        batch, length = mask.ids_restore.shape
-        fill = self.mask_token.to(x.dtype).expand(batch, length - visible.shape[1], -1)
-        x = gather_tokens(torch.cat([visible, fill], dim=1), mask.ids_restore)
-        x = torch.cat([prefix, x], dim=1) + self.position_embedding(tokens).to(x.dtype)
+        x = torch.cat([prefix, fill_mask_tokens(visible, mask, self.mask_token)], dim=1)
+        x = x + self.position_embedding(tokens).to(x.dtype)
         x = self.norm(self.blocks(x))
         return self.pred(x)[:, self.num_prefix_tokens:]
 

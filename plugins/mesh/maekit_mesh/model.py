@@ -17,10 +17,11 @@ import torch
 from torch import nn
 
 from maekit.components.base import Decoder, Loss, Masker, Patchifier, Target
+from maekit.components.decoder import fill_mask_tokens
 from maekit.components.encoder import TokenEncoder, init_mae_weights, make_blocks
 from maekit.components.masking import check_mask_ratio, draw_noise
 from maekit.model import MaskedAutoencoder
-from maekit.structures import Mask, Tokens, gather_tokens
+from maekit.structures import Mask, Tokens
 from maekit_mesh.features import CHANNELS, CORNERS, NORMALS, NUM_FEATURES, VALID, VERTEX, face_features
 from maekit_mesh.remesh import FACES_PER_PATCH, VERTICES_PER_PATCH
 
@@ -156,9 +157,8 @@ class MeshDecoder(Decoder):
     def forward(self, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> dict[str, torch.Tensor]:
         x = self.embed(latents)
         prefix, visible = x[:, : self.num_prefix_tokens], x[:, self.num_prefix_tokens:]
-        batch, length = mask.ids_restore.shape
-        fill = self.mask_token.to(x.dtype).expand(batch, length - visible.shape[1], -1)
-        x = gather_tokens(torch.cat([visible, fill], dim=1), mask.ids_restore)
+        x = fill_mask_tokens(visible, mask, self.mask_token)
+        batch, length = x.shape[:2]
         centres = tokens.coords[..., :3].to(x.dtype)
         x = torch.cat([prefix + self.cls_pos, x + self.pos_mlp(centres)], dim=1)
         attend = _padding_mask(valid_of(tokens), self.num_prefix_tokens)

@@ -19,10 +19,11 @@ import torch
 from torch import nn
 
 from maekit.components.base import Decoder, Loss, Patchifier, Target
+from maekit.components.decoder import fill_mask_tokens
 from maekit.components.encoder import TokenEncoder
 from maekit.components.masking import BlockMasker, RandomMasker
 from maekit.model import MaskedAutoencoder
-from maekit.structures import Mask, Tokens, gather_tokens
+from maekit.structures import Mask, Tokens
 from maekit_pointcloud.geometry import chamfer_distance, farthest_point_sample, gather_points, knn
 
 __all__ = ["PointGroupPatchifier", "PointRandomMasker", "PointBlockMasker", "MiniPointNet", "EdgeConvEmbedding",
@@ -275,13 +276,6 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def _fill_masked(visible: torch.Tensor, mask: Mask, mask_token: torch.Tensor) -> torch.Tensor:
-    """Visible latents plus the mask token for every removed patch, in patch order (B×G×D)."""
-    batch, length = mask.ids_restore.shape
-    fill = mask_token.to(visible.dtype).expand(batch, length - visible.shape[1], -1)
-    return gather_tokens(torch.cat([visible, fill], dim=1), mask.ids_restore)
-
-
 # -- decoders ----------------------------------------------------------------------------------------
 class PointGroupDecoder(Decoder):
     """Point-MAE's decoder: the mask token for removed patches, centre positions (its own MLP) added
@@ -304,7 +298,7 @@ class PointGroupDecoder(Decoder):
         nn.init.trunc_normal_(self.mask_token, std=0.02)
 
     def forward(self, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> torch.Tensor:
-        x = _fill_masked(self.embed(latents[:, self.num_prefix_tokens:]), mask, self.mask_token)
+        x = fill_mask_tokens(self.embed(latents[:, self.num_prefix_tokens:]), mask, self.mask_token)
         positions = self.pos_mlp(tokens.coords.to(x.dtype))
         return self.pred(self.norm(_run_blocks(self.blocks, x, positions)))
 
@@ -342,7 +336,7 @@ class FoldingDecoder(Decoder):
         self.register_buffer("grid", torch.stack([rows, cols]).reshape(2, -1), persistent=False)
 
     def forward(self, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> dict[str, torch.Tensor]:
-        x = _fill_masked(self.embed(latents[:, self.num_prefix_tokens:]), mask, self.mask_token)
+        x = fill_mask_tokens(self.embed(latents[:, self.num_prefix_tokens:]), mask, self.mask_token)
         batch = x.shape[0]
         positions = torch.cat([self.cls_pos.expand(batch, -1, -1), self.pos_mlp(tokens.coords.to(x.dtype))], dim=1)
         x = torch.cat([self.cls_token.expand(batch, -1, -1).to(x.dtype), x], dim=1)
