@@ -68,3 +68,15 @@ def test_pointcloud_ops_benchmark_compares_with_open3d_and_the_naive_chamfer(tmp
     assert report["fps"]["same_points_share"] == 1.0  # the same algorithm from the same start point
     assert report["knn"]["identical"] and report["chamfer"]["same_value"]
     assert report["chamfer"]["maekit_seconds"] > 0 and "ratio open3d/maekit" in printed
+
+
+def test_attention_benchmark_compares_both_attentions(tmp_path):
+    out = tmp_path / "attention.json"
+    result = run_script("attention.py", "--batch", "1", "--repeats", "1", "--out", str(out))
+    assert "speed-up" in result.stdout
+    runs = json.loads(out.read_text())["runs"]
+    assert len(runs) == 4
+    for run in runs:
+        assert set(run["seconds"]) == {"maekit (fp32 attention)", "timm (bf16 attention)"}
+        # both are bf16 blocks: close to the float32 block, neither exact
+        assert all(0 < error < 0.05 for error in run["mean_abs_error_vs_fp32"].values())

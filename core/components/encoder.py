@@ -27,15 +27,18 @@ def init_mae_weights(module: nn.Module) -> None:
 
 def make_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0,
                 norm_eps: float = 1e-6, drop_path_rate: float = 0.0) -> nn.Sequential:
-    """timm transformer blocks as the reference uses them (qkv bias on, LayerNorm eps 1e-6)."""
+    """timm transformer blocks as the reference uses them (qkv bias on, LayerNorm eps 1e-6),
+    attending through :func:`maekit.components.attention.attend` (float32 under CPU autocast)."""
     from timm.models.vision_transformer import Block
+
+    from maekit.components.attention import Attention
 
     if dim % num_heads:
         raise ValueError(f"width {dim} must be divisible by num_heads {num_heads}")
     rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth else []
     return nn.Sequential(*[
         Block(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=rate,
-              norm_layer=partial(nn.LayerNorm, eps=norm_eps))
+              norm_layer=partial(nn.LayerNorm, eps=norm_eps), attn_layer=Attention)
         for rate in rates
     ])
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from maekit.components.attention import attend
 from maekit.components.base import Decoder, Loss, Masker, Patchifier, Target
 from maekit.components.encoder import TransformerEncoder, init_mae_weights, make_blocks
 from maekit.components.masking import draw_noise
@@ -213,7 +214,7 @@ class CrossAttention(nn.Module):
         heads = self.num_heads
         q = self.query(queries).view(batch, length, heads, -1).transpose(1, 2)
         k, v = self.key_value(context).view(batch, context.shape[1], 2, heads, -1).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = attend(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(batch, length, dim))
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from maekit.components.attention import attend
 from maekit.components.base import Decoder, Loss, Patchifier, Target
 from maekit.components.decoder import fill_mask_tokens
 from maekit.components.encoder import TokenEncoder
@@ -154,7 +155,7 @@ class _Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape
         q, k, v = self.qkv(x).reshape(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        x = nn.functional.scaled_dot_product_attention(q, k, v)  # scale head_dim ** -0.5, as both references
+        x = attend(q, k, v)  # scale head_dim ** -0.5, as both references
         return self.proj(x.transpose(1, 2).reshape(batch, length, -1))
 
 
