@@ -10,14 +10,14 @@ Keep a plugin's hook module light: register components by dotted path
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 import pluggy
 
 if TYPE_CHECKING:
     from maekit.plugins import Registrar
 
-__all__ = ["hookspec", "hookimpl", "maekit_register", "maekit_config_dirs", "maekit_sample_data", "maekit_demos",
+__all__ = ["hookspec", "hookimpl", "standard_hooks", "maekit_register", "maekit_config_dirs", "maekit_sample_data", "maekit_demos",
            "maekit_commands"]
 
 hookspec = pluggy.HookspecMarker("maekit")
@@ -61,3 +61,41 @@ def maekit_commands() -> list:
     the method's paper uses). Import torch inside the command's function, not at module level,
     so ``maekit --help`` and ``maekit list`` stay fast. A name another plugin or core already
     uses is an error naming both."""
+
+
+def standard_hooks(components: Iterable[tuple[str, str, object]], config_dir: str | Path | None = None,
+                   demos: Mapping[str, str] | None = None, commands: Iterable[str] = ()) -> tuple[Callable, ...]:
+    """The four hooks most plugins implement, made from data. A plugin's hook module unpacks them
+    under their hook names (pluggy finds hooks by the module attribute's name)::
+
+        maekit_register, maekit_config_dirs, maekit_demos, maekit_commands = standard_hooks(
+            COMPONENTS, config_dir=Path(__file__).parent / "configs",
+            demos={"mine": "maekit_mine.demo:run_demo"}, commands=["maekit_mine.cli:mine_eval"])
+
+    ``components``: ``(kind, name, target)`` rows for :func:`maekit_register`; ``commands``:
+    ``"package.module:command"`` paths of click commands, imported only when maekit asks for its
+    subcommands, so listing components stays free of the plugin's modules.
+    """
+    rows = list(components)
+    config_dirs = [Path(config_dir)] if config_dir is not None else []
+    offered_demos, command_paths = dict(demos or {}), list(commands)
+
+    @hookimpl
+    def maekit_register(registry: "Registrar") -> None:
+        registry.register_all(rows)
+
+    @hookimpl
+    def maekit_config_dirs() -> list[Path]:
+        return list(config_dirs)
+
+    @hookimpl
+    def maekit_demos() -> dict[str, str]:
+        return dict(offered_demos)
+
+    @hookimpl
+    def maekit_commands() -> list:
+        from maekit.registry import import_target
+
+        return [import_target(path) for path in command_paths]
+
+    return maekit_register, maekit_config_dirs, maekit_demos, maekit_commands

@@ -28,7 +28,7 @@ from mmengine.registry import Registry
 __all__ = [
     "KINDS", "Provider", "Entry", "ComponentRegistry", "DuplicateComponentError",
     "UnknownComponentError", "MODELS", "PATCHIFIERS", "MASKERS", "ENCODERS", "DECODERS",
-    "TARGETS", "LOSSES", "DATASETS", "TRANSFORMS", "registry_for", "entries", "build", "get",
+    "TARGETS", "LOSSES", "DATASETS", "TRANSFORMS", "registry_for", "entries", "build", "get", "import_target",
 ]
 
 SCOPE = "maekit"
@@ -81,7 +81,7 @@ class Entry:
     def load(self) -> Any:
         """Import (if lazy) and return the registered class or function."""
         if self._loaded is None:
-            self._loaded = _import_target(self.target) if self.is_lazy else self.target
+            self._loaded = import_target(self.target) if self.is_lazy else self.target
         return self._loaded
 
     def one_line_summary(self) -> str:
@@ -92,7 +92,7 @@ class Entry:
         return _first_line(getattr(self.target, "__doc__", None))
 
 
-def _import_target(target: str) -> Any:
+def import_target(target: str) -> Any:
     module_name, _, attr = target.partition(":")
     if not attr:
         raise ValueError(f"lazy target {target!r} must look like 'package.module:Name'")

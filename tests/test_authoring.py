@@ -56,8 +56,9 @@ def test_check_plugin_names_each_mistake(tmp_path):
     plugin = package / "plugin.py"
     source = plugin.read_text()
     source = source.replace('("model", "broken_one",', '("model", "mae",')  # clashes with core
-    source = source.replace("def maekit_demos", "def maekit_demo")  # a typo'd hook name
+    source = source.replace("maekit_demos, maekit_commands =", "maekit_demo, maekit_commands =")  # a typo'd hook name
     source += '\n\n@hookimpl\ndef maekit_sample_data(wrong_argument):\n    return {}\n'
+    source = source.replace("import standard_hooks", "import hookimpl, standard_hooks")
     plugin.write_text(source)
     method = package / "method.py"
     text = method.read_text()

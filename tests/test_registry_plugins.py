@@ -224,3 +224,27 @@ def test_a_plugin_command_may_not_shadow_a_core_command(plugin_host, register_pl
                                                                    click.Command("train")])
     result = CliRunner().invoke(main, ["nonexistent-core-name"])
     assert result.exit_code != 0 and "train clash with maekit's own commands" in result.output
+
+
+def test_standard_hooks_made_from_data_register_list_and_load_commands_lazily(plugin_host, register_plugin, tmp_path):
+    import click
+
+    from maekit.hookspecs import standard_hooks
+
+    module = type(sys)("maekit_fake_commands")
+    sys.modules["maekit_fake_commands"] = module
+    try:
+        plugin = type(sys)("maekit_fake_standard")
+        (plugin.maekit_register, plugin.maekit_config_dirs, plugin.maekit_demos,
+         plugin.maekit_commands) = standard_hooks([("loss", "fake_standard_loss", "maekit_fake_commands:Loss")],
+                                                  config_dir=tmp_path, demos={"fake_std": "cfg"},
+                                                  commands=["maekit_fake_commands:hello"])
+        module.hello = click.Command("fake-hello", callback=lambda: None)
+        register_plugin(plugin, name="maekit-fake-standard")
+        entry = next(e for e in entries("loss") if e.name == "fake_standard_loss")
+        assert entry.target == "maekit_fake_commands:Loss" and entry.is_lazy  # registered, not imported
+        assert tmp_path in plugins.config_dirs()
+        assert plugins.demos()["fake_std"] == "cfg"
+        assert plugins.commands()["fake-hello"] is module.hello
+    finally:
+        del sys.modules["maekit_fake_commands"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from maekit.hookspecs import hookimpl
+from maekit.hookspecs import standard_hooks
 
 COMPONENTS: list[tuple[str, str, str]] = [
     ("model", "flip", "maekit_flip.model:flip"),
@@ -18,23 +18,9 @@ COMPONENTS: list[tuple[str, str, str]] = [
 ]
 
 
-@hookimpl
-def maekit_register(registry) -> None:
-    registry.register_all(COMPONENTS)
-
-
-@hookimpl
-def maekit_config_dirs() -> list:
-    return [Path(__file__).parent / "configs"]
-
-
-@hookimpl
-def maekit_demos() -> dict:
-    return {"flip": "maekit_flip.demo:run_flip_demo"}
-
-
-@hookimpl
-def maekit_commands() -> list:
-    from maekit_flip.cli import retrieval, zeroshot  # click only; torch is imported when they run
-
-    return [zeroshot, retrieval]
+maekit_register, maekit_config_dirs, maekit_demos, maekit_commands = standard_hooks(
+    COMPONENTS,
+    config_dir=Path(__file__).parent / "configs",
+    demos={"flip": "maekit_flip.demo:run_flip_demo"},
+    commands=["maekit_flip.cli:zeroshot", "maekit_flip.cli:retrieval"],  # click only; loaded when maekit asks
+)

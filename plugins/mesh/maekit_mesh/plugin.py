@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from maekit.hookspecs import hookimpl
+from maekit.hookspecs import standard_hooks
 
 COMPONENTS: list[tuple[str, str, str]] = [
     ("model", "mesh_mae", "maekit_mesh.model:mesh_mae"),
@@ -23,23 +23,9 @@ COMPONENTS: list[tuple[str, str, str]] = [
 ]
 
 
-@hookimpl
-def maekit_register(registry) -> None:
-    registry.register_all(COMPONENTS)
-
-
-@hookimpl
-def maekit_config_dirs() -> list:
-    return [Path(__file__).parent / "configs"]
-
-
-@hookimpl
-def maekit_demos() -> dict:
-    return {"mesh": "maekit_mesh.demo:run_mesh_demo"}
-
-
-@hookimpl
-def maekit_commands() -> list:
-    from maekit_mesh.cli import mesh_convert, mesh_eval, mesh_preprocess  # click only; torch loads when they run
-
-    return [mesh_preprocess, mesh_eval, mesh_convert]
+maekit_register, maekit_config_dirs, maekit_demos, maekit_commands = standard_hooks(
+    COMPONENTS,
+    config_dir=Path(__file__).parent / "configs",
+    demos={"mesh": "maekit_mesh.demo:run_mesh_demo"},
+    commands=["maekit_mesh.cli:mesh_preprocess", "maekit_mesh.cli:mesh_eval", "maekit_mesh.cli:mesh_convert"],  # click only; loaded when maekit asks
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from maekit.hookspecs import hookimpl
+from maekit.hookspecs import standard_hooks
 
 COMPONENTS: list[tuple[str, str, str]] = [
     ("model", "edge_mae", "maekit_mri.edge:edge_mae"),
@@ -22,23 +22,9 @@ COMPONENTS: list[tuple[str, str, str]] = [
 ]
 
 
-@hookimpl
-def maekit_register(registry) -> None:
-    registry.register_all(COMPONENTS)
-
-
-@hookimpl
-def maekit_config_dirs() -> list:
-    return [Path(__file__).parent / "configs"]
-
-
-@hookimpl
-def maekit_demos() -> dict:
-    return {"mri": "maekit_mri.demo:run_mri_demo"}
-
-
-@hookimpl
-def maekit_commands() -> list:
-    from maekit_mri.cli import mri_preprocess, synthesize  # click only; torch loads when they run
-
-    return [mri_preprocess, synthesize]
+maekit_register, maekit_config_dirs, maekit_demos, maekit_commands = standard_hooks(
+    COMPONENTS,
+    config_dir=Path(__file__).parent / "configs",
+    demos={"mri": "maekit_mri.demo:run_mri_demo"},
+    commands=["maekit_mri.cli:mri_preprocess", "maekit_mri.cli:synthesize"],  # click only; loaded when maekit asks
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from maekit.hookspecs import hookimpl
+from maekit.hookspecs import standard_hooks
 
 COMPONENTS: list[tuple[str, str, str]] = [
     ("model", "mmae", "maekit_pathology.model:mmae"),
@@ -22,23 +22,9 @@ COMPONENTS: list[tuple[str, str, str]] = [
 ]
 
 
-@hookimpl
-def maekit_register(registry) -> None:
-    registry.register_all(COMPONENTS)
-
-
-@hookimpl
-def maekit_config_dirs() -> list:
-    return [Path(__file__).parent / "configs"]
-
-
-@hookimpl
-def maekit_demos() -> dict:
-    return {"pathology": "maekit_pathology.demo:run_pathology_demo"}
-
-
-@hookimpl
-def maekit_commands() -> list:
-    from maekit_pathology.cli import pathology_eval, pathology_stains  # click only; torch loads when they run
-
-    return [pathology_stains, pathology_eval]
+maekit_register, maekit_config_dirs, maekit_demos, maekit_commands = standard_hooks(
+    COMPONENTS,
+    config_dir=Path(__file__).parent / "configs",
+    demos={"pathology": "maekit_pathology.demo:run_pathology_demo"},
+    commands=["maekit_pathology.cli:pathology_stains", "maekit_pathology.cli:pathology_eval"],  # click only; loaded when maekit asks
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from maekit.hookspecs import hookimpl
+from maekit.hookspecs import standard_hooks
 
 COMPONENTS: list[tuple[str, str, str]] = [
     ("model", "point_mae", "maekit_pointcloud.model:point_mae"),
@@ -32,23 +32,9 @@ COMPONENTS: list[tuple[str, str, str]] = [
 ]
 
 
-@hookimpl
-def maekit_register(registry) -> None:
-    registry.register_all(COMPONENTS)
-
-
-@hookimpl
-def maekit_config_dirs() -> list:
-    return [Path(__file__).parent / "configs"]
-
-
-@hookimpl
-def maekit_demos() -> dict:
-    return {"pointcloud": "maekit_pointcloud.demo:run_pointcloud_demo"}
-
-
-@hookimpl
-def maekit_commands() -> list:
-    from maekit_pointcloud.cli import pointcloud_convert, pointcloud_eval  # click only; torch loads when they run
-
-    return [pointcloud_eval, pointcloud_convert]
+maekit_register, maekit_config_dirs, maekit_demos, maekit_commands = standard_hooks(
+    COMPONENTS,
+    config_dir=Path(__file__).parent / "configs",
+    demos={"pointcloud": "maekit_pointcloud.demo:run_pointcloud_demo"},
+    commands=["maekit_pointcloud.cli:pointcloud_eval", "maekit_pointcloud.cli:pointcloud_convert"],  # click only; loaded when maekit asks
+)

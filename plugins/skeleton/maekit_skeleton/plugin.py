@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from maekit.hookspecs import hookimpl
+from maekit.hookspecs import standard_hooks
 
 COMPONENTS: list[tuple[str, str, str]] = [
     ("model", "skeleton_mae", "maekit_skeleton.model:skeleton_mae"),
@@ -26,23 +26,9 @@ COMPONENTS: list[tuple[str, str, str]] = [
 ]
 
 
-@hookimpl
-def maekit_register(registry) -> None:
-    registry.register_all(COMPONENTS)
-
-
-@hookimpl
-def maekit_config_dirs() -> list:
-    return [Path(__file__).parent / "configs"]
-
-
-@hookimpl
-def maekit_demos() -> dict:
-    return {"skeleton": "maekit_skeleton.demo:run_skeleton_demo"}
-
-
-@hookimpl
-def maekit_commands() -> list:
-    from maekit_skeleton.cli import skeleton_eval, skeleton_preprocess  # click only; torch loads when they run
-
-    return [skeleton_preprocess, skeleton_eval]
+maekit_register, maekit_config_dirs, maekit_demos, maekit_commands = standard_hooks(
+    COMPONENTS,
+    config_dir=Path(__file__).parent / "configs",
+    demos={"skeleton": "maekit_skeleton.demo:run_skeleton_demo"},
+    commands=["maekit_skeleton.cli:skeleton_preprocess", "maekit_skeleton.cli:skeleton_eval"],  # click only; loaded when maekit asks
+)
