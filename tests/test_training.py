@@ -213,10 +213,23 @@ def test_compile_is_opt_in_and_keeps_state_dict_keys_and_losses(tiny_config, tmp
     torch.testing.assert_close(compiled.model(images, noise=noise)["loss"], plain.model(images, noise=noise)["loss"])
 
 
-def test_bf16_autocast_trains_on_cpu(tmp_path, tiny_config):
-    runner = train(tiny_config, tmp_path / "run", device="cpu", amp="bf16",
-                   overrides={"schedule.max_iters": 2, "schedule.warmup_iters": 1, "checkpoint_interval": 2})
+def test_bf16_autocast_trains_on_cpu_and_warns_where_bf16_is_emulated(tmp_path, tiny_config, monkeypatch):
+    import importlib
+
+    training = importlib.import_module("maekit.engine.train")  # the module (maekit.engine.train is also the function)
+
+    def logged(run: str) -> str:
+        return "\n".join(path.read_text() for path in (tmp_path / run).rglob("*.log"))
+
+    assert isinstance(training.cpu_has_native_bf16(), bool)  # the real probe of this machine
+    overrides = {"schedule.max_iters": 2, "schedule.warmup_iters": 1, "checkpoint_interval": 2}
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: False)
+    runner = train(tiny_config, tmp_path / "emulated", device="cpu", amp="bf16", overrides=overrides)
     assert torch.isfinite(torch.tensor(runner.message_hub.get_scalar("train/loss").current()))
+    assert "CPU without native bf16" in logged("emulated")
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: True)
+    train(tiny_config, tmp_path / "native", device="cpu", amp="bf16", overrides=overrides)
+    assert "native bf16" not in logged("native")
 
 
 def test_bad_configs_are_named(tmp_path, tiny_config):

@@ -18,6 +18,7 @@ expansion.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import time
 from pathlib import Path
@@ -152,6 +153,17 @@ def build_runner(cfg: Config):
     return Runner.from_cfg(cfg)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); without either, PyTorch
+    emulates bf16 matmuls and bf16 autocast is slower than float32."""
+    import torch
+
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if None in probes:  # a torch without these (private) probes: assume the best, warn about nothing
+        return True
+    return any(probe() for probe in probes)
+
+
 def train(config: str | Path | Config, work_dir: str | Path, overrides: dict[str, Any] | None = None,
           amp: str = "off", device: str | None = None, seed: int | None = None, resume: str | None = None,
           launcher: str = "none"):
@@ -164,5 +176,11 @@ def train(config: str | Path | Config, work_dir: str | Path, overrides: dict[str
     if isinstance(config, Config) and overrides:
         cfg.merge_from_dict(overrides)
     runner = build_runner(runner_config(cfg, work_dir, amp=amp, seed=seed, resume=resume, launcher=launcher))
+    if amp == "bf16" and not _cuda() and not cpu_has_native_bf16():
+        from mmengine.logging import print_log
+
+        print_log("amp=bf16 on a CPU without native bf16 (no AVX512-BF16 or AMX): its bf16 matmuls are emulated "
+                  "and run 2-3x slower than float32 (README, Performance notes); train with amp=off here",
+                  logger="current", level=logging.WARNING)
     runner.train()
     return runner
