@@ -1,9 +1,10 @@
 """Fused attention, with a CPU autocast fix: every transformer block in maekit attends through
 :func:`attend`.
 
-PyTorch's CPU kernels for ``scaled_dot_product_attention`` in bfloat16/float16 are several times
-slower than its float32 ones (forward + backward, measured in ``benchmarks/attention.py``), and the
-softmax over bf16 scores is the least accurate step of a bf16 block. Under CPU autocast the
+PyTorch's CPU kernels for ``scaled_dot_product_attention`` in bfloat16/float16 are slower than its
+float32 ones (SDPA alone, forward + backward, 2-6x on a 2-core Ice Lake; a whole block 5-12% faster
+with the change, ``benchmarks/attention.py``), and the softmax over bf16 scores is the least
+accurate step of a bf16 block. Under CPU autocast the
 attention itself therefore runs in float32 — q, k, v up-cast, the output cast back — while the
 projections around it stay in the autocast dtype. On GPUs the low-precision flash kernels are the
 fast ones and are used as they are.
