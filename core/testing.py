@@ -6,11 +6,6 @@
 - ``register_plugin``: a helper that registers a throwaway plugin (any object or module with
   ``@maekit.hookimpl`` functions) under a name and version, and returns its record.
 
-Marker ``@pytest.mark.long(seconds)`` (a test that runs for minutes, e.g. a demo at full length,
-with about how long it takes on 2 cores): such tests are collected first, longest first, so that
-pytest-xdist starts them at once instead of leaving one running alone at the end while the other
-workers idle.
-
 And :func:`run_cli`, which runs the ``maekit`` command in a fresh process (real entry-point discovery),
 and two checks every plugin's own tests make: :func:`check_registers_only_its_names` and
 :func:`check_listed_alone`.
@@ -28,21 +23,6 @@ import pytest
 from maekit import plugins
 from maekit.hookspecs import hookimpl
 from maekit.registry import KINDS, registry_for
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "long(seconds): runs for minutes; collected first, longest first, so "
-                                       "parallel workers share the rest")
-
-
-def _expected_seconds(item: pytest.Item) -> float:
-    marker = item.get_closest_marker("long")
-    return float(marker.args[0]) if marker and marker.args else (1.0 if marker else 0.0)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # pytest-xdist hands tests out in collection order; a stable sort keeps the rest in file order
-    items.sort(key=lambda item: -_expected_seconds(item))
 
 
 @pytest.fixture

@@ -109,19 +109,3 @@ def test_contributings_walkthrough_file_works_as_a_local_plugin(tmp_path):
             "schedule.warmup_iters=0", "checkpoint_interval=2", "log_interval=1", env_extra=env)
     logs = "".join(p.read_text() for p in (tmp_path / "work").rglob("*.log"))
     assert "loss_classification" in logs
-
-
-def test_long_tests_are_collected_first_longest_first_and_the_rest_keep_their_order():
-    from maekit.testing import pytest_collection_modifyitems
-
-    class Item:
-        def __init__(self, name: str, *marker_args: float, long: bool = False) -> None:
-            self.name = name
-            self.marker = pytest.mark.long(*marker_args).mark if long else None
-
-        def get_closest_marker(self, name: str):
-            return self.marker if name == "long" else None
-
-    items = [Item("a"), Item("b", 30, long=True), Item("c"), Item("d", 300, long=True), Item("e", long=True)]
-    pytest_collection_modifyitems(items)
-    assert [item.name for item in items] == ["d", "b", "e", "a", "c"]

@@ -4,12 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.long(35)
 def test_mae_step_benchmark_runs_and_writes_json(tmp_path):
     out = tmp_path / "step.json"
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "mae_step.py"), "--sizes", "tiny",
@@ -33,7 +30,6 @@ def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
-@pytest.mark.long(45)
 def test_scaling_benchmark_sees_encoder_work_fall_with_the_mask_ratio(tmp_path):
     out = tmp_path / "scaling.json"
     run_script("mae_scaling.py", "--size", "tiny", "--batch", "2", "--ratios", "0,0.75", "--batches", "1,2",
@@ -47,7 +43,6 @@ def test_scaling_benchmark_sees_encoder_work_fall_with_the_mask_ratio(tmp_path):
     assert all(row["step_memory_mib"] >= 0 for row in report["memory_vs_batch"])
 
 
-@pytest.mark.long(60)
 def test_loader_optimiser_and_list_timing_benchmarks_run(tmp_path):
     out = tmp_path / "loader.json"
     printed = run_script("data_loader.py", "--size", "tiny", "--batch", "2", "--batches", "1", "--workers", "0",

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from maekit.builtin import CORE_COMPONENTS
@@ -115,7 +114,6 @@ def test_doctor_reports_versions_devices_and_plugins():
     assert report["plugins"][0]["name"] == "maekit"
 
 
-@pytest.mark.long(40)
 def test_forward_on_a_bundled_sample_and_on_an_image_file(tmp_path):
     out = run("forward", "--size", "tiny", "--img-size", "64").stdout
     assert "on scikit-image sample 'astronaut' at 64px" in out and "loss" in out

@@ -1,7 +1,6 @@
 """Every training and evaluation subcommand of `maekit`, end to end on tiny settings."""
 import json
 
-import pytest
 import timm
 
 from tests.test_cli import run
@@ -14,7 +13,6 @@ def test_configs_lists_core_configs():
     assert "_mae_schedule" not in listing
 
 
-@pytest.mark.long(90)
 def test_train_probe_visualize_export_finetune(tmp_path):
     config = write_tiny_config(tmp_path, iters=4, interval=2)
     work = tmp_path / "work"
@@ -64,7 +62,6 @@ def test_training_errors_are_clear(tmp_path):
     assert result.returncode != 0 and "no 'probe' section" in result.stderr
 
 
-@pytest.mark.long(45)
 def test_demo_writes_metrics_and_picture(tmp_path):
     out = tmp_path / "demo"
     printed = run("demo", "--out", str(out), "--iters", "4").stdout
@@ -75,7 +72,6 @@ def test_demo_writes_metrics_and_picture(tmp_path):
     assert "linear probe: pretrained" in printed
 
 
-@pytest.mark.long(390)
 def test_full_demo_beats_random_init_by_a_clear_margin(tmp_path):
     """The README's main job, at its real length (about 4 minutes on 2 cores)."""
     from maekit.demo import run_demo

@@ -245,7 +245,6 @@ def test_bad_configs_are_named(tmp_path, tiny_config):
     assert fsdp.model_wrapper_cfg == dict(type="MMFullyShardedDataParallel")
 
 
-@pytest.mark.long(40)
 def test_ddp_two_processes_match_one_process(tmp_path):
     # Plain SGD, so the weights show the averaged gradient directly (Adam would magnify float
     # noise in near-zero gradients into lr-sized steps).
