@@ -1,4 +1,5 @@
 """maekit's attention: timm's module and numbers in float32, float32 attention under CPU autocast."""
+import pytest
 import torch
 from timm.layers import Attention as TimmAttention
 from torch.nn import functional as F
@@ -25,6 +26,15 @@ def test_same_parameters_names_and_output_as_timm_in_float32():
 def test_blocks_attend_through_maekit_attention():
     blocks = make_blocks(32, 2, 4)
     assert all(type(block.attn) is Attention for block in blocks)
+    assert blocks(torch.randn(2, 5, 32)).shape == (2, 5, 32)
+
+
+def test_inner_width_may_differ_and_a_bad_width_is_named():
+    attention = Attention(64, 8, head_dim=16)  # MAE3D's layout: heads × head_dim ≠ dim
+    assert attention.qkv.weight.shape == (3 * 8 * 16, 64) and attention.proj.weight.shape == (64, 128)
+    assert attention(torch.randn(2, 5, 64)).shape == (2, 5, 64)
+    with pytest.raises(ValueError, match="width 30 must be divisible by num_heads 4"):
+        Attention(30, 4)
 
 
 def test_cpu_autocast_attends_in_float32_and_is_closer_to_float32():

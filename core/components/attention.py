@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from timm.layers import Attention as TimmAttention
+from torch import nn
 from torch.nn import functional as F
 
 __all__ = ["Attention", "attend", "runs_attention_in_float32"]
@@ -39,16 +39,26 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: Optiona
     return out.to(q.dtype)
 
 
-class Attention(TimmAttention):
-    """timm's multi-head self-attention (same parameters and state-dict names: qkv, proj), attending
-    through :func:`attend`. maekit's blocks use neither timm's gate nor its qk-norm."""
+class Attention(nn.Module):
+    """Multi-head self-attention attending through :func:`attend`, with timm's parameter names
+    (``qkv``, ``proj``) and q/k/v layout, so timm and reference checkpoints load as they are. The
+    inner width is heads × ``head_dim`` (default ``dim // num_heads``; MAE3D uses 8 × 64 inside a
+    1024-wide model). Written here rather than subclassed from timm: timm's ``Attention`` gained
+    attributes and options across the 1.0 releases maekit supports."""
+
+    def __init__(self, dim: int, num_heads: int, head_dim: int | None = None, qkv_bias: bool = True) -> None:
+        super().__init__()
+        if head_dim is None:
+            if dim % num_heads:
+                raise ValueError(f"width {dim} must be divisible by num_heads {num_heads} (or give head_dim)")
+            head_dim = dim // num_heads
+        self.num_heads, self.head_dim = num_heads, head_dim
+        self.qkv = nn.Linear(dim, 3 * num_heads * head_dim, bias=qkv_bias)
+        self.proj = nn.Linear(num_heads * head_dim, dim)
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
                 is_causal: bool = False) -> torch.Tensor:
         batch, length, _ = x.shape
-        qkv = self.qkv(x).reshape(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        q, k = self.q_norm(q), self.k_norm(k)
-        x = attend(q, k, v, attn_mask, self.attn_drop.p if self.training else 0.0, is_causal)
-        x = self.norm(x.transpose(1, 2).reshape(batch, length, self.attn_dim))
-        return self.proj_drop(self.proj(x))
+        q, k, v = self.qkv(x).reshape(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        x = attend(q, k, v, attn_mask, is_causal=is_causal)  # scale head_dim ** -0.5, as timm and the references
+        return self.proj(x.transpose(1, 2).reshape(batch, length, -1))

@@ -36,11 +36,11 @@ def make_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0,
     if dim % num_heads:
         raise ValueError(f"width {dim} must be divisible by num_heads {num_heads}")
     rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth else []
-    return nn.Sequential(*[
-        Block(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=rate,
-              norm_layer=partial(nn.LayerNorm, eps=norm_eps), attn_layer=Attention)
-        for rate in rates
-    ])
+    blocks = [Block(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=rate,
+                    norm_layer=partial(nn.LayerNorm, eps=norm_eps)) for rate in rates]
+    for block in blocks:  # timm's Block takes an attention class only from timm 1.0.20 on
+        block.attn = Attention(dim, num_heads, qkv_bias=True)
+    return nn.Sequential(*blocks)
 
 
 class TokenEncoder(Encoder):

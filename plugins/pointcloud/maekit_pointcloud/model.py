@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from maekit.components.attention import attend
+from maekit.components.attention import Attention
 from maekit.components.base import Decoder, Loss, Patchifier, Target
 from maekit.components.decoder import fill_mask_tokens
 from maekit.components.encoder import TokenEncoder
@@ -142,23 +142,6 @@ class EdgeConvEmbedding(nn.Module):
 
 
 # -- transformer -----------------------------------------------------------------------------------
-class _Attention(nn.Module):
-    """Multi-head self-attention whose inner width is heads × head_dim (MAE3D: 8 × 64 inside a
-    1024-wide model); timm's names (qkv, proj) and q/k/v layout."""
-
-    def __init__(self, dim: int, num_heads: int, head_dim: int, qkv_bias: bool) -> None:
-        super().__init__()
-        self.num_heads, self.head_dim = num_heads, head_dim
-        self.qkv = nn.Linear(dim, 3 * num_heads * head_dim, bias=qkv_bias)
-        self.proj = nn.Linear(num_heads * head_dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, _ = x.shape
-        q, k, v = self.qkv(x).reshape(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        x = attend(q, k, v)  # scale head_dim ** -0.5, as both references
-        return self.proj(x.transpose(1, 2).reshape(batch, length, -1))
-
-
 class _MLP(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
@@ -177,10 +160,8 @@ class PointBlock(nn.Module):
         super().__init__()
         from timm.layers import DropPath
 
-        if head_dim is None and dim % num_heads:
-            raise ValueError(f"width {dim} must be divisible by num_heads {num_heads} (or give head_dim)")
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = _Attention(dim, num_heads, head_dim or dim // num_heads, qkv_bias)
+        self.attn = Attention(dim, num_heads, head_dim, qkv_bias)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = _MLP(dim, mlp_dim or 4 * dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
