@@ -1,5 +1,5 @@
 """Attention under bf16 autocast: maekit's blocks (attention in float32 on the CPU, see
-maekit.components.attention) against the same timm blocks attending in bf16, at the MAE step's
+maekit.nn.attention) against the same timm blocks attending in bf16, at the MAE step's
 shapes — the encoder over the visible quarter (1 + 49 tokens) and the 512-wide decoder over all
 197 tokens. Forward + backward of one block, measured side by side in one process (alternating,
 median), plus each one's error against the float32 block.
@@ -28,7 +28,7 @@ SHAPES = {  # name: (batch, tokens, width, heads)
 
 
 def block_pair(width: int, heads: int) -> dict[str, torch.nn.Module]:
-    from maekit.components.encoder import make_blocks
+    from maekit.nn.encoder import make_blocks
 
     ours = make_blocks(width, 1, heads)
     theirs = make_blocks(width, 1, heads)
@@ -57,7 +57,7 @@ def main() -> None:
         with torch.no_grad():
             exact = next(iter(blocks.values()))(x)
 
-        def step(module: torch.nn.Module):
+        def step(module: torch.nn.Module, x: torch.Tensor = x):
             def run() -> None:
                 with torch.autocast(device, dtype=torch.bfloat16):
                     out = module(x)

@@ -26,7 +26,7 @@ from mae_step import make_step  # noqa: E402
 
 
 def num_visible(num_tokens: int, ratio: float) -> int:
-    from maekit.components.masking import num_visible as visible_count
+    from maekit.nn.masking import num_visible as visible_count
 
     return visible_count(num_tokens, ratio)
 
@@ -42,7 +42,7 @@ def encoder_flops(model: torch.nn.Module, images: torch.Tensor) -> int:
     tokens = model.tokenize(images)
     mask = model.make_mask(tokens)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model.encode_visible(tokens, mask)
+        model.encoder(model.encoder_input(images, tokens, mask))
     return counter.get_total_flops()
 
 

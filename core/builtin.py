@@ -6,19 +6,19 @@ from maekit.hookspecs import hookimpl
 CORE_COMPONENTS: list[tuple[str, str, str]] = [
     ("model", "mae", "maekit.methods.mae:mae"),
     ("model", "masked_autoencoder", "maekit.model:MaskedAutoencoder"),
-    ("model", "vit_classifier", "maekit.finetune:vit_classifier"),
-    ("patchifier", "image_patches", "maekit.components.patchify:ImagePatchifier"),
-    ("masker", "random_mask", "maekit.components.masking:RandomMasker"),
-    ("masker", "block_mask", "maekit.components.masking:BlockMasker"),
-    ("masker", "given_mask", "maekit.components.masking:GivenMasker"),
-    ("encoder", "vit_encoder", "maekit.components.encoder:ViTEncoder"),
-    ("encoder", "transformer_encoder", "maekit.components.encoder:TransformerEncoder"),
-    ("decoder", "mae_decoder", "maekit.components.decoder:MAEDecoder"),
-    ("decoder", "transformer_decoder", "maekit.components.decoder:TransformerDecoder"),
-    ("target", "pixels", "maekit.components.targets:PixelTarget"),
-    ("target", "norm_pixels", "maekit.components.targets:NormPixelTarget"),
-    ("loss", "masked_mse", "maekit.components.losses:MaskedMSELoss"),
-    ("loss", "masked_l1", "maekit.components.losses:MaskedL1Loss"),
+    ("model", "vit_classifier", "maekit.eval.finetune:vit_classifier"),
+    ("patchifier", "image_patches", "maekit.nn.patchify:ImagePatchifier"),
+    ("masker", "random_mask", "maekit.nn.masking:RandomMasker"),
+    ("masker", "block_mask", "maekit.nn.masking:BlockMasker"),
+    ("masker", "given_mask", "maekit.nn.masking:GivenMasker"),
+    ("encoder", "vit_encoder", "maekit.nn.encoder:ViTEncoder"),
+    ("encoder", "transformer_encoder", "maekit.nn.encoder:TransformerEncoder"),
+    ("decoder", "mae_decoder", "maekit.nn.decoder:MAEDecoder"),
+    ("decoder", "transformer_decoder", "maekit.nn.decoder:TransformerDecoder"),
+    ("target", "pixels", "maekit.nn.targets:PixelTarget"),
+    ("target", "norm_pixels", "maekit.nn.targets:NormPixelTarget"),
+    ("loss", "masked_mse", "maekit.nn.losses:MaskedMSELoss"),
+    ("loss", "masked_l1", "maekit.nn.losses:MaskedL1Loss"),
     ("dataset", "image_folder", "maekit.data.images:ImageFolderDataset"),
     ("dataset", "image_arrays", "maekit.data.images:ArrayDataset"),
     ("dataset", "digits", "maekit.data.bundled:DigitsDataset"),
@@ -43,7 +43,7 @@ def maekit_config_dirs() -> list:
 
 @hookimpl
 def maekit_sample_data() -> dict:
-    from maekit import samples  # imported on demand: it needs torch
+    from maekit.data import samples  # imported on demand: it needs torch
 
     return {f"image:{name}": (lambda name=name: samples.sample_image(name)) for name in samples.SAMPLE_IMAGES}
 

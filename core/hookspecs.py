@@ -6,6 +6,11 @@ specifications below. These specifications are the plugin API's documentation.
 
 Keep a plugin's hook module light: register components by dotted path
 (``"maekit_mine.model:MyEncoder"``) so that ``maekit list`` need not import torch.
+
+Each spec says how maekit calls it (*Called*) and what happens when two plugins answer alike
+(*Clash*). None is ``firstresult``: every plugin's answer counts. A module function named
+``maekit_*`` that is none of these specs is reported by ``maekit check-plugin`` (an error) and
+when the plugin loads (a warning in ``maekit list``): maekit would never call it.
 """
 from __future__ import annotations
 
@@ -35,32 +40,53 @@ def maekit_register(registry: "Registrar") -> None:
     ``"package.module:Name"``. A name another plugin already registered in that kind is an error
     that names both plugins; the plugin is then reported as failed and none of its components
     stay registered.
+
+    *Called* once per plugin, right after it is imported, with a registrar bound to that plugin
+    (so each entry records its provider). *Clash*: the later plugin (plugins load in name order)
+    fails as a whole.
     """
 
 
 @hookspec
 def maekit_config_dirs() -> list[str | Path]:
-    """Folders holding this plugin's config files (``*.py``); ``maekit configs`` lists them."""
+    """Folders holding this plugin's config files (``*.py``); ``maekit configs`` lists them.
+
+    *Called* through pluggy's combined hook whenever configs are looked up; answers are merged,
+    core's first, then plugins in load order. *Clash*: a config name in two folders resolves to
+    the first (core's before any plugin's); files starting with ``_`` are bases, not listed.
+    """
 
 
 @hookspec
 def maekit_sample_data() -> dict[str, Callable[[], object]]:
-    """Named loaders of sample data bundled with this plugin or with a package it depends on."""
+    """Named loaders of sample data bundled with this plugin or with a package it depends on.
+
+    *Called* through the combined hook; answers are merged into one mapping. *Clash*: for one name
+    the later-loaded plugin's loader wins.
+    """
 
 
 @hookspec
 def maekit_demos() -> dict[str, str]:
     """Demos this plugin offers to ``maekit demo NAME``: name → a config name (run by core's
     generic demo: pre-train, probe against random init, picture via the model's ``panels``) or a
-    ``"package.module:function"`` with the signature of :func:`maekit.demo.run_demo`."""
+    ``"package.module:function"`` with the signature of :func:`maekit.eval.demo.run_demo`.
+
+    *Called* per plugin when ``maekit demo`` runs; answers are merged. *Clash*: one demo name
+    offered by two plugins is an error naming both.
+    """
 
 
 @hookspec
 def maekit_commands() -> list:
     """Subcommands this plugin adds to ``maekit`` (``click.Command`` objects, e.g. an evaluation
     the method's paper uses). Import torch inside the command's function, not at module level,
-    so ``maekit --help`` and ``maekit list`` stay fast. A name another plugin or core already
-    uses is an error naming both."""
+    so ``maekit --help`` and ``maekit list`` stay fast. Plugin commands use the public helpers of
+    :mod:`maekit.cli.support` (errors, configs, metrics, checkpoints).
+
+    *Called* per plugin, only when a command name is not core's or help lists every command;
+    answers are merged. *Clash*: a name another plugin or core already uses is an error naming both.
+    """
 
 
 def standard_hooks(components: Iterable[tuple[str, str, object]], config_dir: str | Path | None = None,

@@ -1,18 +1,18 @@
 """``MaskedAutoencoder``: the one forward pass every method shares."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, Union
 
 import torch
 from torch import nn
 
-from maekit.components.base import Decoder, Encoder, Loss, Masker, Patchifier, Target
+from maekit.nn.base import Decoder, Encoder, Loss, Masker, NoiseSource, Patchifier, Target
 from maekit.registry import build
-from maekit.structures import Mask, Tokens
+from maekit.structures import ForwardPass, Mask, Prediction, Tokens
 
-__all__ = ["MaskedAutoencoder", "build_model"]
+__all__ = ["MaskedAutoencoder", "ComponentSpec", "build_model", "seeded_noise"]
 
-ComponentSpec = nn.Module | dict[str, Any]
+ComponentSpec = Union[nn.Module, dict[str, Any]]
 
 
 class MaskedAutoencoder(nn.Module):
@@ -20,9 +20,9 @@ class MaskedAutoencoder(nn.Module):
 
     patchify → target and mask → encode visible tokens → decode all tokens → loss. Each component
     may be given built or as a config ``{"type": registered_name, ...}``. A method whose pipeline
-    differs subclasses this and overrides the one step that differs (e.g. ``encode_visible`` for
-    input-domain corruption; :meth:`auxiliary_losses` for an extra term from the same pass);
-    :meth:`run_steps` reads the whole pass top to bottom.
+    differs subclasses this and overrides the one step that differs (e.g. :meth:`encoder_input`
+    for input-domain corruption; :meth:`auxiliary_losses` for an extra term from the same pass);
+    :meth:`run_steps` reads the whole pass top to bottom and returns a :class:`ForwardPass`.
     """
 
     def __init__(self, patchifier: ComponentSpec, masker: ComponentSpec, encoder: ComponentSpec,
@@ -39,52 +39,53 @@ class MaskedAutoencoder(nn.Module):
     def tokenize(self, batch: Any) -> Tokens:
         return self.patchifier(batch)
 
-    def make_target(self, tokens: Tokens, batch: Any) -> torch.Tensor:
+    def make_target(self, tokens: Tokens, batch: Any) -> Prediction:
         return self.target(tokens, batch)
 
-    def make_mask(self, tokens: Tokens, noise: torch.Tensor | None = None) -> Mask:
+    def make_mask(self, tokens: Tokens, noise: NoiseSource = None) -> Mask:
         return self.masker(tokens, noise=noise)
 
-    def encode_visible(self, tokens: Tokens, mask: Mask) -> torch.Tensor:
-        return self.encoder(tokens.take(mask.ids_keep))
+    def encoder_input(self, batch: Any, tokens: Tokens, mask: Mask) -> Tokens:
+        """What the encoder sees: the visible tokens. A method that corrupts its input instead of
+        dropping tokens (MFM) returns the tokens of the corrupted input here."""
+        return tokens.take(mask.ids_keep)
 
-    def decode(self, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> torch.Tensor:
+    def decode(self, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> Prediction:
         return self.decoder(latents, mask, tokens)
 
-    def compute_loss(self, pred: torch.Tensor, target: torch.Tensor, mask: Mask) -> dict[str, torch.Tensor]:
-        return self.loss(pred, target, mask)
+    def compute_loss(self, out: ForwardPass) -> dict[str, torch.Tensor]:
+        return self.loss(out.pred, out.target, out.mask)
 
-    def auxiliary_losses(self, batch: Any, latents: torch.Tensor, mask: Mask, tokens: Tokens,
-                         pred: Any) -> dict[str, torch.Tensor]:
+    def auxiliary_losses(self, out: ForwardPass) -> dict[str, torch.Tensor]:
         """Extra terms from the same pass, e.g. a supervised head on the visible latents (SupMAE),
         a second objective (FLIP's reconstruction ablation) or self-distillation of the decoder's
-        ``pred`` into the encoder (SD-MAE): ``{"loss": weighted total to add, "<term>": value,
+        prediction into the encoder (SD-MAE): ``{"loss": weighted total to add, "<term>": value,
         ...}``, or ``{}`` (here)."""
         return {}
 
     # -- the pass ---------------------------------------------------------------------------
-    def run_steps(self, batch: Any, noise: torch.Tensor | None = None) -> tuple[Tokens, torch.Tensor, Mask, torch.Tensor, torch.Tensor]:
-        """The whole pass, top to bottom: tokens, target, mask, latents and prediction."""
+    def run_steps(self, batch: Any, noise: NoiseSource = None) -> ForwardPass:
+        """The whole pass, top to bottom."""
         tokens = self.tokenize(batch)
         target = self.make_target(tokens, batch)
         mask = self.make_mask(tokens, noise)
-        latents = self.encode_visible(tokens, mask)
+        latents = self.encoder(self.encoder_input(batch, tokens, mask))
         pred = self.decode(latents, mask, tokens)
-        return tokens, target, mask, latents, pred
+        return ForwardPass(batch=batch, tokens=tokens, target=target, mask=mask, latents=latents, pred=pred)
 
-    def reconstruct(self, batch: Any, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, Mask, torch.Tensor]:
-        """Prediction (B×N×Dt), the mask used, and the target, for one batch."""
-        _, target, mask, _, pred = self.run_steps(batch, noise)
-        return pred, mask, target
-
-    def forward(self, batch: Any, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Any, noise: NoiseSource = None) -> dict[str, torch.Tensor]:
         """Losses for one batch: ``{"loss": total, "<term>": value, ...}``."""
-        tokens, target, mask, latents, pred = self.run_steps(batch, noise)
-        losses = self.compute_loss(pred, target, mask)
-        extra = self.auxiliary_losses(batch, latents, mask, tokens, pred)
+        out = self.run_steps(batch, noise)
+        losses = self.compute_loss(out)
+        extra = self.auxiliary_losses(out)
         if extra:
             losses = {**losses, **extra, "loss": losses["loss"] + extra["loss"]}
         return losses
+
+    def reconstruct(self, batch: Any, noise: NoiseSource = None) -> tuple[Prediction, Mask, Prediction]:
+        """Prediction (B×N×Dt), the mask used, and the target, for one batch."""
+        out = self.run_steps(batch, noise)
+        return out.pred, out.mask, out.target
 
     def encode(self, batch: Any, mask: Mask | None = None) -> torch.Tensor:
         """Encoder features B×(P+N)×D for downstream use; no masking unless ``mask`` is given."""
@@ -96,10 +97,19 @@ class MaskedAutoencoder(nn.Module):
         """Picture rows for ``maekit visualize`` and the demo (H×W×C uint8 panels per image):
         input | masked | reconstruction | reconstruction with visible patches, masks seeded by
         ``seed``. A method whose corruption is not a token mask overrides this."""
-        from maekit.visualize import reconstruction_panels
+        from maekit.eval.visualize import reconstruction_panels
 
-        noise = torch.rand(len(images), self.tokenize(images).num_tokens, generator=torch.Generator().manual_seed(seed))
-        return reconstruction_panels(self, images, mean, std, noise=noise)
+        self.eval()
+        return reconstruction_panels(self, self.run_steps(images, noise=seeded_noise(seed)), mean, std)
+
+
+def seeded_noise(seed: int) -> Callable[[tuple[int, ...], torch.device], torch.Tensor]:
+    """A noise source (see :data:`~maekit.nn.base.NoiseSource`) drawing uniform noise of whatever
+    shape the masker asks for from a generator seeded by ``seed``: the same pictures every time."""
+    def draw(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        return torch.rand(shape, generator=torch.Generator().manual_seed(seed)).to(device)
+
+    return draw
 
 
 def build_model(cfg: dict[str, Any]) -> nn.Module:

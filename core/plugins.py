@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -33,6 +34,7 @@ from maekit.registry import KINDS, Entry, Provider, registry_for
 __all__ = [
     "Registrar", "PluginRecord", "PluginHost", "PluginLoadError", "load_plugins", "ensure_plugins_loaded",
     "current_host", "providers_of_disabled", "config_dirs", "sample_data", "demos", "commands", "call_register", "normalise_name",
+    "unknown_hooks",
 ]
 
 CORE_NAME = "maekit"
@@ -77,9 +79,19 @@ class PluginRecord:
     error: str = ""
     source: str = ""
     loader: Callable[[], ModuleType] | None = field(default=None, repr=False)
+    warning: str = ""
 
     def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "version": self.version, "status": self.status, "error": self.error}
+        row = {"name": self.name, "version": self.version, "status": self.status, "error": self.error}
+        return {**row, "warning": self.warning} if self.warning else row
+
+
+def unknown_hooks(plugin: object) -> list[str]:
+    """Names of ``plugin``'s functions that look like maekit hooks (``maekit_*``) but are none of
+    :mod:`maekit.hookspecs` — a misspelt hook (``maekit_regster``) that maekit would never call."""
+    known = {name for name in dir(hookspecs) if name.startswith("maekit_")}
+    return sorted(name for name in dir(plugin)
+                  if name.startswith("maekit_") and name not in known and callable(getattr(plugin, name, None)))
 
 
 def normalise_name(name: str) -> str:
@@ -132,6 +144,12 @@ class PluginHost:
             self.pm.register(plugin, name=name)
             self._call_register(plugin, Registrar(provider, _add_to_registry))
             record = PluginRecord(name, version, "loaded", source=source)
+            misspelt = unknown_hooks(plugin)
+            if misspelt:
+                known = ", ".join(sorted(n for n in dir(hookspecs) if n.startswith("maekit_")))
+                record.warning = (f"{', '.join(misspelt)} look like maekit hooks but are not (known: {known}); "
+                                  f"maekit never calls them")
+                warnings.warn(f"plugin {provider}: {record.warning}", stacklevel=2)
         except Exception as error:  # one broken plugin must not take the others down
             for kind in KINDS:
                 registry_for(kind).remove_provider(provider)
@@ -184,13 +202,16 @@ class PluginHost:
             if record.status != "disabled" or record.loader is None:
                 continue
             names: list[tuple[str, str]] = []
+
+            def note(entry: Entry, found: list[tuple[str, str]] = names) -> None:
+                found.append((entry.kind, entry.name))
+
             try:
                 plugin = record.loader()
                 scratch = pluggy.PluginManager("maekit")
                 scratch.add_hookspecs(hookspecs)
                 scratch.register(plugin, name=f"probe-{record.name}")
-                call_register(scratch, Registrar(Provider(record.name, record.version),
-                                                 lambda e: names.append((e.kind, e.name))))
+                call_register(scratch, Registrar(Provider(record.name, record.version), note))
             except Exception:  # a disabled plugin may well be broken; it only misses the hint
                 continue
             if (kind, name) in names:
@@ -227,9 +248,7 @@ def load_plugins(files: Iterable[str | Path] = (), strict: bool | None = None) -
     """
     global _HOST, _LOADING
     for kind in KINDS:
-        registry = registry_for(kind)
-        registry.entries.clear()
-        registry._module_dict.clear()
+        registry_for(kind).entries.clear()
     if strict is None:
         strict = os.environ.get("MAEKIT_STRICT_PLUGINS", "") not in ("", "0", "false", "no")
     host = PluginHost(strict=strict)

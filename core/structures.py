@@ -1,18 +1,18 @@
-"""The vocabulary every component speaks: :class:`Tokens` and :class:`Mask`."""
+"""The vocabulary every component speaks: :class:`Tokens`, :class:`Mask` and :class:`ForwardPass`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Union
 
 import torch
 
-__all__ = ["Tokens", "Mask", "gather_tokens"]
+from maekit.ops import gather
 
+__all__ = ["Tokens", "Mask", "ForwardPass", "Prediction"]
 
-def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Pick tokens ``ids`` (B×K) out of ``x`` (B×N×...) along dim 1."""
-    index = ids.reshape(*ids.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
-    return torch.gather(x, 1, index)
+#: What a decoder predicts and a target holds: one tensor B×N×Dt, or named parts (a dict of
+#: tensors: one per output of a multi-modal decoder, or per term of a composite target).
+Prediction = Union[torch.Tensor, dict[str, torch.Tensor]]
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Tokens:
 
     def take(self, ids: torch.Tensor) -> "Tokens":
         """The tokens at ``ids`` (B×K), in that order; meta is shared."""
-        return replace(self, values=gather_tokens(self.values, ids), coords=gather_tokens(self.coords, ids))
+        return replace(self, values=gather(self.values, ids), coords=gather(self.coords, ids))
 
 
 @dataclass
@@ -79,3 +79,21 @@ class Mask:
     def keep_all(cls, batch: int, length: int, device: torch.device | str | None = None) -> "Mask":
         ids = torch.arange(length, device=device).expand(batch, length)
         return cls.from_order(ids, length)
+
+
+@dataclass
+class ForwardPass:
+    """Everything one pass of a :class:`~maekit.model.MaskedAutoencoder` computed, step by step.
+
+    Returned by ``run_steps`` and consumed by the loss, ``auxiliary_losses``, pictures and
+    evaluation, so nothing is tokenized twice. ``extras`` holds what a method adds to the pass (a
+    corrupted input, a teacher's features, a second view...) under names it documents.
+    """
+
+    batch: Any
+    tokens: Tokens
+    target: Prediction
+    mask: Mask
+    latents: torch.Tensor
+    pred: Prediction
+    extras: dict[str, Any] = field(default_factory=dict)

@@ -1,8 +1,10 @@
 """maekit's component registries.
 
 Each kind of component (model, patchifier, masker, ...) has one flat namespace, held by a
-:class:`ComponentRegistry` that is an mmengine ``Registry`` child of mmengine's roots, so
-mmengine's Runner builds what we register (``default_scope='maekit'``).
+:class:`ComponentRegistry`. The registries are plain Python: importing them touches no other
+library. The training engine bridges them into mmengine's registries when it builds a Runner
+(:func:`maekit.engine.registries.install`), so the Runner builds what we register
+(``default_scope='maekit'``).
 
 Every entry records its :class:`Provider` (the distribution that registered it, with its version,
 or the local file). Entries may be *lazy*: registered by dotted path ``"package.module:Name"`` and
@@ -20,18 +22,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterator
 
-from mmengine.registry import DATASETS as MMENGINE_DATASETS
-from mmengine.registry import MODELS as MMENGINE_MODELS
-from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
-from mmengine.registry import Registry
-
 __all__ = [
     "KINDS", "Provider", "Entry", "ComponentRegistry", "DuplicateComponentError",
     "UnknownComponentError", "MODELS", "PATCHIFIERS", "MASKERS", "ENCODERS", "DECODERS",
     "TARGETS", "LOSSES", "DATASETS", "TRANSFORMS", "registry_for", "entries", "build", "get", "import_target",
 ]
-
-SCOPE = "maekit"
 
 
 class DuplicateComponentError(KeyError):
@@ -132,11 +127,10 @@ def _summary_from_source(target: str) -> str:
     return _docstrings_of(spec.origin).get(attr, "")
 
 
-class ComponentRegistry(Registry):
-    """An mmengine ``Registry`` whose entries carry their provider and may be lazy."""
+class ComponentRegistry:
+    """One kind's flat namespace of entries; each carries its provider and may be lazy."""
 
-    def __init__(self, kind: str, parent: Registry, scope: str) -> None:
-        super().__init__(kind, parent=parent, scope=scope)
+    def __init__(self, kind: str) -> None:
         self.kind = kind
         self.entries: dict[str, Entry] = {}
 
@@ -149,26 +143,15 @@ class ComponentRegistry(Registry):
                 f"and by {entry.provider}; rename one, or disable one of the plugins "
                 f"(MAEKIT_DISABLE_PLUGINS)")
         self.entries[entry.name] = entry
-        if not entry.is_lazy:
-            self._register_module(entry.target, module_name=entry.name, force=True)
 
     def remove_provider(self, provider: Provider) -> None:
         """Forget everything one provider registered (used when its plugin fails half-way)."""
         for name in [n for n, e in self.entries.items() if e.provider == provider]:
             del self.entries[name]
-            self._module_dict.pop(name, None)
 
-    def get(self, key: str) -> Any:
-        """mmengine's lookup, after loading plugins and importing a lazy entry on first use."""
-        from maekit.plugins import ensure_plugins_loaded
-
-        ensure_plugins_loaded()
-        scope, real_key = self.split_scope_key(key)
-        if scope in (None, self.scope):
-            entry = self.entries.get(real_key)
-            if entry is not None and real_key not in self._module_dict:
-                self._register_module(entry.load(), module_name=real_key, force=True)
-        return super().get(key)
+    def get(self, name: str) -> Any:
+        """The registered class or function, plugins loaded first, imported if lazy."""
+        return self.entry(name).load()
 
     def entry(self, name: str) -> Entry:
         """The entry for ``name`` in this kind, or a clear error listing what exists."""
@@ -186,21 +169,15 @@ class ComponentRegistry(Registry):
         raise UnknownComponentError(message)
 
 
-def _make(kind: str, parent: Registry, scope: str = SCOPE) -> ComponentRegistry:
-    return ComponentRegistry(kind, parent=parent, scope=scope)
-
-
-MODELS = _make("model", MMENGINE_MODELS)
-DATASETS = _make("dataset", MMENGINE_DATASETS)
-TRANSFORMS = _make("transform", MMENGINE_TRANSFORMS)
-# The building blocks of a method are nn.Modules too, hence children of maekit's MODELS. Each
-# has its own scope so that mmengine keeps them apart; our own lookups never fall back to parents.
-PATCHIFIERS = _make("patchifier", MODELS, "maekit_patchifier")
-MASKERS = _make("masker", MODELS, "maekit_masker")
-ENCODERS = _make("encoder", MODELS, "maekit_encoder")
-DECODERS = _make("decoder", MODELS, "maekit_decoder")
-TARGETS = _make("target", MODELS, "maekit_target")
-LOSSES = _make("loss", MODELS, "maekit_loss")
+MODELS = ComponentRegistry("model")
+DATASETS = ComponentRegistry("dataset")
+TRANSFORMS = ComponentRegistry("transform")
+PATCHIFIERS = ComponentRegistry("patchifier")
+MASKERS = ComponentRegistry("masker")
+ENCODERS = ComponentRegistry("encoder")
+DECODERS = ComponentRegistry("decoder")
+TARGETS = ComponentRegistry("target")
+LOSSES = ComponentRegistry("loss")
 
 _BY_KIND: dict[str, ComponentRegistry] = {
     r.kind: r for r in (MODELS, PATCHIFIERS, MASKERS, ENCODERS, DECODERS, TARGETS, LOSSES, DATASETS, TRANSFORMS)
@@ -227,10 +204,7 @@ def entries(kind: str | None = None) -> Iterator[Entry]:
 
 def get(kind: str, name: str) -> Any:
     """The class or function registered as ``name`` in ``kind`` (imported if lazy)."""
-    registry = registry_for(kind)
-    entry = registry.entry(name)
-    registry.get(name)  # registers the imported object with mmengine too
-    return entry.load()
+    return registry_for(kind).get(name)
 
 
 def build(kind: str, cfg: dict[str, Any] | Any) -> Any:

@@ -1,5 +1,5 @@
 """Shared helpers for core tests. maekit's own fixtures (fresh_registries, plugin_host,
-register_plugin) come from the pytest plugin ``maekit.testing``."""
+register_plugin) come from the pytest plugin ``maekit.authoring.testing``."""
 from __future__ import annotations
 
 import textwrap

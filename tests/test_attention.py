@@ -4,8 +4,8 @@ import torch
 from timm.layers import Attention as TimmAttention
 from torch.nn import functional as F
 
-from maekit.components.attention import Attention, attend, runs_attention_in_float32
-from maekit.components.encoder import make_blocks
+from maekit.nn.attention import Attention, attend, runs_attention_in_float32
+from maekit.nn.encoder import make_blocks
 
 
 def _pair(dim: int = 64, heads: int = 4) -> tuple[Attention, TimmAttention]:

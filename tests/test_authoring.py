@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from maekit.plugin_check import check_plugin
-from maekit.scaffold import create_plugin
-from maekit.testing import run_cli
+from maekit.authoring.plugin_check import check_plugin
+from maekit.authoring.scaffold import create_plugin
+from maekit.authoring.testing import run_cli
 
 
 def test_generated_plugin_installs_lists_checks_and_its_tests_pass(tmp_path):
@@ -85,7 +85,7 @@ def test_check_plugin_names_each_mistake(tmp_path):
 
 def test_check_plugin_reads_a_single_local_file(tmp_path):
     good = tmp_path / "my_method.py"
-    good.write_text('import maekit\nfrom maekit.components.losses import MaskedMSELoss\n\n\n'
+    good.write_text('import maekit\nfrom maekit.nn.losses import MaskedMSELoss\n\n\n'
                     'class TinyLoss(MaskedMSELoss):\n    """Masked MSE, renamed."""\n\n\n'
                     '@maekit.hookimpl\ndef maekit_register(registry):\n    registry.register("loss", TinyLoss, name="tiny_loss")\n')
     findings = check_plugin(good)

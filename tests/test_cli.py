@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from maekit.authoring.testing import run_cli
 from maekit.builtin import CORE_COMPONENTS
-from maekit.testing import run_cli
 from tests.test_registry_plugins import GOOD_PLUGIN
 
 

@@ -74,7 +74,7 @@ def test_demo_writes_metrics_and_picture(tmp_path):
 
 def test_full_demo_beats_random_init_by_a_clear_margin(tmp_path):
     """The README's main job, at its real length (about 4 minutes on 2 cores)."""
-    from maekit.demo import run_demo
+    from maekit.eval.demo import run_demo
 
     metrics = run_demo(tmp_path / "demo", log=lambda message: None)
     assert metrics["iterations"] == 1000

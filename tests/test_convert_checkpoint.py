@@ -6,9 +6,9 @@ import timm
 import torch
 from click.testing import CliRunner
 
-from maekit.checkpoint import CheckpointError, load_state_dict, save_state_dict
-from maekit.cli import main
-from maekit.convert import convert_state_dict, detect_layout, resize_pos_embeds
+from maekit.cli.main import main
+from maekit.io.checkpoint import CheckpointError, load_state_dict, save_state_dict
+from maekit.io.convert import convert_state_dict, detect_layout, resize_pos_embeds
 from tests.conftest import tiny_mae
 
 
@@ -110,7 +110,8 @@ def test_training_checkpoints_and_remote_paths(tmp_path):
     torch.save({"state_dict": state, "meta": {"iter": 3}}, tmp_path / "iter_3.pth")
     converted = convert_state_dict(load_state_dict(tmp_path / "iter_3.pth"), "auto", "timm")
     assert "blocks.0.attn.qkv.weight" in converted
-    import maekit.engine  # noqa: F401  (installs the loaders)
+    import maekit.engine
+    maekit.engine.install()  # weights-only loaders and the atomic backend
     from mmengine.runner.checkpoint import CheckpointLoader
 
     with pytest.raises(CheckpointError, match="local files only"):
@@ -135,7 +136,7 @@ def test_layout_detection_knows_maekit_checkpoints_of_any_encoder():
 
 
 def test_rename_keys_applies_the_first_matching_rule_and_names_unknown_keys():
-    from maekit.convert import rename_keys, strip_module_prefix
+    from maekit.io.convert import rename_keys, strip_module_prefix
 
     state = strip_module_prefix({"module.net.layers.3.w": torch.zeros(1), "module.head.b": torch.ones(1),
                                  "module.unused.x": torch.zeros(2)})

@@ -121,7 +121,7 @@ def test_exclude_must_name_existing_folders(image_tree):
 
 
 def test_probe_features_of_differently_sized_images(tmp_path):
-    from maekit.evaluation import extract_features
+    from maekit.eval.probe import extract_features
     from tests.conftest import tiny_mae
 
     for i, size in enumerate([(40, 50), (64, 32)]):

@@ -6,10 +6,10 @@ import timm
 import torch
 from PIL import Image
 
-from maekit.evaluation import extract_features, knn_accuracy, linear_probe, load_trained_model
-from maekit.export import export_encoder
-from maekit.finetune import finetune_config, run_finetune
-from maekit.visualize import reconstruction_panels, save_grid
+from maekit.eval.finetune import finetune_config, run_finetune
+from maekit.eval.probe import extract_features, knn_accuracy, linear_probe, load_trained_model
+from maekit.eval.visualize import reconstruction_panels, save_grid
+from maekit.io.export import export_encoder
 from tests.conftest import tiny_mae
 from tests.test_training import write_tiny_config
 
@@ -54,7 +54,7 @@ def test_checkpoint_that_does_not_fit_is_named(tmp_path):
 def test_visualization_grid_has_four_panels_per_image(tmp_path):
     model = tiny_mae(in_chans=1, norm_pix_loss=True)
     images = torch.randn(3, 1, 32, 32)
-    rows = reconstruction_panels(model, images, mean=(0.5,), std=(0.5,))
+    rows = reconstruction_panels(model, model.run_steps(images), mean=(0.5,), std=(0.5,))
     assert len(rows) == 3 and all(len(r) == 4 for r in rows)
     assert rows[0][0].shape == (32, 32, 1) and rows[0][0].dtype == np.uint8
     # the first panel is the de-normalised input
@@ -88,9 +88,10 @@ def test_finetune_uses_layer_decay_and_reports_accuracy(tmp_path):
 def test_layer_decay_learning_rates():
     from mmengine.optim import build_optim_wrapper
 
-    import maekit.engine  # noqa: F401
+    import maekit.engine
+    maekit.engine.install()  # weights-only loaders and the atomic backend
     from maekit.engine.model import RunnerModel
-    from maekit.finetune import ViTClassifier
+    from maekit.eval.finetune import ViTClassifier
 
     method = tiny_mae()
     model = RunnerModel(ViTClassifier(method.patchifier, method.encoder, num_classes=3))
@@ -108,7 +109,7 @@ def test_layer_decay_learning_rates():
 
 
 def test_batchnorm_statistics_are_re_estimated_on_the_probe_images():
-    from maekit.evaluation import recalibrate_batchnorm
+    from maekit.eval.probe import recalibrate_batchnorm
 
     class Tiny(torch.nn.Module):
         def __init__(self):
@@ -134,7 +135,7 @@ def test_batchnorm_statistics_are_re_estimated_on_the_probe_images():
 
 
 def test_probe_leaves_the_models_batchnorm_buffers_as_they_were():
-    from maekit.evaluation import probe
+    from maekit.eval.probe import probe
 
     class Tiny(torch.nn.Module):
         def __init__(self):
@@ -155,7 +156,7 @@ def test_probe_leaves_the_models_batchnorm_buffers_as_they_were():
 
 
 def test_a_label_outside_the_heads_classes_is_a_clear_error():
-    from maekit.finetune import ViTClassifier
+    from maekit.eval.finetune import ViTClassifier
 
     method = tiny_mae()
     classifier = ViTClassifier(method.patchifier, method.encoder, num_classes=3)

@@ -2,9 +2,9 @@ import pytest
 import timm
 import torch
 
-from maekit.components.losses import MaskedL1Loss, MaskedMSELoss
-from maekit.components.targets import NormPixelTarget
 from maekit.methods.mae import MAE_PRESETS
+from maekit.nn.losses import MaskedL1Loss, MaskedMSELoss
+from maekit.nn.targets import NormPixelTarget
 from maekit.structures import Mask, Tokens
 from tests.conftest import tiny_mae
 
@@ -111,7 +111,7 @@ def test_encoder_state_dict_loads_into_timm_with_only_the_head_missing():
 
 def test_presets_name_the_paper_sizes():
     expected = {"tiny": (192, 12), "small": (384, 12), "base": (768, 12), "large": (1024, 24), "huge": (1280, 32)}
-    for size, (width, depth) in expected.items():
+    for size, (width, _depth) in expected.items():
         cfg = timm.models.get_pretrained_cfg(MAE_PRESETS[size])
         assert cfg is not None
         model = timm.create_model(MAE_PRESETS[size], pretrained=False, num_classes=0, depth=1) if size != "huge" else None

@@ -6,7 +6,7 @@ import torch
 transformers = pytest.importorskip("transformers")  # a declared test dependency (pip install maekit[test])
 from transformers import ViTMAEConfig, ViTMAEForPreTraining  # noqa: E402
 
-from maekit.convert import convert_state_dict  # noqa: E402
+from maekit.io.convert import convert_state_dict  # noqa: E402
 from tests.conftest import tiny_mae  # noqa: E402
 
 

@@ -3,8 +3,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maekit.components.masking import BlockMasker, GivenMasker, RandomMasker
-from maekit.components.patchify import ImagePatchifier, patchify, unpatchify
+from maekit.nn.masking import BlockMasker, GivenMasker, RandomMasker
+from maekit.nn.patchify import ImagePatchifier, patchify, unpatchify
 from maekit.structures import Mask, Tokens
 
 

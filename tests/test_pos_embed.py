@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from maekit.components.pos_embed import resample_grid_table, sincos_2d_table, sincos_embed
+from maekit.nn.pos_embed import resample_grid_table, sincos_2d_table, sincos_embed
 
 
 def reference_2d_sincos(embed_dim: int, grid_size: int, cls_token: bool) -> np.ndarray:

@@ -6,8 +6,7 @@ from mmengine.config import Config
 
 import maekit
 from maekit import plugins
-from maekit.registry import (KINDS, MODELS, DuplicateComponentError, UnknownComponentError, build, entries,
-                             get, registry_for)
+from maekit.registry import KINDS, DuplicateComponentError, UnknownComponentError, build, entries, get, registry_for
 
 GOOD_PLUGIN = '''
 import maekit
@@ -28,7 +27,7 @@ class Doubler(nn.Module):
 @maekit.hookimpl
 def maekit_register(registry):
     registry.register("model", Doubler, name="{name}")
-    registry.register("loss", "maekit.components.losses:MaskedL1Loss", name="{name}_l1")
+    registry.register("loss", "maekit.nn.losses:MaskedL1Loss", name="{name}_l1")
 '''
 
 
@@ -40,11 +39,14 @@ def test_core_components_carry_their_provider(plugin_host):
     assert {"mae", "masked_autoencoder"} <= set(registry_for("model").entries)
 
 
-def test_registries_are_mmengine_children_so_its_builders_find_our_names(plugin_host):
+def test_the_engine_bridges_our_registries_into_mmengine_so_its_builders_find_our_names(plugin_host):
     from mmengine.registry import MODELS as ROOT
     from mmengine.registry import DefaultScope
 
-    assert MODELS.parent is ROOT and MODELS.scope == "maekit"
+    import maekit.engine
+
+    maekit.engine.install()
+    assert ROOT.children["maekit"].kind == "model" and ROOT.children["maekit"].scope == "maekit"
     assert ROOT.get("maekit.mae") is get("model", "mae")
     with DefaultScope.overwrite_default_scope("maekit"):
         model = ROOT.build(dict(type="mae", size=None, encoder_name="vit_tiny_patch16_224", img_size=32, patch_size=8,
@@ -54,7 +56,7 @@ def test_registries_are_mmengine_children_so_its_builders_find_our_names(plugin_
 
 
 def test_duplicate_names_fail_naming_both_providers(register_plugin):
-    hook = maekit.hookimpl(lambda registry: registry.register("loss", "maekit.components.losses:MaskedL1Loss", name="same"))
+    hook = maekit.hookimpl(lambda registry: registry.register("loss", "maekit.nn.losses:MaskedL1Loss", name="same"))
     first = register_plugin(maekit_register=hook, name="maekit-first", version="1.0")
     second = register_plugin(maekit_register=hook, name="maekit-second", version="2.3")
     assert first.status == "loaded" and second.status == "failed"
@@ -67,14 +69,14 @@ def test_duplicate_names_fail_naming_both_providers(register_plugin):
 
 def test_a_failing_plugin_is_rolled_back_and_the_rest_works(register_plugin):
     def half_then_crash(registry):
-        registry.register("loss", "maekit.components.losses:MaskedL1Loss", name="half_registered")
+        registry.register("loss", "maekit.nn.losses:MaskedL1Loss", name="half_registered")
         raise RuntimeError("boom in register")
 
     record = register_plugin(maekit_register=half_then_crash, name="maekit-crashy", version="0.1")
     assert record.status == "failed" and record.error == "RuntimeError: boom in register"
     assert "half_registered" not in registry_for("loss").entries
     ok = register_plugin(maekit_register=maekit.hookimpl(
-        lambda registry: registry.register("loss", "maekit.components.losses:MaskedL1Loss", name="fine")), name="ok")
+        lambda registry: registry.register("loss", "maekit.nn.losses:MaskedL1Loss", name="fine")), name="ok")
     assert ok.status == "loaded" and "fine" in registry_for("loss").entries
 
 
@@ -152,7 +154,7 @@ def test_single_file_plugin_builds_from_a_config(tmp_path, fresh_registries):
 
 def test_fixtures_isolate_registries(register_plugin):
     register_plugin(maekit_register=maekit.hookimpl(
-        lambda registry: registry.register("loss", "maekit.components.losses:MaskedL1Loss", name="temporary")))
+        lambda registry: registry.register("loss", "maekit.nn.losses:MaskedL1Loss", name="temporary")))
     assert "temporary" in registry_for("loss").entries
 
 
@@ -160,6 +162,19 @@ def test_previous_test_left_nothing_behind():
     plugins.ensure_plugins_loaded()
     assert "temporary" not in registry_for("loss").entries
     assert all(kind in KINDS for kind in ("model", "dataset", "transform"))
+
+
+def test_the_vocabulary_imports_no_mmengine_and_the_engine_patches_mmengine_only_when_installed():
+    code = ("import sys, maekit.model, maekit.nn, maekit.ops, maekit.structures, maekit.io.checkpoint, "
+            "maekit.methods.mae, maekit.plugins, maekit.registry as r; list(r.entries()); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mmengine', 'click', 'rich', 'sklearn')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    code = ("from mmengine.runner.checkpoint import CheckpointLoader as L; from mmengine.registry import MODELS; "
+            "before = L._schemes['']; import maekit.engine; print(L._schemes[''] is before, 'maekit' in MODELS.children); "
+            "maekit.engine.install(); print(L._schemes[''] is before, 'maekit' in MODELS.children)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False", "False", "True"]
 
 
 def test_listing_imports_no_torch():
@@ -177,7 +192,7 @@ def test_demos_hook_collects_demos_and_rejects_a_name_offered_twice(plugin_host,
 
 
 def test_named_demo_runs_a_function_target_and_unknown_names_list_what_exists(plugin_host, register_plugin, tmp_path):
-    from maekit.demo import run_named_demo
+    from maekit.eval.demo import run_named_demo
 
     calls = []
     module = type(sys)("maekit_fake_demo")
@@ -197,7 +212,7 @@ def test_commands_hook_adds_subcommands_and_rejects_a_name_offered_twice(plugin_
     import click
     from click.testing import CliRunner
 
-    from maekit.cli import main
+    from maekit.cli.main import main
 
     @click.command("hello")
     @click.argument("who")
@@ -218,7 +233,7 @@ def test_a_plugin_command_may_not_shadow_a_core_command(plugin_host, register_pl
     import click
     from click.testing import CliRunner
 
-    from maekit.cli import main
+    from maekit.cli.main import main
 
     register_plugin(name="maekit-shadow", maekit_commands=lambda: [click.Command("nonexistent-core-name"),
                                                                    click.Command("train")])

@@ -12,9 +12,9 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 import maekit
-from maekit.checkpoint import CheckpointError, load_state_dict
 from maekit.configs import CONFIG_DIR
 from maekit.engine import load_config, runner_config, train
+from maekit.io.checkpoint import CheckpointError, load_state_dict
 
 TINY = """
 _base_ = [{base!r}]
@@ -106,7 +106,8 @@ def test_a_malicious_checkpoint_is_refused_on_resume_without_running(tmp_path, t
 
 
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
-    import maekit.engine  # noqa: F401  (installs the backend)
+    import maekit.engine
+    maekit.engine.install()  # weights-only loaders and the atomic backend
     from mmengine.fileio import get_file_backend
 
     backend = get_file_backend(str(tmp_path / "x.pth"))

@@ -55,9 +55,8 @@ class RunnerModel(BaseModel):
     def forward(self, inputs: torch.Tensor, label: Any = None, index: torch.Tensor | None = None,
                 mode: str = "loss", **fields: Any) -> Any:
         if mode == "loss":
-            from mmengine.logging import MessageHub
-
             from mmengine.dist import get_rank
+            from mmengine.logging import MessageHub
 
             iteration = MessageHub.get_current_instance().get_info("iter", 0)
             torch.manual_seed(mix_seed(self.seed, iteration, get_rank(), 2))

@@ -10,17 +10,26 @@ import torch
 from mmengine.dist import all_reduce, is_distributed
 from mmengine.logging import MessageHub, print_log
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
-from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
-__all__ = ["GuardedOptimWrapper", "LayerDecayOptimWrapperConstructor", "no_decay_paramwise_cfg"]
+__all__ = ["GuardedOptimWrapper", "NoDecayOptimWrapperConstructor", "LayerDecayOptimWrapperConstructor",
+           "no_weight_decay_names"]
 
 
-def no_decay_paramwise_cfg() -> dict[str, Any]:
-    """No weight decay for norms, biases, position embeddings and cls/mask tokens (MMPretrain's
-    choice; the official MAE code decays the tokens)."""
-    zero = dict(decay_mult=0.0)
-    return dict(norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
-                custom_keys={"pos_embed": zero, "cls_token": zero, "mask_token": zero})
+def no_weight_decay_names(model: torch.nn.Module) -> set[str]:
+    """Full names of the parameters that ``model``'s modules declare as taking no weight decay
+    through their ``no_weight_decay()`` (timm's habit: each module knows its tokens and tables)."""
+    names: set[str] = set()
+    for prefix, module in model.named_modules():
+        declared = getattr(module, "no_weight_decay", None)
+        if callable(declared):
+            names |= {f"{prefix}.{name}" if prefix else name for name in declared()}
+    return names
+
+
+def takes_no_decay(name: str, param: torch.nn.Parameter, declared: set[str]) -> bool:
+    """Norm weights and biases (every parameter of at most one dimension) and the declared ones."""
+    return param.ndim <= 1 or name in declared
 
 
 @OPTIM_WRAPPERS.register_module(name="MaekitOptimWrapper")
@@ -76,16 +85,38 @@ class GuardedOptimWrapper(OptimWrapper):
 _EMBEDDING = re.compile(r"(^|\.)encoder\.(?!blocks\.|norm\.)")
 
 
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module(name="MaekitNoDecayConstructor")
+class NoDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+    """Two parameter groups, as MAE's ``param_groups_weight_decay`` and MMPretrain make them: no
+    weight decay for norms, biases and whatever the modules declare in ``no_weight_decay()``
+    (class tokens, mask tokens, position tables); frozen parameters left out. With a
+    ``paramwise_cfg`` mmengine's own grouping applies instead."""
+
+    def __call__(self, model: torch.nn.Module) -> OptimWrapper:
+        if self.paramwise_cfg:
+            return super().__call__(model)
+        model = getattr(model, "module", model)  # unwrap DDP
+        declared = no_weight_decay_names(model)
+        trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        groups = [{"params": [p for name, p in trained if not takes_no_decay(name, p, declared)]},
+                  {"params": [p for name, p in trained if takes_no_decay(name, p, declared)], "weight_decay": 0.0}]
+        optimizer = OPTIMIZERS.build({**self.optimizer_cfg, "params": groups})
+        wrapper_cfg = {"type": "OptimWrapper", **self.optim_wrapper_cfg}
+        return OPTIM_WRAPPERS.build(wrapper_cfg, default_args=dict(optimizer=optimizer))
+
+
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module(name="MaekitLayerDecayConstructor")
 class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """Layer-wise learning-rate decay (BEiT/MAE fine-tuning): a parameter in block i of L gets
     lr × decay^(L − i); patch embedding, cls token and positions (any encoder parameter outside its
     blocks and final norm) count as layer 0, the head and the encoder's final norm as L + 1.
-    Norms, biases, positions and tokens get no weight decay. ``paramwise_cfg=dict(layer_decay=0.65)``.
+    Norms, biases and what the modules declare in ``no_weight_decay()`` get no weight decay.
+    ``paramwise_cfg=dict(layer_decay=0.65)``.
     """
 
     def add_params(self, params: list[dict], module: torch.nn.Module, prefix: str = "", is_dcn_module: Any = None) -> None:
         decay = float(self.paramwise_cfg.get("layer_decay", 0.75))
+        declared = no_weight_decay_names(module)
         depth = 1 + max((int(m.group(1)) for name, _ in module.named_parameters()
                          if (m := re.search(r"blocks\.(\d+)\.", name))), default=-1)
         for name, param in module.named_parameters():
@@ -98,6 +129,5 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 layer = 0
             else:
                 layer = depth + 1
-            no_decay = param.ndim == 1 or name.endswith((".bias", "pos_embed", "cls_token", "cls_pos", "mask_token"))
             params.append({"params": [param], "lr": self.base_lr * decay ** (depth + 1 - layer),
-                           "weight_decay": 0.0 if no_decay else self.base_wd, "name": name})
+                           "weight_decay": 0.0 if takes_no_decay(name, param, declared) else self.base_wd, "name": name})

@@ -8,24 +8,19 @@
    ``ConfigDict``, ``argparse.Namespace``) for checkpoints written by other mmengine tools:
    never ``weights_only=False``.
 2. Atomic writes: mmengine writes checkpoints and ``last_checkpoint`` in place, so a kill during a
-   save leaves a truncated file. The local backend here writes a temporary file and renames it.
+   save leaves a truncated file. The local backend here writes through maekit's one atomic writer
+   (:func:`maekit.io.checkpoint.write_bytes`).
 """
 from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
+from maekit.io.checkpoint import CheckpointError, torch_load, write_bytes
 
 __all__ = ["RESUME_SAFE_GLOBALS", "install", "safe_torch_load"]
 
@@ -47,15 +42,7 @@ RESUME_SAFE_GLOBALS: list[Any] = []
 
 def safe_torch_load(filename: str | Path, map_location: Any = "cpu") -> Any:
     """``torch.load(weights_only=True)`` allowing only mmengine's data-only training-state types."""
-    from maekit.checkpoint import CheckpointError
-
-    try:
-        with torch.serialization.safe_globals(RESUME_SAFE_GLOBALS):
-            return torch.load(filename, map_location=map_location, weights_only=True)
-    except __import__("pickle").UnpicklingError as error:
-        reason = str(error).strip().splitlines()[0]
-        raise CheckpointError(f"{filename}: refused to load: it holds pickled objects outside the allowed "
-                              f"data-only types ({reason}); maekit never executes pickled code") from None
+    return torch_load(filename, RESUME_SAFE_GLOBALS, map_location)
 
 
 def _load_from_local(filename: str, map_location: Any = None) -> Any:
@@ -66,26 +53,8 @@ def _load_from_local(filename: str, map_location: Any = None) -> Any:
 
 
 def _refuse_remote(filename: str, map_location: Any = None, *args: Any, **kwargs: Any) -> Any:
-    from maekit.checkpoint import CheckpointError
-
     raise CheckpointError(f"{filename}: maekit loads checkpoints from local files only (remote loaders would "
                           f"unpickle without weights_only); download it and pass the local path")
-
-
-def _atomic_write(filepath: str | Path, data: bytes) -> None:
-    filepath = Path(filepath)
-    filepath.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=filepath.parent, prefix=f".{filepath.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, filepath)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 _INSTALLED = False
@@ -111,10 +80,10 @@ def install() -> None:
         """Local files written through a temporary file and an atomic rename."""
 
         def put(self, obj: bytes, filepath: str | Path) -> None:
-            _atomic_write(filepath, obj)
+            write_bytes(filepath, obj)
 
         def put_text(self, obj: str, filepath: str | Path, encoding: str = "utf-8") -> None:
-            _atomic_write(filepath, obj.encode(encoding))
+            write_bytes(filepath, obj.encode(encoding))
 
     register_backend("local", AtomicLocalBackend, force=True, prefixes="")
     mmengine_io.backend_instances.clear()  # drop cached instances of the old backend

@@ -64,8 +64,6 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
     lr = effective_lr(float(schedule.get("blr", 1.5e-4)), batch_size, accumulate, world_size)
     if amp not in ("off", "bf16", "fp16"):
         raise ValueError(f"amp must be off, bf16 or fp16, got {amp!r}")
-    from maekit.engine.optim import no_decay_paramwise_cfg
-
     if amp == "fp16":
         wrapper = dict(type="AmpOptimWrapper", dtype="float16")
     else:
@@ -75,11 +73,10 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
         # fused AdamW: one kernel over all parameters instead of a loop of small ops per tensor
         optimizer=dict(type="AdamW", lr=lr, betas=tuple(schedule.get("betas", (0.9, 0.95))),
                        weight_decay=float(schedule.get("weight_decay", 0.05)), fused=bool(schedule.get("fused", True))),
-        paramwise_cfg=schedule.get("paramwise_cfg", no_decay_paramwise_cfg()),
+        paramwise_cfg=schedule.get("paramwise_cfg", {}),
+        constructor=schedule.get("constructor", "MaekitNoDecayConstructor"),
         accumulative_counts=accumulate,
     )
-    if schedule.get("constructor"):
-        wrapper["constructor"] = schedule["constructor"]
     if schedule.get("clip_grad"):
         wrapper["clip_grad"] = dict(max_norm=float(schedule["clip_grad"]))
     schedulers = []
@@ -146,10 +143,13 @@ def _init_cpu_process_group() -> None:
 
 
 def build_runner(cfg: Config):
-    """mmengine's Runner for an expanded config (importing maekit.engine registered maekit's pieces
-    and installed the checkpoint fixes)."""
+    """mmengine's Runner for an expanded config, with maekit's registries and checkpoint fixes
+    installed into mmengine first (:func:`maekit.engine.install`)."""
     from mmengine.runner import Runner
 
+    from maekit.engine import install
+
+    install()
     return Runner.from_cfg(cfg)
 
 

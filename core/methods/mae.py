@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from maekit.components.patchify import as_pair
 from maekit.model import MaskedAutoencoder
+from maekit.nn.patchify import as_pair
 
 __all__ = ["MAE_PRESETS", "mae"]
 

@@ -10,19 +10,18 @@ from typing import Any
 
 import click
 
-from maekit.cli import _fail
-from maekit.cli_training import _config, _write_metrics, cfg_options_option
+from maekit.cli.support import cfg_options_option, fail, load_command_config, write_metrics
 
 __all__ = ["zeroshot", "retrieval", "load_flip"]
 
 
 def load_flip(model_cfg: dict, checkpoint: str | None, open_clip: bool = False):
     """The configured FLIP with weights: maekit's (any layout core reads) or open_clip's."""
-    from maekit.evaluation import load_trained_model
+    from maekit.eval.probe import load_trained_model
 
     if not open_clip:
         return load_trained_model(model_cfg, checkpoint)
-    from maekit.checkpoint import load_state_dict
+    from maekit.io.checkpoint import load_state_dict
     from maekit.registry import build
     from maekit_flip.interop import open_clip_to_maekit
 
@@ -41,7 +40,7 @@ def load_flip(model_cfg: dict, checkpoint: str | None, open_clip: bool = False):
 def _section(cfg: Any, name: str, config: str) -> dict:
     section = cfg.get(name)
     if not section or "dataset" not in section:
-        _fail(f"config {config} has no '{name}' section with a 'dataset' (see maekit-flip's README)")
+        fail(f"config {config} has no '{name}' section with a 'dataset' (see maekit-flip's README)")
     return dict(section)
 
 
@@ -66,7 +65,7 @@ def zeroshot(config: str, checkpoint: str | None, open_clip: bool, out: str | No
     from maekit.registry import build
     from maekit_flip.evaluate import zero_shot_accuracy
 
-    cfg = _config(config, cfg_options + more_cfg_options)
+    cfg = load_command_config(config, cfg_options + more_cfg_options)
     section = _section(cfg, "zeroshot", config)
     try:
         dataset = build("dataset", section["dataset"])
@@ -79,8 +78,8 @@ def zeroshot(config: str, checkpoint: str | None, open_clip: bool, out: str | No
         metrics = zero_shot_accuracy(model, dataset, list(classnames), list(templates), transform,
                                      tokenizer=section.get("tokenizer", "open_clip"))
     except (ValueError, KeyError, RuntimeError) as error:
-        _fail(str(error))
-    _write_metrics({**metrics, "checkpoint": checkpoint}, out)
+        fail(str(error))
+    write_metrics({**metrics, "checkpoint": checkpoint}, out)
 
 
 @click.command("retrieval")
@@ -96,7 +95,7 @@ def retrieval(config: str, checkpoint: str | None, open_clip: bool, out: str | N
     from maekit.registry import build
     from maekit_flip.evaluate import retrieval_recall
 
-    cfg = _config(config, cfg_options + more_cfg_options)
+    cfg = load_command_config(config, cfg_options + more_cfg_options)
     section = _section(cfg, "retrieval", config)
     try:
         dataset = build("dataset", section["dataset"])
@@ -104,5 +103,5 @@ def retrieval(config: str, checkpoint: str | None, open_clip: bool, out: str | N
         model = load_flip(cfg.model, checkpoint, open_clip)
         metrics = retrieval_recall(model, dataset, transform, ks=tuple(section.get("ks", (1, 5, 10))))
     except (ValueError, KeyError, RuntimeError) as error:
-        _fail(str(error))
-    _write_metrics({**metrics, "checkpoint": checkpoint}, out)
+        fail(str(error))
+    write_metrics({**metrics, "checkpoint": checkpoint}, out)

@@ -18,9 +18,9 @@ def run_flip_demo(out_dir: str | Path, config: str = "flip_demo_digits", max_ite
     ``zeroshot``/``retrieval`` datasets for the trained and an untrained model; writes
     ``metrics.json`` and ``masked_inputs.png`` (input | what the image tower saw)."""
     from maekit.data.views import EvalTransform
-    from maekit.demo import pretrain, trained_and_untrained
+    from maekit.eval.demo import pretrain, trained_and_untrained
+    from maekit.eval.visualize import save_grid
     from maekit.registry import build
-    from maekit.visualize import save_grid
     from maekit_flip.evaluate import retrieval_recall, zero_shot_accuracy
 
     started = time.perf_counter()

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from maekit.components.base import Loss
+from maekit.nn.base import Loss
 from maekit.structures import Mask
 
 __all__ = ["ContrastiveLoss", "gather_features"]

@@ -7,9 +7,10 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from maekit.components.patchify import as_pair
-from maekit.model import MaskedAutoencoder
+from maekit.model import MaskedAutoencoder, seeded_noise
+from maekit.nn.patchify import as_pair
 from maekit.registry import build
+from maekit.structures import ForwardPass
 
 __all__ = ["FLIP", "flip"]
 
@@ -33,14 +34,13 @@ class FLIP(MaskedAutoencoder):
         self.pixel_target = build("target", pixel_target) if pixel_target is not None else None
         self.pixel_loss = build("loss", pixel_loss) if pixel_loss is not None else None
 
-    def auxiliary_losses(self, batch: Any, latents: torch.Tensor, mask: Any, tokens: Any,
-                         pred: Any) -> dict[str, torch.Tensor]:
+    def auxiliary_losses(self, out: ForwardPass) -> dict[str, torch.Tensor]:
         """The reconstruction ablation, when configured: MAE decoder on the visible latents,
         weighted masked MSE on (normalised) pixels."""
-        if self.pixel_decoder is None:
+        if self.pixel_decoder is None or self.pixel_target is None or self.pixel_loss is None:
             return {}
-        pixels = self.pixel_decoder(latents, mask, tokens)
-        return self.pixel_loss(pixels, self.pixel_target(tokens, batch), mask)
+        pixels = self.pixel_decoder(out.latents, out.mask, out.tokens)
+        return self.pixel_loss(pixels, self.pixel_target(out.tokens, out.batch), out.mask)
 
     # -- the two towers for evaluation (no masking) -----------------------------------------
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
@@ -55,12 +55,11 @@ class FLIP(MaskedAutoencoder):
     @torch.no_grad()
     def panels(self, images: torch.Tensor, mean: Sequence[float], std: Sequence[float], seed: int = 0) -> list[list[Any]]:
         """Input | what the image tower sees (removed patches grey), per image."""
-        from maekit.visualize import uint8_panels
+        from maekit.eval.visualize import uint8_panels
 
         self.eval()
         tokens = self.tokenize(images)
-        noise = torch.rand(len(images), tokens.num_tokens, generator=torch.Generator().manual_seed(seed))
-        removed = self.make_mask(tokens, noise).masked.unsqueeze(-1).expand_as(tokens.values)
+        removed = self.make_mask(tokens, seeded_noise(seed)).masked.unsqueeze(-1).expand_as(tokens.values)
         seen = self.patchifier.unpatchify(tokens.values, tokens.meta)
         grey = self.patchifier.unpatchify(removed, tokens.meta).bool()
         mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)

@@ -14,8 +14,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from maekit.components.base import Decoder, Target
-from maekit.components.encoder import make_blocks
+from maekit.nn.base import Decoder, Target
+from maekit.nn.encoder import make_blocks
+from maekit.ops import gather
 from maekit.structures import Mask, Tokens
 
 __all__ = ["ImageProjection", "TextTower", "keep_text_tokens"]
@@ -116,8 +117,7 @@ class TextTower(Target):
         if num_keep < self.context_length:
             kept = keep_text_tokens(token_ids, num_keep, torch.rand(token_ids.shape, device=x.device),
                                     padding_first=self.mask_type == "padding_first")
-            x = torch.gather(x, 1, kept[..., None].expand(-1, -1, x.shape[-1]))
-            ids = torch.gather(token_ids, 1, kept)
+            x, ids = gather(x, kept), gather(token_ids, kept)
         for block in self.blocks:
             x = block(x, is_causal=True)
         x = self.norm(x)

@@ -33,7 +33,7 @@ def test_masked_and_unmasked_paths_agree_at_mask_ratio_zero():
         tokens = model.tokenize(images)
         mask = model.make_mask(tokens, torch.rand(3, tokens.num_tokens))  # shuffles, removes nothing
         assert mask.num_visible == tokens.num_tokens == 64
-        through_training_path = model.decode(model.encode_visible(tokens, mask), mask, tokens)
+        through_training_path = model.decode(model.encoder(model.encoder_input(images, tokens, mask)), mask, tokens)
         torch.testing.assert_close(through_training_path, model.encode_image(images), atol=1e-5, rtol=1e-5)
 
 

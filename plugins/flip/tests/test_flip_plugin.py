@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 
-import maekit_flip
 import torch
-from maekit.testing import check_listed_alone, check_registers_only_its_names, run_cli
+
+import maekit_flip
+from maekit.authoring.testing import check_listed_alone, check_registers_only_its_names, run_cli
 from maekit_flip import plugin
 
 
@@ -51,9 +52,9 @@ def tiny_overrides(iters: int) -> dict:
 
 
 def test_trains_then_the_unmasked_phase_continues_from_the_checkpoint(tmp_path):
-    from maekit.checkpoint import load_state_dict
-    from maekit.convert import strip_runner_prefix
     from maekit.engine import train
+    from maekit.io.checkpoint import load_state_dict
+    from maekit.io.convert import strip_runner_prefix
 
     runner = train("flip_demo_digits", tmp_path / "masked", overrides=tiny_overrides(3), device="cpu")
     assert torch.isfinite(torch.tensor(runner.message_hub.get_scalar("train/loss").current()))
@@ -106,7 +107,6 @@ def test_open_clip_checkpoint_evaluates_through_the_command(tmp_path):
 
 def test_demo_writes_metrics_and_picture(tmp_path, monkeypatch):
     from maekit.engine import load_config
-
     from maekit_flip.demo import run_flip_demo
 
     cfg = load_config("flip_demo_digits")

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import click
 
-from maekit.cli import _fail
-from maekit.cli_training import _config, _default_work_dir, _write_metrics, cfg_options_option
+from maekit.cli.support import cfg_options_option, default_work_dir, fail, load_command_config, write_metrics
 
 __all__ = ["mesh_preprocess", "mesh_eval", "mesh_convert"]
 
@@ -29,7 +28,7 @@ def mesh_preprocess(root: str, out: str, layout: str, base_faces: int, max_patch
     try:
         counts = write_cache(root, out, layout, base_faces, max_patches, skip_invalid, log=click.echo)
     except (MeshError, ValueError) as error:
-        _fail(str(error))
+        fail(str(error))
     click.echo(f"wrote {counts['written']} meshes to {out} ({counts['skipped']} skipped)")
 
 
@@ -47,17 +46,17 @@ def mesh_eval(config: str, checkpoint: str | None, task: str, work_dir: str | No
     and majority-voted over each shape's remeshed variants) or part segmentation (``segmentation``
     section; per-face accuracy)."""
     from maekit.engine import train
-    from maekit.finetune import finetune_config
+    from maekit.eval.finetune import finetune_config
     from maekit.registry import build
     from maekit_mesh.evaluate import classification_report, segmentation_accuracy
 
-    cfg = _config(config, cfg_options + more_cfg_options)
+    cfg = load_command_config(config, cfg_options + more_cfg_options)
     section_name = "finetune" if task == "classification" else "segmentation"
     if not cfg.get(section_name):
-        _fail(f"config {config} has no '{section_name}' section (num_classes, data, test, schedule)")
+        fail(f"config {config} has no '{section_name}' section (num_classes, data, test, schedule)")
     if task == "segmentation":
         cfg.finetune = cfg.segmentation
-    work_dir = work_dir or _default_work_dir(config) + f"_{task}"
+    work_dir = work_dir or default_work_dir(config) + f"_{task}"
     try:
         runner = train(finetune_config(cfg, checkpoint), work_dir)
         model = runner.model.module if hasattr(runner.model, "module") else runner.model
@@ -65,10 +64,10 @@ def mesh_eval(config: str, checkpoint: str | None, task: str, work_dir: str | No
         report = classification_report if task == "classification" else segmentation_accuracy
         metrics = report(model.model, test_set)
     except KeyError as error:
-        _fail(f"config {config}: the {section_name} section lacks {error} (num_classes, data, test, schedule)")
+        fail(f"config {config}: the {section_name} section lacks {error} (num_classes, data, test, schedule)")
     except (ValueError, FloatingPointError, RuntimeError) as error:
-        _fail(str(error))
-    _write_metrics({**metrics, "task": task, "checkpoint": checkpoint,
+        fail(str(error))
+    write_metrics({**metrics, "task": task, "checkpoint": checkpoint,
                     "final_loss": float(runner.message_hub.get_scalar("train/loss").current())}, out)
 
 
@@ -79,12 +78,12 @@ def mesh_convert(src: str, dst: str) -> None:
     """Convert the official MeshMAE pre-training checkpoint (``Mesh_mae.state_dict()``, a ``.pkl``
     saved by torch) into ``mesh_mae``'s layout; DST by suffix: ``.safetensors`` or a weights-only
     ``.pth``. Loading never runs pickled code."""
-    from maekit.checkpoint import CheckpointError, load_state_dict, save_state_dict
+    from maekit.io.checkpoint import CheckpointError, load_state_dict, save_state_dict
     from maekit_mesh.interop import meshmae_to_maekit
 
     try:
         state = meshmae_to_maekit(load_state_dict(src))
     except (CheckpointError, ValueError) as error:
-        _fail(f"{src}: {error}")
+        fail(f"{src}: {error}")
     save_state_dict(state, dst)
     click.echo(f"wrote {len(state)} tensors in maekit's layout to {dst}")

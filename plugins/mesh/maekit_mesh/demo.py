@@ -9,6 +9,6 @@ __all__ = ["run_mesh_demo"]
 
 
 def run_mesh_demo(out_dir: Any, config: str = "mesh_mae_demo", **options: Any) -> dict[str, Any]:
-    from maekit.demo import run_demo
+    from maekit.eval.demo import run_demo
 
     return run_demo(out_dir, config=config, **options)

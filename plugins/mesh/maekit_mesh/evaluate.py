@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from maekit.finetune import Classifier
+from maekit.eval.finetune import Classifier
 from maekit_mesh.features import LABEL, NUM_FEATURES
 from maekit_mesh.model import fill_padding_with_mean, packed_meshes, valid_of
 from maekit_mesh.remesh import FACES_PER_PATCH
@@ -71,7 +71,7 @@ class MeshSegmenter(nn.Module):
 
 
 def _load_encoder(model: dict, checkpoint: str | None, drop_path_rate: float):
-    from maekit.evaluation import load_trained_model
+    from maekit.eval.probe import load_trained_model
 
     return load_trained_model({**model, "drop_path_rate": drop_path_rate}, checkpoint).train()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from maekit.convert import rename_keys, strip_module_prefix
+from maekit.io.convert import rename_keys, strip_module_prefix
 
 __all__ = ["meshmae_to_maekit", "RULES"]
 

@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from maekit.components.base import Decoder, Loss, Masker, Patchifier, Target
-from maekit.components.decoder import fill_mask_tokens
-from maekit.components.encoder import TokenEncoder, init_mae_weights, make_blocks
-from maekit.components.masking import check_mask_ratio, draw_noise
 from maekit.model import MaskedAutoencoder
+from maekit.nn.base import Decoder, Loss, Masker, NoiseSource, Patchifier, Target
+from maekit.nn.encoder import TokenEncoder, make_blocks, run_blocks
+from maekit.nn.masking import check_mask_ratio, draw_noise
+from maekit.ops import fill_mask_tokens, init_mae_weights, masked_mean
 from maekit.structures import Mask, Tokens
 from maekit_mesh.features import CHANNELS, CORNERS, NORMALS, NUM_FEATURES, VALID, VERTEX, face_features
 from maekit_mesh.remesh import FACES_PER_PATCH, VERTICES_PER_PATCH
@@ -75,9 +75,9 @@ class MeshPatchMasker(Masker):
         super().__init__()
         self.mask_ratio = check_mask_ratio(mask_ratio)
 
-    def forward(self, tokens: Tokens, noise: Any = None) -> Mask:
+    def forward(self, tokens: Tokens, noise: NoiseSource = None) -> Mask:
         valid = valid_of(tokens)
-        noise = draw_noise((tokens.batch_size, tokens.num_tokens), noise, tokens.values.device)
+        noise = draw_noise(self.noise_shape(tokens), noise, tokens.values.device)
         fewest = int(valid.sum(dim=1).min())
         if fewest == 0:
             raise ValueError("a mesh in the batch has no patches")
@@ -121,16 +121,12 @@ class MeshEncoder(TokenEncoder):
     def prefix_tokens(self) -> torch.Tensor:
         return self.cls_token + self.cls_pos
 
-    def hidden_states(self, tokens: Tokens) -> list[torch.Tensor]:
-        """The block inputs, then each block's output, padding hidden as in :meth:`forward`."""
-        states = [self.block_inputs(tokens)]
-        attend = _padding_mask(valid_of(tokens), self.num_prefix_tokens)
-        for block in self.blocks:
-            states.append(block(states[-1], attn_mask=attend))
-        return states
+    def attention_mask(self, tokens: Tokens) -> torch.Tensor:
+        """Padding patches hidden from every block's attention."""
+        return _padding_mask(valid_of(tokens), self.num_prefix_tokens)
 
-    def forward(self, tokens: Tokens) -> torch.Tensor:
-        return self.norm(self.hidden_states(tokens)[-1])
+    def no_weight_decay(self) -> set[str]:
+        return {"cls_token"}
 
 
 class MeshDecoder(Decoder):
@@ -157,13 +153,11 @@ class MeshDecoder(Decoder):
     def forward(self, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> dict[str, torch.Tensor]:
         x = self.embed(latents)
         prefix, visible = x[:, : self.num_prefix_tokens], x[:, self.num_prefix_tokens:]
-        x = fill_mask_tokens(visible, mask, self.mask_token)
+        x = fill_mask_tokens(visible, mask.ids_restore, self.mask_token)
         batch, length = x.shape[:2]
         centres = tokens.coords[..., :3].to(x.dtype)
         x = torch.cat([prefix + self.cls_pos, x + self.pos_mlp(centres)], dim=1)
-        attend = _padding_mask(valid_of(tokens), self.num_prefix_tokens)
-        for block in self.blocks:
-            x = block(x, attn_mask=attend)
+        x = run_blocks(self.blocks, x, attn_mask=_padding_mask(valid_of(tokens), self.num_prefix_tokens))
         x = self.norm(x)[:, self.num_prefix_tokens:]
         offsets = self.to_vertices(x).reshape(batch, length, VERTICES_PER_PATCH, 3)
         # the absolute positions are added in float32: bf16 would round away ~1e-3 of the unit sphere
@@ -211,7 +205,7 @@ def fill_padding_with_mean(features: torch.Tensor, valid: torch.Tensor, prefix: 
     patches only."""
     patches = features[:, prefix:]
     weights = valid.unsqueeze(-1).to(patches.dtype)
-    mean = (patches * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True).clamp_min(1)
+    mean = masked_mean(patches, weights, dim=1, keepdim=True, empty=0.0)
     return torch.cat([features[:, :prefix], torch.where(valid.unsqueeze(-1), patches, mean)], dim=1)
 
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 import trimesh
+
 from maekit_mesh.data import MeshSegmentation, prepare_mesh, read_face_labels
-from maekit_mesh.features import CORNERS, LABEL, NORMALS, VALID, VERTEX, face_features, pack_mesh
+from maekit_mesh.features import CORNERS, LABEL, NORMALS, VALID, face_features, pack_mesh
 from maekit_mesh.remesh import MeshError, closest_points, maps_patches, remesh, subdivide_patches
 
 

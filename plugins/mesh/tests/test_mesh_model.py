@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 import trimesh
-from maekit.checkpoint import CheckpointError
+
+from maekit.io.checkpoint import CheckpointError
 from maekit_mesh.data import MeshAugment
 from maekit_mesh.evaluate import MeshClassifier, voted_accuracy
 from maekit_mesh.features import CORNERS, NORMALS, VALID, VERTEX, face_features, pack_mesh

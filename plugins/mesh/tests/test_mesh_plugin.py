@@ -6,13 +6,14 @@ import json
 import subprocess
 from pathlib import Path
 
-import maekit_mesh
 import numpy as np
 import pytest
 import torch
 import trimesh
+
+import maekit_mesh
+from maekit.authoring.testing import check_listed_alone, check_registers_only_its_names, run_cli
 from maekit.registry import build
-from maekit.testing import check_listed_alone, check_registers_only_its_names, run_cli
 from maekit_mesh import plugin
 from maekit_mesh.data import MeshFolder
 from maekit_mesh.remesh import MeshError
@@ -159,8 +160,9 @@ def test_segmentation_command_reports_per_face_accuracy(tmp_path):
 
 
 def test_convert_command_reads_the_official_checkpoint(tmp_path):
-    from maekit.evaluation import load_trained_model
     from test_mesh_model import meshmae_official_state
+
+    from maekit.eval.probe import load_trained_model
 
     torch.save(meshmae_official_state(dim=32, depth=1, decoder_dim=16, decoder_depth=1), tmp_path / "loss-0.1-10.pkl")
     maekit("mesh-convert", str(tmp_path / "loss-0.1-10.pkl"), str(tmp_path / "mesh.safetensors"))

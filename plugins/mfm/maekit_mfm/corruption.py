@@ -13,8 +13,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from maekit.components.base import Masker
-from maekit.components.masking import NoiseSource, draw_noise
+from maekit.nn.base import Masker, NoiseSource
+from maekit.nn.masking import draw_noise
 from maekit.structures import Mask, Tokens
 
 __all__ = ["Corruption", "ImageCorruption", "FrequencyMasker", "DownUpSampleCorruption", "GaussianBlurCorruption",
@@ -71,11 +71,14 @@ class ImageCorruption(Masker):
     """Base of MFM's corruptions: ``forward`` decides per sample (no token is dropped), ``corrupt``
     applies the decision to images in [0, 1]."""
 
+    def noise_shape(self, tokens: Tokens) -> tuple[int, ...]:
+        """One uniform number per sample decides its corruption."""
+        return (tokens.batch_size, 1)
+
     def forward(self, tokens: Tokens, noise: NoiseSource = None) -> Corruption:
         batch, device = tokens.batch_size, tokens.values.device
         keep_all = Corruption.keep_all(batch, tokens.num_tokens, device=device)
-        # one uniform number per sample decides its corruption
-        uniform = draw_noise((batch, 1), noise, device, names="(batch, 1): one number per sample")[:, 0]
+        uniform = draw_noise(self.noise_shape(tokens), noise, device, names="(batch, 1): one number per sample")[:, 0]
         return self.decide(keep_all, tuple(tokens.meta["image_size"]), uniform)
 
     def decide(self, keep_all: Corruption, image_size: tuple[int, int], uniform: torch.Tensor) -> Corruption:

@@ -5,8 +5,8 @@ from typing import Any
 
 import torch
 
-from maekit.components.base import Loss, Target
-from maekit.components.patchify import unpatchify
+from maekit.nn.base import Loss, Target
+from maekit.nn.patchify import unpatchify
 from maekit.structures import Mask, Tokens
 
 __all__ = ["ImageTarget", "FrequencyLoss", "to_spectrum"]

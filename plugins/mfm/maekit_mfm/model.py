@@ -1,15 +1,16 @@
 """MFM (Xie et al., "Masked Frequency Modeling for Self-Supervised Visual Pre-Training", ICLR 2023)
-as a :class:`~maekit.model.MaskedAutoencoder` that overrides one step: ``encode_visible``
-corrupts the whole image in the frequency domain instead of dropping tokens."""
+as a :class:`~maekit.model.MaskedAutoencoder` that overrides one step: ``encoder_input`` gives the
+encoder the tokens of the whole image corrupted in the frequency domain (:meth:`MFM.corrupt_input`,
+applied to the batch's images before tokenizing) instead of dropping tokens."""
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 import torch
 
-from maekit.components.patchify import as_pair
 from maekit.data.views import default_mean_std
-from maekit.model import ComponentSpec, MaskedAutoencoder
+from maekit.model import ComponentSpec, MaskedAutoencoder, seeded_noise
+from maekit.nn.patchify import as_pair
 from maekit.structures import Mask, Tokens
 
 __all__ = ["MFM", "mfm", "CORRUPTIONS"]
@@ -45,9 +46,10 @@ class MFM(MaskedAutoencoder):
         self.register_buffer("pixel_std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
         self.pixel_range_checked = False
 
-    def corrupted_images(self, tokens: Tokens, corruption: Mask) -> torch.Tensor:
-        """The normalised images the encoder sees: corrupted in [0, 1], normalised again."""
-        images = self.patchifier.unpatchify(tokens.values, tokens.meta)
+    def corrupt_input(self, batch: Any, corruption: Mask) -> torch.Tensor:
+        """The normalised images the encoder sees: the batch's images de-normalised to [0, 1],
+        corrupted there, normalised again (before tokenizing: no round trip through tokens)."""
+        images = self.patchifier.images_of(batch)
         pixels = images.float() * self.pixel_std + self.pixel_mean
         if not self.pixel_range_checked:
             self.check_pixel_range(pixels)
@@ -64,21 +66,21 @@ class MFM(MaskedAutoencoder):
                 f"data transform normalised with (set model.mean/model.std to the transform's)")
         self.pixel_range_checked = True
 
-    def encode_visible(self, tokens: Tokens, mask: Mask) -> torch.Tensor:
-        return self.encoder(self.tokenize(self.corrupted_images(tokens, mask)))
+    def encoder_input(self, batch: Any, tokens: Tokens, mask: Mask) -> Tokens:
+        return self.tokenize(self.corrupt_input(batch, mask))
 
     @torch.no_grad()
     def panels(self, images: torch.Tensor, mean: Sequence[float], std: Sequence[float], seed: int = 0) -> list[list[Any]]:
         """input | corrupted input | reconstruction, and for frequency masking also the kept
         frequencies (white = kept, centred spectrum) and the reconstruction with the input's kept
         frequencies pasted back (the loss only supervises the removed ones)."""
-        from maekit.visualize import uint8_panels
+        from maekit.eval.visualize import uint8_panels
         from maekit_mfm.corruption import paste_frequencies
 
         self.eval()
         tokens = self.tokenize(images)
-        corruption = self.make_mask(tokens, torch.rand(len(images), 1, generator=torch.Generator().manual_seed(seed)))
-        corrupted = self.corrupted_images(tokens, corruption)  # once: the noise sibling draws anew per call
+        corruption = self.make_mask(tokens, seeded_noise(seed))
+        corrupted = self.corrupt_input(images, corruption)  # once: the noise sibling draws anew per call
         prediction = self.decode(self.encoder(self.tokenize(corrupted)), corruption, tokens).float()
         mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
 

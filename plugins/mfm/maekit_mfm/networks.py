@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from maekit.components.base import Decoder, Encoder
-from maekit.components.encoder import make_blocks
-from maekit.components.patchify import as_pair, unpatchify
-from maekit.components.pos_embed import resample_grid_table
+from maekit.nn.base import Decoder, Encoder
+from maekit.nn.encoder import make_blocks
+from maekit.nn.patchify import as_pair, unpatchify
+from maekit.nn.pos_embed import resample_grid_table
 from maekit.structures import Mask, Tokens
 
 __all__ = ["CNNEncoder", "PixelShuffleHead"]

@@ -8,8 +8,15 @@ import torch.nn.functional as F
 
 from maekit.registry import build
 from maekit.structures import Tokens
-from maekit_mfm.corruption import (Corruption, DownUpSampleCorruption, FrequencyMasker, GaussianBlurCorruption,
-                                   GaussianNoiseCorruption, frequency_filter, radius_mask)
+from maekit_mfm.corruption import (
+    Corruption,
+    DownUpSampleCorruption,
+    FrequencyMasker,
+    GaussianBlurCorruption,
+    GaussianNoiseCorruption,
+    frequency_filter,
+    radius_mask,
+)
 from maekit_mfm.loss import FrequencyLoss
 
 
@@ -174,13 +181,14 @@ def test_model_corrupts_the_image_in_pixel_space_as_the_reference():
                                 in_chans=3, encoder=dict(embed_dim=32, depth=1, num_heads=2), radius_inner=3))
     mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     pixels = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
-    tokens = model.tokenize((pixels - mean) / std)
+    images = (pixels - mean) / std
+    tokens = model.tokenize(images)
     corruption = model.make_mask(tokens, torch.tensor([[0.2], [0.8]]))
     expected = (torch.from_numpy(reference_filter(pixels.double().numpy(),
                                                   corruption.kept_frequencies.double().numpy()[:, None])).float() - mean) / std
-    torch.testing.assert_close(model.corrupted_images(tokens, corruption), expected, atol=1e-4, rtol=0)
+    torch.testing.assert_close(model.corrupt_input(images, corruption), expected, atol=1e-4, rtol=0)
     # the encoder sees every token of the corrupted image (+ its class token), no mask token
-    assert model.encode_visible(tokens, corruption).shape[1] == tokens.num_tokens + 1
+    assert model.encoder(model.encoder_input(images, tokens, corruption)).shape[1] == tokens.num_tokens + 1
 
 
 def test_super_resolution_sibling_is_bicubic_down_and_up():

@@ -4,10 +4,11 @@ from __future__ import annotations
 import json
 import subprocess
 
-import maekit_mfm
 import pytest
+
+import maekit_mfm
+from maekit.authoring.testing import run_cli
 from maekit.registry import KINDS, registry_for
-from maekit.testing import run_cli
 from maekit_mfm import plugin
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
+from maekit.authoring.testing import run_cli as maekit
 from maekit.data.bundled import DigitsDataset
 from maekit.registry import build
-from maekit.testing import run_cli as maekit
 
 TINY_VIT = dict(type="mfm", encoder_name="vit_tiny_patch16_224", img_size=32, patch_size=4, in_chans=1,
                 encoder=dict(embed_dim=64, depth=2, num_heads=4), radius_inner=3)
@@ -100,7 +100,7 @@ def test_cnn_has_no_class_token_to_probe(tmp_path):
 
 
 def test_named_demo_runs_the_cnn_config(tmp_path):
-    from maekit.demo import run_named_demo
+    from maekit.eval.demo import run_named_demo
 
     metrics = run_named_demo("mfm", tmp_path / "cnn", config="mfm_demo_resnet", max_iters=3, log=lambda m: None)
     assert metrics["config"] == "mfm_demo_resnet" and metrics["iterations"] == 3

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from maekit.cli import _fail
-from maekit.cli_training import _config, _write_metrics, cfg_options_option
+from maekit.cli.support import cfg_options_option, fail, load_command_config, write_metrics
 
 __all__ = ["mri_preprocess", "synthesize"]
 
@@ -32,7 +31,7 @@ def mri_preprocess(root: str, out: str, layout: str, contrasts: str | None, size
         except ValueError:
             values = ()
         if len(values) != count:
-            _fail(f"--{what} must be {count} comma-separated integers or 'none', got {text!r}")
+            fail(f"--{what} must be {count} comma-separated integers or 'none', got {text!r}")
         return values
 
     chosen = tuple(contrasts.split(",")) if contrasts else (BRATS_CONTRASTS if layout == "brats" else IXI_CONTRASTS)
@@ -40,7 +39,7 @@ def mri_preprocess(root: str, out: str, layout: str, contrasts: str | None, size
     try:
         count = write_slice_cache(root, out, layout, chosen, preprocessing, log=click.echo)
     except ValueError as error:
-        _fail(str(error))
+        fail(str(error))
     click.echo(f"wrote {count} subjects ({', '.join(chosen)}) to {out}")
 
 
@@ -55,18 +54,18 @@ def synthesize(config: str, checkpoint: str | None, out: str, cfg_options: tuple
     NIfTI per subject, and PSNR / SSIM / NMSE per subject with mean ± std."""
     from pathlib import Path
 
-    from maekit.evaluation import load_trained_model
+    from maekit.eval.probe import load_trained_model
     from maekit.registry import build
     from maekit_mri.synthesis import evaluate_synthesis
 
-    cfg = _config(config, cfg_options + more_cfg_options)
+    cfg = load_command_config(config, cfg_options + more_cfg_options)
     section = cfg.get("synthesis")
     if not section or "dataset" not in section:
-        _fail(f"config {config} has no 'synthesis' section with a 'dataset' (source/target pairs)")
+        fail(f"config {config} has no 'synthesis' section with a 'dataset' (source/target pairs)")
     try:
         dataset = build("dataset", section["dataset"])
         model = load_trained_model(cfg.model, checkpoint)
         metrics = evaluate_synthesis(model, dataset, out)
     except (ValueError, KeyError, RuntimeError) as error:
-        _fail(str(error))
-    _write_metrics({**metrics, "checkpoint": checkpoint}, str(Path(out) / "metrics.json"))
+        fail(str(error))
+    write_metrics({**metrics, "checkpoint": checkpoint}, str(Path(out) / "metrics.json"))

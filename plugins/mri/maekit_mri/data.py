@@ -11,8 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from maekit_mri.nifti import (BRATS_CONTRASTS, Preprocessing, find_subjects, load_volume, split_subjects,
-                              volume_slices)
+from maekit_mri.nifti import BRATS_CONTRASTS, Preprocessing, find_subjects, load_volume, split_subjects, volume_slices
 
 __all__ = ["MRISlices", "MRIPairs", "MRIAugment", "write_slice_cache", "DemoVolumeSlices", "simulated_contrast"]
 

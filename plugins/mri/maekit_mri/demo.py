@@ -16,11 +16,11 @@ def run_mri_demo(out_dir: str | Path, config: str = "edge_mae_demo", max_iters: 
                  amp: str = "off", log: Any = print, synthesis_config: str = "mtnet_demo") -> dict[str, Any]:
     import torch
 
-    from maekit.demo import pretrain
     from maekit.engine import load_config, train
-    from maekit.evaluation import load_trained_model
+    from maekit.eval.demo import pretrain
+    from maekit.eval.probe import load_trained_model
+    from maekit.eval.visualize import save_grid
     from maekit.registry import build
-    from maekit.visualize import save_grid
     from maekit_mri.synthesis import evaluate_synthesis
 
     started = time.perf_counter()

@@ -7,10 +7,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from maekit.components.base import Loss, Target
-from maekit.components.decoder import MAEDecoder
-from maekit.components.patchify import as_pair, patchify, unpatchify
-from maekit.model import MaskedAutoencoder
+from maekit.model import MaskedAutoencoder, seeded_noise
+from maekit.nn.base import Loss, Target
+from maekit.nn.decoder import MAEDecoder
+from maekit.nn.patchify import as_pair, patchify, unpatchify
+from maekit.ops import masked_mean
 from maekit.structures import Mask, Tokens
 
 __all__ = ["sobel_magnitude", "neighbourhood_weights", "PixelAndEdgeHeads", "EdgeMAEDecoder", "PixelsAndEdges", "EdgeMAELoss",
@@ -94,8 +95,8 @@ class EdgeMAELoss(Loss):
         masked = mask.masked.float()
         pixel_error = error[..., :half].mean(-1) * (weights if self.patch_wise else 1)
         edge_error = error[..., half:].mean(-1) * weights
-        reconstruction = (pixel_error * masked).sum() / masked.sum()
-        edges = (edge_error * masked).sum() / masked.sum()
+        reconstruction = masked_mean(pixel_error, masked)
+        edges = masked_mean(edge_error, masked)
         total = self.rec_weight * reconstruction + self.edge_weight * edges
         return {"loss": total, "loss_reconstruction": reconstruction, "loss_edges": edges}
 
@@ -108,12 +109,11 @@ class EdgeMAE(MaskedAutoencoder):
     def panels(self, images: torch.Tensor, mean, std, seed: int = 0) -> list[list]:
         """Rows of: input | masked input | reconstruction with the visible patches | Sobel edges of
         the input | predicted edges of the removed patches with the visible patches' own."""
-        from maekit.visualize import uint8_panels
+        from maekit.eval.visualize import uint8_panels
 
         self.eval()
-        tokens = self.tokenize(images)
-        noise = torch.rand(len(images), tokens.num_tokens, generator=torch.Generator().manual_seed(seed))
-        pred, mask, target = self.reconstruct(images, noise)
+        out = self.run_steps(images, seeded_noise(seed))
+        tokens, pred, mask, target = out.tokens, out.pred, out.mask, out.target
         half = pred.shape[-1] // 2
         removed = mask.masked[..., None]
         meta = tokens.meta

@@ -11,8 +11,8 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
-from maekit.components.base import Patchifier
 from maekit.model import MaskedAutoencoder
+from maekit.nn.base import Patchifier
 from maekit.structures import Tokens
 
 __all__ = ["VolumePatchifier", "patchify_volume", "unpatchify_volume", "MRIVolumes", "mim3d"]

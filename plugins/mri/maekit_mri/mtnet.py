@@ -17,8 +17,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from maekit.components.encoder import init_mae_weights, make_blocks
-from maekit.components.patchify import unpatchify
+from maekit.nn.encoder import make_blocks
+from maekit.nn.patchify import unpatchify
+from maekit.ops import init_mae_weights
 
 __all__ = ["DualScaleSelectiveFusion", "MTNet", "mtnet"]
 
@@ -138,7 +139,7 @@ def mtnet(encoder: dict, pretrained: str | None = None, skip_layers: Sequence[in
     ``edge_mae`` section of a pre-training config), loaded from ``pretrained`` (a ``maekit train``
     checkpoint of it; None: from scratch). ``skip_layers`` (0 = the patch embedding, k = after block
     k) default: the embedding and every quarter of the depth."""
-    from maekit.evaluation import load_trained_model
+    from maekit.eval.probe import load_trained_model
 
     edge = load_trained_model(encoder, pretrained).train()
     depth = len(edge.encoder.blocks)

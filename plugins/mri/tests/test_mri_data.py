@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from maekit.testing import run_cli
+from maekit.authoring.testing import run_cli
 from maekit_mri.data import DemoVolumeSlices, MRIAugment, MRIPairs, MRISlices, simulated_contrast
 from maekit_mri.nifti import Preprocessing, find_subjects, load_volume, normalise_volume, split_subjects, volume_slices
 

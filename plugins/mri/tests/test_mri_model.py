@@ -105,10 +105,8 @@ def test_dual_scale_selective_fusion_against_its_definition():
 
 
 def test_mtnet_loss_is_weighted_l1_plus_the_frozen_encoders_feature_consistency(tmp_path):
-    from maekit.engine import train
-
     # a pre-trained Edge-MAE checkpoint; MT-Net starts from its encoder and judges with a frozen copy
-    from maekit.engine import load_config
+    from maekit.engine import load_config, train
 
     cfg = load_config("edge_mae_demo")
     cfg.merge_from_dict({"model": TINY_EDGE, "schedule.max_iters": 1, "schedule.warmup_iters": 0,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from maekit.cli import _fail
-from maekit.cli_training import _config, _write_metrics, cfg_options_option
+from maekit.cli.support import cfg_options_option, fail, load_command_config, write_metrics
 
 __all__ = ["pathology_stains", "pathology_eval"]
 
@@ -22,7 +21,7 @@ def pathology_stains(root: str, out: str, method: str) -> None:
     try:
         count = write_stain_cache(root, out, method, log=click.echo)
     except ValueError as error:
-        _fail(str(error))
+        fail(str(error))
     click.echo(f"wrote the {method} stains of {count} tiles to {out}")
 
 
@@ -39,14 +38,14 @@ def pathology_eval(config: str, checkpoint: str | None, label_counts: tuple[int,
     """Few-label evaluation of the RGB encoder on the config's probe.train/probe.test datasets:
     class-balanced subsets of each label count in stratified folds, linear probe and k-NN (10, 20)."""
     from maekit.data.views import EvalTransform
-    from maekit.evaluation import load_trained_model
+    from maekit.eval.probe import load_trained_model
     from maekit.registry import build
     from maekit_pathology.evaluate import few_label_evaluation
 
-    cfg = _config(config, cfg_options + more_cfg_options)
+    cfg = load_command_config(config, cfg_options + more_cfg_options)
     section = cfg.get("probe")
     if not section or "train" not in section or "test" not in section:
-        _fail(f"config {config} has no 'probe' section with 'train' and 'test' datasets")
+        fail(f"config {config} has no 'probe' section with 'train' and 'test' datasets")
     try:
         train_set, test_set = build("dataset", section["train"]), build("dataset", section["test"])
         transform = EvalTransform.matching(train_set, (cfg.get("data") or {}).get("transform"))
@@ -55,5 +54,5 @@ def pathology_eval(config: str, checkpoint: str | None, label_counts: tuple[int,
                                        label_counts or tuple(section.get("label_counts", (100, 1000))), folds,
                                        pool=pool)
     except (ValueError, KeyError, RuntimeError) as error:
-        _fail(str(error))
-    _write_metrics({**metrics, "checkpoint": checkpoint}, out)
+        fail(str(error))
+    write_metrics({**metrics, "checkpoint": checkpoint}, out)

@@ -19,7 +19,6 @@ from torch.utils.data import Dataset
 from maekit.data.bundled import ImageTilesDataset
 from maekit.data.images import IMAGE_EXTENSIONS, ImageFolderDataset
 from maekit.data.views import MAEAugment, default_mean_std
-
 from maekit_pathology.stains import StainSeparation
 
 __all__ = ["PathologyTiles", "DemoTiles", "MultiModalAugment", "write_stain_cache", "DEMO_SOURCES"]

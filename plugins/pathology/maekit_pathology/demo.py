@@ -12,8 +12,8 @@ __all__ = ["run_pathology_demo"]
 
 def run_pathology_demo(out_dir: str | Path, config: str = "mmae_demo_tiles", max_iters: int | None = None,
                        seed: int = 0, amp: str = "off", log: Any = print) -> dict[str, Any]:
-    from maekit.demo import run_demo
     from maekit.engine import load_config
+    from maekit.eval.demo import run_demo
     from maekit_pathology.evaluate import few_label_evaluation
 
     def few_labels(models: dict, train_set: Any, test_set: Any, transform: Any, cfg: Any) -> dict[str, float]:

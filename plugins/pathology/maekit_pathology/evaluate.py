@@ -72,7 +72,7 @@ def few_label_evaluation(model: torch.nn.Module, train: Dataset, test: Dataset, 
     """For each label count: per fold a balanced subset of ``train``, a logistic-regression probe
     and cosine k-NN on its frozen RGB features, accuracy on all of ``test``; mean and std over the
     folds. Features come from one encoder pass over each dataset."""
-    from maekit.evaluation import knn_accuracy, linear_probe, pooled_features
+    from maekit.eval.probe import knn_accuracy, linear_probe, pooled_features
 
     train_features, train_y = pooled_features(model, train, transform, pools=(pool,))
     test_features, test_y = pooled_features(model, test, transform, pools=(pool,))

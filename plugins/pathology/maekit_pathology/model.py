@@ -20,14 +20,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from maekit.components.attention import attend
-from maekit.components.base import Decoder, Loss, Masker, Patchifier, Target
-from maekit.components.encoder import TransformerEncoder, init_mae_weights, make_blocks
-from maekit.components.masking import draw_noise
-from maekit.components.patchify import as_pair, patchify, unpatchify
-from maekit.components.pos_embed import sincos_2d_table
-from maekit.model import MaskedAutoencoder
-from maekit.structures import Mask, Tokens, gather_tokens
+from maekit.model import MaskedAutoencoder, seeded_noise
+from maekit.nn.attention import attend
+from maekit.nn.base import Decoder, Loss, Masker, NoiseSource, Patchifier, Target
+from maekit.nn.encoder import TransformerEncoder, make_blocks
+from maekit.nn.masking import draw_noise
+from maekit.nn.patchify import as_pair, patchify, unpatchify
+from maekit.nn.pos_embed import sincos_2d_table
+from maekit.ops import fill_mask_tokens, gather, init_mae_weights, masked_mean, norm_pix
+from maekit.structures import ForwardPass, Mask, Tokens
 
 __all__ = ["MODALITIES", "OUTPUTS", "MultiModalPatchifier", "split_budget", "DirichletBudgetMasker",
            "MultiModalEncoder", "OutputDecoder", "OutputDecoders", "MultiModalTargets", "MultiModalLoss",
@@ -148,11 +149,14 @@ class DirichletBudgetMasker(Masker):
         draws = [np.random.default_rng(int(seed * 2**53)).dirichlet(alphas) for seed in seeds.double().cpu()]
         return torch.tensor(np.stack(draws), device=seeds.device)
 
-    def forward(self, tokens: Tokens, noise: torch.Tensor | None = None) -> Mask:
+    def noise_shape(self, tokens: Tokens) -> tuple[int, ...]:
+        """One number per token, plus one per sample that draws the modalities' shares."""
+        return (tokens.batch_size, tokens.num_tokens + 1)
+
+    def forward(self, tokens: Tokens, noise: NoiseSource = None) -> Mask:
         present = tokens.meta.get("present", (0,))
         per_modality = tokens.meta.get("tokens_per_modality", tokens.num_tokens)
-        noise = draw_noise((tokens.batch_size, tokens.num_tokens + 1), noise, tokens.values.device,
-                           names="(batch, tokens + 1)")
+        noise = draw_noise(self.noise_shape(tokens), noise, tokens.values.device, names="(batch, tokens + 1)")
         token_noise = noise[:, :-1]
         budget = min(self.num_visible, tokens.num_tokens)
         counts = split_budget(self.shares(noise[:, -1], present), budget, per_modality)
@@ -245,6 +249,9 @@ class OutputDecoder(nn.Module):
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         nn.init.trunc_normal_(self.modality_embed, std=0.02)
 
+    def no_weight_decay(self) -> set[str]:
+        return {"mask_token", "pos_embed"}
+
     def place(self, coords: torch.Tensor) -> torch.Tensor:
         """Position + modality embedding of tokens at ``coords`` (…×3: row, column, modality)."""
         index = (coords[..., 0] * self.grid_size[1] + coords[..., 1]).long()
@@ -255,11 +262,10 @@ class OutputDecoder(nn.Module):
         modality_slot = tokens.meta.get("present", (self.source,)).index(self.source)
         x = self.proj_context(latents)
         global_part, visible = x[:, :1], x[:, 1:]
-        visible_coords = gather_tokens(tokens.coords, mask.ids_keep)
+        visible_coords = gather(tokens.coords, mask.ids_keep)
         context = torch.cat([global_part, visible + self.place(visible_coords).to(x.dtype)], dim=1)
         # every token back in its place (mask tokens where removed), then this output's grid
-        fill = self.mask_token.to(x.dtype).expand(x.shape[0], mask.ids_restore.shape[1] - visible.shape[1], -1)
-        everything = gather_tokens(torch.cat([visible, fill], dim=1), mask.ids_restore)
+        everything = fill_mask_tokens(visible, mask.ids_restore, self.mask_token)
         grid = slice(modality_slot * per_modality, (modality_slot + 1) * per_modality)
         queries = everything[:, grid] + self.place(tokens.coords[:, grid]).to(x.dtype)
         x = queries + self.cross_attention(self.query_norm(queries), self.context_norm(context))
@@ -333,8 +339,7 @@ class MultiModalTargets(Target):
             values = tokens.values[:, slot * per_modality:(slot + 1) * per_modality,
                                    :patch[0] * patch[1] * self.modalities[source][1]]
             if out["target"] == "norm_pixels":
-                mean, var = values.mean(-1, keepdim=True), values.var(-1, unbiased=False, keepdim=True)
-                values = (values - mean) / (var + 1e-6) ** 0.5
+                values = norm_pix(values, 1e-6)
             targets[out["name"]] = values
         return targets
 
@@ -360,7 +365,7 @@ class MultiModalLoss(Loss):
             length = per_patch.shape[1]
             slot = self.slot_of(names.index(out["source"]), mask, length)
             removed = mask.masked[:, slot * length:(slot + 1) * length].float()
-            per_sample = (per_patch * removed).sum(1) / removed.sum(1)  # nan where nothing was removed
+            per_sample = masked_mean(per_patch, removed, dim=1)  # nan where nothing was removed
             loss = per_sample.nanmean() if bool((removed.sum(1) > 0).any()) else per_patch.sum() * 0
             losses[f"loss_{out['name']}"] = loss
             total = total + out["weight"] * loss
@@ -391,38 +396,37 @@ class MMAE(MaskedAutoencoder):
         head_dim = self.decoder.decoders[first["name"]].head.out_features
         self.student_head = nn.Linear(self.encoder.embed_dim, head_dim) if self_distillation else None
 
-    def auxiliary_losses(self, batch: Any, latents: torch.Tensor, mask: Mask, tokens: Tokens,
-                         pred: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def auxiliary_losses(self, out: ForwardPass) -> dict[str, torch.Tensor]:
         if self.student_head is None:
             return {}
-        teacher = pred[self.distilled_output].detach()  # B×N (the source modality's grid)
+        assert isinstance(out.pred, dict)  # MultiMAE's decoder predicts one tensor per output
+        mask = out.mask
+        teacher = out.pred[self.distilled_output].detach()  # B×N (the source modality's grid)
         length = teacher.shape[1]
         source = self.decoder.decoders[self.distilled_output].source
         slot = MultiModalLoss.slot_of(source, mask, length)
         # the visible tokens' positions in the source grid, and which visible tokens are that modality's
         position = mask.ids_keep - slot * length
         own = (position >= 0) & (position < length)
-        wanted = gather_tokens(teacher, position.clamp(0, length - 1))
-        student = self.student_head(latents[:, 1:])
+        wanted = gather(teacher, position.clamp(0, length - 1))
+        student = self.student_head(out.latents[:, 1:])
         per_token = ((student.float() - wanted.float()) ** 2).mean(-1)
-        weights = own.float()
-        term = (per_token * weights).sum() / weights.sum().clamp(min=1)
+        term = masked_mean(per_token, own, empty=0.0)
         return {"loss": self.self_distillation * term, "loss_self_distillation": term}
 
     @torch.no_grad()
     def panels(self, images: torch.Tensor, mean: Sequence[float], std: Sequence[float], seed: int = 0) -> list[list[Any]]:
         """Rows of: RGB input | H | E | what the encoder saw of each (grey where removed) |
         the rgb output with the visible RGB patches pasted back."""
-        from maekit.visualize import uint8_panels
+        from maekit.eval.visualize import uint8_panels
 
         if images.shape[1] == 3 and len(self.patchifier.modalities) == 3:  # RGB alone: add Ruifrok's stains
             from maekit_pathology.stains import StainSeparation
 
             rgb01 = images * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)
             images = torch.cat([images, StainSeparation("ruifrok").stains(rgb01.clamp(0, 1))], dim=1)
-        tokens = self.tokenize(images)
-        noise = torch.rand(len(images), tokens.num_tokens + 1, generator=torch.Generator().manual_seed(seed))
-        _, _, mask, _, pred = self.run_steps(images, noise)
+        out = self.run_steps(images, seeded_noise(seed))
+        tokens, mask, pred = out.tokens, out.mask, out.pred
         meta, per_modality = tokens.meta, tokens.meta["tokens_per_modality"]
         area = meta["patch_size"][0] * meta["patch_size"][1]
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from maekit.testing import run_cli
+from maekit.authoring.testing import run_cli
 from maekit_pathology.data import DemoTiles, MultiModalAugment, PathologyTiles
 from maekit_pathology.evaluate import LabelSubset, balanced_subset
 from maekit_pathology.stains import StainSeparation

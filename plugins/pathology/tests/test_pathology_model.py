@@ -106,7 +106,7 @@ def test_targets_are_rgb_pixels_and_per_patch_normalised_rgb():
     assert set(targets) == {"rgb", "norm_rgb"}
     patch = images[1, :3, 8:12, 4:8].permute(1, 2, 0).reshape(-1).double()  # token 9: row 2, column 1
     torch.testing.assert_close(targets["rgb"][1, 9].double(), patch)
-    normalised = (patch - patch.mean()) / torch.sqrt(patch.var(unbiased=False) + 1e-6)
+    normalised = (patch - patch.mean()) / torch.sqrt(patch.var(unbiased=True) + 1e-6)
     torch.testing.assert_close(targets["norm_rgb"][1, 9].double(), normalised, rtol=1e-5, atol=1e-5)
 
 
@@ -114,9 +114,10 @@ def test_loss_is_the_per_sample_mean_over_removed_tokens_of_the_decoded_modality
     model = tiny(outputs=[dict(name="rgb", source="rgb", loss="mse"),
                           dict(name="hematoxylin", source="hematoxylin", loss="l1", weight=0.5)])
     images = torch.randn(4, 5, 16, 16)
-    tokens, target, mask, _, pred = model.run_steps({"inputs": images}, torch.rand(4, 49))
+    out = model.run_steps({"inputs": images}, torch.rand(4, 49))
+    target, mask, pred = out.target, out.mask, out.pred
     pred = {name: value.detach().requires_grad_() for name, value in pred.items()}
-    losses = model.compute_loss(pred, target, mask)
+    losses = model.loss(pred, target, mask)
     losses["loss"].backward()
     for m, name in ((0, "rgb"), (1, "hematoxylin")):
         removed = mask.masked[:, m * 16:(m + 1) * 16].bool()
@@ -142,8 +143,9 @@ def test_self_distillation_teaches_the_encoder_the_decoders_output_at_visible_pa
     model = tiny(self_distillation=0.5)
     images, noise = torch.randn(3, 5, 16, 16), torch.rand(3, 49)
     losses = model({"inputs": images}, noise)
-    tokens, target, mask, latents, pred = model.run_steps({"inputs": images}, noise)
-    reconstruction = model.compute_loss(pred, target, mask)["loss"]
+    out = model.run_steps({"inputs": images}, noise)
+    mask, latents, pred = out.mask, out.latents, out.pred
+    reconstruction = model.compute_loss(out)["loss"]
     student = model.student_head(latents[:, 1:])  # visible tokens, in ids_keep order
     errors = []
     for b in range(3):
@@ -169,7 +171,7 @@ def test_sd_mae_setting_is_rgb_alone_with_the_distillation_term():
 
 
 def test_fine_tuning_uses_rgb_alone():
-    from maekit.finetune import vit_classifier
+    from maekit.eval.finetune import vit_classifier
 
     spec = dict(type="mmae", img_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2, num_visible=12,
                 decoder_dim=16, decoder_depth=1, decoder_num_heads=2)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 
-import maekit_pathology
 import torch
+
+import maekit_pathology
+from maekit.authoring.testing import check_listed_alone, check_registers_only_its_names, run_cli
 from maekit.registry import build
-from maekit.testing import check_listed_alone, check_registers_only_its_names, run_cli
 from maekit_pathology import plugin
 
 TINY = {"schedule.max_iters": 2, "schedule.warmup_iters": 0, "checkpoint_interval": 2, "log_interval": 1,

@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from maekit_pathology.stains import (RGB_FROM_HED, StainSeparation, ruifrok_concentrations, truncated_standardise,
-                                     vahadane_separation)
+from maekit_pathology.stains import (
+    RGB_FROM_HED,
+    StainSeparation,
+    ruifrok_concentrations,
+    truncated_standardise,
+    vahadane_separation,
+)
 
 
 def beer_lambert(concentrations: np.ndarray, stains: np.ndarray) -> np.ndarray:

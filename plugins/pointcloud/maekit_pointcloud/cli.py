@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from maekit.cli import _fail
-from maekit.cli_training import _config, cfg_options_option, finetune_and_report, frozen_evaluation
+from maekit.cli.support import cfg_options_option, fail, finetune_and_report, frozen_evaluation, load_command_config
 
 __all__ = ["pointcloud_eval", "pointcloud_convert"]
 
@@ -22,7 +21,7 @@ def pointcloud_eval(config: str, checkpoint: str | None, protocol: str, work_dir
     """Shape classification with the config's encoder: Point-MAE's linear SVM on frozen [max, mean]
     features (``svm`` section: train, test, c) or fine-tuning (``finetune`` section, as ``maekit
     finetune``)."""
-    cfg = _config(config, cfg_options + more_cfg_options)
+    cfg = load_command_config(config, cfg_options + more_cfg_options)
     if protocol == "finetune":
         finetune_and_report(cfg, config, checkpoint, work_dir, out)
         return
@@ -43,12 +42,12 @@ def pointcloud_convert(src: str, dst: str, source: str) -> None:
     """Convert an official Point-MAE (``{"base_model": ...}``) or MAE3D (``.t7`` state dict)
     pre-training checkpoint into maekit's layout (``point_mae`` / ``mae3d``); DST by suffix:
     ``.safetensors`` or a weights-only ``.pth``. Loading never runs pickled code."""
-    from maekit.checkpoint import CheckpointError, load_file, save_state_dict
+    from maekit.io.checkpoint import CheckpointError, load_file, save_state_dict
     from maekit_pointcloud.interop import convert_point_checkpoint, unwrap_official
 
     try:
         state = convert_point_checkpoint(unwrap_official(load_file(src)), source)
     except (CheckpointError, ValueError) as error:
-        _fail(f"{src}: {error}")
+        fail(f"{src}: {error}")
     save_state_dict(state, dst)
     click.echo(f"wrote {len(state)} tensors in maekit's layout to {dst}")

@@ -18,6 +18,6 @@ def _svm(models: dict, train_set: Any, test_set: Any, transform: Any, cfg: Any) 
 
 
 def run_pointcloud_demo(out_dir: Any, config: str = "point_mae_demo", **options: Any) -> dict[str, Any]:
-    from maekit.demo import run_demo
+    from maekit.eval.demo import run_demo
 
     return run_demo(out_dir, config=config, extra_evaluation=_svm, **options)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from maekit.finetune import Classifier
+from maekit.eval.finetune import Classifier
 
 __all__ = ["PointClassifier", "point_classifier", "point_features", "svm_accuracy", "svm_evaluation"]
 
@@ -50,7 +50,7 @@ class PointClassifier(Classifier):
 def point_classifier(model: dict, num_classes: int, checkpoint: str | None = None, drop_path_rate: float = 0.1,
                      label_smoothing: float = 0.0, hidden_dim: int = 256, dropout: float = 0.5) -> PointClassifier:
     """The encoder of a (pre-trained) point-cloud method config + Point-MAE's head."""
-    from maekit.evaluation import load_trained_model
+    from maekit.eval.probe import load_trained_model
 
     method = load_trained_model({**model, "drop_path_rate": drop_path_rate}, checkpoint).train()
     return PointClassifier(method.patchifier, method.encoder, num_classes, hidden_dim, dropout, label_smoothing)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from maekit.ops import gather
+
 __all__ = ["farthest_point_sample", "gather_points", "knn", "nearest_neighbour", "chamfer_distance"]
 
 DEFAULT_BUDGET = 2**24
@@ -23,9 +25,7 @@ def _check_cloud(points: torch.Tensor, name: str = "points") -> None:
 
 def gather_points(points: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``points`` B×N×C at ``index`` B×M (or B×M×k) → B×M×C (or B×M×k×C)."""
-    flat = index.reshape(index.shape[0], -1)
-    picked = torch.gather(points, 1, flat.unsqueeze(-1).expand(-1, -1, points.shape[-1]))
-    return picked.reshape(*index.shape, points.shape[-1])
+    return gather(points, index.reshape(index.shape[0], -1)).reshape(*index.shape, points.shape[-1])
 
 
 def _query_chunks(query: torch.Tensor, points: torch.Tensor, budget: int) -> tuple[torch.Tensor, ...]:

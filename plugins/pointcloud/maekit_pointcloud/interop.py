@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from maekit.convert import rename_keys, strip_module_prefix
+from maekit.io.convert import rename_keys, strip_module_prefix
 
 __all__ = ["point_mae_to_maekit", "mae3d_to_maekit", "detect_point_layout", "convert_point_checkpoint", "unwrap_official"]
 

@@ -18,12 +18,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from maekit.components.attention import Attention
-from maekit.components.base import Decoder, Loss, Patchifier, Target
-from maekit.components.decoder import fill_mask_tokens
-from maekit.components.encoder import TokenEncoder
-from maekit.components.masking import BlockMasker, RandomMasker
 from maekit.model import MaskedAutoencoder
+from maekit.nn.attention import Attention
+from maekit.nn.base import Decoder, Loss, Patchifier, Target
+from maekit.nn.encoder import TokenEncoder, run_blocks
+from maekit.nn.masking import BlockMasker, RandomMasker
+from maekit.ops import fill_mask_tokens, init_trunc_normal_weights
 from maekit.structures import Mask, Tokens
 from maekit_pointcloud.geometry import chamfer_distance, farthest_point_sample, gather_points, knn
 
@@ -182,13 +182,6 @@ def _position_mlp(dim: int, hidden: int, activation: str) -> nn.Sequential:
     return nn.Sequential(nn.Linear(3, hidden), act(), nn.Linear(hidden, dim))
 
 
-def _run_blocks(blocks: nn.ModuleList, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Both references add the positions before every block: ``x = block(x + pos)``."""
-    for block in blocks:
-        x = block(x + positions)
-    return x
-
-
 class PointTransformerEncoder(TokenEncoder):
     """Transformer over point patches: a patch embedding (``"pointnet"``: Point-MAE's mini-PointNet;
     ``"edgeconv"``: MAE3D's DGCNN), an MLP of the centres as positions added before every block,
@@ -215,7 +208,7 @@ class PointTransformerEncoder(TokenEncoder):
         self.norm_pre = nn.Identity()
         self.blocks = _blocks(embed_dim, depth, num_heads, head_dim, mlp_dim, qkv_bias, norm_eps, drop_path_rate)
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps) if final_norm else nn.Identity()
-        self.apply(_init_weights)
+        self.apply(init_trunc_normal_weights)
 
     def embed_tokens(self, values: torch.Tensor) -> torch.Tensor:
         return self.patch_embed(values.reshape(values.shape[0], values.shape[1], -1, 3))
@@ -235,27 +228,14 @@ class PointTransformerEncoder(TokenEncoder):
     def embed(self, tokens: Tokens) -> torch.Tensor:
         return self.embed_tokens(tokens.values)  # positions join at every block
 
-    def hidden_states(self, tokens: Tokens) -> list[torch.Tensor]:
-        states = [self.block_inputs(tokens)]
-        positions = self.position_embedding(tokens).to(states[0].dtype)
-        for block in self.blocks:
-            states.append(block(states[-1] + positions))
-        return states
+    def block_positions(self, tokens: Tokens) -> torch.Tensor:
+        """Both references add the positions before every block: ``x = block(x + pos)``."""
+        return self.position_embedding(tokens)
 
-    def forward(self, tokens: Tokens) -> torch.Tensor:
-        x = self.block_inputs(tokens)
-        return self.norm(_run_blocks(self.blocks, x, self.position_embedding(tokens).to(x.dtype)))
-
-
-def _init_weights(module: nn.Module) -> None:
-    """Point-MAE's init: truncated normal (std 0.02) Linear/Conv1d weights, zero biases; LayerNorm 1/0."""
-    if isinstance(module, (nn.Linear, nn.Conv1d)):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
+    def no_weight_decay(self) -> set[str]:
+        """The class token and its position (the references' pre-training skips names containing
+        'token'; their fine-tuning recipes, like maekit's layer decay, every position)."""
+        return {"cls_token", "cls_pos"} if self.num_prefix_tokens else set()
 
 
 # -- decoders ----------------------------------------------------------------------------------------
@@ -276,13 +256,13 @@ class PointGroupDecoder(Decoder):
         self.blocks = _blocks(embed_dim, depth, num_heads, None, mlp_dim, qkv_bias, norm_eps, drop_path_rate)
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.pred = nn.Linear(embed_dim, 3 * group_size)
-        self.apply(_init_weights)
+        self.apply(init_trunc_normal_weights)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
 
     def forward(self, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> torch.Tensor:
-        x = fill_mask_tokens(self.embed(latents[:, self.num_prefix_tokens:]), mask, self.mask_token)
+        x = fill_mask_tokens(self.embed(latents[:, self.num_prefix_tokens:]), mask.ids_restore, self.mask_token)
         positions = self.pos_mlp(tokens.coords.to(x.dtype))
-        return self.pred(self.norm(_run_blocks(self.blocks, x, positions)))
+        return self.pred(self.norm(run_blocks(self.blocks, x, positions)))
 
 
 class FoldingDecoder(Decoder):
@@ -318,11 +298,11 @@ class FoldingDecoder(Decoder):
         self.register_buffer("grid", torch.stack([rows, cols]).reshape(2, -1), persistent=False)
 
     def forward(self, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> dict[str, torch.Tensor]:
-        x = fill_mask_tokens(self.embed(latents[:, self.num_prefix_tokens:]), mask, self.mask_token)
+        x = fill_mask_tokens(self.embed(latents[:, self.num_prefix_tokens:]), mask.ids_restore, self.mask_token)
         batch = x.shape[0]
         positions = torch.cat([self.cls_pos.expand(batch, -1, -1), self.pos_mlp(tokens.coords.to(x.dtype))], dim=1)
         x = torch.cat([self.cls_token.expand(batch, -1, -1).to(x.dtype), x], dim=1)
-        code = _run_blocks(self.blocks, x, positions)[:, 1:].amax(dim=1)  # B×D
+        code = run_blocks(self.blocks, x, positions)[:, 1:].amax(dim=1)  # B×D
         centres = self.mlp_center(code).reshape(batch, 3, self.num_groups)  # (3, G) as the reference
         per_centre = self.grid.shape[1]
         centre_of_point = centres.repeat_interleave(per_centre, dim=2)  # B×3×(G·m)

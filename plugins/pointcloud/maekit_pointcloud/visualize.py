@@ -42,11 +42,11 @@ def point_cloud_panels(model: Any, clouds: torch.Tensor, seed: int = 0, size: in
     """Per cloud: input | visible patches (masked ones in grey) | reconstruction. A Point-MAE model
     draws the visible groups in black and its predicted masked groups (around their true centres)
     in red; MAE3D draws its completed cloud in red with the visible points in black."""
+    from maekit.model import seeded_noise
+
     model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    tokens = model.tokenize({"inputs": clouds})
-    noise = torch.rand(tokens.batch_size, tokens.num_tokens, generator=generator)
-    pred, mask, _ = model.reconstruct({"inputs": clouds}, noise=noise)
+    out = model.run_steps({"inputs": clouds}, noise=seeded_noise(seed))  # one tokenization (FPS) per picture
+    tokens, mask, pred = out.tokens, out.mask, out.pred
     size_k = tokens.meta["group_size"]
     groups = tokens.values.reshape(tokens.batch_size, tokens.num_tokens, size_k, 3)
     if tokens.meta.get("recentred", False):

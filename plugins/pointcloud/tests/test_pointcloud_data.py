@@ -6,9 +6,19 @@ import h5py
 import numpy as np
 import pytest
 import torch
+
 from maekit.registry import build
-from maekit_pointcloud.data import (ModelNet40, PointCloudArchive, PointCloudAugment, PointCloudEvalTransform,
-                                    PointCloudFolder, PointCloudH5, ScanObjectNN, ShapeNet55, read_cloud)
+from maekit_pointcloud.data import (
+    ModelNet40,
+    PointCloudArchive,
+    PointCloudAugment,
+    PointCloudEvalTransform,
+    PointCloudFolder,
+    PointCloudH5,
+    ScanObjectNN,
+    ShapeNet55,
+    read_cloud,
+)
 
 
 def cloud(seed: int, count: int = 64, columns: int = 3) -> np.ndarray:
@@ -96,7 +106,7 @@ def test_mae3d_archive_and_any_cloud_file_a_user_has(tmp_path):
     assert len(archive) == 2 and archive[1]["label"] == -1
     with pytest.raises(ValueError, match="shapenet.npz: no key 'points'"):
         PointCloudArchive(tmp_path / "shapenet.npz", key="points")
-    for name, label in (("chair", 0), ("lamp", 1)):
+    for name, _label in (("chair", 0), ("lamp", 1)):
         (tmp_path / "mine" / name).mkdir(parents=True)
     points = cloud(3)
     written = open3d.geometry.PointCloud(open3d.utility.Vector3dVector(points))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from maekit_pointcloud.geometry import chamfer_distance, farthest_point_sample, gather_points, knn
 
 

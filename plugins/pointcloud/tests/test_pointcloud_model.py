@@ -5,12 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from maekit.checkpoint import CheckpointError
+
+from maekit.io.checkpoint import CheckpointError
 from maekit.structures import Mask, Tokens
 from maekit_pointcloud.geometry import chamfer_distance
 from maekit_pointcloud.interop import convert_point_checkpoint, detect_point_layout
-from maekit_pointcloud.model import (CompletionChamferLoss, FoldingDecoder, MaskedChamferLoss, PointBlockMasker,
-                                     PointGroupPatchifier, PointRandomMasker, mae3d, point_mae)
+from maekit_pointcloud.model import (
+    CompletionChamferLoss,
+    FoldingDecoder,
+    MaskedChamferLoss,
+    PointBlockMasker,
+    PointGroupPatchifier,
+    PointRandomMasker,
+    mae3d,
+    point_mae,
+)
 
 TINY_POINT_MAE = dict(num_groups=16, group_size=8, embed_dim=32, depth=2, num_heads=2, decoder_depth=1,
                       decoder_num_heads=2)
@@ -67,7 +76,7 @@ def test_the_encoder_sees_only_visible_patches_and_adds_positions_before_every_b
     positions = encoder.pos_mlp(visible.coords)
     for block in encoder.blocks:
         x = block(x + positions)
-    assert torch.allclose(model.encode_visible(tokens, mask), encoder.norm(x), atol=1e-6)
+    assert torch.allclose(model.encoder(model.encoder_input(None, tokens, mask)), encoder.norm(x), atol=1e-6)
 
 
 def test_masked_chamfer_counts_only_masked_groups():
@@ -233,11 +242,11 @@ def test_official_mae3d_weights_load_into_mae3d_exactly():
 
 
 def test_layer_decay_counts_position_mlps_and_class_positions_as_the_embedding():
-    from maekit.engine.model import RunnerModel
-    from maekit_pointcloud.evaluate import PointClassifier
     from mmengine.optim import build_optim_wrapper
 
     import maekit.engine  # noqa: F401 (registers the constructor)
+    from maekit.engine.model import RunnerModel
+    from maekit_pointcloud.evaluate import PointClassifier
 
     method = mae3d(**TINY_MAE3D)  # depth 1, a class token with its own position
     model = RunnerModel(PointClassifier(method.patchifier, method.encoder, num_classes=3))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 
-import maekit_pointcloud
-import numpy as np
 import torch
+
+import maekit_pointcloud
+from maekit.authoring.testing import check_listed_alone, check_registers_only_its_names, run_cli
 from maekit.registry import build
-from maekit.testing import check_listed_alone, check_registers_only_its_names, run_cli
 from maekit_pointcloud import plugin
 
 PREFIXES = ("point", "mae3d", "shapenet", "modelnet", "scanobjectnn")
@@ -74,7 +74,7 @@ def test_finetuning_command_trains_pointmaes_head_on_the_encoder(tmp_path):
                      "finetune.data.dataset.per_class=2", "finetune.test.per_class=1")
     metrics = json.loads((tmp_path / "ft.json").read_text())
     assert metrics["protocol"] == "finetune" and 0 <= metrics["top1_accuracy"] <= 1 and "top1_accuracy" in printed.stdout
-    from maekit.checkpoint import load_state_dict
+    from maekit.io.checkpoint import load_state_dict
 
     state = load_state_dict(tmp_path / "ft" / "iter_2.pth")
     assert state["model.head.8.weight"].shape == (8, 256)  # Point-MAE's head: … → 256 → classes
@@ -93,7 +93,7 @@ def test_svm_evaluation_and_conversion_commands(tmp_path):
     torch.save({"base_model": point_mae_official_state(dim=32, depth=1, decoder_depth=1, group_size=16), "epoch": 3,
                 "metrics": {"acc": 0.0}}, tmp_path / "ckpt-last.pth")
     maekit("pointcloud-convert", str(tmp_path / "ckpt-last.pth"), str(tmp_path / "converted.safetensors"))
-    from maekit.evaluation import load_trained_model
+    from maekit.eval.probe import load_trained_model
 
     model = load_trained_model(dict(type="point_mae", embed_dim=32, depth=1, num_heads=2, decoder_depth=1,
                                     decoder_num_heads=2, num_groups=32, group_size=16), tmp_path / "converted.safetensors")
@@ -121,9 +121,9 @@ def test_rendered_clouds_show_input_visible_and_reconstruction():
 
 
 def test_demo_writes_metrics_and_picture(tmp_path):
-    from maekit_pointcloud.demo import run_pointcloud_demo
-
     from pathlib import Path
+
+    from maekit_pointcloud.demo import run_pointcloud_demo
 
     small = "dict(type='point_cloud_demo_shapes', per_class=3, num_points=512, split="  # the demo, fewer clouds
     (tmp_path / "small.py").write_text(

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from maekit.cli import _fail
-from maekit.cli_training import _config, cfg_options_option, finetune_and_report, frozen_evaluation
+from maekit.cli.support import cfg_options_option, fail, finetune_and_report, frozen_evaluation, load_command_config
 
 __all__ = ["skeleton_preprocess", "skeleton_eval"]
 
@@ -28,7 +27,7 @@ def skeleton_preprocess(root: str, out: str, benchmark: str, subset: str, max_fr
     try:
         counts = write_ntu_npz(root, out, benchmark, subset, max_frames, align, ignore_list, log=click.echo)
     except ValueError as error:
-        _fail(str(error))
+        fail(str(error))
     click.echo(f"wrote {counts['train']} training and {counts['test']} test sequences ({subset} {benchmark}) to {out}")
 
 
@@ -43,7 +42,7 @@ def skeleton_eval(config: str, checkpoint: str | None, protocol: str, work_dir: 
                   cfg_options: tuple[str, ...], more_cfg_options: tuple[str, ...]) -> None:
     """Action recognition with the config's encoder: MAMP's linear evaluation (``linear_eval``
     section) or fine-tuning (``finetune`` section, as ``maekit finetune``)."""
-    cfg = _config(config, cfg_options + more_cfg_options)
+    cfg = load_command_config(config, cfg_options + more_cfg_options)
     if protocol == "finetune":
         finetune_and_report(cfg, config, checkpoint, work_dir, out)
         return

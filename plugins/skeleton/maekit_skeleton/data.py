@@ -15,8 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from maekit_skeleton.ntu import (NUM_JOINTS, align_view, centre_on_spine, in_split, parse_ntu_name, read_skeleton,
-                                 sequence_array)
+from maekit_skeleton.ntu import NUM_JOINTS, align_view, centre_on_spine, in_split, parse_ntu_name, read_skeleton, sequence_array
 
 __all__ = ["prepare_sequence", "NTUSkeletons", "NTUNpz", "NTUNpy", "write_ntu_npz", "read_label_pickle",
            "SkeletonAugment", "SkeletonEvalTransform", "valid_crop_resize", "random_rotation"]

@@ -19,6 +19,6 @@ def _mamp_linear_evaluation(models: dict, train_set: Any, test_set: Any, transfo
 
 
 def run_skeleton_demo(out_dir: Any, config: str = "skeleton_mae_demo", **options: Any) -> dict[str, Any]:
-    from maekit.demo import run_demo
+    from maekit.eval.demo import run_demo
 
     return run_demo(out_dir, config=config, extra_evaluation=_mamp_linear_evaluation, **options)

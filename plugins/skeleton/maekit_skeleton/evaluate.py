@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from maekit.finetune import Classifier
+from maekit.eval.finetune import Classifier
 
 __all__ = ["SkeletonClassifier", "skeleton_classifier", "encoder_features", "linear_evaluation",
            "train_linear_head"]
@@ -50,7 +50,7 @@ class SkeletonClassifier(Classifier):
 def skeleton_classifier(model: dict, num_classes: int, checkpoint: str | None = None, drop_path_rate: float = 0.0,
                         label_smoothing: float = 0.0, hidden_dim: int = 2048, dropout: float = 0.3) -> SkeletonClassifier:
     """The encoder of a (pre-trained) SkeletonMAE config + MAMP's fine-tuning head."""
-    from maekit.evaluation import load_trained_model
+    from maekit.eval.probe import load_trained_model
 
     method = load_trained_model({**model, "drop_path_rate": drop_path_rate}, checkpoint).train()
     return SkeletonClassifier(method.patchifier, method.encoder, num_classes, hidden_dim, dropout, label_smoothing)

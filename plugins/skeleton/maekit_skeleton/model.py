@@ -13,11 +13,12 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from maekit.components.base import Masker, Patchifier, Target
-from maekit.components.decoder import MAEDecoder
-from maekit.components.encoder import TokenEncoder, init_mae_weights, make_blocks
-from maekit.components.masking import check_mask_ratio, draw_noise, num_visible
 from maekit.model import MaskedAutoencoder
+from maekit.nn.base import Masker, NoiseSource, Patchifier, Target
+from maekit.nn.decoder import MAEDecoder
+from maekit.nn.encoder import TokenEncoder, make_blocks
+from maekit.nn.masking import check_mask_ratio, draw_noise, num_visible
+from maekit.ops import init_mae_weights, norm_pix
 from maekit.structures import Mask, Tokens
 
 __all__ = ["SkeletonPatchifier", "SkeletonEncoder", "SkeletonDecoder", "SpatioTemporalMasker", "JointMasker",
@@ -86,6 +87,9 @@ class _SegmentJointPositions(nn.Module):
         nn.init.trunc_normal_(self.temporal_pos_embed, std=0.02)
         nn.init.trunc_normal_(self.joint_pos_embed, std=0.02)
 
+    def no_weight_decay(self) -> set[str]:
+        return {"temporal_pos_embed", "joint_pos_embed"}
+
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         segments, joints = coords[..., 0].long(), coords[..., 1].long()
         if int(segments.max()) >= len(self.temporal_pos_embed):
@@ -148,10 +152,14 @@ class SpatioTemporalMasker(Masker):
         super().__init__()
         self.joint_ratio, self.frame_ratio = check_mask_ratio(joint_ratio), check_mask_ratio(frame_ratio)
 
-    def forward(self, tokens: Tokens, noise: Any = None) -> Mask:
+    def noise_shape(self, tokens: Tokens) -> tuple[int, ...]:
+        """One number per joint, then one per segment, for each sequence."""
         segments, joints = tokens.meta["grid_size"]
-        noise = draw_noise((tokens.batch_size, joints + segments), noise, tokens.values.device,
-                           "(sequences, joints + segments)")
+        return (tokens.batch_size, joints + segments)
+
+    def forward(self, tokens: Tokens, noise: NoiseSource = None) -> Mask:
+        segments, joints = tokens.meta["grid_size"]
+        noise = draw_noise(self.noise_shape(tokens), noise, tokens.values.device, "(sequences, joints + segments)")
         masked_joints = self._highest(noise[:, :joints], int(joints * self.joint_ratio + 0.5))
         masked_segments = self._highest(noise[:, joints:], int(segments * self.frame_ratio + 0.5))
         masked = (masked_segments[:, :, None] | masked_joints[:, None, :]).reshape(tokens.batch_size, -1)
@@ -208,8 +216,8 @@ class MotionAwareMasker(Masker):
         motion[:, 0] = motion[:, 1] if segments > 1 else 0
         return motion.mean(dim=-1).reshape(tokens.batch_size, -1)
 
-    def forward(self, tokens: Tokens, noise: Any = None) -> Mask:
-        uniform = draw_noise((tokens.batch_size, tokens.num_tokens), noise, tokens.values.device)
+    def forward(self, tokens: Tokens, noise: NoiseSource = None) -> Mask:
+        uniform = draw_noise(self.noise_shape(tokens), noise, tokens.values.device)
         motion = self.motion(tokens)
         motion = motion / (motion.amax(dim=-1, keepdim=True) * self.tau + 1e-10)
         probability = motion.softmax(dim=-1)
@@ -237,7 +245,7 @@ class MotionTarget(Target):
         motion[:, : -self.stride] = frames[:, self.stride:] - frames[:, : -self.stride]
         target = frame_tokens(motion, segment)
         if self.norm:
-            target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + self.eps) ** 0.5
+            target = norm_pix(target, self.eps)
         return target
 
 

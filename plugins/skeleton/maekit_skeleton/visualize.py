@@ -45,26 +45,25 @@ def skeleton_panels(model: Any, sequences: torch.Tensor, seed: int = 0, num_show
     predicted, in red). A coordinate target is drawn as predicted (de-normalised with the true
     token's statistics when the target is per-token normalised, as MAE's pictures do); a motion
     target as one-step predictions x[f] + predicted motion."""
+    from maekit.model import seeded_noise
+    from maekit.ops import denorm_pix
     from maekit_skeleton.model import MotionTarget
 
     model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    pred, mask, _ = model.reconstruct({"inputs": sequences},
-                                      noise=lambda shape, device: torch.rand(shape, generator=generator).to(device))
-    tokens = model.tokenize({"inputs": sequences})
+    out = model.run_steps({"inputs": sequences}, noise=seeded_noise(seed))
+    tokens, pred, mask = out.tokens, out.pred, out.mask
     segment, grid, bodies = tokens.meta["segment"], tokens.meta["grid_size"], tokens.meta["bodies"]
     values = tokens.values.float()
     if isinstance(model.target, MotionTarget):
         truth = token_frames(values, grid, segment)
         if model.target.norm:  # back to motion with the true motion's per-token statistics
             raw = MotionTarget(model.target.stride)(tokens)
-            pred = pred * (raw.var(-1, keepdim=True) + model.target.eps) ** 0.5 + raw.mean(-1, keepdim=True)
+            pred = denorm_pix(pred, raw, model.target.eps)
         motion = token_frames(pred.float(), grid, segment)
         predicted = truth.clone()
         predicted[:, 1:] = truth[:, :-1] + motion[:, :-1]
     else:
-        if model.target.__class__.__name__ == "NormPixelTarget":
-            pred = pred * (values.var(-1, keepdim=True) + model.target.eps) ** 0.5 + values.mean(-1, keepdim=True)
+        pred = model.target.to_values(pred, tokens)
         truth, predicted = token_frames(values, grid, segment), token_frames(pred.float(), grid, segment)
     removed = token_frames(mask.masked[..., None].expand(-1, -1, segment), grid, segment)[..., 0] > 0  # S×T×V
     rows = []

@@ -8,10 +8,28 @@ import re
 import numpy as np
 import pytest
 import torch
-from maekit_skeleton.data import (NTUNpy, NTUNpz, NTUSkeletons, SkeletonEvalTransform, read_label_pickle,
-                                  valid_crop_resize, write_ntu_npz)
-from maekit_skeleton.ntu import (SkeletonBody, SkeletonSequence, align_view, centre_on_spine, in_split,
-                                 parse_ntu_name, read_skeleton, select_bodies, sequence_array, write_skeleton)
+
+from maekit_skeleton.data import (
+    NTUNpy,
+    NTUNpz,
+    NTUSkeletons,
+    SkeletonEvalTransform,
+    read_label_pickle,
+    valid_crop_resize,
+    write_ntu_npz,
+)
+from maekit_skeleton.ntu import (
+    SkeletonBody,
+    SkeletonSequence,
+    align_view,
+    centre_on_spine,
+    in_split,
+    parse_ntu_name,
+    read_skeleton,
+    select_bodies,
+    sequence_array,
+    write_skeleton,
+)
 
 BODY_ID = "72057594037931101"  # beyond float precision: must stay text
 
@@ -103,7 +121,7 @@ def test_noisy_bodies_are_removed_and_the_busiest_two_kept():
 def test_frames_without_bodies_are_dropped_and_centring_puts_the_spine_at_the_origin():
     rng = np.random.default_rng(1)
     frames = [[]]  # the first frame has no body
-    for t in range(6):
+    for _ in range(6):
         joints = np.zeros((25, 12))
         joints[:, :3] = rng.normal(size=(25, 3)) + [1.0, 2.0, 3.0]
         frames.append([SkeletonBody("7", np.zeros(9), joints)])

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from maekit.registry import build
 from maekit.structures import Mask
-from maekit_skeleton.model import (FrameMasker, JointMasker, MotionAwareMasker, MotionTarget, SkeletonPatchifier,
-                                   SpatioTemporalMasker, frame_tokens, token_frames)
+from maekit_skeleton.model import (
+    FrameMasker,
+    JointMasker,
+    MotionAwareMasker,
+    MotionTarget,
+    SkeletonPatchifier,
+    SpatioTemporalMasker,
+    frame_tokens,
+    token_frames,
+)
 
 TINY = dict(type="skeleton_mae", num_frames=16, segment=4, embed_dim=32, depth=1, num_heads=2, decoder_embed_dim=16,
             decoder_depth=1, decoder_num_heads=2)
@@ -119,14 +128,14 @@ def test_loss_ignores_kept_tokens():
     x = batch()
     pred, mask, target = model.reconstruct({"inputs": x})
     changed = torch.where(mask.masked.bool()[..., None], pred, pred + 100.0)
-    assert torch.equal(model.compute_loss(pred, target, mask)["loss"], model.compute_loss(changed, target, mask)["loss"])
-    assert model.compute_loss(torch.where(mask.masked.bool()[..., None], target, pred), target, mask)["loss"] == 0
+    assert torch.equal(model.loss(pred, target, mask)["loss"], model.loss(changed, target, mask)["loss"])
+    assert model.loss(torch.where(mask.masked.bool()[..., None], target, pred), target, mask)["loss"] == 0
     assert model({"inputs": x})["loss"].requires_grad
 
 
 def test_finetune_head_pools_time_then_bodies_and_trains_through_core(tmp_path):
     from maekit.engine import load_config
-    from maekit.finetune import finetune_config, run_finetune
+    from maekit.eval.finetune import finetune_config, run_finetune
 
     classifier = build("model", dict(type="skeleton_classifier", model=TINY, num_classes=5, hidden_dim=8)).eval()
     logits = classifier.classify({"inputs": batch(3)})

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 
-import maekit_skeleton
 import numpy as np
 import torch
+
+import maekit_skeleton
+from maekit.authoring.testing import check_listed_alone, check_registers_only_its_names, run_cli
 from maekit.registry import build
-from maekit.testing import check_listed_alone, check_registers_only_its_names, run_cli
 from maekit_skeleton import plugin
 
 TWO_STEPS = {"schedule.max_iters": 2, "schedule.warmup_iters": 0, "checkpoint_interval": 2, "log_interval": 1,
@@ -75,7 +76,7 @@ def test_preprocess_and_linear_evaluation_commands(tmp_path):
     archive = np.load(tmp_path / "demo.npz")
     assert archive["x_train"].shape[0] == 3 * 9 and archive["x_test"].shape[0] == 9  # performer 3 tests
     printed = maekit("skeleton-eval", "skeleton_mae_demo", "--protocol", "linear",
-                     "--cfg-options", f"linear_eval.train.type=ntu_npz", f"linear_eval.train.path={tmp_path / 'demo.npz'}",
+                     "--cfg-options", "linear_eval.train.type=ntu_npz", f"linear_eval.train.path={tmp_path / 'demo.npz'}",
                      "linear_eval.epochs=2", "--cfg-options", "linear_eval.test.type=ntu_npz",
                      f"linear_eval.test.path={tmp_path / 'demo.npz'}", "linear_eval.test.split=test",
                      "--out", str(tmp_path / "linear.json"))

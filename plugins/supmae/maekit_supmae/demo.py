@@ -14,7 +14,7 @@ def run_supmae_demo(out_dir: str | Path, config: str = "supmae_demo_digits", max
                     seed: int = 0, amp: str = "off", log: Any = print) -> dict[str, Any]:
     """Core's demo for ``config`` and for ``mae_demo_digits`` (the same budget), side by side in
     ``metrics.json``; pictures in ``supmae/`` and ``mae/``."""
-    from maekit.demo import run_demo
+    from maekit.eval.demo import run_demo
 
     started = time.perf_counter()
     out_dir = Path(out_dir)

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from maekit.methods.mae import mae
 from maekit.model import MaskedAutoencoder
-from maekit.structures import Mask, Tokens
+from maekit.structures import ForwardPass
 
 __all__ = ["ClassificationBranch", "SupMAE", "supmae"]
 
@@ -58,8 +58,8 @@ class SupMAE(MaskedAutoencoder):
             raise ValueError(f"supmae needs cls_loss_ratio >= 0 and temperature > 0; got {cls_loss_ratio}, {temperature}")
         self.classifier, self.cls_loss_ratio, self.temperature = classifier, cls_loss_ratio, temperature
 
-    def auxiliary_losses(self, batch: Any, latents: torch.Tensor, mask: Mask, tokens: Tokens,
-                         pred: torch.Tensor) -> dict[str, torch.Tensor]:
+    def auxiliary_losses(self, out: ForwardPass) -> dict[str, torch.Tensor]:
+        batch, latents = out.batch, out.latents
         labels = batch.get("label") if isinstance(batch, dict) else None
         if labels is None:
             raise ValueError("SupMAE needs class labels: batches must carry 'label' (a labelled dataset, "

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
-import maekit_supmae
 import pytest
 import torch
+
+import maekit_supmae
+from maekit.authoring.testing import run_cli
 from maekit.registry import KINDS, build, registry_for
-from maekit.testing import run_cli
 from maekit_supmae import plugin
 
 
@@ -36,9 +37,10 @@ def test_supmae_loss_is_mae_plus_weighted_tempered_cross_entropy_on_visible_toke
     model.classifier.head[0].register_forward_hook(lambda module, args, out: pooled.append(args[0]))
     losses = model({"inputs": images, "label": labels}, noise=noise)
     # independently: MAE's pass (same noise), the mean of the 4 visible patch tokens, the head, CE
-    tokens, target, mask, latents, pred = model.run_steps({"inputs": images}, noise)
+    out = model.run_steps({"inputs": images}, noise)
+    mask, latents = out.mask, out.latents
     assert mask.num_visible == 4
-    reconstruction = model.compute_loss(pred, target, mask)["loss"]
+    reconstruction = model.compute_loss(out)["loss"]
     torch.testing.assert_close(pooled[0], latents[:, 1:].mean(dim=1))  # cls token left out
     logits = model.classifier.head(latents[:, 1:].mean(dim=1))
     labelled = labels >= 0

@@ -1,0 +1,192 @@
+"""``maekit`` subcommands that train and evaluate: train, configs, probe, finetune, visualize,
+export, demo. Each imports torch (and the engine) only when it runs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from maekit.cli.main import _load, console, main
+from maekit.cli.support import cfg_options_option, default_work_dir, fail, finetune_and_report, load_command_config, write_metrics
+
+
+@main.command()
+@click.argument("config")
+@click.option("--work-dir", help="Where checkpoints and logs go [work_dirs/<config name>].")
+@click.option("--resume", is_flag=False, flag_value="auto", default=None,
+              help="Resume: 'auto' (the latest checkpoint in the work dir, the default with no value) or a PATH.")
+@cfg_options_option
+@click.option("--amp", type=click.Choice(["bf16", "fp16", "off"]), default="off", show_default=True,
+              help="Mixed precision: bf16 autocast (CPU and GPU) or fp16 with loss scaling (GPU).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Force a device (default: CUDA when present).")
+@click.option("--seed", type=int, help="Random seed (default: the config's).")
+@click.option("--launcher", type=click.Choice(["none", "pytorch"]), default="none", show_default=True,
+              help="'pytorch' under torchrun for DDP (or FSDP with strategy='fsdp' in the config).")
+@click.option("--compile", "compile_model", is_flag=True, help="torch.compile the method's forward (opt-in).")
+@click.pass_context
+def train(ctx: click.Context, config: str, work_dir: str | None, resume: str | None, cfg_options: tuple[str, ...],
+          more_cfg_options: tuple[str, ...], amp: str, device: str | None, seed: int | None, launcher: str,
+          compile_model: bool) -> None:
+    """Train CONFIG (a file, or a name from `maekit configs`) with mmengine's Runner."""
+    _load(ctx)
+    from maekit.engine import train as run_training
+
+    cfg = load_command_config(config, cfg_options + more_cfg_options)
+    if compile_model:
+        cfg.compile = cfg.get("compile") or True
+    try:
+        run_training(cfg, work_dir or default_work_dir(config), amp=amp, device=device, seed=seed, resume=resume,
+                     launcher=launcher)
+    except FloatingPointError as error:
+        fail(f"{error} (work dir: {work_dir or default_work_dir(config)})")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def configs(ctx: click.Context, as_json: bool) -> None:
+    """List the configs that core and plugins contribute."""
+    _load(ctx)
+    from maekit.configs import available_configs
+
+    found = {name: str(path) for name, path in available_configs().items()}
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    table = Table(title="maekit configs")
+    table.add_column("name")
+    table.add_column("file", overflow="fold")
+    for name, path in found.items():
+        table.add_row(name, path)
+    console.print(table)
+
+
+@main.command()
+@click.argument("config")
+@click.option("--checkpoint", type=click.Path(exists=True), help="Trained weights (default: random init).")
+@click.option("--pool", type=click.Choice(["cls", "mean"]), default="cls", show_default=True)
+@click.option("--k", default=20, show_default=True, help="Neighbours for k-NN.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the metrics JSON here too.")
+@cfg_options_option
+@click.pass_context
+def probe(ctx: click.Context, config: str, checkpoint: str | None, pool: str, k: int, out: str | None,
+          cfg_options: tuple[str, ...], more_cfg_options: tuple[str, ...]) -> None:
+    """Linear probe (logistic regression) and k-NN on frozen encoder features."""
+    _load(ctx)
+    from maekit.data.views import evaluation_transform
+    from maekit.eval.probe import load_trained_model
+    from maekit.eval.probe import probe as run_probe
+    from maekit.registry import build
+
+    cfg = load_command_config(config, cfg_options + more_cfg_options)
+    section = cfg.get("probe")
+    if not section:
+        fail(f"config {config} has no 'probe' section with 'train' and 'test' datasets")
+    try:
+        train_set, test_set = build("dataset", section["train"]), build("dataset", section["test"])
+        transform = evaluation_transform(train_set, (cfg.get("data") or {}).get("transform"), cfg.get("eval_transform"))
+        model = load_trained_model(cfg.model, checkpoint)
+        metrics = run_probe(model, train_set, test_set, transform, pool=pool, k=k)
+    except (ValueError, KeyError, RuntimeError) as error:
+        fail(str(error))
+    write_metrics({**metrics, "checkpoint": checkpoint, "pool": pool}, out)
+
+
+@main.command()
+@click.argument("config")
+@click.option("--checkpoint", type=click.Path(exists=True), help="Pre-trained weights (default: random init).")
+@click.option("--work-dir", help="Where checkpoints, logs and metrics.json go.")
+@cfg_options_option
+@click.option("--amp", type=click.Choice(["bf16", "fp16", "off"]), default="off", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]))
+@click.option("--seed", type=int)
+@click.pass_context
+def finetune(ctx: click.Context, config: str, checkpoint: str | None, work_dir: str | None,
+             cfg_options: tuple[str, ...], more_cfg_options: tuple[str, ...], amp: str, device: str | None,
+             seed: int | None) -> None:
+    """Fine-tune the encoder with MAE's head and layer-wise lr decay; report top-1 accuracy."""
+    _load(ctx)
+    finetune_and_report(load_command_config(config, cfg_options + more_cfg_options), config, checkpoint, work_dir, amp=amp,
+                        device=device, seed=seed)
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.option("--config", required=True, help="The config the checkpoint was trained with.")
+@click.option("--out", default="reconstructions.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--num", default=8, show_default=True, help="How many images.")
+@click.option("--seed", default=0, show_default=True, help="Seeds the masks.")
+@click.option("--scale", default=4, show_default=True, help="Upscale factor of the PNG.")
+@click.pass_context
+def visualize(ctx: click.Context, checkpoint: str, config: str, out: str, num: int, seed: int, scale: int) -> None:
+    """Write a PNG grid: input | masked | reconstruction | reconstruction with visible patches."""
+    _load(ctx)
+    import torch
+
+    from maekit.data.views import evaluation_transform
+    from maekit.eval.probe import load_trained_model
+    from maekit.eval.visualize import save_grid
+    from maekit.registry import build
+
+    cfg = load_command_config(config, ())
+    try:
+        data = cfg.get("data") or {}
+        dataset = build("dataset", (cfg.get("probe") or {}).get("test") or data.get("dataset"))
+        transform = evaluation_transform(dataset, data.get("transform"), cfg.get("eval_transform"))
+        images = torch.stack([transform(dataset[i]["inputs"]) for i in range(min(num, len(dataset)))])
+        model = load_trained_model(cfg.model, checkpoint)
+        path = save_grid(model.panels(images, getattr(transform, "mean", None), getattr(transform, "std", None),
+                                      seed=seed), out, scale=scale)
+    except (ValueError, KeyError, RuntimeError) as error:
+        fail(str(error))
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.option("--config", required=True, help="The config the checkpoint was trained with.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for model.safetensors + config.json.")
+@click.pass_context
+def export(ctx: click.Context, checkpoint: str, config: str, out: str) -> None:
+    """Export the encoder as safetensors + config JSON that timm loads."""
+    _load(ctx)
+    from maekit.eval.probe import load_trained_model
+    from maekit.io.export import export_encoder
+
+    cfg = load_command_config(config, ())
+    try:
+        weights, config_path = export_encoder(load_trained_model(cfg.model, checkpoint), out)
+    except (ValueError, KeyError, RuntimeError) as error:
+        fail(str(error))
+    click.echo(f"wrote {weights} and {config_path}")
+
+
+@main.command()
+@click.argument("name", default="mae")
+@click.option("--out", default="demo_out", show_default=True, type=click.Path(file_okay=False))
+@click.option("--iters", type=int, help="Pre-training iterations (default: the demo config's).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--config", help="Another config for the demo (e.g. a plugin's second encoder kind).")
+@click.option("--list", "list_demos", is_flag=True, help="List the demos installed plugins offer.")
+@click.pass_context
+def demo(ctx: click.Context, name: str, out: str, iters: int | None, seed: int, config: str | None,
+         list_demos: bool) -> None:
+    """Pre-train NAME's demo (default: core MAE on bundled digits; CPU, minutes), evaluate it against
+    random init, write OUT/metrics.json and a picture."""
+    _load(ctx)
+    from maekit.plugins import PluginLoadError, demos
+
+    try:
+        if list_demos:
+            for demo_name, target in sorted(demos().items()):
+                click.echo(f"{demo_name}\t{target}")
+            return
+        from maekit.eval.demo import run_named_demo
+
+        metrics = run_named_demo(name, out, config=config, max_iters=iters, seed=seed, log=click.echo)
+    except (ValueError, PluginLoadError) as error:
+        fail(str(error))
+    picture = metrics.get("reconstructions") or metrics.get("picture")  # a plugin's demo may draw something else
+    click.echo(f"wrote {Path(out) / 'metrics.json'}" + (f" and {picture}" if picture else ""))

@@ -1,0 +1,114 @@
+"""The main job: pre-train a small model on bundled real data, probe it against random init, and
+write the evidence. Plugins offer their own demos by name (hook ``maekit_demos``)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["run_demo", "run_named_demo", "pretrain", "trained_and_untrained"]
+
+
+def pretrain(out_dir: Path, config: str, max_iters: int | None = None, seed: int = 0, amp: str = "off"):
+    """Pre-train a demo config on CPU into ``out_dir/work``; ``max_iters`` shortens it (warm-up
+    kept to a tenth). Returns the config, the final logged loss and the last checkpoint."""
+    from maekit.engine import load_config, train
+
+    cfg = load_config(config)
+    if max_iters is not None:
+        cfg.merge_from_dict({"schedule.max_iters": max_iters, "checkpoint_interval": max_iters,
+                             "schedule.warmup_iters": min(cfg.schedule.get("warmup_iters", 0), max_iters // 10)})
+    runner = train(cfg, out_dir / "work", amp=amp, device="cpu", seed=seed)
+    final_loss = float(runner.message_hub.get_scalar("train/loss").current())
+    return cfg, final_loss, out_dir / "work" / f"iter_{cfg.schedule.max_iters}.pth"
+
+
+def trained_and_untrained(model_cfg: dict, checkpoint: Path, seed: int = 0) -> dict[str, torch.nn.Module]:
+    """``{"pretrained": …, "random_init": …}``: the demo's model with the checkpoint loaded, and the
+    same architecture built from the same seed, untrained, to compare against."""
+    from maekit.eval.probe import load_trained_model
+
+    models = {}
+    for name, weights in (("pretrained", checkpoint), ("random_init", None)):
+        torch.manual_seed(seed)
+        models[name] = load_trained_model(model_cfg, weights)
+    return models
+
+
+def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: int | None = None, seed: int = 0,
+             amp: str = "off", log: Any = print, extra_evaluation: Any = None) -> dict[str, Any]:
+    """Pre-train ``config`` on CPU, linear-probe and k-NN the encoder (mean-pooled and cls features)
+    against the same architecture untrained, and write ``metrics.json`` and ``reconstructions.png``
+    into ``out_dir``. ``extra_evaluation(models, train_set, test_set, transform, cfg)`` may add a
+    method's own figures (a dict merged into the metrics) from the same models and data."""
+    from maekit.data.views import evaluation_transform
+    from maekit.eval.probe import probe_pools
+    from maekit.eval.visualize import save_grid
+    from maekit.registry import build
+
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    cfg, final_loss, checkpoint = pretrain(out_dir, config, max_iters, seed, amp)
+
+    probe_cfg = cfg.get("probe") or {}
+    train_set = build("dataset", probe_cfg.get("train", dict(type="digits", split="train", size=32, channels=1)))
+    test_set = build("dataset", probe_cfg.get("test", dict(type="digits", split="test", size=32, channels=1)))
+    transform = evaluation_transform(train_set, cfg.data.get("transform"), cfg.get("eval_transform"))
+    # Mean-pooled patch tokens are the headline probe: MAE's cls token gets no direct training
+    # signal in pre-training; the cls-token probe of the paper is reported beside it. A config
+    # lists its pools in ``probe.pools`` (headline first), e.g. ("mean",) for encoders without cls.
+    pools = tuple(probe_cfg.get("pools", ("mean", "cls")))
+
+    models = trained_and_untrained(cfg.model, checkpoint, seed)
+    metrics: dict[str, Any] = {}
+    for name, model in models.items():
+        for pool, scores in probe_pools(model, train_set, test_set, transform, pools).items():
+            prefix = "" if pool == pools[0] else f"{pool}_"
+            metrics[f"{prefix}probe_accuracy_{name}"] = scores["linear_probe_accuracy"]
+            metrics[f"{prefix}knn_accuracy_{name}"] = scores["knn_accuracy"]
+
+    if extra_evaluation is not None:
+        metrics.update(extra_evaluation(models, train_set, test_set, transform, cfg))
+
+    images = torch.stack([transform(test_set[i]["inputs"]) for i in range(8)])
+    mean, std = getattr(transform, "mean", None), getattr(transform, "std", None)
+    model = models["pretrained"]  # a method whose panels are drawn at full size sets picture_scale = 1
+    grid = save_grid(model.panels(images, mean, std, seed=seed), out_dir / "reconstructions.png",
+                     scale=getattr(model, "picture_scale", 4))
+
+    metrics.update({
+        "probe_features": f"{pools[0]}-pooled encoder tokens" + "".join(f"; {p}_*: {p} pool" for p in pools[1:]),
+        "final_loss": final_loss,
+        "iterations": int(cfg.schedule.max_iters),
+        "seconds": round(time.perf_counter() - started, 1),
+        "config": config,
+        "seed": seed,
+        "checkpoint": str(checkpoint),
+        "reconstructions": str(grid),
+    })
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log(f"linear probe: pretrained {metrics['probe_accuracy_pretrained']:.3f} vs random init "
+        f"{metrics['probe_accuracy_random_init']:.3f}; k-NN: {metrics['knn_accuracy_pretrained']:.3f} vs "
+        f"{metrics['knn_accuracy_random_init']:.3f}; final loss {final_loss:.4f}; {metrics['seconds']} s")
+    return metrics
+
+
+def run_named_demo(name: str, out_dir: str | Path, config: str | None = None, **options: Any) -> dict[str, Any]:
+    """Run the demo a plugin offers under ``name`` (``maekit demo NAME``); ``config`` swaps in
+    another config for a config-based demo (e.g. a plugin's second encoder kind)."""
+    import importlib
+
+    from maekit.plugins import demos
+
+    offered = demos()
+    if name not in offered:
+        raise ValueError(f"no demo named {name!r}; installed plugins offer: {', '.join(sorted(offered)) or '(none)'}")
+    target = offered[name]
+    if ":" not in target:  # a config run by the generic demo
+        return run_demo(out_dir, config=config or target, **options)
+    module, _, function = target.partition(":")
+    runner = getattr(importlib.import_module(module), function)
+    return runner(out_dir, **({"config": config} if config else {}), **options)

@@ -1,0 +1,66 @@
+"""Reconstruction grids: input | masked | reconstruction | reconstruction with visible patches."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from maekit.structures import ForwardPass
+
+__all__ = ["reconstruction_panels", "uint8_panels", "save_grid"]
+
+
+def uint8_panels(pixels: torch.Tensor) -> list[np.ndarray]:
+    """B×C×H×W pixels in [0, 1] (clamped) → B panels of H×W×C uint8."""
+    return [(p.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for p in pixels.float().clamp(0, 1)]
+
+
+@torch.no_grad()
+def reconstruction_panels(model: Any, out: ForwardPass, mean: Sequence[float],
+                          std: Sequence[float]) -> list[list[np.ndarray]]:
+    """Four H×W×C uint8 panels per image of one pass (``model.run_steps``): input | masked |
+    reconstruction | reconstruction with the visible patches pasted back. The prediction is turned
+    back into token values by the target (``to_values``: norm-pix predictions get each patch's own
+    mean and variance back, as the reference visualisation does)."""
+    tokens, mask = out.tokens, out.mask
+    pred = model.target.to_values(out.pred, tokens)
+    removed = mask.masked.unsqueeze(-1).to(tokens.values.dtype)
+    unpatchify = model.patchifier.unpatchify
+    images = unpatchify(tokens.values, tokens.meta)
+    masked_input = unpatchify(tokens.values * (1 - removed), tokens.meta)
+    reconstruction = unpatchify(pred, tokens.meta)
+    pasted = unpatchify(tokens.values * (1 - removed) + pred * removed, tokens.meta)
+    mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+
+    def to_uint8(x: torch.Tensor, blank: torch.Tensor | None = None) -> list[np.ndarray]:
+        x = (x.float() * std_t + mean_t).clamp(0, 1)
+        if blank is not None:  # removed patches shown grey
+            x = torch.where(blank.bool(), torch.full_like(x, 0.5), x)
+        return uint8_panels(x)
+
+    removed_pixels = unpatchify(removed.expand_as(tokens.values), tokens.meta)
+    columns = [to_uint8(images), to_uint8(masked_input, removed_pixels), to_uint8(reconstruction), to_uint8(pasted)]
+    return [list(row) for row in zip(*columns)]
+
+
+def save_grid(rows: list[list[np.ndarray]], path: str | Path, scale: int = 1, gap: int = 2) -> Path:
+    """Write rows of equally sized panels as one PNG (grayscale panels are shown as RGB)."""
+    from PIL import Image
+
+    panels = [[np.repeat(p, 3, axis=-1) if p.shape[-1] == 1 else p for p in row] for row in rows]
+    height, width = panels[0][0].shape[:2]
+    columns = len(panels[0])
+    canvas = np.full(((height + gap) * len(panels) + gap, (width + gap) * columns + gap, 3), 255, np.uint8)
+    for r, row in enumerate(panels):
+        for c, panel in enumerate(row):
+            top, left = gap + r * (height + gap), gap + c * (width + gap)
+            canvas[top:top + height, left:left + width] = panel
+    image = Image.fromarray(canvas)
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path

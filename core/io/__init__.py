@@ -1,0 +1,1 @@
+"""Safe checkpoint reading and writing (atomic, weights only), key-layout converters, export."""

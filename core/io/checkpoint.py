@@ -1,0 +1,134 @@
+"""Reading and writing weights without ever executing pickled code.
+
+``.safetensors`` files are read with safetensors; anything else with ``torch.load(weights_only=True)``,
+which rebuilds only tensors and plain containers. ``argparse.Namespace`` is allowed on top because
+the official MAE checkpoints store their training arguments as one; it carries data, not code.
+Every write goes through :func:`atomic_write`: a temporary file in the same folder, flushed to
+disk, then renamed into place, so an interrupted save never leaves a truncated file under the final
+name. This is the one reader and writer of weights in maekit: the engine's mmengine loader and
+file backend (:mod:`maekit.engine.safety`) and every command use it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+__all__ = ["CheckpointError", "SAFE_GLOBALS", "atomic_write", "write_bytes", "torch_load", "load_file",
+           "load_state_dict", "save_state_dict", "unwrap_state_dict"]
+
+SAFE_GLOBALS: list[Any] = [argparse.Namespace]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read safely, or does not hold what was expected."""
+
+
+def _resolve(path: Path) -> Path:
+    if path.is_dir():  # a transformers-style model folder
+        for name in ("model.safetensors", "pytorch_model.bin"):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path} is a folder without model.safetensors or pytorch_model.bin")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+    """Call ``write(temporary_path)``, flush the file to disk and rename it to ``path``: readers see
+    the old file or the whole new one, never a part. The temporary file is removed on failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(tmp_name)
+        with open(tmp_name, "rb") as stream:
+            os.fsync(stream.fileno())
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return path
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_write`)."""
+    def write(tmp_name: str) -> None:
+        Path(tmp_name).write_bytes(data)
+
+    return atomic_write(path, write)
+
+
+def torch_load(path: str | Path, safe_globals: Sequence[Any] = (), map_location: Any = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` allowing only ``SAFE_GLOBALS`` and ``safe_globals`` (data-only
+    types); a file holding anything else is refused with a :class:`CheckpointError`."""
+    try:
+        with torch.serialization.safe_globals([*SAFE_GLOBALS, *safe_globals]):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = str(error).strip().splitlines()[0].split(" Please file an issue")[0]
+        raise CheckpointError(
+            f"{path}: refused to load: the file holds pickled objects other than tensors and plain "
+            f"containers ({reason}). maekit never executes pickled code; re-save the weights as a plain "
+            f"state dict or as .safetensors from a trusted environment") from None
+
+
+def load_file(path: str | Path) -> Any:
+    """The object stored in a checkpoint file (weights only; never runs pickled code)."""
+    path = _resolve(Path(path))
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file as load_safetensors
+
+        try:
+            return load_safetensors(str(path), device="cpu")
+        except Exception as error:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from error
+    try:
+        return torch_load(path)
+    except (RuntimeError, EOFError, OSError) as error:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({error})") from error
+
+
+def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The state dict inside common checkpoint wrappers ({'model': ...}, {'state_dict': ...}, ...)."""
+    for key in ("model", "state_dict", "module"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{source} does not hold a state dict (a mapping of names to tensors)")
+    return obj
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict stored in ``path`` (unwrapped from common checkpoint layouts)."""
+    return unwrap_state_dict(load_file(path), source=str(path))
+
+
+def save_state_dict(state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write a state dict atomically: ``.safetensors`` by suffix, else a weights-only torch file."""
+    path = Path(path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+
+    def write(tmp_name: str) -> None:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(tensors, tmp_name, metadata=metadata)
+        else:
+            torch.save(tensors, tmp_name)
+
+    return atomic_write(path, write)

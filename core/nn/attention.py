@@ -1,0 +1,77 @@
+"""Fused attention, with a CPU autocast fix: every transformer block in maekit attends through
+:func:`attend`.
+
+PyTorch's CPU kernels for ``scaled_dot_product_attention`` in bfloat16/float16 are slower than its
+float32 ones (SDPA alone, forward + backward, 2-6x on a 2-core Ice Lake; a whole block 5-12% faster
+with the change, ``benchmarks/attention.py``), and the softmax over bf16 scores is the least
+accurate step of a bf16 block. Under CPU autocast the
+attention itself therefore runs in float32 — q, k, v up-cast, the output cast back — while the
+projections around it stay in the autocast dtype. On GPUs the low-precision flash kernels are the
+fast ones and are used as they are.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["Attention", "attend", "attention_weights", "runs_attention_in_float32"]
+
+
+def runs_attention_in_float32(q: torch.Tensor) -> bool:
+    """True where :func:`attend` up-casts: a low-precision query on the CPU under CPU autocast."""
+    return (q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16)
+            and torch.is_autocast_enabled("cpu"))
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
+           dropout_p: float = 0.0, is_causal: bool = False) -> torch.Tensor:
+    """``softmax(q kᵀ / √d + mask) v`` by PyTorch's fused kernel (B×heads×N×d layout); in float32
+    under CPU autocast (see the module docstring), returned in the inputs' dtype."""
+    if not runs_attention_in_float32(q):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal)
+    with torch.autocast("cpu", enabled=False):
+        mask = attn_mask.float() if attn_mask is not None and attn_mask.is_floating_point() else attn_mask
+        out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, dropout_p=dropout_p,
+                                             is_causal=is_causal)
+    return out.to(q.dtype)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention attending through :func:`attend`, with timm's parameter names
+    (``qkv``, ``proj``) and q/k/v layout, so timm and reference checkpoints load as they are. The
+    inner width is heads × ``head_dim`` (default ``dim // num_heads``; MAE3D uses 8 × 64 inside a
+    1024-wide model). Written here rather than subclassed from timm: timm's ``Attention`` gained
+    attributes and options across the 1.0 releases maekit supports."""
+
+    def __init__(self, dim: int, num_heads: int, head_dim: int | None = None, qkv_bias: bool = True) -> None:
+        super().__init__()
+        if head_dim is None:
+            if dim % num_heads:
+                raise ValueError(f"width {dim} must be divisible by num_heads {num_heads} (or give head_dim)")
+            head_dim = dim // num_heads
+        self.num_heads, self.head_dim = num_heads, head_dim
+        self.qkv = nn.Linear(dim, 3 * num_heads * head_dim, bias=qkv_bias)
+        self.proj = nn.Linear(num_heads * head_dim, dim)
+
+    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
+                is_causal: bool = False) -> torch.Tensor:
+        batch, length, _ = x.shape
+        q, k, v = self.qkv(x).reshape(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        x = attend(q, k, v, attn_mask, is_causal=is_causal)  # scale head_dim ** -0.5, as timm and the references
+        return self.proj(x.transpose(1, 2).reshape(batch, length, -1))
+
+
+def attention_weights(attn: Any, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The softmax weights B×heads×N×N that a self-attention module with timm's layout (this
+    module's :class:`Attention` or timm's own, with its optional q/k norms) applies to ``x``, in
+    float32: what attention-guided masking and attention pictures read."""
+    batch, length, _ = x.shape
+    q, k, _ = attn.qkv(x).reshape(batch, length, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+    q, k = getattr(attn, "q_norm", nn.Identity())(q), getattr(attn, "k_norm", nn.Identity())(k)
+    scores = (q.float() @ k.float().transpose(-2, -1)) * attn.head_dim ** -0.5
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask.float()
+    return scores.softmax(dim=-1)

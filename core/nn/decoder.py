@@ -1,0 +1,68 @@
+"""Light transformer decoders with mask tokens (the reference MAE decoder and a coordinate one)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from maekit.nn.base import Decoder
+from maekit.nn.encoder import make_blocks
+from maekit.nn.patchify import as_pair
+from maekit.nn.pos_embed import resample_grid_table, sincos_2d_table, sincos_embed
+from maekit.ops import fill_mask_tokens, init_mae_weights
+from maekit.structures import Mask, Tokens
+
+__all__ = ["MAEDecoder", "TransformerDecoder"]
+
+
+class MAEDecoder(Decoder):
+    """The reference MAE decoder: Linear to the decoder width, mask tokens appended after the
+    visible ones and un-shuffled by ``ids_restore``, fixed 2-D sin-cos positions, timm blocks,
+    LayerNorm, Linear to the target width; the prefix (cls) outputs are dropped."""
+
+    def __init__(self, encoder_dim: int, out_dim: int, grid_size: int | tuple[int, int] = 14,
+                 embed_dim: int = 512, depth: int = 8, num_heads: int = 16, mlp_ratio: float = 4.0,
+                 num_prefix_tokens: int = 1, norm_eps: float = 1e-6) -> None:
+        super().__init__()
+        self.grid_size = as_pair(grid_size, "decoder grid_size")
+        self.num_prefix_tokens = num_prefix_tokens
+        self.embed = nn.Linear(encoder_dim, embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(sincos_2d_table(self.grid_size, embed_dim, num_prefix_tokens),
+                                      requires_grad=False)
+        self.blocks = make_blocks(embed_dim, depth, num_heads, mlp_ratio, norm_eps)
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.pred = nn.Linear(embed_dim, out_dim)
+        self.apply(init_mae_weights)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def position_embedding(self, tokens: Tokens) -> torch.Tensor:
+        """(1 or B, P + N, D) positions for prefix + every token."""
+        grid = tuple(tokens.meta.get("grid_size", self.grid_size))
+        return resample_grid_table(self.pos_embed, self.grid_size, grid, self.num_prefix_tokens)
+
+    def forward(self, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> torch.Tensor:
+        x = self.embed(latents)
+        prefix, visible = x[:, : self.num_prefix_tokens], x[:, self.num_prefix_tokens:]
+        x = torch.cat([prefix, fill_mask_tokens(visible, mask.ids_restore, self.mask_token)], dim=1)
+        x = x + self.position_embedding(tokens).to(x.dtype)
+        x = self.norm(self.blocks(x))
+        return self.pred(x)[:, self.num_prefix_tokens:]
+
+
+class TransformerDecoder(MAEDecoder):
+    """The MAE decoder for tokens placed by continuous coordinates (points, time, joints): sin-cos
+    embedding of ``tokens.coords`` instead of a grid table; prefix tokens get zeros."""
+
+    def __init__(self, encoder_dim: int, out_dim: int, embed_dim: int = 256, depth: int = 4,
+                 num_heads: int = 8, mlp_ratio: float = 4.0, num_prefix_tokens: int = 1,
+                 norm_eps: float = 1e-6) -> None:
+        super().__init__(encoder_dim, out_dim, grid_size=1, embed_dim=embed_dim, depth=depth,
+                         num_heads=num_heads, mlp_ratio=mlp_ratio, num_prefix_tokens=num_prefix_tokens,
+                         norm_eps=norm_eps)
+        del self.pos_embed  # positions come from coordinates
+
+    def position_embedding(self, tokens: Tokens) -> torch.Tensor:
+        dim = self.mask_token.shape[-1]
+        positions = sincos_embed(tokens.coords, dim)
+        prefix = positions.new_zeros(positions.shape[0], self.num_prefix_tokens, dim)
+        return torch.cat([prefix, positions], dim=1)
