@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from maekit.io.checkpoint import write_bytes
+
 __all__ = ["run_demo", "run_named_demo", "pretrain", "trained_and_untrained"]
 
 
@@ -89,7 +91,7 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
         "checkpoint": str(checkpoint),
         "reconstructions": str(grid),
     })
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_bytes(out_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
     log(f"linear probe: pretrained {metrics['probe_accuracy_pretrained']:.3f} vs random init "
         f"{metrics['probe_accuracy_random_init']:.3f}; k-NN: {metrics['knn_accuracy_pretrained']:.3f} vs "
         f"{metrics['knn_accuracy_random_init']:.3f}; final loss {final_loss:.4f}; {metrics['seconds']} s")

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from maekit.io.checkpoint import write_bytes
+
 __all__ = ["Classifier", "ViTClassifier", "vit_classifier", "finetune_config", "run_finetune", "classification_accuracy"]
 
 
@@ -122,5 +124,5 @@ def run_finetune(cfg, checkpoint: str | None, work_dir: str | Path, amp: str = "
                "final_loss": float(runner.message_hub.get_scalar("train/loss").current()),
                "seconds": round(time.perf_counter() - started, 1)}
     Path(work_dir).mkdir(parents=True, exist_ok=True)
-    (Path(work_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_bytes(Path(work_dir) / "metrics.json", json.dumps(metrics, indent=2).encode())
     return metrics
