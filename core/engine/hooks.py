@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
-from mmengine.dist import get_world_size
-from mmengine.hooks import Hook
+from mmengine.dist import get_world_size, is_main_process
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
 
-__all__ = ["ThroughputHook"]
+from maekit.io.checkpoint import remove_stale_temporaries, write_bytes
+
+__all__ = ["ThroughputHook", "DataOnlyCheckpointHook", "SafeCheckpointHook", "nonfinite_tensors"]
 
 
 @HOOKS.register_module(name="MaekitThroughputHook")
@@ -79,3 +82,66 @@ class DataOnlyCheckpointHook(Hook):
     def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         if "message_hub" in checkpoint:
             checkpoint["message_hub"] = _from_plain(checkpoint["message_hub"])
+
+
+def nonfinite_tensors(tree: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the floating-point tensors in a nested dict/list that hold nan or inf."""
+    import torch
+
+    if isinstance(tree, torch.Tensor):
+        return [prefix] if tree.is_floating_point() and not bool(torch.isfinite(tree).all()) else []
+    if isinstance(tree, dict):
+        return [name for key, value in tree.items() for name in nonfinite_tensors(value, f"{prefix}.{key}".lstrip("."))]
+    if isinstance(tree, (list, tuple)):
+        return [name for i, value in enumerate(tree) for name in nonfinite_tensors(value, f"{prefix}.{i}".lstrip("."))]
+    return []
+
+
+@HOOKS.register_module(name="MaekitCheckpointHook")
+class SafeCheckpointHook(CheckpointHook):
+    """mmengine's ``CheckpointHook`` made safe against crashes and full disks:
+
+    - a checkpoint holding a non-finite tensor (weights or optimiser state) is never written: the
+      save raises ``FloatingPointError`` naming the tensors and the last good checkpoint;
+    - the new checkpoint is written (atomically) *before* the oldest kept one is deleted, so a
+      failed write leaves every earlier checkpoint in place;
+    - ``last_checkpoint`` is written atomically and only after its checkpoint is complete;
+    - temporary files of writes killed half-way are removed when a run starts.
+    """
+
+    def before_train(self, runner: Any) -> None:
+        super().before_train(runner)  # sets out_dir
+        if is_main_process():
+            for folder in {Path(runner.work_dir), Path(self.out_dir)}:
+                for path in remove_stale_temporaries(folder):
+                    runner.logger.info(f"removed {path}, left by a write that was interrupted")
+
+    def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        broken = nonfinite_tensors({key: checkpoint.get(key) for key in ("state_dict", "optimizer")})
+        if broken:
+            last = runner.message_hub.get_info("last_good_ckpt") or "none written yet"
+            raise FloatingPointError(
+                f"refusing to save a checkpoint at iteration {runner.iter + 1}: {len(broken)} tensor(s) are "
+                f"non-finite ({', '.join(broken[:5])}); the last good checkpoint is {last}")
+
+    def _save_checkpoint_with_step(self, runner: Any, step: int, meta: dict) -> None:
+        stale = None
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                stale = self.keep_ckpt_ids.popleft()
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
+        filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
+        runner.message_hub.update_info("last_ckpt", self.last_ckpt)
+        runner.save_checkpoint(self.out_dir, filename, self.file_client_args, save_optimizer=self.save_optimizer,
+                               save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
+                               backend_args=self.backend_args, **self.args)
+        runner.message_hub.update_info("last_good_ckpt", self.last_ckpt)
+        if not is_main_process():
+            return
+        write_bytes(Path(runner.work_dir) / "last_checkpoint", str(self.last_ckpt).encode())
+        if stale is not None:
+            old = Path(self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(stale)))
+            if old.is_file():
+                old.unlink()

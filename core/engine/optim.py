@@ -12,7 +12,7 @@ from mmengine.logging import MessageHub, print_log
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
-__all__ = ["GuardedOptimWrapper", "NoDecayOptimWrapperConstructor", "LayerDecayOptimWrapperConstructor",
+__all__ = ["GuardedOptimWrapper", "all_ranks_agree", "total_norm", "NoDecayOptimWrapperConstructor", "LayerDecayOptimWrapperConstructor",
            "no_weight_decay_names"]
 
 
@@ -35,21 +35,28 @@ def takes_no_decay(name: str, param: torch.nn.Parameter, declared: set[str]) -> 
 @OPTIM_WRAPPERS.register_module(name="MaekitOptimWrapper")
 class GuardedOptimWrapper(OptimWrapper):
     """mmengine's ``OptimWrapper`` plus bf16 autocast (CPU and GPU) and a guard against non-finite
-    losses: ``nonfinite="stop"`` raises ``FloatingPointError`` before the update (checkpoints
-    already written stay good); ``"skip"`` drops the step, counts it (``skipped_steps`` in the
-    message hub) and goes on. In DDP every rank takes the same decision.
+    training: it checks the loss before the backward pass, the gradient norm before the update
+    and every parameter after it. ``nonfinite="stop"`` raises ``FloatingPointError`` naming what
+    was non-finite, the iteration and the last good checkpoint, before any checkpoint can hold the
+    bad values; ``"skip"`` drops the step (a step that made parameters non-finite is undone from a
+    copy taken before it: one copy of the parameters and optimiser state per step, the price of
+    skipping), counts it (``skipped_steps`` in the message hub) and goes on. In DDP every rank
+    takes the same decision.
     """
 
     def __init__(self, *args: Any, autocast_dtype: str | None = None, nonfinite: str = "stop", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if nonfinite not in ("stop", "skip"):
-            raise ValueError(f"nonfinite must be 'stop' or 'skip', got {nonfinite!r}")
+            raise ValueError(f"schedule.nonfinite must be 'stop' or 'skip', got {nonfinite!r}")
         if autocast_dtype not in (None, "bfloat16"):
             raise ValueError(f"autocast_dtype must be None or 'bfloat16' (use AmpOptimWrapper for float16), got {autocast_dtype!r}")
         self.autocast_dtype, self.nonfinite, self.skipped_steps = autocast_dtype, nonfinite, 0
+        self.parameter_names: dict[int, str] = {}
 
     @contextmanager
     def optim_context(self, model: torch.nn.Module) -> Iterator[None]:
+        if not self.parameter_names:  # for messages naming non-finite parameters
+            self.parameter_names = {id(p): name for name, p in model.named_parameters()}
         with super().optim_context(model):
             if self.autocast_dtype is None:
                 yield
@@ -59,30 +66,76 @@ class GuardedOptimWrapper(OptimWrapper):
                 yield
 
     def update_params(self, loss: torch.Tensor, step_kwargs: dict | None = None, zero_kwargs: dict | None = None) -> None:
-        finite = torch.isfinite(loss.detach()).to(torch.float32).reshape(1)
-        if is_distributed():
-            all_reduce(finite, op="min")
-        if finite.item() == 1.0:
-            super().update_params(loss, step_kwargs, zero_kwargs)
+        if not all_ranks_agree(torch.isfinite(loss.detach()).all()):
+            self.refuse(f"non-finite loss ({loss.item()})", "before the update")
+            self._inner_count += 1  # keep gradient-accumulation windows aligned
             return
+        super().update_params(loss, step_kwargs, zero_kwargs)
+
+    def step(self, **kwargs: Any) -> None:
+        """The update, between a check of the gradients and one of the parameters it produced."""
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        grads = [p.grad for p in params if p.grad is not None]
+        if grads and not all_ranks_agree(torch.isfinite(total_norm(grads))):
+            self.refuse("non-finite gradient norm", "before the update")
+            return
+        saved = self.snapshot(params) if self.nonfinite == "skip" else None
+        super().step(**kwargs)
+        if all_ranks_agree(torch.isfinite(total_norm(params))):
+            return
+        broken = self.nonfinite_parameter_names(params)
+        if saved is not None:
+            self.restore(params, saved)
+        self.refuse(f"the update made parameters non-finite ({', '.join(broken[:5])}"
+                    f"{f' and {len(broken) - 5} more' if len(broken) > 5 else ''})", "after the update")
+
+    def nonfinite_parameter_names(self, params: list[torch.Tensor]) -> list[str]:
+        return [self.parameter_names.get(id(p), f"parameter {i}") for i, p in enumerate(params)
+                if not bool(torch.isfinite(p).all())]
+
+    def snapshot(self, params: list[torch.Tensor]) -> tuple[list[torch.Tensor], dict]:
+        import copy
+
+        return [p.detach().clone() for p in params], copy.deepcopy(self.optimizer.state_dict()["state"])
+
+    def restore(self, params: list[torch.Tensor], saved: tuple[list[torch.Tensor], dict]) -> None:
+        values, state = saved
+        with torch.no_grad():
+            for param, value in zip(params, values):
+                param.copy_(value)
+        full = self.optimizer.state_dict()
+        full["state"] = state
+        self.optimizer.load_state_dict(full)
+
+    def refuse(self, what: str, when: str) -> None:
+        """Stop with a message naming what, when and the last good checkpoint; or count a skip."""
         hub = MessageHub.get_current_instance()
         iteration = hub.get_info("iter", 0)
         if self.nonfinite == "stop":
+            last = hub.get_info("last_ckpt") or "none written yet"
             raise FloatingPointError(
-                f"non-finite loss ({loss.item()}) at iteration {iteration}: training stopped before the "
-                f"update; checkpoints already written are intact. Lower the learning rate, use bf16 instead of "
-                f"fp16, or set nonfinite='skip' to skip such steps")
+                f"{what} at iteration {iteration}: training stopped {when}; no checkpoint holds it (the last "
+                f"good checkpoint: {last}). Lower the learning rate (schedule.blr), use bf16 instead of fp16, "
+                f"or set schedule.nonfinite='skip' to skip such steps")
         self.skipped_steps += 1
-        self._inner_count += 1  # keep gradient-accumulation windows aligned
         self.zero_grad()
         hub.update_info("skipped_steps", self.skipped_steps)
-        print_log(f"skipped a step with a non-finite loss at iteration {iteration} "
-                  f"({self.skipped_steps} skipped so far)", logger="current")
+        print_log(f"skipped a step at iteration {iteration}: {what} ({self.skipped_steps} skipped so far)",
+                  logger="current")
 
 
-# any other encoder parameter outside its blocks and final norm embeds the input: plugins' position
-# MLPs and tables (pos_mlp, positions), class-token positions (cls_pos)
-_EMBEDDING = re.compile(r"(^|\.)encoder\.(?!blocks\.|norm\.)")
+def all_ranks_agree(ok: torch.Tensor) -> bool:
+    """True when ``ok`` holds on every rank (one all-reduce in DDP, so every rank decides alike)."""
+    flag = ok.detach().to(torch.float32).reshape(1)
+    if is_distributed():
+        all_reduce(flag, op="min")
+    return flag.item() == 1.0
+
+
+def total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The 2-norm of all ``tensors`` together, in float32 (inf or nan where any value is)."""
+    norms = torch._foreach_norm(tensors) if hasattr(torch, "_foreach_norm") else [t.norm() for t in tensors]
+    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module(name="MaekitNoDecayConstructor")
@@ -103,6 +156,11 @@ class NoDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         optimizer = OPTIMIZERS.build({**self.optimizer_cfg, "params": groups})
         wrapper_cfg = {"type": "OptimWrapper", **self.optim_wrapper_cfg}
         return OPTIM_WRAPPERS.build(wrapper_cfg, default_args=dict(optimizer=optimizer))
+
+
+# any other encoder parameter outside its blocks and final norm embeds the input: plugins' position
+# MLPs and tables (pos_mlp, positions), class-token positions (cls_pos)
+_EMBEDDING = re.compile(r"(^|\.)encoder\.(?!blocks\.|norm\.)")
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module(name="MaekitLayerDecayConstructor")

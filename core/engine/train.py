@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mmengine.config import Config
+from mmengine.logging import print_log
 
 _RUN_COUNTER = itertools.count()
 
@@ -59,8 +60,14 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
     batch_size, accumulate = int(data.get("batch_size", 1)), int(schedule.get("accumulate", 1))
     max_iters = int(schedule.get("max_iters", 1))
     warmup = int(schedule.get("warmup_iters", 0))
-    if not 0 <= warmup < max_iters:
-        raise ValueError(f"schedule.warmup_iters must be in [0, max_iters={max_iters}), got {warmup}")
+    if max_iters < 1:
+        raise ValueError(f"schedule.max_iters must be at least 1, got {max_iters}")
+    if warmup < 0:
+        raise ValueError(f"schedule.warmup_iters must be >= 0, got {warmup}")
+    if warmup >= max_iters:  # a config shortened from the command line: keep it runnable, say so
+        print_log(f"schedule.warmup_iters={warmup} >= max_iters={max_iters}: warm-up clipped to {max_iters - 1} "
+                  f"iterations (the peak is reached at the last one)", logger="current", level=logging.WARNING)
+        warmup = max_iters - 1
     lr = effective_lr(float(schedule.get("blr", 1.5e-4)), batch_size, accumulate, world_size)
     if amp not in ("off", "bf16", "fp16"):
         raise ValueError(f"amp must be off, bf16 or fp16, got {amp!r}")
@@ -79,11 +86,8 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
     )
     if schedule.get("clip_grad"):
         wrapper["clip_grad"] = dict(max_norm=float(schedule["clip_grad"]))
-    schedulers = []
-    if warmup:
-        schedulers.append(dict(type="LinearLR", start_factor=1e-6, by_epoch=False, begin=0, end=warmup))
-    schedulers.append(dict(type="CosineAnnealingLR", T_max=max_iters - warmup, eta_min=float(schedule.get("min_lr", 0.0)),
-                           by_epoch=False, begin=warmup, end=max_iters))
+    schedulers = [dict(type="MaekitWarmupCosineLR", warmup_iters=warmup, max_iters=max_iters,
+                       min_lr=float(schedule.get("min_lr", 0.0)))]
     interval = int(cfg.get("checkpoint_interval", max_iters))
     strategy = cfg.get("strategy", "ddp")
     expanded = dict(
@@ -102,7 +106,7 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
         param_scheduler=schedulers,
         default_hooks=dict(
             logger=dict(type="LoggerHook", interval=int(cfg.get("log_interval", 10))),
-            checkpoint=dict(type="CheckpointHook", interval=interval, by_epoch=False,
+            checkpoint=dict(type="MaekitCheckpointHook", interval=interval, by_epoch=False,
                             max_keep_ckpts=int(cfg.get("max_keep_checkpoints", 3)), save_last=True)),
         custom_hooks=[dict(type="MaekitThroughputHook"), dict(type="MaekitDataOnlyCheckpointHook"), *cfg.get("custom_hooks", [])],
         # every logged term (not only those named *loss*) is averaged over the window; lr is current

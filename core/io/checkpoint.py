@@ -19,10 +19,11 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ["CheckpointError", "SAFE_GLOBALS", "atomic_write", "write_bytes", "torch_load", "load_file",
+__all__ = ["CheckpointError", "SAFE_GLOBALS", "atomic_write", "write_bytes", "remove_stale_temporaries", "torch_load", "load_file",
            "load_state_dict", "save_state_dict", "unwrap_state_dict"]
 
 SAFE_GLOBALS: list[Any] = [argparse.Namespace]
+TEMPORARY_SUFFIX = ".maekit-tmp"
 
 
 class CheckpointError(RuntimeError):
@@ -50,19 +51,32 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Call ``write(temporary_path)``, flush the file to disk and rename it to ``path``: readers see
     the old file or the whole new one, never a part. The temporary file is removed on failure."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
+    tmp_name = ""
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+        os.close(handle)
         write(tmp_name)
         with open(tmp_name, "rb") as stream:
             os.fsync(stream.fileno())
         os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp_name, path)
+    except OSError as error:  # a full disk, a read-only folder...: say which file
+        raise OSError(error.errno, f"{path}: could not be written ({error.strerror or error})") from error
     finally:
-        if os.path.exists(tmp_name):
+        if tmp_name and os.path.exists(tmp_name):
             os.unlink(tmp_name)
     return path
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_write` left in ``folder`` when its process was
+    killed mid-write (``.<name>.<random>.tmp``); returns what was removed."""
+    folder = Path(folder)
+    stale = sorted(folder.glob(f".*{TEMPORARY_SUFFIX}")) if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
