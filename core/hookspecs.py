@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from maekit.plugins import Registrar
 
 __all__ = ["hookspec", "hookimpl", "standard_hooks", "maekit_register", "maekit_config_dirs", "maekit_sample_data", "maekit_demos",
-           "maekit_commands"]
+           "maekit_commands", "maekit_config_keys"]
 
 hookspec = pluggy.HookspecMarker("maekit")
 hookimpl = pluggy.HookimplMarker("maekit")
@@ -54,6 +54,18 @@ def maekit_config_dirs() -> list[str | Path]:
     *Called* through pluggy's combined hook whenever configs are looked up; answers are merged,
     core's first, then plugins in load order. *Clash*: a config name in two folders resolves to
     the first (core's before any plugin's); files starting with ``_`` are bases, not listed.
+    """
+
+
+@hookspec
+def maekit_config_keys() -> dict[str, list[str] | None]:
+    """Config sections (top-level keys) this plugin's configs and commands use, each with the keys
+    it takes (``None``: any keys), e.g. ``{"svm": ["train", "test", "c"]}``; keys listed for one of
+    core's sections (``probe``, ``finetune``...) are added to it. A config with a key no one
+    declared is an error naming it and the nearest known key.
+
+    *Called* through the combined hook when a config is loaded; answers are merged. *Clash*: two
+    plugins declaring one section get the union of their keys (``None`` wins).
     """
 
 

@@ -33,7 +33,7 @@ from maekit.registry import KINDS, Entry, Provider, registry_for
 
 __all__ = [
     "Registrar", "PluginRecord", "PluginHost", "PluginLoadError", "load_plugins", "ensure_plugins_loaded",
-    "current_host", "providers_of_disabled", "config_dirs", "sample_data", "demos", "commands", "call_register", "normalise_name",
+    "current_host", "providers_of_disabled", "config_dirs", "sample_data", "config_keys", "demos", "commands", "call_register", "normalise_name",
     "unknown_hooks",
 ]
 
@@ -291,6 +291,19 @@ def config_dirs() -> list[Path]:
     """Every config folder contributed by loaded plugins (core first)."""
     host = ensure_plugins_loaded()
     return [Path(d) for dirs in reversed(host.pm.hook.maekit_config_dirs()) for d in dirs]
+
+
+def config_keys() -> dict[str, list[str] | None]:
+    """Every config section loaded plugins declare (``maekit_config_keys``), merged."""
+    host = ensure_plugins_loaded()
+    merged: dict[str, list[str] | None] = {}
+    for contribution in host.pm.hook.maekit_config_keys():
+        for section, keys in (contribution or {}).items():
+            if keys is None or (section in merged and merged[section] is None):
+                merged[section] = None
+            else:
+                merged[section] = sorted({*(merged.get(section) or []), *keys})
+    return merged
 
 
 def sample_data() -> dict[str, Callable[[], object]]:

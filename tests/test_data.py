@@ -146,3 +146,17 @@ def test_views_carry_extra_sample_fields_into_the_batch():
 
     evaluated = TransformedView(Captioned(), EvalTransform(32))[0]
     assert torch.equal(evaluated["text"], torch.tensor([0, 7])) and evaluated["inputs"].shape == (3, 32, 32)
+
+
+def test_skipping_counts_each_unreadable_file_once_and_logs_it(image_tree, caplog):
+    for name in ("zz_broken.png", "zz_empty.png"):
+        (image_tree / "cats" / name).write_bytes(b"" if "empty" in name else b"not an image")
+    lenient = ImageFolderDataset(image_tree, exclude=["BACK"], on_error="skip")
+    first = [i for i, (path, _) in enumerate(lenient.samples) if path.name == "zz_broken.png"][0]
+    with caplog.at_level("WARNING", logger="maekit"):
+        for _ in range(3):  # the same bad files met again and again
+            lenient[first]
+            lenient[first + 1]
+    assert lenient.skipped == 2 and sorted(p.name for p in lenient.skipped_files) == ["zz_broken.png", "zz_empty.png"]
+    logged = [r.getMessage() for r in caplog.records if "skipped an unreadable image" in r.getMessage()]
+    assert len(logged) == 2 and any("zz_empty.png" in line for line in logged)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from maekit import __version__, plugins
-from maekit.cli.support import fail
+from maekit.cli.support import USER_ERRORS, UserError, fail, user_message
 from maekit.registry import KINDS, entries, registry_for
 
 console = Console()
@@ -54,14 +55,28 @@ class PluginCommandGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         return self.commands.get(name) or self._plugin_commands(ctx).get(name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Every command, core's or a plugin's: a user's mistake (a bad file, key or value, a full
+        disk, a non-finite run) ends as one ``Error: ...`` line and exit code 1; ``--debug`` (or
+        ``MAEKIT_DEBUG=1``) shows the traceback instead. Other exceptions are bugs: traceback."""
+        try:
+            return super().invoke(ctx)
+        except click.ClickException:
+            raise
+        except USER_ERRORS as error:
+            if ctx.params.get("debug") or os.environ.get("MAEKIT_DEBUG", "") not in ("", "0"):
+                raise
+            raise UserError(user_message(error)) from error
+
 
 @click.group(cls=PluginCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="maekit")
 @click.option("--plugin", "plugin_files", multiple=True, type=click.Path(dir_okay=False),
               help="Load a single local .py file as a plugin (repeatable).")
 @click.option("--strict/--no-strict", default=None, help="Re-raise the first plugin failure (MAEKIT_STRICT_PLUGINS).")
+@click.option("--debug", is_flag=True, help="Show the traceback of an error instead of one 'Error:' line (MAEKIT_DEBUG=1).")
 @click.pass_context
-def main(ctx: click.Context, plugin_files: tuple[str, ...], strict: bool | None) -> None:
+def main(ctx: click.Context, plugin_files: tuple[str, ...], strict: bool | None, debug: bool) -> None:
     """maekit: masked autoencoders across modalities, as plugins."""
     for path in plugin_files:
         if not Path(path).is_file():

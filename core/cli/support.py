@@ -19,7 +19,7 @@ import click
 
 from maekit.io.checkpoint import CheckpointError, load_state_dict, write_bytes
 
-__all__ = ["UserError", "fail", "parse_overrides", "cfg_options_option", "load_command_config", "default_work_dir",
+__all__ = ["UserError", "USER_ERRORS", "user_message", "fail", "parse_overrides", "cfg_options_option", "load_command_config", "default_work_dir",
            "write_metrics", "finetune_and_report", "frozen_evaluation", "load_state_dict", "CheckpointError"]
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -27,6 +27,24 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 
 class UserError(click.ClickException):
     """A mistake in what the user gave (a file, a key, a value): one ``Error: ...`` line, exit code 1."""
+
+
+#: Exceptions a command turns into one ``Error:`` line (``maekit --debug`` shows the traceback):
+#: bad values and keys (ValueError, TypeError from a component's arguments, KeyError for unknown
+#: names), files (OSError: missing, unreadable, read-only, disk full), checkpoints refused, and a
+#: run stopped by the non-finite guard. maekit's own errors name the file, key or value.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, KeyError, OSError, FloatingPointError,
+                                                 CheckpointError)
+
+
+def user_message(error: BaseException) -> str:
+    """One line for ``error``: its message (a KeyError's without repr quotes), its type when the
+    message does not say what went wrong, and where to get the traceback."""
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    text = " ".join(text.split()) or type(error).__name__
+    if isinstance(error, (TypeError, OSError)) and type(error).__name__ not in text:
+        text = f"{type(error).__name__}: {text}"
+    return f"{text} (maekit --debug ... shows the traceback)"
 
 
 def fail(message: str) -> NoReturn:

@@ -36,11 +36,8 @@ def train(ctx: click.Context, config: str, work_dir: str | None, resume: str | N
     cfg = load_command_config(config, cfg_options + more_cfg_options)
     if compile_model:
         cfg.compile = cfg.get("compile") or True
-    try:
-        run_training(cfg, work_dir or default_work_dir(config), amp=amp, device=device, seed=seed, resume=resume,
-                     launcher=launcher)
-    except FloatingPointError as error:
-        fail(f"{error} (work dir: {work_dir or default_work_dir(config)})")
+    run_training(cfg, work_dir or default_work_dir(config), amp=amp, device=device, seed=seed, resume=resume,
+                 launcher=launcher)
 
 
 @main.command()
@@ -66,12 +63,13 @@ def configs(ctx: click.Context, as_json: bool) -> None:
 @main.command()
 @click.argument("config")
 @click.option("--checkpoint", type=click.Path(exists=True), help="Trained weights (default: random init).")
-@click.option("--pool", type=click.Choice(["cls", "mean"]), default="cls", show_default=True)
+@click.option("--pool", type=click.Choice(["cls", "mean"]), default=None,
+              help="Features to probe [the config's probe.pools first entry, else cls].")
 @click.option("--k", default=20, show_default=True, help="Neighbours for k-NN.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the metrics JSON here too.")
 @cfg_options_option
 @click.pass_context
-def probe(ctx: click.Context, config: str, checkpoint: str | None, pool: str, k: int, out: str | None,
+def probe(ctx: click.Context, config: str, checkpoint: str | None, pool: str | None, k: int, out: str | None,
           cfg_options: tuple[str, ...], more_cfg_options: tuple[str, ...]) -> None:
     """Linear probe (logistic regression) and k-NN on frozen encoder features."""
     _load(ctx)
@@ -84,6 +82,7 @@ def probe(ctx: click.Context, config: str, checkpoint: str | None, pool: str, k:
     section = cfg.get("probe")
     if not section:
         fail(f"config {config} has no 'probe' section with 'train' and 'test' datasets")
+    pool = pool or tuple(section.get("pools", ("cls",)))[0]
     try:
         train_set, test_set = build("dataset", section["train"]), build("dataset", section["test"])
         transform = evaluation_transform(train_set, (cfg.get("data") or {}).get("transform"), cfg.get("eval_transform"))

@@ -11,6 +11,7 @@ unlabelled). How pixel formats become channels, the stated rule:
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -64,8 +65,8 @@ class ImageFolderDataset(Dataset):
 
     ``classes`` restricts and orders the classes; ``exclude`` drops some (e.g. ``["BACK"]``).
     ``on_error="raise"`` names a corrupt file in the error; ``"skip"`` serves the next readable file
-    instead and counts the skipped ones in ``skipped`` (per process: DataLoader workers keep their
-    own count).
+    instead, logs each unreadable file once (with the reason) and lists them in ``skipped_files``
+    (``skipped`` counts them; per process: DataLoader workers keep their own).
     """
 
     def __init__(self, root: str | Path, channels: int = 3, classes: Sequence[str] | None = None,
@@ -76,7 +77,8 @@ class ImageFolderDataset(Dataset):
             raise ValueError(f"image folder {self.root} does not exist or is not a folder")
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        self.channels, self.on_error, self.skipped = channels, on_error, 0
+        self.channels, self.on_error = channels, on_error
+        self.skipped_files: dict[Path, str] = {}
         extensions = tuple(e.lower() for e in extensions)
         folders = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
         if classes is not None:
@@ -101,15 +103,22 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def skipped(self) -> int:
+        """How many distinct files were skipped as unreadable."""
+        return len(self.skipped_files)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         for attempt in range(len(self.samples)):
             path, label = self.samples[(index + attempt) % len(self.samples)]
             try:
                 return {"inputs": read_image(path, self.channels), "label": label}
-            except ValueError:
+            except ValueError as error:
                 if self.on_error == "raise":
                     raise
-                self.skipped += 1
+                if path not in self.skipped_files:
+                    self.skipped_files[path] = str(error)
+                    logging.getLogger("maekit").warning("skipped an unreadable image (on_error='skip'): %s", error)
         raise ValueError(f"{self.root}: no readable image left")
 
 

@@ -48,7 +48,7 @@ def safe_torch_load(filename: str | Path, map_location: Any = "cpu") -> Any:
 def _load_from_local(filename: str, map_location: Any = None) -> Any:
     filename = os.path.expanduser(filename)
     if not os.path.isfile(filename):
-        raise FileNotFoundError(f"{filename} can not be found.")
+        raise FileNotFoundError(f"{filename}: no such checkpoint file")
     return safe_torch_load(filename, map_location)
 
 

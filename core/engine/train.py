@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from mmengine.config import Config
-from mmengine.logging import print_log
+
+from maekit.engine.schema import check_config_keys
 
 _RUN_COUNTER = itertools.count()
 
@@ -41,9 +42,16 @@ def load_config(config: str | Path, overrides: dict[str, Any] | None = None) -> 
     """A config file, or the name of one a plugin contributes (``maekit configs``)."""
     from maekit.configs import find_config
 
-    cfg = Config.fromfile(str(find_config(config)))
+    path = find_config(config)
+    try:
+        cfg = Config.fromfile(str(path))
+    except SyntaxError as error:
+        raise ValueError(f"{path}: not a valid config file: {error.msg} at line {error.lineno}") from None
+    except (NameError, ImportError, AttributeError, KeyError) as error:  # what a config file's code can raise
+        raise ValueError(f"{path}: the config file fails to load: {type(error).__name__}: {error}") from None
     if overrides:
         cfg.merge_from_dict(overrides)
+    check_config_keys(cfg.to_dict(), str(path))
     return cfg
 
 
@@ -64,10 +72,7 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
         raise ValueError(f"schedule.max_iters must be at least 1, got {max_iters}")
     if warmup < 0:
         raise ValueError(f"schedule.warmup_iters must be >= 0, got {warmup}")
-    if warmup >= max_iters:  # a config shortened from the command line: keep it runnable, say so
-        print_log(f"schedule.warmup_iters={warmup} >= max_iters={max_iters}: warm-up clipped to {max_iters - 1} "
-                  f"iterations (the peak is reached at the last one)", logger="current", level=logging.WARNING)
-        warmup = max_iters - 1
+    warmup = min(warmup, max_iters - 1)  # a config shortened from the command line: see warmup_note
     lr = effective_lr(float(schedule.get("blr", 1.5e-4)), batch_size, accumulate, world_size)
     if amp not in ("off", "bf16", "fp16"):
         raise ValueError(f"amp must be off, bf16 or fp16, got {amp!r}")
@@ -168,6 +173,35 @@ def cpu_has_native_bf16() -> bool:
     return any(probe() for probe in probes)
 
 
+def warmup_note(cfg: Config) -> str | None:
+    """What :func:`runner_config` does with a warm-up longer than the run (clips it to
+    ``max_iters - 1``: a config shortened from the command line stays runnable), said in the log."""
+    schedule = cfg.get("schedule", {})
+    max_iters, warmup = int(schedule.get("max_iters", 1)), int(schedule.get("warmup_iters", 0))
+    if warmup < max_iters or max_iters < 1:
+        return None
+    return (f"schedule.warmup_iters={warmup} >= max_iters={max_iters}: warm-up clipped to {max_iters - 1} "
+            f"iterations (the peak is reached at the last one)")
+
+
+def check_resume(resume: str | None, work_dir: str | Path) -> None:
+    """A clear error before the Runner starts: ``resume`` must be a checkpoint file, or ``"auto"``
+    with the work dir's ``last_checkpoint`` (if any) naming one that exists."""
+    if resume is None:
+        return
+    if resume != "auto":
+        if not Path(resume).is_file():
+            raise ValueError(f"--resume {resume}: not a checkpoint file (give a .pth that maekit train wrote, "
+                             f"or --resume alone for the latest one in the work dir)")
+        return
+    pointer = Path(work_dir) / "last_checkpoint"
+    if pointer.is_file():
+        named = pointer.read_text().strip()
+        if not named or not Path(named).is_file():
+            raise ValueError(f"{pointer} names {named or 'nothing'}, which does not exist; resume from a checkpoint "
+                             f"that does (--resume PATH), or remove {pointer}")
+
+
 def train(config: str | Path | Config, work_dir: str | Path, overrides: dict[str, Any] | None = None,
           amp: str = "off", device: str | None = None, seed: int | None = None, resume: str | None = None,
           launcher: str = "none"):
@@ -179,7 +213,11 @@ def train(config: str | Path | Config, work_dir: str | Path, overrides: dict[str
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
     if isinstance(config, Config) and overrides:
         cfg.merge_from_dict(overrides)
+    check_resume(resume, work_dir)
     runner = build_runner(runner_config(cfg, work_dir, amp=amp, seed=seed, resume=resume, launcher=launcher))
+    note = warmup_note(cfg)
+    if note:
+        runner.logger.warning(note)
     if amp == "bf16" and not _cuda() and not cpu_has_native_bf16():
         from mmengine.logging import print_log
 

@@ -24,8 +24,8 @@ def load_trained_model(model_cfg: dict, checkpoint: str | Path | None) -> torch.
     if checkpoint is not None:
         try:  # a timm-layout encoder reads as the official layout's encoder part
             state = convert_state_dict(load_state_dict(checkpoint))
-        except CheckpointError as error:
-            raise ValueError(f"{checkpoint}: {error}") from error
+        except CheckpointError as error:  # its message names the file already
+            raise ValueError(str(error)) from error
         try:
             missing, unexpected = model.load_state_dict(resize_pos_embeds(state, model), strict=False)
         except RuntimeError as error:

@@ -19,7 +19,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ["CheckpointError", "SAFE_GLOBALS", "atomic_write", "write_bytes", "remove_stale_temporaries", "torch_load", "load_file",
+__all__ = ["CheckpointError", "SAFE_GLOBALS", "atomic_write", "write_bytes", "write_json", "write_arrays",
+           "write_array", "remove_stale_temporaries", "torch_load", "load_file",
            "load_state_dict", "save_state_dict", "unwrap_state_dict"]
 
 SAFE_GLOBALS: list[Any] = [argparse.Namespace]
@@ -69,6 +70,35 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     return path
 
 
+def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:
+    """``obj`` as JSON, atomically (metrics, manifests)."""
+    import json
+
+    return write_bytes(path, json.dumps(obj, indent=indent).encode())
+
+
+def write_arrays(path: str | Path, compressed: bool = False, **arrays: Any) -> Path:
+    """numpy arrays as one ``.npz``, atomically (caches)."""
+    import numpy as np
+
+    def write(tmp_name: str) -> None:
+        with open(tmp_name, "wb") as stream:  # a file object: numpy would append ".npz" to a name
+            (np.savez_compressed if compressed else np.savez)(stream, **arrays)
+
+    return atomic_write(path, write)
+
+
+def write_array(path: str | Path, array: Any) -> Path:
+    """One numpy array as ``.npy``, atomically (caches)."""
+    import numpy as np
+
+    def write(tmp_name: str) -> None:
+        with open(tmp_name, "wb") as stream:
+            np.save(stream, array)
+
+    return atomic_write(path, write)
+
+
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     """Remove the temporary files that :func:`atomic_write` left in ``folder`` when its process was
     killed mid-write (``.<name>.<random>.tmp``); returns what was removed."""
@@ -94,7 +124,11 @@ def torch_load(path: str | Path, safe_globals: Sequence[Any] = (), map_location:
         with torch.serialization.safe_globals([*SAFE_GLOBALS, *safe_globals]):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()[0].split(" Please file an issue")[0]
+        # torch's message: its advice to retry with weights_only=False (which would run the code),
+        # then the unpickler's reason; keep the reason only
+        advice = ("Weights only load failed", "Check the documentation", "Please file an issue")
+        lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.strip().startswith(advice)]
+        reason = (lines[0] if lines else "content outside the allowed types").replace("WeightsUnpickler error: ", "")
         raise CheckpointError(
             f"{path}: refused to load: the file holds pickled objects other than tensors and plain "
             f"containers ({reason}). maekit never executes pickled code; re-save the weights as a plain "
@@ -113,6 +147,8 @@ def load_file(path: str | Path) -> Any:
             raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from error
     try:
         return torch_load(path)
+    except CheckpointError:
+        raise
     except (RuntimeError, EOFError, OSError) as error:
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({error})") from error
 

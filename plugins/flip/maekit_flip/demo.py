@@ -2,12 +2,13 @@
 classification and retrieval on held-out digits against the same model untrained."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from maekit.io.checkpoint import write_json
 
 __all__ = ["run_flip_demo"]
 
@@ -43,7 +44,7 @@ def run_flip_demo(out_dir: str | Path, config: str = "flip_demo_digits", max_ite
                     "seconds": round(time.perf_counter() - started, 1), "config": config, "seed": seed,
                     "checkpoint": str(checkpoint), "picture": str(grid),
                     "evaluated_on": f"{len(test_set)} held-out digits, {len(test_set.classes)} classes"})
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json(out_dir / "metrics.json", metrics)
     log(f"zero-shot top-1: pretrained {metrics['zeroshot_top1_pretrained']:.3f} vs random init "
         f"{metrics['zeroshot_top1_random_init']:.3f}; text→image R@1 {metrics['text_to_image_R@1_pretrained']:.3f} vs "
         f"{metrics['text_to_image_R@1_random_init']:.3f}; final loss {final_loss:.4f}; {metrics['seconds']} s")

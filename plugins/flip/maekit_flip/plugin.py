@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from maekit.hookspecs import standard_hooks
+from maekit.hookspecs import hookimpl, standard_hooks
 
 COMPONENTS: list[tuple[str, str, str]] = [
     ("model", "flip", "maekit_flip.model:flip"),
@@ -24,3 +24,10 @@ maekit_register, maekit_config_dirs, maekit_demos, maekit_commands = standard_ho
     demos={"flip": "maekit_flip.demo:run_flip_demo"},
     commands=["maekit_flip.cli:zeroshot", "maekit_flip.cli:retrieval"],  # click only; loaded when maekit asks
 )
+
+
+@hookimpl
+def maekit_config_keys() -> dict:
+    """The config sections this plugin's commands read, with their keys."""
+    return {"zeroshot": ["dataset", "templates", "classnames", "tokenizer"],
+            "retrieval": ["dataset", "ks", "tokenizer"]}

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from maekit.io.checkpoint import write_arrays, write_json
 from maekit_mesh.features import CORNERS, NORMALS, VALID, VERTEX, pack_mesh
 from maekit_mesh.remesh import VERTICES_PER_PATCH, MeshError, RemeshedMesh, load_mesh, maps_patches, remesh
 
@@ -229,11 +230,10 @@ def write_cache(root: str | Path, out: str | Path, layout: str = "auto", base_fa
             log(f"skipped {path}: {error}")
             continue
         target = out / path.relative_to(root).with_suffix(".npz")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(target, packed=packed)
+        write_arrays(target, compressed=True, packed=packed)
         written.append(str(path.relative_to(root)))
     manifest = {"settings": settings, "files": written, "skipped": skipped}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    write_json(out / "manifest.json", manifest, indent=1)
     return {"written": len(written), "skipped": len(skipped)}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from maekit.hookspecs import standard_hooks
+from maekit.hookspecs import hookimpl, standard_hooks
 
 COMPONENTS: list[tuple[str, str, str]] = [
     ("model", "mesh_mae", "maekit_mesh.model:mesh_mae"),
@@ -29,3 +29,10 @@ maekit_register, maekit_config_dirs, maekit_demos, maekit_commands = standard_ho
     demos={"mesh": "maekit_mesh.demo:run_mesh_demo"},
     commands=["maekit_mesh.cli:mesh_preprocess", "maekit_mesh.cli:mesh_eval", "maekit_mesh.cli:mesh_convert"],  # click only; loaded when maekit asks
 )
+
+
+@hookimpl
+def maekit_config_keys() -> dict:
+    """The config sections this plugin's commands read, with their keys."""
+    return {"segmentation": ["num_classes", "drop_path_rate", "label_smoothing", "classifier", "data", "test",
+                             "schedule", "eval_transform"]}

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from maekit.io.checkpoint import write_array, write_json
 from maekit_mri.nifti import BRATS_CONTRASTS, Preprocessing, find_subjects, load_volume, split_subjects, volume_slices
 
 __all__ = ["MRISlices", "MRIPairs", "MRIAugment", "write_slice_cache", "DemoVolumeSlices", "simulated_contrast"]
@@ -144,13 +145,13 @@ def write_slice_cache(root: str | Path, out: str | Path, layout: str = "brats", 
         (out / subject).mkdir(parents=True, exist_ok=True)
         for contrast, path in files.items():
             data, affine = load_volume(path)
-            np.save(out / subject / f"{contrast}.npy", volume_slices(data, steps, str(path)).astype(np.float16))
+            write_array(out / subject / f"{contrast}.npy", volume_slices(data, steps, str(path)).astype(np.float16))
             affines.setdefault(subject, {})[contrast] = affine.tolist()
         if log is not None:
             log(f"{number}/{len(found)} {subject}")
     manifest = {"root": str(root), "layout": layout, "contrasts": list(contrasts), "subjects": list(found),
                 "preprocessing": json.loads(json.dumps(asdict(steps))), "affines": affines}
-    (out / CACHE_MANIFEST).write_text(json.dumps(manifest, indent=1))
+    write_json(out / CACHE_MANIFEST, manifest, indent=1)
     return len(found)
 
 

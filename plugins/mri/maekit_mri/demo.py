@@ -4,10 +4,11 @@ reconstructions and edge maps, then MT-Net synthesis of a stated, simulated seco
 budget, scored on held-out slices (PSNR / SSIM / NMSE)."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
+
+from maekit.io.checkpoint import write_json
 
 __all__ = ["run_mri_demo"]
 
@@ -48,7 +49,7 @@ def run_mri_demo(out_dir: str | Path, config: str = "edge_mae_demo", max_iters: 
                                   "(head mask · (1 − T1)^1.5); every fifth slice of each axis held out",
                    picture=str(picture), checkpoint=str(checkpoint), seed=seed,
                    seconds=round(time.perf_counter() - started, 1))
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json(out_dir / "metrics.json", metrics)
     log(f"synthesis PSNR: pre-trained encoder {metrics['synthesis_psnr_mean_pretrained']:.2f} dB vs from scratch "
         f"{metrics['synthesis_psnr_mean_from_scratch']:.2f} dB; SSIM {metrics['synthesis_ssim_mean_pretrained']:.3f} vs "
         f"{metrics['synthesis_ssim_mean_from_scratch']:.3f}; {metrics['seconds']} s")

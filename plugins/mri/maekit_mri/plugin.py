@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from maekit.hookspecs import standard_hooks
+from maekit.hookspecs import hookimpl, standard_hooks
 
 COMPONENTS: list[tuple[str, str, str]] = [
     ("model", "edge_mae", "maekit_mri.edge:edge_mae"),
@@ -28,3 +28,9 @@ maekit_register, maekit_config_dirs, maekit_demos, maekit_commands = standard_ho
     demos={"mri": "maekit_mri.demo:run_mri_demo"},
     commands=["maekit_mri.cli:mri_preprocess", "maekit_mri.cli:synthesize"],  # click only; loaded when maekit asks
 )
+
+
+@hookimpl
+def maekit_config_keys() -> dict:
+    """The config sections this plugin's commands read, with their keys."""
+    return {"synthesis": ["dataset"]}

@@ -8,7 +8,6 @@ asked (the reference's quirk).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,6 +18,7 @@ from torch.utils.data import Dataset
 from maekit.data.bundled import ImageTilesDataset
 from maekit.data.images import IMAGE_EXTENSIONS, ImageFolderDataset
 from maekit.data.views import MAEAugment, default_mean_std
+from maekit.io.checkpoint import write_arrays, write_json
 from maekit_pathology.stains import StainSeparation
 
 __all__ = ["PathologyTiles", "DemoTiles", "MultiModalAugment", "write_stain_cache", "DEMO_SOURCES"]
@@ -84,11 +84,10 @@ def write_stain_cache(root: str | Path, out: str | Path, method: str = "vahadane
     for index, (path, _) in enumerate(tiles.samples):
         stains = separation.stains(tiles[index]["inputs"]).numpy().astype(np.float16)
         target = out / path.relative_to(tiles.root).with_suffix(".npz")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(target, hematoxylin=stains[0], eosin=stains[1])
+        write_arrays(target, hematoxylin=stains[0], eosin=stains[1])
         if log is not None and (index + 1) % 500 == 0:
             log(f"{index + 1}/{len(tiles)} tiles")
-    (out / CACHE_MANIFEST).write_text(json.dumps({"root": str(tiles.root), "method": method, "tiles": len(tiles)}))
+    write_json(out / CACHE_MANIFEST, {"root": str(tiles.root), "method": method, "tiles": len(tiles)}, indent=None)
     return len(tiles)
 
 

@@ -3,9 +3,10 @@ then the RGB-only encoder against its random init on the tile-source task: core'
 k-NN on all training labels, and MMAE's few-label evaluation (class-balanced label subsets, folds)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from maekit.io.checkpoint import write_json
 
 __all__ = ["run_pathology_demo"]
 
@@ -25,7 +26,7 @@ def run_pathology_demo(out_dir: str | Path, config: str = "mmae_demo_tiles", max
 
     metrics = run_demo(out_dir, config, max_iters, seed, amp, log, extra_evaluation=few_labels)
     metrics["picture"] = metrics["reconstructions"]
-    (Path(out_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json(Path(out_dir) / "metrics.json", metrics)
     fewest = min(load_config(config).probe["label_counts"])
     log(f"few-label ({fewest} labels, 5 folds) linear probe: pretrained "
         f"{metrics[f'few_label_linear_{fewest}_labels_mean_pretrained']:.3f} vs random init "

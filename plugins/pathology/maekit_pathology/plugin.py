@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from maekit.hookspecs import standard_hooks
+from maekit.hookspecs import hookimpl, standard_hooks
 
 COMPONENTS: list[tuple[str, str, str]] = [
     ("model", "mmae", "maekit_pathology.model:mmae"),
@@ -28,3 +28,9 @@ maekit_register, maekit_config_dirs, maekit_demos, maekit_commands = standard_ho
     demos={"pathology": "maekit_pathology.demo:run_pathology_demo"},
     commands=["maekit_pathology.cli:pathology_stains", "maekit_pathology.cli:pathology_eval"],  # click only; loaded when maekit asks
 )
+
+
+@hookimpl
+def maekit_config_keys() -> dict:
+    """The config sections this plugin's commands read, with their keys."""
+    return {"probe": ["label_counts"]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from maekit.hookspecs import standard_hooks
+from maekit.hookspecs import hookimpl, standard_hooks
 
 COMPONENTS: list[tuple[str, str, str]] = [
     ("model", "point_mae", "maekit_pointcloud.model:point_mae"),
@@ -38,3 +38,9 @@ maekit_register, maekit_config_dirs, maekit_demos, maekit_commands = standard_ho
     demos={"pointcloud": "maekit_pointcloud.demo:run_pointcloud_demo"},
     commands=["maekit_pointcloud.cli:pointcloud_eval", "maekit_pointcloud.cli:pointcloud_convert"],  # click only; loaded when maekit asks
 )
+
+
+@hookimpl
+def maekit_config_keys() -> dict:
+    """The config sections this plugin's commands read, with their keys."""
+    return {"svm": ["train", "test", "c"]}

@@ -6,7 +6,6 @@ coordinates as the format stores them (the arrays of the preprocessed forms are 
 """
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from maekit.io.checkpoint import write_arrays, write_json
 from maekit_skeleton.ntu import NUM_JOINTS, align_view, centre_on_spine, in_split, parse_ntu_name, read_skeleton, sequence_array
 
 __all__ = ["prepare_sequence", "NTUSkeletons", "NTUNpz", "NTUNpy", "write_ntu_npz", "read_label_pickle",
@@ -106,11 +106,10 @@ def write_ntu_npz(root: str | Path, out: str | Path, benchmark: str = "xsub", su
                 log(f"{split}: {n + 1} / {len(files)}")
         arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y
         counts[split] = len(files)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, **arrays)
-    out.with_suffix(".json").write_text(json.dumps(dict(root=str(root), benchmark=benchmark, subset=subset,
-                                                        max_frames=max_frames, align=align, **counts), indent=2))
+    out = Path(out) if str(out).endswith(".npz") else Path(f"{out}.npz")  # as numpy.savez names it
+    write_arrays(out, **arrays)
+    write_json(out.with_suffix(".json"), dict(root=str(root), benchmark=benchmark, subset=subset, max_frames=max_frames,
+                                              align=align, **counts))
     return counts
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from maekit.hookspecs import standard_hooks
+from maekit.hookspecs import hookimpl, standard_hooks
 
 COMPONENTS: list[tuple[str, str, str]] = [
     ("model", "skeleton_mae", "maekit_skeleton.model:skeleton_mae"),
@@ -32,3 +32,9 @@ maekit_register, maekit_config_dirs, maekit_demos, maekit_commands = standard_ho
     demos={"skeleton": "maekit_skeleton.demo:run_skeleton_demo"},
     commands=["maekit_skeleton.cli:skeleton_preprocess", "maekit_skeleton.cli:skeleton_eval"],  # click only; loaded when maekit asks
 )
+
+
+@hookimpl
+def maekit_config_keys() -> dict:
+    """The config sections this plugin's commands read, with their keys."""
+    return {"linear_eval": ["train", "test", "num_classes", "epochs", "batch_size", "lr"]}

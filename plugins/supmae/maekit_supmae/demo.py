@@ -2,10 +2,11 @@
 probed against its random init."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
+
+from maekit.io.checkpoint import write_json
 
 __all__ = ["run_supmae_demo"]
 
@@ -23,7 +24,7 @@ def run_supmae_demo(out_dir: str | Path, config: str = "supmae_demo_digits", max
     metrics = {**supervised, **{f"mae_{key}": value for key, value in plain.items()
                                 if "accuracy" in key or key in ("final_loss", "seconds")},
                "seconds": round(time.perf_counter() - started, 1), "picture": supervised["reconstructions"]}
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json(out_dir / "metrics.json", metrics)
     log(f"linear probe: SupMAE {metrics['probe_accuracy_pretrained']:.3f} vs MAE {metrics['mae_probe_accuracy_pretrained']:.3f} "
         f"at the same budget (random init {metrics['probe_accuracy_random_init']:.3f}); k-NN "
         f"{metrics['knn_accuracy_pretrained']:.3f} vs {metrics['mae_knn_accuracy_pretrained']:.3f}")

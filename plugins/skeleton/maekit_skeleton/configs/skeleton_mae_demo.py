@@ -13,7 +13,8 @@ data = dict(dataset=dict(_delete_=True, **_train),
 eval_transform = dict(num_frames=32)
 schedule = dict(max_iters=1200, warmup_iters=60, blr=1e-3 * 256 / 32, min_lr=0.0)
 probe = dict(train=_train, test=_test, pools=("mean",))
-linear_eval = dict(train=_train, test=_test, num_classes=9, epochs=100, batch_size=128, lr=0.1)
+linear_eval = dict(train=dict(_delete_=True, **_train), test=dict(_delete_=True, **_test), num_classes=9, epochs=100,
+                   batch_size=128, lr=0.1)
 finetune = dict(num_classes=9, drop_path_rate=0.1, label_smoothing=0.0,
                 data=dict(dataset=dict(_delete_=True, **_train), transform=dict(num_frames=32, min_length=16),
                           batch_size=16, num_workers=0),
