@@ -225,3 +225,45 @@ def test_the_schedule_is_the_references_warm_up_then_cosine_and_resumes_exactly(
         if warmup:
             assert seen[0][0] == 0.0 and seen[warmup][0] == pytest.approx(2.0)  # the peak, exactly at W
         assert mae_lr(total, 2.0, warmup, total, 0.2) == pytest.approx(0.2)
+
+
+def test_a_non_finite_micro_batch_drops_its_whole_accumulation_window():
+    from mmengine.logging import MessageHub
+
+    from maekit.engine.optim import GuardedOptimWrapper
+
+    MessageHub.get_instance("reliability-accumulation")
+    model = torch.nn.Linear(3, 1)
+    wrapper = GuardedOptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1), nonfinite="skip", accumulative_counts=2)
+    wrapper.initialize_count_status(model, 0, 100)
+    before = [p.detach().clone() for p in model.parameters()]
+    wrapper.update_params(model(torch.randn(2, 3)).pow(2).mean())  # a good micro-batch: gradients accumulate
+    wrapper.update_params(model(torch.randn(2, 3)).sum() * float("nan"))  # the window's last: non-finite
+    assert wrapper.skipped_steps == 1 and all(p.grad is None or not p.grad.any() for p in model.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # no partial-sum step
+    wrapper.update_params(model(torch.randn(2, 3)).sum() * float("nan"))  # the next window's first
+    wrapper.update_params(model(torch.randn(2, 3)).pow(2).mean())  # its last, good: still dropped
+    assert wrapper.skipped_steps == 2 and all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    for _ in range(2):  # a good window steps
+        wrapper.update_params(model(torch.randn(2, 3)).pow(2).mean())
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_resuming_a_checkpoint_of_the_old_two_scheduler_chain_keeps_the_configured_schedule():
+    from mmengine.optim.scheduler import LinearLR
+
+    from maekit.engine.schedule import WarmupCosineLR, mae_lr
+
+    old_optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    old = LinearLR(old_optimizer, start_factor=1e-6, by_epoch=False, begin=0, end=3)
+    for _ in range(5):  # five iterations into the old run, past its warm-up
+        old_optimizer.step()
+        old.step()
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = WarmupCosineLR(optimizer, warmup_iters=3, max_iters=10)
+    scheduler.load_state_dict(old.state_dict())
+    assert (scheduler.warmup_iters, scheduler.max_iters, scheduler.end) == (3, 10, 10)
+    for t in range(6, 10):
+        optimizer.step()
+        scheduler.step()
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(mae_lr(t, 1.0, 3, 10))

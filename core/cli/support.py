@@ -42,7 +42,9 @@ def user_message(error: BaseException) -> str:
     message does not say what went wrong, and where to get the traceback."""
     text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
     text = " ".join(text.split()) or type(error).__name__
-    if isinstance(error, (TypeError, OSError)) and type(error).__name__ not in text:
+    # the type where the message alone would not say what happened (a bare KeyError: 'label');
+    # maekit's own KeyErrors (unknown or duplicate component names) speak for themselves
+    if type(error) in (KeyError, TypeError) or (isinstance(error, OSError) and type(error).__name__ not in text):
         text = f"{type(error).__name__}: {text}"
     return f"{text} (maekit --debug ... shows the traceback)"
 
@@ -109,8 +111,6 @@ def finetune_and_report(cfg, config: str, checkpoint: str | None, work_dir: str 
         metrics = run_finetune(cfg, checkpoint, work_dir or default_work_dir(config) + "_finetune", **options)
     except KeyError as error:
         fail(f"config {config}: the finetune section lacks {error} (num_classes, data, test, schedule)")
-    except (ValueError, FloatingPointError, RuntimeError) as error:
-        fail(str(error))
     write_metrics({**metrics, "protocol": "finetune"}, out)
 
 
@@ -126,13 +126,10 @@ def frozen_evaluation(cfg, config: str, section_name: str, checkpoint: str | Non
     section = cfg.get(section_name)
     if not section or "train" not in section or "test" not in section:
         fail(f"config {config} has no '{section_name}' section with 'train' and 'test' datasets")
-    try:
-        train_set, test_set = build("dataset", section["train"]), build("dataset", section["test"])
-        transform = evaluation_transform(train_set, None, cfg.get("eval_transform"))
-        model = load_trained_model(cfg.model, checkpoint)
-        metrics = evaluate(model, train_set, test_set, transform, section)
-    except (ValueError, KeyError, RuntimeError) as error:
-        fail(str(error))
+    train_set, test_set = build("dataset", section["train"]), build("dataset", section["test"])
+    transform = evaluation_transform(train_set, None, cfg.get("eval_transform"))
+    model = load_trained_model(cfg.model, checkpoint)
+    metrics = evaluate(model, train_set, test_set, transform, section)
     write_metrics({**metrics, "protocol": protocol, "checkpoint": checkpoint}, out)
 
 

@@ -83,13 +83,10 @@ def probe(ctx: click.Context, config: str, checkpoint: str | None, pool: str | N
     if not section:
         fail(f"config {config} has no 'probe' section with 'train' and 'test' datasets")
     pool = pool or tuple(section.get("pools", ("cls",)))[0]
-    try:
-        train_set, test_set = build("dataset", section["train"]), build("dataset", section["test"])
-        transform = evaluation_transform(train_set, (cfg.get("data") or {}).get("transform"), cfg.get("eval_transform"))
-        model = load_trained_model(cfg.model, checkpoint)
-        metrics = run_probe(model, train_set, test_set, transform, pool=pool, k=k)
-    except (ValueError, KeyError, RuntimeError) as error:
-        fail(str(error))
+    train_set, test_set = build("dataset", section["train"]), build("dataset", section["test"])
+    transform = evaluation_transform(train_set, (cfg.get("data") or {}).get("transform"), cfg.get("eval_transform"))
+    model = load_trained_model(cfg.model, checkpoint)
+    metrics = run_probe(model, train_set, test_set, transform, pool=pool, k=k)
     write_metrics({**metrics, "checkpoint": checkpoint, "pool": pool}, out)
 
 
@@ -130,16 +127,13 @@ def visualize(ctx: click.Context, checkpoint: str, config: str, out: str, num: i
     from maekit.registry import build
 
     cfg = load_command_config(config, ())
-    try:
-        data = cfg.get("data") or {}
-        dataset = build("dataset", (cfg.get("probe") or {}).get("test") or data.get("dataset"))
-        transform = evaluation_transform(dataset, data.get("transform"), cfg.get("eval_transform"))
-        images = torch.stack([transform(dataset[i]["inputs"]) for i in range(min(num, len(dataset)))])
-        model = load_trained_model(cfg.model, checkpoint)
-        path = save_grid(model.panels(images, getattr(transform, "mean", None), getattr(transform, "std", None),
-                                      seed=seed), out, scale=scale)
-    except (ValueError, KeyError, RuntimeError) as error:
-        fail(str(error))
+    data = cfg.get("data") or {}
+    dataset = build("dataset", (cfg.get("probe") or {}).get("test") or data.get("dataset"))
+    transform = evaluation_transform(dataset, data.get("transform"), cfg.get("eval_transform"))
+    images = torch.stack([transform(dataset[i]["inputs"]) for i in range(min(num, len(dataset)))])
+    model = load_trained_model(cfg.model, checkpoint)
+    path = save_grid(model.panels(images, getattr(transform, "mean", None), getattr(transform, "std", None),
+                                  seed=seed), out, scale=scale)
     click.echo(f"wrote {path}")
 
 
@@ -155,10 +149,7 @@ def export(ctx: click.Context, checkpoint: str, config: str, out: str) -> None:
     from maekit.io.export import export_encoder
 
     cfg = load_command_config(config, ())
-    try:
-        weights, config_path = export_encoder(load_trained_model(cfg.model, checkpoint), out)
-    except (ValueError, KeyError, RuntimeError) as error:
-        fail(str(error))
+    weights, config_path = export_encoder(load_trained_model(cfg.model, checkpoint), out)
     click.echo(f"wrote {weights} and {config_path}")
 
 

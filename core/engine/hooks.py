@@ -111,6 +111,9 @@ class SafeCheckpointHook(CheckpointHook):
 
     def before_train(self, runner: Any) -> None:
         super().before_train(runner)  # sets out_dir
+        # the last complete checkpoint, for messages: what last_checkpoint names (after a resume too)
+        pointer = Path(runner.work_dir) / "last_checkpoint"
+        runner.message_hub.update_info("last_good_ckpt", pointer.read_text().strip() if pointer.is_file() else None)
         if is_main_process():
             for folder in {Path(runner.work_dir), Path(self.out_dir)}:
                 for path in remove_stale_temporaries(folder):

@@ -52,6 +52,7 @@ class GuardedOptimWrapper(OptimWrapper):
             raise ValueError(f"autocast_dtype must be None or 'bfloat16' (use AmpOptimWrapper for float16), got {autocast_dtype!r}")
         self.autocast_dtype, self.nonfinite, self.skipped_steps = autocast_dtype, nonfinite, 0
         self.parameter_names: dict[int, str] = {}
+        self.window_dropped = False
 
     @contextmanager
     def optim_context(self, model: torch.nn.Module) -> Iterator[None]:
@@ -68,12 +69,22 @@ class GuardedOptimWrapper(OptimWrapper):
     def update_params(self, loss: torch.Tensor, step_kwargs: dict | None = None, zero_kwargs: dict | None = None) -> None:
         if not all_ranks_agree(torch.isfinite(loss.detach()).all()):
             self.refuse(f"non-finite loss ({loss.item()})", "before the update")
-            self._inner_count += 1  # keep gradient-accumulation windows aligned
+            # no backward ran; the accumulation window this micro-batch belongs to is dropped whole
+            # (its other micro-batches' gradients would otherwise step as a partial sum)
+            self._inner_count += 1
+            self.window_dropped = True
+            if self.should_update():
+                self.zero_grad()
+                self.window_dropped = False
             return
         super().update_params(loss, step_kwargs, zero_kwargs)
 
     def step(self, **kwargs: Any) -> None:
-        """The update, between a check of the gradients and one of the parameters it produced."""
+        """The update, between a check of the gradients and one of the parameters it produced (a
+        refused update returns without stepping; the caller, ``update_params``, zeroes the gradients)."""
+        if self.window_dropped:  # a micro-batch of this window had a non-finite loss (counted then)
+            self.window_dropped = False
+            return
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         grads = [p.grad for p in params if p.grad is not None]
         if grads and not all_ranks_agree(torch.isfinite(total_norm(grads))):
@@ -112,13 +123,12 @@ class GuardedOptimWrapper(OptimWrapper):
         hub = MessageHub.get_current_instance()
         iteration = hub.get_info("iter", 0)
         if self.nonfinite == "stop":
-            last = hub.get_info("last_ckpt") or "none written yet"
+            last = hub.get_info("last_good_ckpt") or "none written yet"
             raise FloatingPointError(
                 f"{what} at iteration {iteration}: training stopped {when}; no checkpoint holds it (the last "
                 f"good checkpoint: {last}). Lower the learning rate (schedule.blr), use bf16 instead of fp16, "
                 f"or set schedule.nonfinite='skip' to skip such steps")
         self.skipped_steps += 1
-        self.zero_grad()
         hub.update_info("skipped_steps", self.skipped_steps)
         print_log(f"skipped a step at iteration {iteration}: {what} ({self.skipped_steps} skipped so far)",
                   logger="current")
@@ -140,10 +150,10 @@ def total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module(name="MaekitNoDecayConstructor")
 class NoDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
-    """Two parameter groups, as MAE's ``param_groups_weight_decay`` and MMPretrain make them: no
-    weight decay for norms, biases and whatever the modules declare in ``no_weight_decay()``
-    (class tokens, mask tokens, position tables); frozen parameters left out. With a
-    ``paramwise_cfg`` mmengine's own grouping applies instead."""
+    """Two parameter groups: no weight decay for norms and biases (as MAE's
+    ``param_groups_weight_decay``) and for whatever the modules declare in ``no_weight_decay()``
+    (class and mask tokens, position tables: MMPretrain's choice; the official MAE code decays the
+    tokens); frozen parameters left out. With a ``paramwise_cfg`` mmengine's own grouping applies."""
 
     def __call__(self, model: torch.nn.Module) -> OptimWrapper:
         if self.paramwise_cfg:

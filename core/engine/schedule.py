@@ -35,7 +35,7 @@ def mae_lr(iteration: int, peak: float, warmup_iters: int, max_iters: int, min_l
 
 @PARAM_SCHEDULERS.register_module(name="MaekitWarmupCosineLR")
 class WarmupCosineLR(LRSchedulerMixin, _ParamScheduler):
-    """:func:`mae_lr` for every parameter group, scaled by the group's share of the peak."""
+    """:func:`mae_lr` for every parameter group, scaled by the group's share of the optimiser's lr."""
 
     def __init__(self, optimizer: Any, warmup_iters: int, max_iters: int, min_lr: float = 0.0, **kwargs: Any) -> None:
         if not 0 <= warmup_iters < max_iters:
@@ -44,7 +44,19 @@ class WarmupCosineLR(LRSchedulerMixin, _ParamScheduler):
         kwargs.update(begin=0, end=self.max_iters, by_epoch=False)
         super().__init__(optimizer, **kwargs)
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        """The position in the run from the checkpoint; the schedule itself from the config (a
+        checkpoint of an older maekit holds a LinearLR → CosineAnnealingLR chain's state here)."""
+        ours = {key: getattr(self, key) for key in ("warmup_iters", "max_iters", "min_lr", "begin", "end", "by_epoch")}
+        super().load_state_dict(state_dict)
+        self.__dict__.update(ours)
+        self.last_step = self._global_step  # begin = 0: one step per iteration
+
     def _get_value(self) -> list[float]:
-        peak = max(self.base_values)
+        # the peak is the optimiser's own lr when a group has it (groups with an lr multiplier or
+        # layer decay are shares of it), else the largest group's
+        optimizer = getattr(self.optimizer, "optimizer", self.optimizer)  # an OptimWrapper or a torch optimizer
+        default = optimizer.defaults.get("lr")
+        peak = float(default) if default and any(math.isclose(b, default) for b in self.base_values) else max(self.base_values)
         shape = mae_lr(self.last_step, 1.0, self.warmup_iters, self.max_iters, self.min_lr / peak if peak else 0.0)
         return [base * shape for base in self.base_values]

@@ -28,8 +28,9 @@ CORE_KEYS: dict[str, list[str] | None] = {
 }
 # Sections of the expanded mmengine Runner config a maekit config may set directly (passed through).
 RUNNER_KEYS = ["optim_wrapper", "param_scheduler", "default_hooks", "log_processor", "visualizer", "env_cfg",
-               "randomness", "train_cfg", "train_dataloader", "model_wrapper_cfg", "experiment_name", "launcher"]
-NESTED = {"data": DATA, "schedule": SCHEDULE}  # a section's own data/schedule take these keys
+               "randomness", "train_cfg", "train_dataloader", "model_wrapper_cfg", "experiment_name", "launcher",
+               "work_dir", "resume", "custom_imports"]
+NESTED = ("data", "schedule")  # a section's own data/schedule take the keys of the top-level ones
 
 
 def known_keys() -> dict[str, list[str] | None]:
@@ -70,7 +71,8 @@ def check_config_keys(cfg: Mapping[str, Any], source: str, sections: Mapping[str
                 continue
             if key not in allowed:
                 raise _unknown(f"{top}.", key, allowed, source)
-            if key in NESTED and isinstance(inner, Mapping):
+            nested_keys = sections.get(key) if key in NESTED else None
+            if nested_keys is not None and isinstance(inner, Mapping):
                 for nested in inner:
-                    if not nested.startswith("_") and nested not in NESTED[key]:
-                        raise _unknown(f"{top}.{key}.", nested, NESTED[key], source)
+                    if not nested.startswith("_") and nested not in nested_keys:
+                        raise _unknown(f"{top}.{key}.", nested, nested_keys, source)

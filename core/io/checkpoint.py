@@ -11,6 +11,7 @@ file backend (:mod:`maekit.engine.safety`) and every command use it.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import pickle
 import tempfile
@@ -42,10 +43,13 @@ def _resolve(path: Path) -> Path:
     return path
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+UMASK = _read_umask()  # read once, at import: os.umask can only be read by setting it (not thread-safe)
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
@@ -58,16 +62,27 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
         handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
         os.close(handle)
         write(tmp_name)
-        with open(tmp_name, "rb") as stream:
+        with open(tmp_name, "rb+") as stream:  # flush what ``write`` wrote to the disk
             os.fsync(stream.fileno())
-        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.chmod(tmp_name, 0o666 & ~UMASK)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp_name, path)
+        _sync_folder(path.parent)  # the rename itself survives a power cut
     except OSError as error:  # a full disk, a read-only folder...: say which file
         raise OSError(error.errno, f"{path}: could not be written ({error.strerror or error})") from error
     finally:
         if tmp_name and os.path.exists(tmp_name):
             os.unlink(tmp_name)
     return path
+
+
+def _sync_folder(folder: Path) -> None:
+    if os.name != "posix":
+        return
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:
@@ -101,9 +116,11 @@ def write_array(path: str | Path, array: Any) -> Path:
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     """Remove the temporary files that :func:`atomic_write` left in ``folder`` when its process was
-    killed mid-write (``.<name>.<random>.tmp``); returns what was removed."""
+    killed mid-write (``.<name>.<random>.maekit-tmp``, and ``.<name>.<random>.tmp`` of maekit 0.1's
+    writer); returns what was removed."""
     folder = Path(folder)
-    stale = sorted(folder.glob(f".*{TEMPORARY_SUFFIX}")) if folder.is_dir() else []
+    patterns = (f".*{TEMPORARY_SUFFIX}", ".*.pth.*.tmp", ".last_checkpoint.*.tmp")
+    stale = sorted({p for pattern in patterns for p in folder.glob(pattern)}) if folder.is_dir() else []
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
@@ -173,12 +190,10 @@ def save_state_dict(state_dict: dict[str, torch.Tensor], path: str | Path, metad
     path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
 
-    def write(tmp_name: str) -> None:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import save_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save
 
-            save_file(tensors, tmp_name, metadata=metadata)
-        else:
-            torch.save(tensors, tmp_name)
-
-    return atomic_write(path, write)
+        return write_bytes(path, save(tensors, metadata=metadata))
+    buffer = io.BytesIO()  # serialised first: torch.save reports a full disk as a RuntimeError
+    torch.save(tensors, buffer)
+    return write_bytes(path, buffer.getvalue())

@@ -120,6 +120,8 @@ class TokenEncoder(Encoder):
         the last tap are not run."""
         depth = len(self.blocks)
         wanted = set(range(depth + 1)) if taps is None else {self._tap(t, depth) for t in taps}
+        if not wanted:
+            return Intermediates(features={})
         x = self.block_inputs(tokens)
         positions = self.block_positions(tokens)
         positions = None if positions is None else positions.to(x.dtype)

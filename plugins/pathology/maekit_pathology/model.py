@@ -365,8 +365,11 @@ class MultiModalLoss(Loss):
             length = per_patch.shape[1]
             slot = self.slot_of(names.index(out["source"]), mask, length)
             removed = mask.masked[:, slot * length:(slot + 1) * length].float()
-            per_sample = masked_mean(per_patch, removed, dim=1)  # nan where nothing was removed
-            loss = per_sample.nanmean() if bool((removed.sum(1) > 0).any()) else per_patch.sum() * 0
+            # the mean over the samples that had any of this modality removed (the reference's
+            # nan-mean); rows with none are left out without a 0/0 that would poison the gradient
+            has_removed = removed.sum(1) > 0
+            per_sample = masked_mean(per_patch, removed, dim=1, empty=0.0)
+            loss = per_sample[has_removed].mean() if bool(has_removed.any()) else per_patch.sum() * 0
             losses[f"loss_{out['name']}"] = loss
             total = total + out["weight"] * loss
         return {"loss": total, **losses}

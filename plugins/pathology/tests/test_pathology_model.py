@@ -136,6 +136,10 @@ def test_loss_is_the_per_sample_mean_over_removed_tokens_of_the_decoded_modality
     per_token = ((pred["rgb"] - target["rgb"]) ** 2).mean(-1).detach()
     expected = torch.stack([per_token[b][masked[b, :16].bool()].mean() for b in range(1, 4)]).mean()
     torch.testing.assert_close(loss({"rgb": pred["rgb"]}, {"rgb": target["rgb"]}, altered)["loss"], expected)
+    # ... and without a 0/0 in the backward pass: every gradient stays finite
+    pred["rgb"].grad = None
+    loss({"rgb": pred["rgb"]}, {"rgb": target["rgb"]}, altered)["loss"].backward()
+    assert torch.isfinite(pred["rgb"].grad).all() and (pred["rgb"].grad[0] == 0).all()
 
 
 def test_self_distillation_teaches_the_encoder_the_decoders_output_at_visible_patches():
