@@ -141,3 +141,13 @@ def test_a_misspelt_hook_is_a_warning_when_the_plugin_loads(register_plugin):
     with pytest.warns(UserWarning, match="maekit_regster look like maekit hooks but are not"):
         record = register_plugin(plugin, name="maekit-typo")
     assert record.status == "loaded" and "maekit never calls them" in record.warning
+
+
+def test_check_plugin_reports_a_private_core_import(tmp_path):
+    from maekit.authoring.plugin_check import check_plugin
+
+    plugin = tmp_path / "leaky.py"
+    plugin.write_text("import maekit\nfrom maekit.plugins import _import_file  # noqa: F401\n\n\n"
+                      "@maekit.hookimpl\ndef maekit_register(registry):\n    pass\n")
+    errors = [f.message for f in check_plugin(plugin) if f.level == "error"]
+    assert any("maekit.plugins._import_file" in e and "public names" in e for e in errors), errors
