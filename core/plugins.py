@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import pluggy
 
@@ -33,7 +33,7 @@ from maekit.registry import KINDS, Entry, Provider, registry_for
 
 __all__ = [
     "Registrar", "PluginRecord", "PluginHost", "PluginLoadError", "load_plugins", "ensure_plugins_loaded",
-    "current_host", "providers_of_disabled", "config_dirs", "sample_data", "config_keys", "demos", "commands", "call_register", "normalise_name",
+    "current_host", "providers_of_disabled", "config_dirs", "sample_data", "config_keys", "merge_config_keys", "demos", "commands", "call_register", "normalise_name",
     "unknown_hooks",
 ]
 
@@ -293,17 +293,22 @@ def config_dirs() -> list[Path]:
     return [Path(d) for dirs in reversed(host.pm.hook.maekit_config_dirs()) for d in dirs]
 
 
-def config_keys() -> dict[str, list[str] | None]:
-    """Every config section loaded plugins declare (``maekit_config_keys``), merged."""
-    host = ensure_plugins_loaded()
+def merge_config_keys(declarations: Iterable[Mapping[str, Iterable[str] | None] | None]) -> dict[str, list[str] | None]:
+    """Config sections declared several times, merged: the union of their keys; a section
+    declared with ``None`` (any keys) stays ``None``."""
     merged: dict[str, list[str] | None] = {}
-    for contribution in host.pm.hook.maekit_config_keys():
-        for section, keys in (contribution or {}).items():
+    for declaration in declarations:
+        for section, keys in (declaration or {}).items():
             if keys is None or (section in merged and merged[section] is None):
                 merged[section] = None
             else:
                 merged[section] = sorted({*(merged.get(section) or []), *keys})
     return merged
+
+
+def config_keys() -> dict[str, list[str] | None]:
+    """Every config section loaded plugins declare (``maekit_config_keys``), merged."""
+    return merge_config_keys(ensure_plugins_loaded().pm.hook.maekit_config_keys())
 
 
 def sample_data() -> dict[str, Callable[[], object]]:

@@ -35,15 +35,9 @@ NESTED = ("data", "schedule")  # a section's own data/schedule take the keys of 
 
 def known_keys() -> dict[str, list[str] | None]:
     """Core's sections merged with every loaded plugin's (``maekit_config_keys``)."""
-    from maekit.plugins import config_keys
+    from maekit.plugins import config_keys, merge_config_keys
 
-    merged: dict[str, list[str] | None] = {**CORE_KEYS, **{key: None for key in RUNNER_KEYS}}
-    for section, keys in config_keys().items():
-        if section in merged and merged[section] is not None and keys is not None:
-            merged[section] = sorted({*(merged[section] or []), *keys})
-        elif section not in merged or keys is None:
-            merged[section] = None if keys is None else list(keys)
-    return merged
+    return merge_config_keys([CORE_KEYS, {key: None for key in RUNNER_KEYS}, config_keys()])
 
 
 def _unknown(where: str, key: str, known: Iterable[str], source: str) -> ValueError:
