@@ -15,13 +15,13 @@ __all__ = ["CORE_KEYS", "RUNNER_KEYS", "known_keys", "check_config_keys"]
 
 SCHEDULE = ["max_iters", "warmup_iters", "blr", "weight_decay", "betas", "accumulate", "clip_grad", "nonfinite",
             "min_lr", "fused", "paramwise_cfg", "constructor", "layer_decay"]
-DATA = ["dataset", "transform", "batch_size", "num_workers"]
+DATA = ["dataset", "transform", "batch_size", "num_workers", "sampler"]
 
 CORE_KEYS: dict[str, list[str] | None] = {
     "model": None, "data": DATA, "schedule": SCHEDULE,
     "probe": ["train", "test", "pools"],
-    "finetune": ["num_classes", "drop_path_rate", "label_smoothing", "classifier", "data", "test", "schedule",
-                 "eval_transform"],
+    "finetune": ["num_classes", "drop_path_rate", "label_smoothing", "classifier", "classifier_options", "data",
+                 "test", "schedule", "eval_transform"],
     "eval_transform": None, "custom_hooks": None,
     "checkpoint_interval": [], "log_interval": [], "max_keep_checkpoints": [], "seed": [], "compile": None,
     "strategy": [], "dist_backend": [], "load_from": [],

@@ -103,7 +103,7 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
         train_dataloader=dict(
             batch_size=batch_size, num_workers=int(data.get("num_workers", 0)),
             persistent_workers=int(data.get("num_workers", 0)) > 0,
-            sampler=dict(type="MaekitVirtualIndexSampler", shuffle=True, seed=seed),
+            sampler=dict(type=_sampler_type(data.get("sampler", "shuffle")), seed=seed),
             dataset=dict(type="maekit.augmented_view", dataset=data.get("dataset"), transform=data.get("transform"), seed=seed),
             collate_fn=dict(type="default_collate")),
         train_cfg=dict(type="IterBasedTrainLoop", max_iters=max_iters),
@@ -134,6 +134,15 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
     passthrough = {k: v for k, v in cfg.to_dict().items() if k in expanded and k != "model" and k not in ("custom_hooks",)}
     expanded.update(passthrough)
     return Config(expanded)
+
+
+def _sampler_type(name: str) -> str:
+    """``data.sampler``: "shuffle" (a seeded permutation per pass) or "balanced" (draws by the
+    dataset's ``sample_weights()``)."""
+    types = {"shuffle": "MaekitVirtualIndexSampler", "balanced": "MaekitBalancedSampler"}
+    if name not in types:
+        raise ValueError(f"data.sampler must be one of {', '.join(types)}, got {name!r}")
+    return types[name]
 
 
 def _cuda() -> bool:
@@ -225,4 +234,16 @@ def train(config: str | Path | Config, work_dir: str | Path, overrides: dict[str
                   "and run 2-3x slower than float32 (README, Performance notes); train with amp=off here",
                   logger="current", level=logging.WARNING)
     runner.train()
+    if launcher != "none":
+        _close_process_group()
     return runner
+
+
+def _close_process_group() -> None:
+    """Every rank waits for the others, then tears the process group down: a rank that exits while
+    gloo's threads still serve its peers aborts ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

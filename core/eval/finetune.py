@@ -13,7 +13,8 @@ from torch import nn
 
 from maekit.io.checkpoint import write_bytes
 
-__all__ = ["Classifier", "ViTClassifier", "vit_classifier", "finetune_config", "run_finetune", "classification_accuracy"]
+__all__ = ["Classifier", "ViTClassifier", "vit_classifier", "finetune_config", "run_finetune", "classification_accuracy",
+           "evaluate_classifier"]
 
 
 class Classifier(nn.Module):
@@ -36,6 +37,11 @@ class Classifier(nn.Module):
                              f"built for (finetune.num_classes)")
         loss = self.criterion(logits.float(), labels)
         return {"loss": loss, "accuracy": (logits.argmax(-1) == labels).float().mean()}
+
+    def metrics(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """The test figures from every test sample's logits and label: top-1 accuracy here (a
+        multi-label classifier reports mAP instead)."""
+        return {"top1_accuracy": float((logits.argmax(-1) == labels).float().mean())}
 
 
 class ViTClassifier(Classifier):
@@ -84,26 +90,30 @@ def finetune_config(cfg, checkpoint: str | None):
         model=dict(type=section.get("classifier", "vit_classifier"), model=cfg.model, num_classes=section["num_classes"],
                    checkpoint=None if checkpoint is None else str(checkpoint),
                    drop_path_rate=section.get("drop_path_rate", 0.1),
-                   label_smoothing=section.get("label_smoothing", 0.0)),
+                   label_smoothing=section.get("label_smoothing", 0.0), **section.get("classifier_options", {})),
         data=section["data"], schedule=schedule, seed=cfg.get("seed", 0),
         log_interval=cfg.get("log_interval", 50),
         checkpoint_interval=schedule.get("max_iters", 1)))
 
 
 @torch.no_grad()
-def classification_accuracy(model: nn.Module, dataset: Any, transform: Any, batch_size: int = 256) -> float:
+def evaluate_classifier(model: Classifier, dataset: Any, transform: Any, batch_size: int = 256) -> dict[str, float]:
+    """``model.metrics`` over every sample of ``dataset`` (seen through ``transform``)."""
     from torch.utils.data import DataLoader
 
     from maekit.data.views import TransformedView
 
     model.eval()
     device = next(model.parameters()).device
-    correct = total = 0
+    logits, labels = [], []
     for batch in DataLoader(TransformedView(dataset, transform), batch_size=batch_size):
-        predicted = model.classify({"inputs": batch["inputs"].to(device)}).argmax(-1).cpu()
-        correct += int((predicted == torch.as_tensor(batch["label"])).sum())
-        total += len(predicted)
-    return correct / total
+        logits.append(model.classify({"inputs": batch["inputs"].to(device)}).float().cpu())
+        labels.append(torch.as_tensor(batch["label"]))
+    return model.metrics(torch.cat(logits), torch.cat(labels))
+
+
+def classification_accuracy(model: Classifier, dataset: Any, transform: Any, batch_size: int = 256) -> float:
+    return evaluate_classifier(model, dataset, transform, batch_size)["top1_accuracy"]
 
 
 def run_finetune(cfg, checkpoint: str | None, work_dir: str | Path, amp: str = "off", device: str | None = None,
@@ -119,8 +129,8 @@ def run_finetune(cfg, checkpoint: str | None, work_dir: str | Path, amp: str = "
     test_set = build("dataset", cfg.finetune["test"])
     transform = evaluation_transform(test_set, cfg.finetune["data"].get("transform"),
                                      cfg.finetune.get("eval_transform") or cfg.get("eval_transform"))
-    accuracy = classification_accuracy(classifier.model, test_set, transform)
-    metrics = {"top1_accuracy": accuracy, "checkpoint": None if checkpoint is None else str(checkpoint),
+    metrics = {**evaluate_classifier(classifier.model, test_set, transform),
+               "checkpoint": None if checkpoint is None else str(checkpoint),
                "final_loss": float(runner.message_hub.get_scalar("train/loss").current()),
                "seconds": round(time.perf_counter() - started, 1)}
     Path(work_dir).mkdir(parents=True, exist_ok=True)

@@ -45,8 +45,13 @@ class MAEDecoder(Decoder):
         prefix, visible = x[:, : self.num_prefix_tokens], x[:, self.num_prefix_tokens:]
         x = torch.cat([prefix, fill_mask_tokens(visible, mask.ids_restore, self.mask_token)], dim=1)
         x = x + self.position_embedding(tokens).to(x.dtype)
-        x = self.norm(self.blocks(x))
+        x = self.norm(self.run_blocks(x, tokens))
         return self.pred(x)[:, self.num_prefix_tokens:]
+
+    def run_blocks(self, x: torch.Tensor, tokens: Tokens) -> torch.Tensor:
+        """The blocks over prefix + every token (B×(P+N)×D). A decoder whose blocks see the token
+        grid (Audio-MAE's shifted windows) overrides this."""
+        return self.blocks(x)
 
 
 class TransformerDecoder(MAEDecoder):

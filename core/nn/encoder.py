@@ -28,7 +28,7 @@ def make_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0,
 
     if dim % num_heads:
         raise ValueError(f"width {dim} must be divisible by num_heads {num_heads}")
-    rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth else []
+    rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist() if depth else []  # numbers, not weights
     norm_layer: Any = partial(nn.LayerNorm, eps=norm_eps)  # timm annotates a class; any callable works
     blocks = [Block(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=rate, norm_layer=norm_layer) for rate in rates]
     for block in blocks:  # timm's Block takes an attention class only from timm 1.0.20 on
@@ -202,7 +202,7 @@ class ViTEncoder(TokenEncoder):
 
     def reset_parameters(self) -> None:
         if self.fixed_pos_embed:
-            self.pos_embed.data.copy_(sincos_2d_table(self.grid_size, self.embed_dim))
+            self.pos_embed.data.copy_(self.fixed_table(self.grid_size))
             self.pos_embed.requires_grad_(False)
         else:
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
@@ -211,6 +211,11 @@ class ViTEncoder(TokenEncoder):
         nn.init.normal_(self.cls_token, std=0.02)
         self.blocks.apply(init_mae_weights)
         self.apply(lambda m: init_mae_weights(m) if isinstance(m, nn.LayerNorm) else None)
+
+    def fixed_table(self, grid_size: tuple[int, int]) -> torch.Tensor:
+        """The frozen table (1, 1 + h·w, D) of ``fixed_pos_embed``: the reference MAE's 2-D sin-cos
+        (a method whose reference lays it out otherwise, e.g. Audio-MAE's, overrides this)."""
+        return sincos_2d_table(grid_size, self.embed_dim)
 
     def embed_tokens(self, values: torch.Tensor) -> torch.Tensor:
         weight = self.patch_embed.proj.weight  # (D, C, p, q) → (D, p·q·C) to match the patch layout
