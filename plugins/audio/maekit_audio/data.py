@@ -152,11 +152,12 @@ class ESC50(AudioDataset):
             raise ValueError(f"{csv_path}: expected the header {','.join(self.COLUMNS)}, got {','.join(rows[0])}")
         header = rows[0]
         records = [dict(zip(header, row)) for row in rows[1:]]
-        try:
-            for number, record in enumerate(records, start=2):
+        for number, record in enumerate(records, start=2):
+            try:
                 record["fold"], record["target"] = int(record["fold"]), int(record["target"])
-        except (KeyError, ValueError):
-            raise ValueError(f"{csv_path}, line {number}: fold and target must be integers, got {rows[number - 1]}") from None
+            except (KeyError, ValueError):
+                raise ValueError(f"{csv_path}, line {number}: fold and target must be integers, "
+                                 f"got {rows[number - 1]}") from None
         unknown = sorted(set(folds) - {record["fold"] for record in records})
         if unknown:
             raise ValueError(f"{csv_path}: no rows in folds {unknown}")

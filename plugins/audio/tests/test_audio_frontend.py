@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-
 from maekit_audio.frontend import FbankFrontEnd, kaldi_fbank, load_waveform, pad_or_crop, read_audio
 
 

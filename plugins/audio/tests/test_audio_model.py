@@ -7,12 +7,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from maekit_audio.interop import convert_audio_checkpoint
+from maekit_audio.model import (
+    AudioClassifier,
+    SwinCRBlock,
+    TimeFrequencyMasker,
+    WindowCosineAttention,
+    audio_mae,
+    audio_position_table,
+)
 
 from maekit.model import seeded_noise
 from maekit.registry import build
-from maekit_audio.interop import convert_audio_checkpoint
-from maekit_audio.model import (AudioClassifier, SwinCRBlock, TimeFrequencyMasker, WindowCosineAttention,
-                                audio_mae, audio_position_table)
 
 TINY = dict(size=None, encoder_name="vit_tiny_patch16_224", encoder=dict(embed_dim=32, depth=2, num_heads=2),
             decoder_embed_dim=32, decoder_depth=2, decoder_num_heads=4)
