@@ -160,3 +160,35 @@ def test_skipping_counts_each_unreadable_file_once_and_logs_it(image_tree, caplo
     assert lenient.skipped == 2 and sorted(p.name for p in lenient.skipped_files) == ["zz_broken.png", "zz_empty.png"]
     logged = [r.getMessage() for r in caplog.records if "skipped an unreadable image" in r.getMessage()]
     assert len(logged) == 2 and any("zz_empty.png" in line for line in logged)
+
+
+def test_balanced_sampler_draws_by_the_datasets_weights_each_draw_its_own_virtual_index():
+    import itertools
+
+    from mmengine.registry import DATA_SAMPLERS
+
+    import maekit.engine.sampler  # noqa: F401  (registers the samplers)
+    from maekit.engine.train import _sampler_type
+
+    class Weighted(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, index):
+            return {"inputs": torch.zeros(1), "label": index}
+
+        def sample_weights(self):
+            return torch.tensor([0.0, 1.0, 1.0, 2.0])
+
+    view = AugmentedView(Weighted())
+    sampler = DATA_SAMPLERS.build(dict(type=_sampler_type("balanced"), dataset=view, seed=3))
+    virtual = list(itertools.islice(iter(sampler), 4000))
+    counts = np.bincount([v % 4 for v in virtual], minlength=4)
+    assert counts[0] == 0 and abs(counts[3] / counts[1] - 2) < 0.3 and abs(counts[1] / counts[2] - 1) < 0.2
+    assert len(set(virtual)) == len(virtual)  # repeats of a sample get their own augmentation seed
+    again = DATA_SAMPLERS.build(dict(type=_sampler_type("balanced"), dataset=view, seed=3))
+    assert list(itertools.islice(iter(again), 4000)) == virtual  # seeded: resume sees the same draws
+    with pytest.raises(ValueError, match="needs a dataset with sample_weights"):
+        DATA_SAMPLERS.build(dict(type=_sampler_type("balanced"), dataset=AugmentedView([{"inputs": 0}]), seed=0))
+    with pytest.raises(ValueError, match="data.sampler must be one of shuffle, balanced"):
+        _sampler_type("weighted")

@@ -163,3 +163,27 @@ def test_a_label_outside_the_heads_classes_is_a_clear_error():
     images = torch.randn(2, 3, 32, 32)
     with pytest.raises(ValueError, match="label 5 is outside the 3 classes"):
         classifier({"inputs": images, "label": torch.tensor([0, 5])})
+
+
+def test_finetune_passes_classifier_options_and_reports_the_classifiers_own_metrics(tmp_path):
+    from maekit.engine import load_config
+    from maekit.eval.finetune import Classifier, evaluate_classifier
+
+    cfg = load_config(write_tiny_config(tmp_path))
+    cfg.finetune.classifier_options = dict(global_pool="token")
+    assert finetune_config(cfg, None).model.global_pool == "token"
+
+    class Fixed(Classifier):  # logits given per sample: the metrics see every test sample once
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def classify(self, batch):
+            return torch.nn.functional.one_hot(batch["inputs"].flatten(1)[:, 0].long() % 3, 3).float()
+
+        def metrics(self, logits, labels):
+            return {"seen": len(labels), **super().metrics(logits, labels)}
+
+    dataset = [{"inputs": torch.full((1, 2, 2), float(i)), "label": i % 3 if i < 4 else 0} for i in range(6)]
+    metrics = evaluate_classifier(Fixed(), dataset, transform=lambda x: x, batch_size=4)
+    assert metrics == {"seen": 6, "top1_accuracy": 4 / 6}  # samples 4 and 5 predicted 1 and 2, labelled 0
