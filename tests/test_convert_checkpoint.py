@@ -146,3 +146,56 @@ def test_rename_keys_applies_the_first_matching_rule_and_names_unknown_keys():
     with pytest.raises(CheckpointError, match=r"1 keys are not part of the toy layout: \['unused.x'\]"):
         rename_keys(state, rules, "toy")
     assert strip_module_prefix({"a": torch.zeros(1), "module.b": torch.zeros(1)}).keys() == {"a", "module.b"}
+
+
+def official_finetuned(keep_norm: bool) -> dict[str, torch.Tensor]:
+    """A fine-tuned checkpoint in the official ``models_vit`` layout, from a tiny MAE's encoder."""
+    encoder = convert_state_dict(tiny_mae().state_dict(), "maekit", "official")
+    state = {k: v for k, v in encoder.items() if not k.startswith(("decoder", "mask_token"))}
+    if not keep_norm:  # global-pool fine-tuning deletes the final norm
+        state = {k: v for k, v in state.items() if not k.startswith("norm.")}
+    width = state["cls_token"].shape[-1]
+    return {**state, "fc_norm.weight": torch.full((width,), 2.0), "fc_norm.bias": torch.zeros(width),
+            "head.weight": torch.zeros(7, width), "head.bias": torch.zeros(7)}
+
+
+@pytest.mark.parametrize("keep_norm", [False, True])
+def test_probe_and_export_accept_official_finetuned_checkpoints_and_say_what_was_dropped(tmp_path, caplog, keep_norm):
+    from maekit.eval.probe import load_trained_model
+
+    path = tmp_path / "checkpoint-best.pth"
+    torch.save({"model": official_finetuned(keep_norm), "epoch": 99}, path)
+    with caplog.at_level("WARNING", logger="maekit"):
+        model = load_trained_model(dict(type="mae", size=None, encoder_name="vit_tiny_patch16_224", img_size=32,
+                                        patch_size=8, encoder=dict(embed_dim=64, depth=2, num_heads=4),
+                                        decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=4), path)
+    said = " ".join(record.getMessage() for record in caplog.records)
+    assert "dropped the classification head (head.bias, head.weight: 7 classes)" in said
+    if keep_norm:
+        assert "dropped fc_norm" in said and not torch.equal(model.encoder.norm.weight, torch.full_like(model.encoder.norm.weight, 2.0))
+    else:
+        assert "used fc_norm as the encoder's final norm" in said
+        assert torch.equal(model.encoder.norm.weight, torch.full_like(model.encoder.norm.weight, 2.0))
+
+
+def test_forward_says_an_encoder_only_file_has_no_decoder(tmp_path):
+    from maekit.io.convert import maekit_to_timm
+    from maekit.registry import build
+
+    model = build("model", dict(type="mae", size="tiny", img_size=32))  # what `forward --size tiny` builds
+    save_state_dict(maekit_to_timm(model.state_dict()), tmp_path / "encoder.safetensors")
+    result = CliRunner().invoke(main, ["forward", "--size", "tiny", "--img-size", "32", "--checkpoint",
+                                       str(tmp_path / "encoder.safetensors")])
+    assert result.exit_code == 1
+    assert "has no decoder (an encoder-only checkpoint" in result.output and "decoder.blocks.* (" in result.output
+
+
+def test_convert_to_official_writes_the_model_key_the_official_scripts_read(tmp_path):
+    from maekit.io.checkpoint import torch_load
+
+    save_state_dict(tiny_mae().state_dict(), tmp_path / "mae.safetensors")
+    result = CliRunner().invoke(main, ["convert", str(tmp_path / "mae.safetensors"), str(tmp_path / "official.pth"),
+                                       "--to", "official"])
+    assert result.exit_code == 0, result.output
+    written = torch_load(tmp_path / "official.pth")
+    assert set(written) == {"model"} and "decoder_pred.weight" in written["model"]

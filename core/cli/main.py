@@ -229,7 +229,8 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
 @click.option("--to", "target_layout", default="maekit", show_default=True,
               type=click.Choice(["maekit", "official", "timm"]), help="Key layout to write.")
 def convert(source: str, destination: str, source_layout: str, target_layout: str) -> None:
-    """Convert an MAE checkpoint between key layouts (.safetensors or weights-only .pth out)."""
+    """Convert an MAE checkpoint between key layouts (.safetensors or weights-only .pth out; an
+    official-layout .pth is written as {"model": ...}, as the official scripts read it)."""
     from maekit.io.checkpoint import CheckpointError, load_state_dict, save_state_dict
     from maekit.io.convert import convert_state_dict, detect_layout
 
@@ -237,11 +238,35 @@ def convert(source: str, destination: str, source_layout: str, target_layout: st
         state_dict = load_state_dict(source)
         detected = detect_layout(state_dict) if source_layout == "auto" else source_layout
         converted = convert_state_dict(state_dict, detected, target_layout)
-        save_state_dict(converted, destination)
+        save_state_dict(converted, destination, wrap="model" if target_layout == "official" else None)
     except (CheckpointError, ValueError) as error:
         fail(str(error))
     click.echo(f"{source} ({detected}, {len(state_dict)} tensors) -> {destination} ({target_layout}, "
                f"{len(converted)} tensors)")
+
+
+def _key_groups(keys: list[str]) -> str:
+    """``encoder.blocks.0.attn.qkv.weight`` ... as ``encoder.blocks.* (N)`` groups, for messages."""
+    groups: dict[str, int] = {}
+    for key in keys:
+        parts = key.split(".")
+        group = ".".join(parts[:2]) + (".*" if len(parts) > 2 else "")
+        groups[group] = groups.get(group, 0) + 1
+    return ", ".join(f"{group} ({count})" for group, count in sorted(groups.items()))
+
+
+def _check_reconstruction_weights(checkpoint: str, state_dict: dict, model) -> None:
+    """A reconstruction needs the decoder: say so for an encoder-only file, and group what is missing."""
+    own = set(model.state_dict())
+    missing = sorted(own - set(state_dict))
+    if missing and not any(key.startswith("decoder.") for key in state_dict):
+        raise ValueError(f"{checkpoint} has no decoder (an encoder-only checkpoint: {len(state_dict)} tensors); "
+                         f"reconstruction needs one — give a pre-training checkpoint, or use maekit probe / export "
+                         f"for the encoder. Missing: {_key_groups(missing)}")
+    unexpected = sorted(set(state_dict) - own)
+    if missing or unexpected:
+        raise ValueError(f"{checkpoint} does not fit mae: missing {_key_groups(missing) or 'nothing'}; "
+                         f"unexpected {_key_groups(unexpected) or 'nothing'}")
 
 
 # -- forward ---------------------------------------------------------------------------------
@@ -279,6 +304,7 @@ def forward(ctx: click.Context, image: str | None, sample: str, preset: str, img
             from maekit.io.convert import convert_state_dict, resize_pos_embeds
 
             state_dict = resize_pos_embeds(convert_state_dict(load_state_dict(checkpoint)), model)
+            _check_reconstruction_weights(checkpoint, state_dict, model)
             model.load_state_dict(state_dict)
         with torch.no_grad():
             losses = model(pixels)

@@ -1,6 +1,7 @@
 """Evaluation on frozen features: linear probe (logistic regression) and k-NN."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,7 +19,7 @@ def load_trained_model(model_cfg: dict, checkpoint: str | Path | None) -> torch.
     """Build the method from its config and load a checkpoint: a training checkpoint written by
     ``maekit train`` or weights in any layout ``maekit convert`` reads. None keeps random init."""
     from maekit.io.checkpoint import CheckpointError, load_state_dict
-    from maekit.io.convert import convert_state_dict, resize_pos_embeds
+    from maekit.io.convert import convert_state_dict, drop_classifier_head, resize_pos_embeds
 
     model = build("model", model_cfg)
     if checkpoint is not None:
@@ -26,6 +27,10 @@ def load_trained_model(model_cfg: dict, checkpoint: str | Path | None) -> torch.
             state = convert_state_dict(load_state_dict(checkpoint))
         except CheckpointError as error:  # its message names the file already
             raise ValueError(str(error)) from error
+        if not any(key.startswith(("encoder.head.", "encoder.fc_norm.")) for key in model.state_dict()):
+            state, notes = drop_classifier_head(state)  # a fine-tuned file read as pre-trained weights
+            for note in notes:
+                logging.getLogger("maekit").warning("%s: fine-tuned checkpoint: %s", checkpoint, note)
         try:
             missing, unexpected = model.load_state_dict(resize_pos_embeds(state, model), strict=False)
         except RuntimeError as error:

@@ -185,8 +185,10 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return unwrap_state_dict(load_file(path), source=str(path))
 
 
-def save_state_dict(state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write a state dict atomically: ``.safetensors`` by suffix, else a weights-only torch file."""
+def save_state_dict(state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None,
+                    wrap: str | None = None) -> Path:
+    """Write a state dict atomically: ``.safetensors`` by suffix, else a weights-only torch file —
+    holding ``{wrap: state}`` when ``wrap`` is given (the official MAE scripts read ``["model"]``)."""
     path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
 
@@ -195,5 +197,5 @@ def save_state_dict(state_dict: dict[str, torch.Tensor], path: str | Path, metad
 
         return write_bytes(path, save(tensors, metadata=metadata))
     buffer = io.BytesIO()  # serialised first: torch.save reports a full disk as a RuntimeError
-    torch.save(tensors, buffer)
+    torch.save(tensors if wrap is None else {wrap: tensors}, buffer)
     return write_bytes(path, buffer.getvalue())

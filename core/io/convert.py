@@ -15,7 +15,8 @@ import torch
 from maekit.io.checkpoint import CheckpointError
 
 __all__ = ["LAYOUTS", "strip_runner_prefix", "detect_layout", "official_to_maekit", "maekit_to_official", "transformers_to_maekit",
-           "maekit_to_timm", "convert_state_dict", "resize_pos_embeds", "rename_keys", "strip_module_prefix"]
+           "maekit_to_timm", "convert_state_dict", "resize_pos_embeds", "rename_keys", "strip_module_prefix",
+           "drop_classifier_head"]
 
 StateDict = dict[str, torch.Tensor]
 
@@ -210,6 +211,32 @@ def convert_state_dict(state_dict: StateDict, source: str = "auto", target: str 
     if target not in _FROM_MAEKIT:
         raise ValueError(f"target layout must be one of {', '.join(_FROM_MAEKIT)}, got {target!r}")
     return _FROM_MAEKIT[target](_TO_MAEKIT[source](state_dict))
+
+
+def drop_classifier_head(state_dict: StateDict) -> tuple[StateDict, list[str]]:
+    """A fine-tuned checkpoint (the official ``models_vit``: ``head.*``, ``fc_norm.*``, with or without
+    ``norm.*``; maekit keys ``encoder.head.*`` ...) read as a pre-trained encoder: the head is dropped
+    and, where the file has no final ``norm``, ``fc_norm`` takes its place (the fine-tuned model
+    normalised the pooled feature with it; here it normalises each token before pooling — the
+    nearest the encoder can come). Returns the state and one note per change, to tell the user."""
+    out, notes = dict(state_dict), []
+    head = sorted(k for k in out if k.startswith("encoder.head."))
+    if head:
+        classes = out[head[0]].shape[0] if out[head[0]].dim() else "?"
+        notes.append(f"dropped the classification head ({', '.join(k[len('encoder.'):] for k in head)}: {classes} classes)")
+        for key in head:
+            del out[key]
+    fc_norm = sorted(k for k in out if k.startswith("encoder.fc_norm."))
+    if fc_norm:
+        if any(k.startswith("encoder.norm.") for k in out):
+            notes.append("dropped fc_norm (the file also has the encoder's final norm, which is used)")
+            for key in fc_norm:
+                del out[key]
+        else:
+            for key in fc_norm:
+                out["encoder.norm." + key[len("encoder.fc_norm."):]] = out.pop(key)
+            notes.append("used fc_norm as the encoder's final norm (the file has none: a global-pool fine-tune)")
+    return out, notes
 
 
 def resize_pos_embeds(state_dict: StateDict, model: torch.nn.Module, num_prefix_tokens: int = 1) -> StateDict:
