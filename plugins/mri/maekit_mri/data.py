@@ -12,7 +12,15 @@ import torch
 from torch.utils.data import Dataset
 
 from maekit.io.checkpoint import write_array, write_json
-from maekit_mri.nifti import BRATS_CONTRASTS, Preprocessing, find_subjects, load_volume, split_subjects, volume_slices
+from maekit_mri.nifti import (
+    BRATS_CONTRASTS,
+    Preprocessing,
+    find_subjects,
+    load_subject,
+    load_volume,
+    split_subjects,
+    volume_slices,
+)
 
 __all__ = ["MRISlices", "MRIPairs", "MRIAugment", "write_slice_cache", "DemoVolumeSlices", "simulated_contrast"]
 
@@ -54,6 +62,7 @@ class _SubjectSlices(Dataset):
             raise ValueError(f"split {split!r} has no subjects (train_fraction {train_fraction})")
         self.volumes, self.affines = {}, {}
         for subject in self.subjects:
+            loaded = load_subject(found[subject]) if cache is None else {}
             for contrast in self.contrasts:
                 if cache is not None:
                     path = Path(cache) / subject / f"{contrast}.npy"
@@ -62,7 +71,7 @@ class _SubjectSlices(Dataset):
                     self.volumes[subject, contrast] = np.load(path, mmap_mode="r")
                     self.affines[subject, contrast] = np.asarray(manifest["affines"][subject][contrast])
                 else:
-                    data, self.affines[subject, contrast] = load_volume(found[subject][contrast])
+                    data, self.affines[subject, contrast] = loaded[contrast]
                     self.volumes[subject, contrast] = volume_slices(data, self.preprocessing, str(found[subject][contrast]))
             shapes = {self.volumes[subject, c].shape for c in self.contrasts}
             if len(shapes) > 1:
@@ -143,8 +152,8 @@ def write_slice_cache(root: str | Path, out: str | Path, layout: str = "brats", 
     affines: dict[str, dict[str, list]] = {}
     for number, (subject, files) in enumerate(found.items(), 1):
         (out / subject).mkdir(parents=True, exist_ok=True)
-        for contrast, path in files.items():
-            data, affine = load_volume(path)
+        for contrast, (data, affine) in load_subject(files).items():
+            path = files[contrast]
             write_array(out / subject / f"{contrast}.npy", volume_slices(data, steps, str(path)).astype(np.float16))
             affines.setdefault(subject, {})[contrast] = affine.tolist()
         if log is not None:

@@ -1,8 +1,8 @@
 """NIfTI volumes → normalised slices, as the Edge-MAE / MT-Net preprocessing does.
 
-Per volume: the foreground is every voxel that differs from the corner voxel's value; intensities
-are clipped to the 0.2–99.8 percentiles of the foreground and divided by the maximum, so they lie in
-[0, 1]; then an in-plane crop (BraTS: [10:210, 25:225] → 200×200), a range of axial slices
+Per volume: the foreground is every voxel that differs from the corner voxel's value; foreground
+intensities are clipped to its 0.2–99.8 percentiles and divided by the maximum, so they lie in
+[0, 1], and the background stays 0 (MT-Net's preprocessing); then an in-plane crop (BraTS: [10:210, 25:225] → 200×200), a range of axial slices
 (BraTS: 50–109, 60 per subject) and a resize of each slice (256×256, bilinear).
 
 Subjects are found in two layouts: BraTS (``root/<subject>/<subject>_t1.nii.gz``, ``_t2``,
@@ -18,8 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Preprocessing", "load_volume", "normalise_volume", "volume_slices", "find_subjects", "split_subjects",
-           "BRATS_CONTRASTS", "IXI_CONTRASTS"]
+__all__ = ["Preprocessing", "load_volume", "load_subject", "normalise_volume", "volume_slices", "find_subjects",
+           "split_subjects", "BRATS_CONTRASTS", "IXI_CONTRASTS", "BRATS_2023_NAMES"]
 
 BRATS_CONTRASTS = ("t1", "t2", "t1ce", "flair")
 IXI_CONTRASTS = ("T1", "T2", "PD")
@@ -59,17 +59,20 @@ def load_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def normalise_volume(volume: np.ndarray, percentiles: tuple[float, float] = (0.2, 99.8), name: str = "volume") -> np.ndarray:
-    """Clip to the foreground's percentiles (foreground: voxels unlike the corner voxel), divide by
-    the maximum: values in [0, 1]."""
+    """As MT-Net's preprocessing: inside the brain (foreground: voxels unlike the corner voxel) clip
+    to the foreground's percentiles and divide by the maximum; the background stays 0. Values in
+    [0, 1]."""
     foreground = volume != volume.flat[0]
     if not foreground.any():
         raise ValueError(f"{name}: empty foreground (every voxel equals the corner value {volume.flat[0]})")
     low, high = np.percentile(volume[foreground], percentiles)
-    clipped = np.clip(volume, low, high)
+    clipped = np.clip(volume[foreground], low, high)
     peak = float(clipped.max())
     if peak <= 0:
         raise ValueError(f"{name}: no positive intensity after clipping to [{low}, {high}]")
-    return (clipped / peak).astype(np.float32).clip(0, 1)
+    normalised = np.zeros(volume.shape, dtype=np.float32)
+    normalised[foreground] = (clipped / peak).clip(0, 1)
+    return normalised
 
 
 def volume_slices(volume: np.ndarray, preprocessing: Preprocessing = Preprocessing(), name: str = "volume") -> np.ndarray:
@@ -100,12 +103,22 @@ def _nifti_stem(path: Path) -> str | None:
     return None
 
 
+# BraTS 2023 (BraTS-GLI-00001-000-t1n.nii.gz) names its contrasts otherwise than 2020-2021
+BRATS_2023_NAMES = {"t1n": "t1", "t1c": "t1ce", "t2w": "t2", "t2f": "flair"}
+EXPECTED_NAMES = {
+    "brats": "one folder per subject holding <subject>_<contrast>.nii.gz with contrast t1, t2, t1ce, flair "
+             "(BraTS 2020-2021), or <subject>-<contrast>.nii.gz with t1n, t1c, t2w, t2f (BraTS 2023)",
+    "ixi": "a flat folder of <subject>-<contrast>.nii.gz, e.g. IXI002-Guys-0828-T1.nii.gz, -T2, -PD",
+}
+
+
 def find_subjects(root: str | Path, layout: str, contrasts: Sequence[str]) -> dict[str, dict[str, Path]]:
     """``{subject: {contrast: path}}`` for every subject that has all ``contrasts``.
 
-    ``layout="brats"``: one folder per subject holding ``<anything>_<contrast>.nii[.gz]``;
-    ``"ixi"``: a flat folder of ``<subject>-<contrast>.nii[.gz]``. A subject missing a contrast is
-    an error naming it (nothing is dropped silently)."""
+    ``layout="brats"``: one folder per subject holding ``<anything>_<contrast>.nii[.gz]`` (BraTS
+    2020-2021: t1, t2, t1ce, flair) or ``<anything>-<contrast>.nii[.gz]`` (BraTS 2023: t1n, t1c, t2w,
+    t2f, read as t1, t1ce, t2, flair); ``"ixi"``: a flat folder of ``<subject>-<contrast>.nii[.gz]``.
+    A subject missing a contrast is an error naming it (nothing is dropped silently)."""
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"MRI data folder {root} does not exist or is not a folder")
@@ -116,9 +129,10 @@ def find_subjects(root: str | Path, layout: str, contrasts: Sequence[str]) -> di
         for folder in sorted(p for p in root.iterdir() if p.is_dir()):
             for path in folder.iterdir():
                 stem = _nifti_stem(path)
-                match = stem and re.fullmatch(r".*_([A-Za-z0-9]+)", stem)
+                match = stem and re.fullmatch(r".*[_-]([A-Za-z0-9]+)", stem)
                 if match:
-                    found.setdefault(folder.name, {})[match.group(1).lower()] = path
+                    contrast = match.group(1).lower()
+                    found.setdefault(folder.name, {})[BRATS_2023_NAMES.get(contrast, contrast)] = path
         contrasts = [c.lower() for c in contrasts]
     else:
         for path in sorted(root.iterdir()):
@@ -127,7 +141,7 @@ def find_subjects(root: str | Path, layout: str, contrasts: Sequence[str]) -> di
             if match:
                 found.setdefault(match.group(1), {})[match.group(2)] = path
     if not found:
-        raise ValueError(f"{root}: no NIfTI files in the {layout} layout")
+        raise ValueError(f"{root}: no NIfTI files in the {layout} layout (expected {EXPECTED_NAMES[layout]})")
     subjects = {}
     for subject, files in sorted(found.items()):
         missing = [c for c in contrasts if c not in files]
@@ -136,6 +150,18 @@ def find_subjects(root: str | Path, layout: str, contrasts: Sequence[str]) -> di
                              f"(found {', '.join(sorted(files))})")
         subjects[subject] = {c: files[c] for c in contrasts}
     return subjects
+
+
+def load_subject(files: dict[str, Path]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{contrast: (volume, affine)}`` of one subject; contrasts on different voxel grids are an
+    error naming both files and shapes (their slices would not correspond)."""
+    volumes = {contrast: load_volume(path) for contrast, path in files.items()}
+    (first, (reference, _)), *others = volumes.items()
+    for contrast, (data, _) in others:
+        if data.shape != reference.shape:
+            raise ValueError(f"{files[first]} has shape {reference.shape} but {files[contrast]} has {data.shape}: "
+                             f"a subject's contrasts must share one voxel grid (co-register them first)")
+    return volumes
 
 
 def split_subjects(subjects: Sequence[str], split: str, train_fraction: float = 0.8, seed: int = 0) -> list[str]:

@@ -47,10 +47,12 @@ def test_a_written_volume_survives_normalisation_as_predicted(tmp_path):
     np.testing.assert_allclose(data, volume)
     foreground = volume[volume != 0]
     low, high = np.percentile(foreground, [0.2, 99.8])
-    expected = np.clip(volume, low, high) / high
+    # MT-Net's preprocessing: clipped and scaled inside the brain, the background kept at 0
+    expected = np.where(volume != 0, np.clip(volume, low, high) / high, 0.0)
     normalised = normalise_volume(data)
     np.testing.assert_allclose(normalised, expected, rtol=1e-6)
-    assert normalised.min() >= 0 and normalised.max() == pytest.approx(1.0)
+    assert normalised.min() >= 0 and normalised.max() == pytest.approx(1.0) and low > 0
+    assert (normalised[0] == 0).all() and (normalised[:, 0] == 0).all()  # the zero border stays zero
     # crop [1:9, 2:10] of the in-plane axes, axial slices 1..4, no resize at size 8
     slices = volume_slices(data, Preprocessing(**SMALL))
     np.testing.assert_allclose(slices, np.moveaxis(expected, 2, 0)[1:5, 1:9, 2:10], rtol=1e-6, atol=1e-7)
@@ -89,8 +91,25 @@ def test_brats_and_ixi_layouts_and_their_errors(tmp_path):
     # contrasts of one subject on different grids cannot pair
     write_nifti(ixi / "IXI020-IOP-0001-T1.nii.gz", head())
     write_nifti(ixi / "IXI020-IOP-0001-T2.nii.gz", head(shape=(10, 12, 9)))
-    with pytest.raises(ValueError, match="subject IXI020-IOP-0001's contrasts give different slice stacks"):
+    with pytest.raises(ValueError, match=r"IXI020-IOP-0001-T1.nii.gz has shape \(10, 12, 6\) but .*"
+                                         r"IXI020-IOP-0001-T2.nii.gz has \(10, 12, 9\)"):
         MRIPairs(ixi, layout="ixi", source="T1", target="T2", split="all", preprocessing=dict(crop=None, slices=None, size=8))
+    # the same volumes cropped to the same slice range would pair silently: refused before preprocessing
+    with pytest.raises(ValueError, match="must share one voxel grid"):
+        MRIPairs(ixi, layout="ixi", source="T1", target="T2", split="all", preprocessing=dict(crop=None, slices=(0, 4), size=8))
+
+
+def test_brats_2023_names_are_read_as_the_2020_contrasts_and_the_error_says_what_is_expected(tmp_path):
+    root = tmp_path / "brats2023"
+    for subject in ("BraTS-GLI-00000-000", "BraTS-GLI-00002-000"):
+        for contrast in ("t1n", "t1c", "t2w", "t2f"):
+            write_nifti(root / subject / f"{subject}-{contrast}.nii.gz", head())
+    found = find_subjects(root, "brats", ("t1", "t2", "t1ce", "flair"))
+    assert found["BraTS-GLI-00002-000"]["flair"].name == "BraTS-GLI-00002-000-t2f.nii.gz"
+    assert found["BraTS-GLI-00000-000"]["t1ce"].name == "BraTS-GLI-00000-000-t1c.nii.gz"
+    (tmp_path / "empty" / "subject").mkdir(parents=True)
+    with pytest.raises(ValueError, match="no NIfTI files in the brats layout \(expected one folder per subject .*t1n"):
+        find_subjects(tmp_path / "empty", "brats", ("t1",))
 
 
 def test_subject_level_split_never_shares_a_subject(tmp_path):
