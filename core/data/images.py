@@ -89,7 +89,7 @@ class ImageFolderDataset(Dataset):
         if isinstance(exclude, str):
             raise ValueError(f"exclude must be a list of class folder names, got the string {exclude!r}")
         unknown = [c for c in exclude if c not in folders]
-        if unknown:
+        if unknown and folders:  # a flat folder has no classes to exclude: nothing to check
             raise ValueError(f"{self.root}: excluded classes {unknown} not found; present: {folders}")
         self.classes = [c for c in folders if c not in set(exclude)]
         if self.classes:
@@ -103,6 +103,11 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def read(self, path: Path) -> torch.Tensor:
+        """One file as C×H×W in [0, 1]; a ValueError naming the file for one that cannot be used
+        (a subclass adds its modality's checks here, under the same ``on_error`` policy)."""
+        return read_image(path, self.channels)
+
     @property
     def skipped(self) -> int:
         """How many distinct files were skipped as unreadable."""
@@ -112,7 +117,7 @@ class ImageFolderDataset(Dataset):
         for attempt in range(len(self.samples)):
             path, label = self.samples[(index + attempt) % len(self.samples)]
             try:
-                return {"inputs": read_image(path, self.channels), "label": label}
+                return {"inputs": self.read(path), "label": label}
             except ValueError as error:
                 if self.on_error == "raise":
                     raise

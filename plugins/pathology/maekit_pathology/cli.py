@@ -13,13 +13,15 @@ __all__ = ["pathology_stains", "pathology_eval"]
 @click.argument("root", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Cache folder to write.")
 @click.option("--method", type=click.Choice(["vahadane", "ruifrok"]), default="vahadane", show_default=True)
-def pathology_stains(root: str, out: str, method: str) -> None:
+@click.option("--exclude", multiple=True, help="A class folder to leave out (repeat; e.g. --exclude BACK).")
+def pathology_stains(root: str, out: str, method: str, exclude: tuple[str, ...]) -> None:
     """Separate the haematoxylin and eosin images of every tile under ROOT once and cache them
-    (train with dataset ``pathology_tiles(stains="cache", stain_cache=OUT)``)."""
+    (train with dataset ``pathology_tiles(stains="cache", stain_cache=OUT)``). Tiles without tissue
+    get the Ruifrok vectors (listed as they go and in the cache's manifest)."""
     from maekit_pathology.data import write_stain_cache
 
     try:
-        count = write_stain_cache(root, out, method, log=click.echo)
+        count = write_stain_cache(root, out, method, log=click.echo, exclude=exclude)
     except ValueError as error:
         fail(str(error))
     click.echo(f"wrote the {method} stains of {count} tiles to {out}")

@@ -8,6 +8,7 @@ asked (the reference's quirk).
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,7 +20,7 @@ from maekit.data.bundled import ImageTilesDataset
 from maekit.data.images import IMAGE_EXTENSIONS, ImageFolderDataset
 from maekit.data.views import MAEAugment, default_mean_std
 from maekit.io.checkpoint import write_arrays, write_json
-from maekit_pathology.stains import StainSeparation
+from maekit_pathology.stains import StainSeparation, stain_check
 
 __all__ = ["PathologyTiles", "DemoTiles", "MultiModalAugment", "write_stain_cache", "DEMO_SOURCES"]
 
@@ -34,12 +35,22 @@ class PathologyTiles(ImageFolderDataset):
     ``stains``: None (RGB only, for evaluation), ``"ruifrok"`` or ``"vahadane"`` (computed per
     tile on loading), or ``"cache"`` with ``stain_cache`` the folder written by
     ``maekit pathology-stains`` (one ``.npz`` per tile, same relative path).
+
+    ``stain_check`` (:func:`~maekit_pathology.stains.stain_check`): a grayscale tile is always
+    unusable (an error naming the file, or skipped and listed with ``on_error="skip"``); a tile that
+    looks like an IHC (DAB) stain — a heuristic — is logged once (``"warn"``, default) or unusable
+    too (``"refuse"``); ``"off"`` looks at neither.
     """
 
     def __init__(self, root: str | Path, classes: Sequence[str] | None = None, exclude: Sequence[str] = (),
                  stains: str | None = None, stain_cache: str | Path | None = None,
-                 extensions: Sequence[str] = IMAGE_EXTENSIONS, on_error: str = "raise") -> None:
+                 extensions: Sequence[str] = IMAGE_EXTENSIONS, on_error: str = "raise",
+                 stain_check: str = "warn") -> None:
         super().__init__(root, channels=3, classes=classes, exclude=exclude, extensions=extensions, on_error=on_error)
+        if stain_check not in ("refuse", "warn", "off"):
+            raise ValueError(f"stain_check must be 'refuse', 'warn' or 'off', got {stain_check!r}")
+        self.stain_check = stain_check
+        self.warned_files: set[Path] = set()
         if stains not in (None, "ruifrok", "vahadane", "cache"):
             raise ValueError(f"stains must be None, 'ruifrok', 'vahadane' or 'cache', got {stains!r}")
         if (stains == "cache") != (stain_cache is not None):
@@ -51,6 +62,21 @@ class PathologyTiles(ImageFolderDataset):
         if self.stain_cache is not None and not (self.stain_cache / CACHE_MANIFEST).is_file():
             raise ValueError(f"{self.stain_cache}: not a stain cache (no {CACHE_MANIFEST}); write one with "
                              f"`maekit pathology-stains {self.root} --out {self.stain_cache}`")
+
+    def read(self, path: Path) -> torch.Tensor:
+        rgb = super().read(path)
+        if self.stain_check == "off":
+            return rgb
+        problem = stain_check(rgb)
+        if problem is None:
+            return rgb
+        kind, reason = problem
+        if kind == "grayscale" or self.stain_check == "refuse":
+            raise ValueError(f"{path}: {reason} (stain_check='off' to use it anyway)")
+        if path not in self.warned_files:  # once per file, not once per epoch
+            self.warned_files.add(path)
+            logging.getLogger("maekit").warning("%s: %s", path, reason)
+        return rgb
 
     def cached_stains(self, path: Path, size: tuple[int, int]) -> torch.Tensor:
         cached = self.stain_cache / path.relative_to(self.root).with_suffix(".npz")
@@ -74,20 +100,34 @@ class PathologyTiles(ImageFolderDataset):
         return {**sample, "inputs": torch.cat([rgb, self.cached_stains(path, tuple(rgb.shape[-2:]))])}
 
 
-def write_stain_cache(root: str | Path, out: str | Path, method: str = "vahadane", log: Any = None) -> int:
-    """Separate the stains of every tile under ``root`` once and store them (float16 ``.npz`` per
-    tile, same relative path, plus a manifest); returns the number of tiles written."""
+def write_stain_cache(root: str | Path, out: str | Path, method: str = "vahadane", log: Any = None,
+                      exclude: Sequence[str] = ()) -> int:
+    """Separate the stains of every tile under ``root`` (classes in ``exclude`` left out) once and
+    store them (float16 ``.npz`` per tile, same relative path, plus a manifest); returns the number
+    of tiles written. A tile with no tissue gets the Ruifrok vectors (Vahadane has nothing to learn
+    from); each one is logged and listed in the manifest's ``ruifrok_fallbacks``. Any other problem
+    names the tile."""
     out = Path(out)
-    tiles = PathologyTiles(root)
+    tiles = PathologyTiles(root, exclude=exclude, stain_check="off")
     separation = StainSeparation(method)
+    fallbacks: list[str] = []
     out.mkdir(parents=True, exist_ok=True)
     for index, (path, _) in enumerate(tiles.samples):
-        stains = separation.stains(tiles[index]["inputs"]).numpy().astype(np.float16)
-        target = out / path.relative_to(tiles.root).with_suffix(".npz")
-        write_arrays(target, hematoxylin=stains[0], eosin=stains[1])
+        before = separation.ruifrok_fallbacks
+        try:
+            stains = separation.stains(tiles[index]["inputs"]).numpy().astype(np.float16)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+        relative = path.relative_to(tiles.root)
+        if separation.ruifrok_fallbacks > before:
+            fallbacks.append(str(relative))
+            if log is not None:
+                log(f"{relative}: no tissue pixels for Vahadane; stains from the Ruifrok vectors")
+        write_arrays(out / relative.with_suffix(".npz"), hematoxylin=stains[0], eosin=stains[1])
         if log is not None and (index + 1) % 500 == 0:
             log(f"{index + 1}/{len(tiles)} tiles")
-    write_json(out / CACHE_MANIFEST, {"root": str(tiles.root), "method": method, "tiles": len(tiles)}, indent=None)
+    write_json(out / CACHE_MANIFEST, {"root": str(tiles.root), "method": method, "tiles": len(tiles),
+                                      "excluded_classes": list(exclude), "ruifrok_fallbacks": fallbacks}, indent=None)
     return len(tiles)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 __all__ = ["RGB_FROM_HED", "STAIN_NAMES", "ruifrok_concentrations", "vahadane_separation", "stain_images",
-           "truncated_standardise", "nonnegative_lasso", "StainSeparation"]
+           "truncated_standardise", "nonnegative_lasso", "StainSeparation", "NoTissueError", "stain_check"]
 
 # Ruifrok & Johnston's stain OD vectors exactly as scikit-image states them (rows: H, E, DAB).
 RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
@@ -34,6 +34,24 @@ DEFAULT_EPS = 1.0 / 255.0  # the darkest non-zero 8-bit value: OD stays finite o
 def _check_rgb(rgb: torch.Tensor, what: str = "image") -> None:
     if rgb.dim() < 3 or rgb.shape[-3] != 3:
         raise ValueError(f"{what}: stain separation needs RGB images (…×3×H×W), got shape {tuple(rgb.shape)}")
+
+
+def stain_check(rgb: torch.Tensor, eps: float = DEFAULT_EPS) -> tuple[str, str] | None:
+    """(kind, reason) when a 3×H×W tile is not an H&E image, else None: kind "grayscale" for an image (R = G = B: its eosin image
+    would be all zero), or one whose Ruifrok deconvolution finds more DAB than eosin over the tissue,
+    and DAB over a quarter of all three (an IHC stain: haematoxylin counterstain + DAB). Cheap: one
+    3×3 unmixing per pixel. Kind "ihc" for the latter (a heuristic: callers warn by default)."""
+    if torch.equal(rgb[0], rgb[1]) and torch.equal(rgb[1], rgb[2]):
+        return "grayscale", "a grayscale image (R = G = B), not an H&E tile: its eosin image would be all zero"
+    concentrations = ruifrok_concentrations(rgb, eps)
+    tissue = concentrations.sum(dim=0) > 0.15  # optical density of background (white) is ~0
+    if tissue.sum() < 0.05 * tissue.numel():
+        return None  # mostly background: nothing to judge the stain by
+    hematoxylin, eosin, dab = (concentrations[k][tissue].mean() for k in range(3))
+    if dab > eosin and dab > 0.25 * (hematoxylin + eosin + dab):
+        return "ihc", (f"looks like an IHC (DAB) stain, not H&E: mean concentrations over the tissue "
+                       f"H {hematoxylin:.2f}, E {eosin:.2f}, DAB {dab:.2f}")
+    return None
 
 
 def ruifrok_concentrations(rgb: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tensor:
@@ -84,6 +102,11 @@ def nonnegative_lasso(od: np.ndarray, dictionary: np.ndarray, lambda_: float, it
     return codes
 
 
+class NoTissueError(ValueError):
+    """A tile with no pixel darker than background (NCT's BACK class, blank slide): Vahadane has
+    nothing to learn its stain vectors from."""
+
+
 def vahadane_separation(rgb: np.ndarray, lambda_: float = 0.01, luminosity_threshold: float = 0.9,
                         max_pixels: int = 20000, iterations: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Vahadane stain separation of one H×W×3 image (uint8, or float in [0, 1]), without SPAMS.
@@ -107,7 +130,7 @@ def vahadane_separation(rgb: np.ndarray, lambda_: float = 0.01, luminosity_thres
     od = -np.log(np.maximum(image, 1.0) / 255.0).reshape(-1, 3)
     tissue = rgb2lab(image / 255.0)[..., 0].reshape(-1) / 100.0 < luminosity_threshold
     if tissue.sum() < 2:
-        raise ValueError("Vahadane separation: no tissue pixels (all as bright as background, LAB L/100 >= "
+        raise NoTissueError("Vahadane separation: no tissue pixels (all as bright as background, LAB L/100 >= "
                          f"{luminosity_threshold}); use the Ruifrok method for such tiles or drop them")
     pixels = od[tissue]
     if len(pixels) > max_pixels:
@@ -129,16 +152,35 @@ class StainSeparation:
     """The registered transform ``pathology_stain_separation``: an RGB tile (3×H×W in [0, 1]) →
     the tile with its haematoxylin and eosin images appended (5×H×W: r, g, b, H, E), the stain
     images truncated-standardised per image (MMAE's inputs). ``method`` is ``"ruifrok"`` (fixed
-    matrix, fast) or ``"vahadane"`` (learnt per image; cache it). Also takes a batch (B×3×H×W)."""
+    matrix, fast) or ``"vahadane"`` (learnt per image; cache it). Also takes a batch (B×3×H×W).
+
+    A tile without tissue gives Vahadane nothing to learn from: ``no_tissue="ruifrok"`` (default)
+    separates it with the fixed Ruifrok vectors instead and counts it in ``ruifrok_fallbacks``;
+    ``"raise"`` stops with :class:`NoTissueError`."""
 
     METHODS = ("ruifrok", "vahadane")
 
-    def __init__(self, method: str = "ruifrok", eps: float = DEFAULT_EPS, **vahadane_options: Any) -> None:
+    def __init__(self, method: str = "ruifrok", eps: float = DEFAULT_EPS, no_tissue: str = "ruifrok",
+                 **vahadane_options: Any) -> None:
         if method not in self.METHODS:
             raise ValueError(f"stain method must be one of {self.METHODS}, got {method!r}")
         if vahadane_options and method != "vahadane":
             raise ValueError(f"options {sorted(vahadane_options)} apply to method='vahadane' only")
-        self.method, self.eps, self.vahadane_options = method, eps, vahadane_options
+        if no_tissue not in ("ruifrok", "raise"):
+            raise ValueError(f"no_tissue must be 'ruifrok' or 'raise', got {no_tissue!r}")
+        self.method, self.eps, self.no_tissue, self.vahadane_options = method, eps, no_tissue, vahadane_options
+        self.ruifrok_fallbacks = 0
+
+    def _vahadane(self, image: torch.Tensor) -> torch.Tensor:
+        """2×H×W concentrations of one 3×H×W image."""
+        try:
+            concentrations = vahadane_separation(image.permute(1, 2, 0).numpy(), **self.vahadane_options)[1]
+        except NoTissueError:
+            if self.no_tissue == "raise":
+                raise
+            self.ruifrok_fallbacks += 1
+            return ruifrok_concentrations(image, self.eps)[:2].float()
+        return torch.from_numpy(concentrations).permute(2, 0, 1).float()
 
     def stains(self, rgb: torch.Tensor) -> torch.Tensor:
         """The two standardised stain images (…×2×H×W) of RGB images (…×3×H×W)."""
@@ -147,10 +189,8 @@ class StainSeparation:
             concentrations = ruifrok_concentrations(rgb, self.eps)[..., :2, :, :]
         else:
             flat = rgb.reshape(-1, 3, *rgb.shape[-2:])
-            concentrations = torch.stack([
-                torch.from_numpy(vahadane_separation(image.permute(1, 2, 0).numpy(), **self.vahadane_options)[1])
-                .permute(2, 0, 1).float() for image in flat.detach().cpu()
-            ]).reshape(*rgb.shape[:-3], 2, *rgb.shape[-2:]).to(rgb.device)
+            concentrations = torch.stack([self._vahadane(image) for image in flat.detach().cpu()])
+            concentrations = concentrations.reshape(*rgb.shape[:-3], 2, *rgb.shape[-2:]).to(rgb.device)
         return stain_images(concentrations.to(rgb.dtype))
 
     def __call__(self, rgb: torch.Tensor) -> torch.Tensor:

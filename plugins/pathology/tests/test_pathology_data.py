@@ -48,12 +48,67 @@ def test_class_folders_of_tif_tiles_with_background_excluded(tmp_path):
 def test_a_flat_folder_of_unlabelled_tiles_and_a_corrupt_tile_named(tmp_path):
     root = tmp_path / "tiles"
     root.mkdir()
-    Image.fromarray(np.full((8, 8, 3), 120, np.uint8)).save(root / "a.tif")
+    Image.fromarray(he_tile(8)).save(root / "a.tif")
     (root / "b.tif").write_bytes(b"not a tiff")
     tiles = PathologyTiles(root)
     assert tiles[0]["label"] == -1
     with pytest.raises(ValueError, match="b.tif: cannot read image"):
         tiles[1]
+    assert len(PathologyTiles(root, exclude=["BACK"])) == 2  # nothing to exclude in a flat folder: not an error
+
+
+def he_tile(size: int, stains=(0, 1), seed: int = 0) -> np.ndarray:
+    """A uint8 tile made by the Beer-Lambert law from Ruifrok's vectors (rows H, E, DAB) with random
+    concentrations of the chosen stains, a quarter of it background."""
+    from maekit_pathology.stains import RGB_FROM_HED
+
+    rng = np.random.default_rng(seed)
+    concentrations = np.zeros((size, size, 3))
+    for stain in stains:
+        concentrations[..., stain] = rng.uniform(0.3, 1.2, (size, size))
+    concentrations[: size // 4] = 0
+    return (255 * np.exp(-(concentrations @ RGB_FROM_HED))).round().astype(np.uint8)
+
+
+def test_grayscale_and_dab_tiles_are_refused_with_a_reason_or_skipped_or_warned(tmp_path, caplog):
+    root = tmp_path / "tiles"
+    root.mkdir()
+    Image.fromarray(he_tile(32)).save(root / "a_he.png")
+    Image.fromarray(np.repeat(he_tile(32)[..., :1], 3, axis=-1)).save(root / "b_gray.png")
+    Image.fromarray(he_tile(32, stains=(0, 2))).save(root / "c_ihc.png")  # haematoxylin counterstain + DAB
+    tiles = PathologyTiles(root)
+    assert tiles[0]["inputs"].shape == (3, 32, 32)
+    with pytest.raises(ValueError, match="b_gray.png: a grayscale image .* eosin image would be all zero"):
+        tiles[1]
+    with caplog.at_level("WARNING", logger="maekit"):  # the DAB check is a heuristic: warned, once per file
+        tiles[2], tiles[2]
+    warned = [record.getMessage() for record in caplog.records if "looks like an IHC" in record.getMessage()]
+    assert len(warned) == 1 and "c_ihc.png" in warned[0] and "a_he.png" not in " ".join(warned)
+    strict = PathologyTiles(root, stain_check="refuse")
+    with pytest.raises(ValueError, match="c_ihc.png: looks like an IHC \\(DAB\\) stain"):
+        strict[2]
+    skipping = PathologyTiles(root, on_error="skip", stain_check="refuse")
+    assert [skipping[i]["inputs"].shape for i in range(3)] == [(3, 32, 32)] * 3
+    assert sorted(p.name for p in skipping.skipped_files) == ["b_gray.png", "c_ihc.png"]
+    assert PathologyTiles(root, stain_check="off")[1]["inputs"].shape == (3, 32, 32)
+
+
+def test_stain_cache_gives_blank_tiles_the_ruifrok_vectors_lists_them_and_can_exclude_a_class(tmp_path):
+    root = tmp_path / "NCT"
+    for name, pixels in (("TUM/TUM-0000.png", he_tile(16)), ("BACK/BACK-0000.png", np.full((16, 16, 3), 245, np.uint8))):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(root / name)
+    cache = tmp_path / "stains"
+    result = run_cli("pathology-stains", str(root), "--out", str(cache), env_extra={"MAEKIT_PLUGINS": "maekit-pathology"})
+    assert "BACK/BACK-0000.png: no tissue pixels for Vahadane; stains from the Ruifrok vectors" in result.stdout
+    manifest = json.loads((cache / "stain_cache.json").read_text())
+    assert manifest["ruifrok_fallbacks"] == ["BACK/BACK-0000.png"] and manifest["tiles"] == 2
+    ruifrok = StainSeparation("ruifrok").stains(PathologyTiles(root, stain_check="off")[0]["inputs"])
+    cached = np.load(cache / "BACK" / "BACK-0000.npz")
+    np.testing.assert_allclose(cached["eosin"], ruifrok[1].numpy(), atol=2e-2)
+    result = run_cli("pathology-stains", str(root), "--out", str(tmp_path / "tissue"), "--exclude", "BACK",
+                     env_extra={"MAEKIT_PLUGINS": "maekit-pathology"})
+    assert "stains of 1 tiles" in result.stdout and not (tmp_path / "tissue" / "BACK").exists()
 
 
 def test_stain_cache_round_trip_through_the_command_and_its_errors(tmp_path):

@@ -8,6 +8,7 @@ import torch
 
 from maekit_pathology.stains import (
     RGB_FROM_HED,
+    NoTissueError,
     StainSeparation,
     ruifrok_concentrations,
     truncated_standardise,
@@ -62,9 +63,15 @@ def test_vahadane_learns_the_stain_vectors_and_concentrations_of_a_synthetic_sli
         assert np.corrcoef(recovered[..., stain].ravel(), concentrations[..., stain].ravel())[0, 1] > 0.97
 
 
-def test_vahadane_refuses_an_image_without_tissue():
-    with pytest.raises(ValueError, match="no tissue pixels"):
+def test_vahadane_refuses_an_image_without_tissue_and_the_transform_falls_back_to_ruifrok():
+    with pytest.raises(NoTissueError, match="no tissue pixels"):
         vahadane_separation(np.full((16, 16, 3), 250, dtype=np.uint8))
+    blank = torch.full((3, 16, 16), 250 / 255)
+    separation = StainSeparation("vahadane")
+    torch.testing.assert_close(separation.stains(blank), StainSeparation("ruifrok").stains(blank))
+    assert separation.ruifrok_fallbacks == 1
+    with pytest.raises(NoTissueError):
+        StainSeparation("vahadane", no_tissue="raise").stains(blank)
     with pytest.raises(ValueError, match="H×W×3"):
         vahadane_separation(np.zeros((16, 16), dtype=np.uint8))
 
