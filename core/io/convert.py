@@ -241,10 +241,13 @@ def drop_classifier_head(state_dict: StateDict) -> tuple[StateDict, list[str]]:
 
 def resize_pos_embeds(state_dict: StateDict, model: torch.nn.Module, num_prefix_tokens: int = 1) -> StateDict:
     """Resample every square-grid ``*pos_embed`` whose length differs from ``model``'s (bicubic, as the
-    reference ``interpolate_pos_embed``), so a checkpoint loads at another input size."""
+    reference ``interpolate_pos_embed``), so a checkpoint loads at another input size. A non-square
+    one the model holds frozen (a fixed table it builds for its own grid) is left out: the model's
+    own is kept."""
     from maekit.nn.pos_embed import resample_grid_table
 
     own = model.state_dict()
+    frozen = {name for name, parameter in model.named_parameters() if not parameter.requires_grad}
     out = dict(state_dict)
     for key, table in state_dict.items():
         if not key.endswith("pos_embed") or key not in own or own[key].shape == table.shape:
@@ -252,6 +255,9 @@ def resize_pos_embeds(state_dict: StateDict, model: torch.nn.Module, num_prefix_
         old_n, new_n = table.shape[1] - num_prefix_tokens, own[key].shape[1] - num_prefix_tokens
         old_side = int(round(old_n**0.5))
         if old_side * old_side != old_n:
+            if key in frozen:  # a fixed table the model built for its own grid (Audio-MAE's 64×8 → 32×8)
+                del out[key]
+                continue
             raise CheckpointError(f"{key}: cannot resample a non-square table of {old_n} positions")
         new_grid = _grid_of(model, key, new_n)
         out[key] = resample_grid_table(table, (old_side, old_side), new_grid, num_prefix_tokens)

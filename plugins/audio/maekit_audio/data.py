@@ -2,7 +2,7 @@
 
 Every dataset gives ``{"inputs": (1, samples) waveform at sample_rate, "label": ...}``: an int for
 single-label sets (ESC-50, Speech Commands, VGGSound, class folders), a multi-hot float vector for
-AudioSet, −1 when unlabelled. The filterbank is computed by the transform (``audio_fbank`` for
+AudioSet (kept as class indices, made dense when read), −1 when unlabelled. The filterbank is computed by the transform (``audio_fbank`` for
 evaluation, ``audio_mae_augment`` for training), so its random gain and SpecAugment are seeded per
 sample by maekit's training view and resume stays exact.
 
@@ -27,7 +27,9 @@ from maekit_audio.frontend import AUDIO_EXTENSIONS, FbankFrontEnd, load_waveform
 __all__ = ["AudioDataset", "AudioFolder", "ESC50", "SpeechCommands", "AudioSetSegments", "AudioSetJSON", "VGGSound",
            "AudioMAEAugment", "read_class_labels"]
 
-Label = int | torch.Tensor
+# An int (single-label, −1 when unlabelled) or, for multi-label sets, the tuple of class indices
+# (AudioSet's 2 M clips as dense 527-wide vectors would take 4 GB per process)
+Label = int | tuple[int, ...]
 
 
 class AudioDataset(Dataset):
@@ -69,14 +71,21 @@ class AudioDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def label_tensor(self, indices: tuple[int, ...]) -> torch.Tensor:
+        """The multi-hot label (num_classes,) of a multi-label clip."""
+        label = torch.zeros(self.num_classes)
+        label[list(indices)] = 1.0
+        return label
+
     def sample_weights(self) -> torch.Tensor:
         """Label-balancing weights for ``data.sampler="balanced"``: AST / Audio-MAE's rule for
         multi-label sets (each class weighs 1000 / (its count + 0.01), a clip the sum over its labels),
         1 / (class count) for single-label ones."""
         labels = [label for _, label in self.items]
-        if isinstance(labels[0], torch.Tensor):
-            multi_hot = torch.stack(labels).double()
-            return multi_hot @ (1000.0 / (multi_hot.sum(dim=0) + 0.01))
+        if isinstance(labels[0], tuple):
+            flat = torch.tensor([k for label in labels for k in label], dtype=torch.long)
+            class_weight = 1000.0 / (torch.bincount(flat, minlength=self.num_classes).double() + 0.01)
+            return torch.stack([class_weight[list(label)].sum() for label in labels])
         classes = torch.as_tensor(labels)
         if (classes < 0).any():
             raise ValueError("balanced sampling needs labels; this dataset has unlabelled samples (-1)")
@@ -94,7 +103,7 @@ class AudioDataset(Dataset):
                     self.skipped_files[path] = str(error)
                     logging.getLogger("maekit").warning("skipped an unreadable audio file (on_error='skip'): %s", error)
                 continue
-            return {"inputs": waveform, "label": label.clone() if isinstance(label, torch.Tensor) else label}
+            return {"inputs": waveform, "label": self.label_tensor(label) if isinstance(label, tuple) else label}
         raise ValueError("no readable audio file left")
 
 
@@ -147,9 +156,12 @@ class ESC50(AudioDataset):
         super().__init__(**options)
         root = Path(root)
         csv_path = root / meta
+        if isinstance(folds, int) or not all(isinstance(fold, int) for fold in folds):
+            raise ValueError(f"esc50 folds must be a list of fold numbers (e.g. (1, 2, 3, 4) or (5,)), got {folds!r}")
         rows = _read_csv_rows(csv_path, "ESC-50 metadata (meta/esc50.csv)")
-        if rows[0][:3] != self.COLUMNS[:3]:
-            raise ValueError(f"{csv_path}: expected the header {','.join(self.COLUMNS)}, got {','.join(rows[0])}")
+        if not rows or rows[0][:3] != self.COLUMNS[:3]:
+            raise ValueError(f"{csv_path}: expected the header {','.join(self.COLUMNS)}, got "
+                             f"{','.join(rows[0]) if rows else 'an empty file'}")
         header = rows[0]
         records = [dict(zip(header, row)) for row in rows[1:]]
         for number, record in enumerate(records, start=2):
@@ -209,21 +221,22 @@ def read_class_labels(path: str | Path) -> dict[str, int]:
     """AudioSet's ``class_labels_indices.csv`` (index,mid,display_name): {mid: index}."""
     path = Path(path)
     rows = _read_csv_rows(path, "AudioSet class list (class_labels_indices.csv)")
-    if [column.strip() for column in rows[0][:2]] != ["index", "mid"]:
-        raise ValueError(f"{path}: expected the header index,mid,display_name, got {','.join(rows[0])}")
+    if not rows or [column.strip() for column in rows[0][:2]] != ["index", "mid"]:
+        raise ValueError(f"{path}: expected the header index,mid,display_name, got "
+                         f"{','.join(rows[0]) if rows else 'an empty file'}")
     try:
         return {row[1]: int(row[0]) for row in rows[1:]}
     except (IndexError, ValueError):
         raise ValueError(f"{path}: every row must be index,mid,display_name with an integer index") from None
 
 
-def _multi_hot(mids: str, index: dict[str, int], where: str) -> torch.Tensor:
-    label = torch.zeros(len(index))
+def _class_indices(mids: str, index: dict[str, int], where: str) -> tuple[int, ...]:
+    found = []
     for mid in (part.strip() for part in mids.split(",")):
         if mid not in index:
             raise ValueError(f"{where}: label {mid!r} is not in the class list")
-        label[index[mid]] = 1.0
-    return label
+        found.append(index[mid])
+    return tuple(sorted(set(found)))
 
 
 def _find_audio(folder: Path, stem: str, extensions: Sequence[str]) -> Path:
@@ -253,7 +266,7 @@ class AudioSetSegments(AudioDataset):
                 raise ValueError(f"{segments}: row {number} must be YTID, start_seconds, end_seconds, \"labels\"; got {row}")
             ytid, start, end, mids = row[0], row[1], row[2], ",".join(row[3:])
             stem = filename.format(ytid=ytid, start=start, end=end)
-            items.append((_find_audio(audio_dir, stem, extensions), _multi_hot(mids, index, f"{segments} row {number}")))
+            items.append((_find_audio(audio_dir, stem, extensions), _class_indices(mids, index, f"{segments} row {number}")))
         self.set_items(items, str(segments))
 
 
@@ -273,7 +286,7 @@ class AudioSetJSON(AudioDataset):
             raise ValueError(f"{datafile}: expected {{\"data\": [{{\"wav\": path, \"labels\": \"mid1,mid2\"}}]}} ({error})") from None
         index = read_class_labels(class_labels)
         self.classes = sorted(index, key=index.__getitem__)
-        self.set_items([(datafile.parent / wav, _multi_hot(mids, index, f"{datafile} entry {i}"))
+        self.set_items([(datafile.parent / wav, _class_indices(mids, index, f"{datafile} entry {i}"))
                         for i, (wav, mids) in enumerate(pairs)], str(datafile))
 
 
@@ -290,6 +303,8 @@ class VGGSound(AudioDataset):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         csv_file, audio_dir = Path(csv_file), Path(audio_dir)
         rows = _read_csv_rows(csv_file, "VGGSound list (vggsound.csv)")
+        if not rows:
+            raise ValueError(f"{csv_file}: empty; expected rows youtube_id,start_second,label,train|test")
         for number, row in enumerate(rows, start=1):
             if len(row) != 4 or row[3] not in ("train", "test") or not row[1].lstrip("-").isdigit():
                 raise ValueError(f"{csv_file}: row {number} must be youtube_id,start_second,label,train|test; got {row}")

@@ -18,6 +18,5 @@ def mean_average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
     present = labels.sum(axis=0) > 0
     if not present.any():
         raise ValueError("no class has a positive label: mAP is undefined")
-    binary = labels[:, present] > 0.5
-    return float(np.mean([average_precision_score(binary[:, k], scores[:, present][:, k])
-                          for k in range(binary.shape[1])]))
+    binary, scores = labels[:, present] > 0.5, scores[:, present]
+    return float(np.mean([average_precision_score(binary[:, k], scores[:, k]) for k in range(binary.shape[1])]))

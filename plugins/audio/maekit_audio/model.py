@@ -373,6 +373,9 @@ class AudioClassifier(Classifier):
                 raise ValueError(f"multi_label expects multi-hot labels of {self.num_classes} classes, got shape "
                                  f"{tuple(labels.shape)}")
             return labels.float()
+        if labels.dim() != 1:
+            raise ValueError(f"labels of shape {tuple(labels.shape)} are multi-hot: set "
+                             f"finetune.classifier_options.multi_label=True")
         if (labels < 0).any():
             raise ValueError("fine-tuning needs labelled data: some samples have no label (-1)")
         if (labels >= self.num_classes).any():
@@ -404,9 +407,26 @@ class AudioClassifier(Classifier):
 def audio_classifier(model: dict, num_classes: int, checkpoint: str | None = None, drop_path_rate: float = 0.1,
                      multi_label: bool = False, mask_t_prob: float = 0.2, mask_f_prob: float = 0.2,
                      mixup: float = 0.5, label_smoothing: float = 0.0) -> AudioClassifier:
-    """The encoder of a (pre-trained) audio_mae config + Audio-MAE's fine-tuning head and recipe."""
+    """The encoder of a (pre-trained) audio_mae config + Audio-MAE's fine-tuning head and recipe.
+    ``checkpoint``: pre-trained weights (any layout ``maekit convert`` reads, or ``audio-convert``'s
+    pre-training output) or a fine-tuned classifier (``audio-convert`` of an official fine-tuned file:
+    ``fc_norm`` and ``head`` load too)."""
     from maekit.eval.probe import load_trained_model
+    from maekit.io.checkpoint import load_state_dict
+    from maekit.io.convert import resize_pos_embeds
 
-    method = load_trained_model({**model, "drop_path_rate": drop_path_rate}, checkpoint).train()
-    return AudioClassifier(method.patchifier, method.encoder, num_classes, multi_label, mask_t_prob, mask_f_prob,
-                           mixup, label_smoothing)
+    state = None if checkpoint is None else load_state_dict(checkpoint)
+    finetuned = state is not None and any(key.startswith(("fc_norm.", "head.")) for key in state)
+    method = load_trained_model({**model, "drop_path_rate": drop_path_rate}, None if finetuned else checkpoint).train()
+    classifier = AudioClassifier(method.patchifier, method.encoder, num_classes, multi_label, mask_t_prob,
+                                 mask_f_prob, mixup, label_smoothing)
+    if finetuned:
+        try:
+            missing, unexpected = classifier.load_state_dict(resize_pos_embeds(state, classifier), strict=False)
+        except RuntimeError as error:
+            raise ValueError(f"{checkpoint}: does not fit the configured classifier: {error}") from None
+        missing = [key for key in missing if not key.endswith("pos_embed")]  # a fixed table rebuilt for the grid
+        if missing or unexpected:
+            raise ValueError(f"{checkpoint}: does not fit the configured classifier (missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]})")
+    return classifier

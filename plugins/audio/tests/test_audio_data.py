@@ -38,6 +38,8 @@ def test_esc50_reads_its_csv_and_folds(tmp_path):
     assert ESC50(tmp_path, folds=(1, 2, 5), esc10=True).classes == ["dog", "chainsaw"]
     with pytest.raises(ValueError, match="no rows in folds \\[3\\]"):
         ESC50(tmp_path, folds=(3,))
+    with pytest.raises(ValueError, match="esc50 folds must be a list of fold numbers"):
+        ESC50(tmp_path, folds=5)
     (tmp_path / "audio" / "1-101-A-1.wav").unlink()
     with pytest.raises(ValueError, match="1-101-A-1.wav, which does not exist"):
         ESC50(tmp_path, folds=(1,))

@@ -267,3 +267,36 @@ def test_registered_components_build_from_config():
     assert not isinstance(glob.blocks[0], SwinCRBlock)
     with pytest.raises(ValueError, match="decoder mode must be"):
         build("decoder", dict(type="audio_mae_decoder", encoder_dim=32, out_dim=256, mode="swin"))
+
+
+def test_checkpoints_load_at_another_clip_length_and_finetuned_files_load_into_the_classifier(tmp_path):
+    from maekit_audio.model import audio_classifier
+
+    from maekit.eval.probe import load_trained_model
+    from maekit.io.checkpoint import save_state_dict
+
+    config = dict(type="audio_mae", **TINY, target_length=64, num_mel_bins=32)
+    torch.manual_seed(0)
+    trained = build("model", config)
+    save_state_dict(trained.state_dict(), tmp_path / "pretrained.safetensors")
+    # ESC-50's 5 s clips after 10 s pre-training: the fixed tables are rebuilt for the shorter grid
+    shorter = load_trained_model({**config, "target_length": 32}, tmp_path / "pretrained.safetensors")
+    assert torch.equal(shorter.encoder.blocks[0].attn.qkv.weight, trained.encoder.blocks[0].attn.qkv.weight)
+    assert torch.equal(shorter.encoder.pos_embed, audio_position_table((2, 2), 32))
+    # an official fine-tuned file, converted: encoder, fc_norm and head all load
+    classifier = AudioClassifier(trained.patchifier, trained.encoder, 5)
+    with torch.no_grad():
+        classifier.head.weight.normal_()
+    save_state_dict(classifier.state_dict(), tmp_path / "finetuned.safetensors")
+    loaded = audio_classifier(config, 5, checkpoint=str(tmp_path / "finetuned.safetensors"))
+    assert torch.equal(loaded.head.weight, classifier.head.weight)
+    assert torch.equal(loaded.encoder.blocks[1].mlp.fc2.weight, classifier.encoder.blocks[1].mlp.fc2.weight)
+    with pytest.raises(ValueError, match="does not fit the configured classifier"):
+        audio_classifier(config, 7, checkpoint=str(tmp_path / "finetuned.safetensors"))
+
+
+def test_multi_hot_labels_without_multi_label_are_a_clear_error():
+    model = audio_mae(**TINY, target_length=64, num_mel_bins=32)
+    classifier = AudioClassifier(model.patchifier, model.encoder, 3)
+    with pytest.raises(ValueError, match="multi-hot: set finetune.classifier_options.multi_label=True"):
+        classifier({"inputs": torch.randn(2, 1, 64, 32), "label": torch.tensor([[1.0, 0, 1], [0, 1, 0]])})

@@ -164,3 +164,31 @@ probe = dict(_delete_=True, train=_train, test=_test, pools=("mean",))
 
     picture = Image.open(written["reconstructions"])
     assert picture.size[0] > 4 * 128 and picture.size[1] > 8 * 64  # 8 rows of 4 spectrograms, time along the width
+
+
+def test_every_shipped_configs_datasets_and_transforms_take_their_keys():
+    import inspect
+
+    from maekit.engine import load_config
+    from maekit.registry import get
+
+    for name in ("audio_mae_audioset2m", "audio_mae_esc50", "audio_mae_demo"):
+        cfg = load_config(name)
+        sections = {"data.dataset": cfg.data.dataset, "data.transform": cfg.data.transform,
+                    "eval_transform": cfg.eval_transform, "finetune.data.dataset": cfg.finetune.data.dataset,
+                    "finetune.data.transform": cfg.finetune.data.transform, "finetune.test": cfg.finetune.test,
+                    "finetune.eval_transform": cfg.finetune.eval_transform,
+                    "frozen_eval.train": cfg.frozen_eval.train, "frozen_eval.test": cfg.frozen_eval.test}
+        if "probe" in cfg:
+            sections.update({"probe.train": cfg.probe.train, "probe.test": cfg.probe.test})
+        for where, spec in sections.items():
+            options = {k: v for k, v in spec.items() if k != "type"}
+            kind = "transform" if "transform" in where else "dataset"
+            target = get(kind, spec["type"])
+            parameters = inspect.signature(target).parameters
+            takes_more = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+            unknown = [k for k in options if k not in parameters]
+            # datasets pass **options on to AudioDataset (sample_rate, mono, on_error)
+            allowed = {"sample_rate", "mono", "on_error", "gain", "freqm", "timem", "stats", "target_length",
+                       "num_mel_bins", "mean", "std"} if takes_more else set()
+            assert not [k for k in unknown if k not in allowed], (name, where, unknown)

@@ -108,7 +108,7 @@ def test_brats_2023_names_are_read_as_the_2020_contrasts_and_the_error_says_what
     assert found["BraTS-GLI-00002-000"]["flair"].name == "BraTS-GLI-00002-000-t2f.nii.gz"
     assert found["BraTS-GLI-00000-000"]["t1ce"].name == "BraTS-GLI-00000-000-t1c.nii.gz"
     (tmp_path / "empty" / "subject").mkdir(parents=True)
-    with pytest.raises(ValueError, match="no NIfTI files in the brats layout \(expected one folder per subject .*t1n"):
+    with pytest.raises(ValueError, match=r"no NIfTI files in the brats layout \(expected one folder per subject .*t1n"):
         find_subjects(tmp_path / "empty", "brats", ("t1",))
 
 

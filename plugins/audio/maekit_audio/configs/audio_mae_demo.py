@@ -21,7 +21,7 @@ finetune = dict(
     data=dict(_delete_=True, dataset=_train,
               transform=dict(type="audio_mae_augment", gain=True, freqm=8, timem=16, **_front_end),
               batch_size=32, num_workers=0),
-    test=_test, eval_transform=eval_transform,
+    test=dict(_delete_=True, **_test), eval_transform=dict(_delete_=True, type="audio_fbank", **_front_end),
     schedule=dict(_delete_=True, max_iters=300, warmup_iters=30, blr=1e-3, layer_decay=0.75))
 checkpoint_interval = 1500
 log_interval = 50

@@ -11,12 +11,13 @@ data = dict(dataset=dict(_delete_=True, type="audio_folder", root="data/audio"),
             transform=dict(_delete_=True, type="audio_mae_augment", gain=True, **_front_end), batch_size=64)
 eval_transform = dict(_delete_=True, type="audio_fbank", **_front_end)
 schedule = dict(max_iters=20000, warmup_iters=1000)
-frozen_eval = dict(train=dict(_delete_=True, type="esc50", root=_esc50, folds=(1, 2, 3, 4)),
-                   test=dict(_delete_=True, type="esc50", root=_esc50, folds=(5,)), k=20)
+_train = dict(type="esc50", root=_esc50, folds=(1, 2, 3, 4))
+_test = dict(type="esc50", root=_esc50, folds=(5,))
+frozen_eval = dict(train=dict(_delete_=True, **_train), test=dict(_delete_=True, **_test), k=20)
 finetune = dict(
     num_classes=50, classifier_options=dict(multi_label=False, mask_t_prob=0.2, mask_f_prob=0.2, mixup=0.0),
-    data=dict(_delete_=True, dataset=frozen_eval["train"],
+    data=dict(_delete_=True, dataset=_train,
               transform=dict(type="audio_mae_augment", gain=True, freqm=24, timem=96, **_front_end),
               batch_size=32, num_workers=8),
-    test=frozen_eval["test"], eval_transform=eval_transform,
+    test=dict(_delete_=True, **_test), eval_transform=dict(_delete_=True, type="audio_fbank", **_front_end),
     schedule=dict(max_iters=60 * 1600 // 32, warmup_iters=4 * 1600 // 32, blr=1e-3))
