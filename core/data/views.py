@@ -13,7 +13,8 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["MAEAugment", "EvalTransform", "evaluation_transform", "TransformedView", "AugmentedView", "mix_seed", "default_mean_std"]
+__all__ = ["MAEAugment", "EvalTransform", "evaluation_transform", "TransformedView", "AugmentedView", "mix_seed", "default_mean_std",
+           "transform_naming_source"]
 
 
 def mix_seed(*parts: int) -> int:
@@ -95,6 +96,16 @@ def evaluation_transform(dataset: Dataset, train_transform: dict | None = None, 
     return EvalTransform.matching(dataset, train_transform)
 
 
+def transform_naming_source(transform: Any, inputs: Any, dataset: Any, index: int) -> Any:
+    """``transform(inputs)``; a ValueError it raises names the sample's file where the dataset says
+    which (``dataset.source_name(index)``), else its index."""
+    try:
+        return transform(inputs)
+    except ValueError as error:
+        name = dataset.source_name(index) if hasattr(dataset, "source_name") else f"sample {index}"
+        raise ValueError(f"{name}: {error}") from None
+
+
 class TransformedView(Dataset):
     """A dataset with a deterministic transform applied per item (before batching, so images of
     different sizes can be batched once resized)."""
@@ -107,7 +118,8 @@ class TransformedView(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.dataset[index]
-        return {**sample, "inputs": self.transform(sample["inputs"]), "label": sample.get("label", -1)}
+        inputs = transform_naming_source(self.transform, sample["inputs"], self.dataset, index)
+        return {**sample, "inputs": inputs, "label": sample.get("label", -1)}
 
 
 class AugmentedView(Dataset):
@@ -134,5 +146,5 @@ class AugmentedView(Dataset):
         if self.transform is not None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(mix_seed(self.seed, virtual_index))
-                image = self.transform(image)
+                image = transform_naming_source(self.transform, image, self.dataset, virtual_index % len(self.dataset))
         return {**sample, "inputs": image, "label": sample.get("label", -1), "index": virtual_index}

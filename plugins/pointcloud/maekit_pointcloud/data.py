@@ -20,12 +20,15 @@ Formats (Point-BERT / Point-MAE / MAE3D / DGCNN layouts):
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from maekit_pointcloud.headers import check_cloud_file
 
 __all__ = ["read_cloud", "check_cloud", "normalise_cloud", "PointCloudFolder", "ShapeNet55", "PointCloudArchive",
            "ModelNet40", "PointCloudH5", "ScanObjectNN", "PointCloudAugment", "PointCloudEvalTransform",
@@ -71,14 +74,21 @@ def normalise_cloud(points: np.ndarray, name: str = "cloud") -> np.ndarray:
     return (centred / radius).astype(np.float32)
 
 
-def read_cloud(path: str | Path) -> np.ndarray:
+def read_cloud(path: str | Path, drop_invalid: bool | None = None) -> np.ndarray:
     """The xyz of one cloud file (P×3 float32), checked. open3d reads .ply/.pcd/.xyz/.pts; numpy
-    reads .npy and text (comma- or space-separated numbers per line, e.g. ModelNet's .txt)."""
+    reads .npy and text (comma- or space-separated numbers per line, e.g. ModelNet's .txt).
+
+    PLY and PCD headers are held to the data first: a truncated file is an error naming it (open3d
+    would pad it with zeros). Points with NaN/inf coordinates: ``drop_invalid=None`` (default) drops
+    them from an organized PCD (a sensor's H×W grid, where NaN is a pixel with no return; the count
+    is logged) and refuses them elsewhere; True drops them from any file, False refuses them always."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in CLOUD_SUFFIXES:
         raise ValueError(f"{path}: not a point-cloud file this reader knows ({', '.join(CLOUD_SUFFIXES)})")
+    header = None
     try:
+        header = check_cloud_file(path)
         if suffix == ".npy":
             array = np.load(path, allow_pickle=False)
         elif suffix in (".txt", ".csv"):
@@ -88,20 +98,39 @@ def read_cloud(path: str | Path) -> np.ndarray:
             import open3d
 
             array = np.asarray(open3d.io.read_point_cloud(str(path)).points)  # unreadable: no points
-    except (OSError, ValueError) as error:
+    except OSError as error:
         raise ValueError(f"{path}: cannot read point cloud ({error})") from None
+    except ValueError as error:
+        raise ValueError(str(error) if str(path) in str(error) else f"{path}: cannot read point cloud ({error})") from None
     if array.size == 0:
-        raise ValueError(f"{path}: the cloud is empty (no points)")
+        declared = f"; its header declares {header.points} points with fields {header.fields}" if header else ""
+        raise ValueError(f"{path}: the cloud is empty (no points read){declared}")
+    drop = (header is not None and header.organized) if drop_invalid is None else drop_invalid
+    if drop:
+        finite = np.isfinite(array[:, :3]).all(axis=1)
+        if not finite.all():
+            logging.getLogger("maekit").info("%s: dropped %d of %d points with NaN/inf coordinates%s", path,
+                                             int((~finite).sum()), len(array),
+                                             " (an organized cloud: no return)" if header and header.organized else "")
+            array = array[finite]
+        if len(array) == 0:
+            raise ValueError(f"{path}: every point has NaN or infinite coordinates")
     return check_cloud(array, str(path))
 
 
 class _CloudDataset(Dataset):
-    """Shared by every reader: keeps (source, label) pairs and loads, checks and normalises."""
+    """Shared by every reader: keeps (source, label) pairs and loads, checks and normalises.
+
+    ``on_error="raise"`` names a bad cloud in the error; ``"skip"`` serves the next good one in its
+    place, logs each bad file once with the reason and lists it in ``skipped_files``."""
 
     classes: list[str]
 
-    def __init__(self, min_points: int = 1, normalise: bool = True) -> None:
-        self.min_points, self.normalise = min_points, normalise
+    def __init__(self, min_points: int = 1, normalise: bool = True, on_error: str = "raise") -> None:
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.min_points, self.normalise, self.on_error = min_points, normalise, on_error
+        self.skipped_files: dict[str, str] = {}
 
     def load(self, index: int) -> tuple[np.ndarray, str]:
         raise NotImplementedError
@@ -109,12 +138,30 @@ class _CloudDataset(Dataset):
     def label(self, index: int) -> int:
         raise NotImplementedError
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def source_name(self, index: int) -> str:
+        """What ``skipped_files`` calls sample ``index`` (its file, where there is one)."""
+        return f"sample {index}"
+
+    def sample(self, index: int) -> dict[str, Any]:
         points, name = self.load(index)
         points = check_cloud(points, name, self.min_points)
         if self.normalise:
             points = normalise_cloud(points, name)
         return {"inputs": torch.from_numpy(points), "label": self.label(index)}
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        for attempt in range(len(self)):
+            position = (index + attempt) % len(self)
+            try:
+                return self.sample(position)
+            except ValueError as error:
+                if self.on_error == "raise":
+                    raise
+                name = self.source_name(position)
+                if name not in self.skipped_files:
+                    self.skipped_files[name] = str(error)
+                    logging.getLogger("maekit").warning("skipped a bad point cloud (on_error='skip'): %s", error)
+        raise ValueError("no readable point cloud left")
 
 
 def _read_list(path: Path) -> list[str]:
@@ -134,8 +181,9 @@ class PointCloudFolder(_CloudDataset):
     name) or flat (label −1). ``classes`` restricts and orders the classes."""
 
     def __init__(self, root: str | Path, classes: Sequence[str] | None = None, min_points: int = 1,
-                 normalise: bool = True) -> None:
-        super().__init__(min_points, normalise)
+                 normalise: bool = True, on_error: str = "raise", drop_invalid: bool | None = None) -> None:
+        super().__init__(min_points, normalise, on_error)
+        self.drop_invalid = drop_invalid
         self.root = Path(root)
         if not self.root.is_dir():
             raise ValueError(f"{self.root}: point-cloud folder not found")
@@ -157,9 +205,12 @@ class PointCloudFolder(_CloudDataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def source_name(self, index: int) -> str:
+        return str(self.samples[index][0])
+
     def load(self, index: int) -> tuple[np.ndarray, str]:
         path = self.samples[index][0]
-        return read_cloud(path), str(path)
+        return read_cloud(path, self.drop_invalid), str(path)
 
     def label(self, index: int) -> int:
         return self.samples[index][1]
@@ -358,7 +409,8 @@ def _sample(points: torch.Tensor, num_points: int | None, how: str) -> torch.Ten
     if num_points is None:
         return points
     if len(points) < num_points:
-        raise ValueError(f"cloud has {len(points)} points, fewer than num_points={num_points}")
+        raise ValueError(f"a cloud has {len(points)} points, fewer than num_points={num_points}; set the dataset's "
+                         f"min_points={num_points} to have such files named (and skipped with on_error='skip')")
     if how == "random":
         return points[torch.randperm(len(points))[:num_points]]
     if how == "fps":
@@ -398,4 +450,11 @@ class PointCloudEvalTransform:
         self.num_points, self.sampling = num_points, sampling
 
     def __call__(self, points: torch.Tensor) -> torch.Tensor:
+        if self.num_points is not None and self.sampling == "fps" and len(points) > 32 * self.num_points:
+            # a raw scan of 250k points: FPS over all of them takes seconds per cloud. A uniform subset of
+            # 8·num_points first (seeded by the cloud's size: the same every time; the first point kept, as
+            # FPS starts there) keeps its coverage. Clouds of the benchmarks (≤ 10k points) are untouched.
+            generator = torch.Generator().manual_seed(len(points))
+            others = torch.randperm(len(points) - 1, generator=generator)[: 8 * self.num_points - 1] + 1
+            points = points[torch.cat([torch.zeros(1, dtype=torch.long), others.sort().values])]
         return _sample(points, self.num_points, self.sampling)

@@ -13,6 +13,8 @@
 """
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -66,10 +68,15 @@ def point_features(model: nn.Module, dataset: Dataset, transform: Any = None, ba
     prefix = model.encoder.num_prefix_tokens
     features, labels = [], []
     view = TransformedView(dataset, transform) if transform is not None else dataset
-    for batch in DataLoader(view, batch_size=batch_size):
+    batches = DataLoader(view, batch_size=batch_size)
+    started = time.perf_counter()
+    for number, batch in enumerate(batches, 1):
         patches = model.encode({"inputs": batch["inputs"].to(device)})[:, prefix:].float()
         features.append(torch.cat([patches.amax(dim=1), patches.mean(dim=1)], dim=-1).cpu().numpy())
         labels.append(np.asarray(batch["label"]))
+        if time.perf_counter() - started > 5 and (number % 10 == 0 or number == len(batches)):  # long runs only
+            logging.getLogger("maekit").info("features: %d/%d batches, %.0f s", number, len(batches),
+                                             time.perf_counter() - started)
     return np.concatenate(features), np.concatenate(labels)
 
 
@@ -89,5 +96,6 @@ def svm_evaluation(model: nn.Module, train: Dataset, test: Dataset, transform: A
     test_x, test_y = point_features(model, test, transform)
     if (train_y < 0).any() or (test_y < 0).any():
         raise ValueError("the SVM evaluation needs labelled data: some clouds have no label (-1)")
+    skipped = {**getattr(train, "skipped_files", {}), **getattr(test, "skipped_files", {})}
     return {"svm_accuracy": svm_accuracy(train_x, train_y, test_x, test_y, c), "train_samples": len(train_y),
-            "test_samples": len(test_y)}
+            "test_samples": len(test_y), "skipped_files": skipped}

@@ -161,3 +161,70 @@ def test_augmentation_is_mae3ds_scale_translate_shuffle_and_seeded():
     assert spans.min() >= 2 / 3 - 1e-4 and spans.max() <= 3 / 2 + 1e-4
     fps = PointCloudEvalTransform(10)(points)
     assert torch.equal(fps, PointCloudEvalTransform(10)(points)) and torch.equal(fps[0], points[0])
+
+
+def write_binary_ply(path, points: np.ndarray, cut: int = 0) -> None:
+    header = (f"ply\nformat binary_little_endian 1.0\nelement vertex {len(points)}\nproperty float x\nproperty float y\n"
+              f"property float z\nend_header\n").encode()
+    data = points.astype("<f4").tobytes()
+    path.write_bytes(header + data[: len(data) - cut])
+
+
+def test_truncated_ply_and_pcd_files_are_refused_with_the_counts(tmp_path):
+    points = cloud(0, 200)
+    write_binary_ply(tmp_path / "whole.ply", points)
+    assert np.allclose(read_cloud(tmp_path / "whole.ply"), points, atol=1e-5)
+    write_binary_ply(tmp_path / "half.ply", points, cut=100 * 12)  # what a cut download leaves
+    with pytest.raises(ValueError, match=r"half.ply: truncated: the header declares 200 vertices .* about 100 vertices"):
+        read_cloud(tmp_path / "half.ply")
+    rows = "\n".join(" ".join(f"{v:.4f}" for v in row) for row in points[:120])
+    (tmp_path / "cut_ascii.ply").write_text("ply\nformat ascii 1.0\nelement vertex 200\nproperty float x\nproperty float y\n"
+                                            f"property float z\nend_header\n{rows}\n1.0 2.")
+    with pytest.raises(ValueError, match="cut_ascii.ply: truncated: the header declares 200 vertices, the file holds 121 rows"):
+        read_cloud(tmp_path / "cut_ascii.ply")
+    header = "VERSION .7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 200\nHEIGHT 1\nPOINTS 200\n"
+    (tmp_path / "cut.pcd").write_bytes((header + "DATA binary\n").encode() + points.astype("<f4").tobytes()[:1000])
+    with pytest.raises(ValueError, match=r"cut.pcd: truncated: the header declares 200 points \(2400 bytes\)"):
+        read_cloud(tmp_path / "cut.pcd")
+    (tmp_path / "normals.pcd").write_text("VERSION .7\nFIELDS normal_x normal_y normal_z\nSIZE 4 4 4\nTYPE F F F\n"
+                                          "COUNT 1 1 1\nWIDTH 1\nHEIGHT 1\nPOINTS 1\nDATA ascii\n0 0 1\n")
+    with pytest.raises(ValueError, match=r"normals.pcd: the PCD has fields \['normal_x', 'normal_y', 'normal_z'\], no x"):
+        read_cloud(tmp_path / "normals.pcd")
+
+
+def test_organized_sensor_pcds_drop_their_nan_returns_and_other_clouds_refuse_them(tmp_path):
+    grid = cloud(1, 6 * 8).astype(np.float32)
+    grid[::5] = np.nan  # missing returns
+    header = ("VERSION .7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 8\nHEIGHT 6\nVIEWPOINT 0 0 0 1 0 0 0\n"
+              "POINTS 48\nDATA binary\n")
+    (tmp_path / "organized.pcd").write_bytes(header.encode() + grid.tobytes())
+    valid = grid[np.isfinite(grid).all(axis=1)]
+    assert np.allclose(read_cloud(tmp_path / "organized.pcd"), valid)
+    with pytest.raises(ValueError, match="10 points have NaN"):
+        read_cloud(tmp_path / "organized.pcd", drop_invalid=False)
+    np.save(tmp_path / "scan.npy", grid)
+    with pytest.raises(ValueError, match="scan.npy: 10 points have NaN"):
+        read_cloud(tmp_path / "scan.npy")
+    assert len(read_cloud(tmp_path / "scan.npy", drop_invalid=True)) == 38
+
+
+def test_skip_serves_good_clouds_and_lists_the_bad_ones_and_huge_clouds_are_subsampled_first(tmp_path):
+    np.save(tmp_path / "a.npy", cloud(0))
+    write_binary_ply(tmp_path / "b.ply", cloud(1, 50), cut=24)
+    np.save(tmp_path / "c.npy", cloud(2, 10))
+    folder = PointCloudFolder(tmp_path, on_error="skip", min_points=32)
+    served = [folder[i]["inputs"] for i in range(3)]
+    assert [len(points) for points in served] == [64, 64, 64]  # b and c replaced by the next good one
+    assert sorted(name.rsplit("/", 1)[-1] for name in folder.skipped_files) == ["b.ply", "c.npy"]
+    assert "fewer than the 32 needed" in folder.skipped_files[str(tmp_path / "c.npy")]
+    with pytest.raises(ValueError, match="fewer than num_points=64; set the dataset's min_points=64"):
+        PointCloudEvalTransform(64)(torch.rand(10, 3))
+    from maekit.data.views import AugmentedView, TransformedView
+
+    plain = PointCloudFolder(tmp_path, on_error="skip")  # c.npy passes the dataset (no min_points) ...
+    for view in (TransformedView(plain, PointCloudEvalTransform(32)), AugmentedView(plain, PointCloudEvalTransform(32))):
+        with pytest.raises(ValueError, match=r"c.npy: a cloud has 10 points, fewer than num_points=32"):
+            view[2]  # ... and the transform's error names its file
+    huge = torch.rand(100_000, 3)
+    sampled = PointCloudEvalTransform(32)(huge)
+    assert sampled.shape == (32, 3) and torch.equal(sampled, PointCloudEvalTransform(32)(huge))  # seeded
