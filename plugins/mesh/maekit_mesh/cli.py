@@ -18,7 +18,10 @@ __all__ = ["mesh_preprocess", "mesh_eval", "mesh_convert"]
 @click.option("--base-faces", default=96, show_default=True, help="Patches per remeshed mesh (its base faces).")
 @click.option("--max-patches", default=256, show_default=True, help="Patches every packed mesh is padded to.")
 @click.option("--skip-invalid", is_flag=True, help="List meshes that cannot be processed instead of stopping.")
-def mesh_preprocess(root: str, out: str, layout: str, base_faces: int, max_patches: int, skip_invalid: bool) -> None:
+@click.option("--normalise/--no-normalise", default=True, show_default=True,
+              help="Centre each mesh and scale it into the unit sphere before remeshing.")
+def mesh_preprocess(root: str, out: str, layout: str, base_faces: int, max_patches: int, skip_invalid: bool,
+                    normalise: bool) -> None:
     """Remesh (or read as MAPS) and pack every mesh under ROOT (.obj/.off/.ply/.stl; a beside-lying
     .json's sub_labels come along) into OUT/<relative path>.npz + manifest.json, read by the mesh
     datasets with cache=OUT."""
@@ -26,7 +29,8 @@ def mesh_preprocess(root: str, out: str, layout: str, base_faces: int, max_patch
     from maekit_mesh.remesh import MeshError
 
     try:
-        counts = write_cache(root, out, layout, base_faces, max_patches, skip_invalid, log=click.echo)
+        counts = write_cache(root, out, layout, base_faces, max_patches, skip_invalid, log=click.echo,
+                             normalise=normalise)
     except (MeshError, ValueError) as error:
         fail(str(error))
     click.echo(f"wrote {counts['written']} meshes to {out} ({counts['skipped']} skipped)")

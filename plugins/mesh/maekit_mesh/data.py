@@ -11,6 +11,9 @@ distinct vertices of a 3-times subdivided triangle, else remeshed.
 from __future__ import annotations
 
 import json
+import logging
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -25,7 +28,7 @@ from maekit_mesh.remesh import VERTICES_PER_PATCH, MeshError, RemeshedMesh, load
 __all__ = ["MESH_SUFFIXES", "prepare_mesh", "MeshFolder", "MeshSegmentation", "MeshAugment", "write_cache",
            "read_face_labels"]
 
-MESH_SUFFIXES = (".obj", ".off", ".ply", ".stl")
+MESH_SUFFIXES = (".obj", ".off", ".ply", ".stl", ".glb", ".gltf")  # glTF scenes are joined into one mesh
 LAYOUTS = ("auto", "maps", "remesh")
 
 
@@ -41,10 +44,36 @@ def _maps_mesh(mesh, name: str) -> RemeshedMesh | None:
     return RemeshedMesh(np.asarray(mesh.vertices, dtype=np.float64), faces, patches, np.stack(distinct))
 
 
+def normalise_mesh(mesh, name: str):
+    """Centred on its bounding box's centre and scaled into the unit sphere (a CAD part in
+    millimetres and a scan in metres become alike; MeshMAE's data are so normalised)."""
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    centred = vertices - (vertices.min(axis=0) + vertices.max(axis=0)) / 2
+    radius = float(np.linalg.norm(centred, axis=1).max())
+    if not radius > 0:
+        raise MeshError(f"{name}: every vertex is at one point; the mesh has no extent")
+    mesh.vertices = centred / radius
+    return mesh
+
+
 def prepare_mesh(path: str | Path, layout: str = "auto", base_faces: int = 96, max_patches: int = 256,
-                 face_labels: np.ndarray | None = None) -> np.ndarray:
+                 face_labels: np.ndarray | None = None, normalise: bool = True) -> np.ndarray:
     """One mesh file → its packed array. Per-face labels (of the file's faces) are carried over to
-    remeshed faces through the nearest original face."""
+    remeshed faces through the nearest original face. ``normalise``: a mesh that is remeshed is first
+    centred and scaled into the unit sphere (:func:`normalise_mesh`); a MAPS mesh is read as it is,
+    as the reference reads Manifold40-MAPS. Any failure of the remeshing is a :class:`MeshError`
+    naming the file."""
+    try:
+        return _prepare_mesh(path, layout, base_faces, max_patches, face_labels, normalise)
+    except (MeshError, ValueError):
+        raise
+    except Exception as error:  # a numerical corner of remeshing (e.g. subdivision of a degenerate patch)
+        raise MeshError(f"{path}: remeshing failed at base_faces={base_faces} ({type(error).__name__}: {error}); "
+                        f"try another base_faces, or skip it (skip_invalid / --skip-invalid)") from None
+
+
+def _prepare_mesh(path: str | Path, layout: str, base_faces: int, max_patches: int,
+                  face_labels: np.ndarray | None, normalise: bool) -> np.ndarray:
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     name = str(path)
@@ -56,7 +85,7 @@ def prepare_mesh(path: str | Path, layout: str = "auto", base_faces: int = 96, m
         if layout == "maps":
             raise MeshError(f"{name}: not a MAPS mesh (face count {len(mesh.faces)}, or face-order patches without "
                             f"{VERTICES_PER_PATCH} distinct vertices); use layout='remesh'")
-        remeshed = remesh(mesh, base_faces, name=name)
+        remeshed = remesh(normalise_mesh(mesh, name) if normalise else mesh, base_faces, name=name)
         if face_labels is not None:
             face_labels = np.asarray(face_labels)[remeshed.source_faces]
     return pack_mesh(remeshed, max_patches, face_labels, name)
@@ -83,17 +112,25 @@ class _Meshes(Dataset):
     or from a cache written by ``maekit mesh-preprocess``."""
 
     def __init__(self, files: list[Path], root: Path, layout: str, base_faces: int, max_patches: int,
-                 cache: str | Path | None, skip_invalid: bool) -> None:
+                 cache: str | Path | None, skip_invalid: bool, normalise: bool = True) -> None:
         self.root, self.files = root, files
-        self.settings = {"layout": layout, "base_faces": base_faces, "max_patches": max_patches}
+        self.settings = {"layout": layout, "base_faces": base_faces, "max_patches": max_patches, "normalise": normalise}
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
         if not files:
             raise ValueError(f"{root}: no mesh files ({', '.join(MESH_SUFFIXES)}) found")
-        self.cache = _open_cache(cache, self.settings) if cache is not None else None
         self._packed: dict[int, np.ndarray] = {}
         self.skipped: list[tuple[str, str]] = []
-        if skip_invalid:  # process everything now; drop (and list) what cannot be used
+        self.cache = None
+        if cache is not None:  # the cache's manifest says what preprocessing skipped: honour it
+            self.cache, skipped_there = _open_cache(cache, self.settings)
+            for path in files:
+                reason = skipped_there.get(str(path.relative_to(root)))
+                if reason is not None:
+                    self.skipped.append((str(path), reason))
+            left_out = {Path(name) for name, _ in self.skipped}
+            self.files = [path for path in files if path not in left_out]
+        elif skip_invalid:  # process everything now; drop (and list) what cannot be used
             kept = []
             for index, path in enumerate(files):
                 try:
@@ -101,7 +138,10 @@ class _Meshes(Dataset):
                     kept.append(path)
                 except MeshError as error:
                     self.skipped.append((str(path), str(error)))
+                    logging.getLogger("maekit").warning("skipped a mesh (skip_invalid): %s", error)
             self.files = kept
+        if not self.files:
+            raise ValueError(f"{root}: every mesh was skipped ({len(self.skipped)}): first {self.skipped[0]}")
 
     def face_labels(self, index: int) -> np.ndarray | None:
         return None
@@ -114,7 +154,7 @@ class _Meshes(Dataset):
         if self.cache is not None:
             return self.cache(path, self.root)
         return prepare_mesh(path, self.settings["layout"], self.settings["base_faces"], self.settings["max_patches"],
-                            self.face_labels(index))
+                            self.face_labels(index), self.settings["normalise"])
 
     def __len__(self) -> int:
         return len(self.files)
@@ -137,7 +177,7 @@ class MeshFolder(_Meshes):
 
     def __init__(self, root: str | Path, split: str | None = "train", classes: Sequence[str] | None = None,
                  layout: str = "auto", base_faces: int = 96, max_patches: int = 256, cache: str | Path | None = None,
-                 skip_invalid: bool = False) -> None:
+                 skip_invalid: bool = False, normalise: bool = True) -> None:
         root = Path(root)
         if not root.is_dir():
             raise ValueError(f"{root}: mesh folder not found")
@@ -147,15 +187,15 @@ class MeshFolder(_Meshes):
             if missing:
                 raise ValueError(f"{root}: class folders {missing} not found; present: {folders}")
             folders = list(classes)
-        if not folders:
-            raise ValueError(f"{root}: no class folders (expected root/<class>/...)")
         self.classes = folders
         self._labels: dict[Path, int] = {}
+        if not folders:  # a flat folder of meshes: unlabelled, for pre-training
+            self._labels = {path: -1 for path in _mesh_files(root)}
         for label, name in enumerate(folders):
             folder = root / name / split if split else root / name
             for path in _mesh_files(folder) if folder.is_dir() else []:
                 self._labels[path] = label
-        super().__init__(sorted(self._labels), root, layout, base_faces, max_patches, cache, skip_invalid)
+        super().__init__(sorted(self._labels), root, layout, base_faces, max_patches, cache, skip_invalid, normalise)
 
     def label(self, index: int) -> int:
         return self._labels[self.files[index]]
@@ -171,7 +211,8 @@ class MeshSegmentation(_Meshes):
     label of every face (−1 for padding); the sample label is −1."""
 
     def __init__(self, root: str | Path, split: str = "train", layout: str = "auto", base_faces: int = 96,
-                 max_patches: int = 256, cache: str | Path | None = None, skip_invalid: bool = False) -> None:
+                 max_patches: int = 256, cache: str | Path | None = None, skip_invalid: bool = False,
+                 normalise: bool = True) -> None:
         root = Path(root)
         folder = root / split
         if not folder.is_dir():
@@ -181,14 +222,16 @@ class MeshSegmentation(_Meshes):
         if missing:
             raise ValueError(f"{missing[0]}: no label file {missing[0].with_suffix('.json').name} beside it "
                              f"({len(missing)} meshes lack one)")
-        super().__init__(files, root, layout, base_faces, max_patches, cache, skip_invalid)
+        super().__init__(files, root, layout, base_faces, max_patches, cache, skip_invalid, normalise)
 
     def face_labels(self, index: int) -> np.ndarray:
         return read_face_labels(self.files[index].with_suffix(".json"))
 
 
 # -- the preprocessing cache ---------------------------------------------------------------------
-def _open_cache(cache: str | Path, settings: dict) -> Callable[[Path, Path], np.ndarray]:
+def _open_cache(cache: str | Path, settings: dict) -> tuple[Callable[[Path, Path], np.ndarray], dict[str, str]]:
+    """The reader of a cache written with ``settings``, and what its preprocessing skipped
+    ({relative path: reason})."""
     cache = Path(cache)
     manifest = cache / "manifest.json"
     if not manifest.is_file():
@@ -204,36 +247,46 @@ def _open_cache(cache: str | Path, settings: dict) -> Callable[[Path, Path], np.
             raise ValueError(f"{stored}: {path} is not in the cache (preprocess the folder again)")
         return np.load(stored)["packed"]
 
-    return read
+    return read, {entry["file"]: entry["error"] for entry in written.get("skipped", [])}
 
 
 def write_cache(root: str | Path, out: str | Path, layout: str = "auto", base_faces: int = 96, max_patches: int = 256,
-                skip_invalid: bool = False, log: Callable[[str], Any] = print) -> dict[str, Any]:
+                skip_invalid: bool = False, log: Callable[[str], Any] = print, normalise: bool = True) -> dict[str, Any]:
     """Pack every mesh under ``root`` (labels from a beside-lying ``.json`` when there is one) into
     ``out/<relative path>.npz`` + ``manifest.json``; a mesh that cannot be used stops the run with
-    its error, or with ``skip_invalid`` is listed in the manifest's ``skipped``."""
+    its error, or with ``skip_invalid`` is listed in the manifest's ``skipped`` (the datasets leave
+    those out). The cache is written in a folder beside ``out`` and renamed into place at the end:
+    a crash leaves no half cache behind."""
     root, out = Path(root), Path(out)
-    settings = {"layout": layout, "base_faces": base_faces, "max_patches": max_patches}
+    settings = {"layout": layout, "base_faces": base_faces, "max_patches": max_patches, "normalise": normalise}
     files = _mesh_files(root)
     if not files:
         raise ValueError(f"{root}: no mesh files ({', '.join(MESH_SUFFIXES)}) found")
-    written, skipped = [], []
-    for path in files:
-        labels_file = path.with_suffix(".json")
-        try:
-            labels = read_face_labels(labels_file) if labels_file.is_file() else None
-            packed = prepare_mesh(path, layout, base_faces, max_patches, labels)
-        except MeshError as error:
-            if not skip_invalid:
-                raise
-            skipped.append({"file": str(path.relative_to(root)), "error": str(error)})
-            log(f"skipped {path}: {error}")
-            continue
-        target = out / path.relative_to(root).with_suffix(".npz")
-        write_arrays(target, compressed=True, packed=packed)
-        written.append(str(path.relative_to(root)))
-    manifest = {"settings": settings, "files": written, "skipped": skipped}
-    write_json(out / "manifest.json", manifest, indent=1)
+    if out.exists() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+        raise ValueError(f"{out}: exists and is not a mesh cache (no manifest.json); give a new folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        written, skipped = [], []
+        for path in files:
+            labels_file = path.with_suffix(".json")
+            try:
+                labels = read_face_labels(labels_file) if labels_file.is_file() else None
+                packed = prepare_mesh(path, layout, base_faces, max_patches, labels, normalise)
+            except MeshError as error:
+                if not skip_invalid:
+                    raise
+                skipped.append({"file": str(path.relative_to(root)), "error": str(error)})
+                log(f"skipped {path}: {error}")
+                continue
+            write_arrays(staging / path.relative_to(root).with_suffix(".npz"), compressed=True, packed=packed)
+            written.append(str(path.relative_to(root)))
+        write_json(staging / "manifest.json", {"settings": settings, "files": written, "skipped": skipped}, indent=1)
+        if out.exists():  # a previous cache is replaced only once the new one is complete
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return {"written": len(written), "skipped": len(skipped)}
 
 

@@ -94,6 +94,7 @@ def _tetrahedron():
 
 
 def _write(path, mesh):
+    path.parent.mkdir(parents=True, exist_ok=True)
     mesh.export(path)
     return path
 
@@ -139,7 +140,7 @@ def test_remeshed_meshes_carry_labels_through_the_nearest_original_face(tmp_path
     path = _write(tmp_path / "box.obj", trimesh.creation.box(extents=[2, 2, 2]))
     loaded = trimesh.load(path, process=False, force="mesh")
     labels = (loaded.face_normals[:, 0] > 0.5).astype(int)  # the +x side is part 1
-    packed = prepare_mesh(path, layout="remesh", base_faces=12, max_patches=12, face_labels=labels)
+    packed = prepare_mesh(path, layout="remesh", base_faces=12, max_patches=12, face_labels=labels, normalise=False)
     centres = packed[..., CORNERS].reshape(12, 64, 3, 3).mean(2)
     on_side = (centres[..., 0] > 0.99) & (np.abs(centres[..., 1:]) < 0.9).all(-1)
     assert on_side.sum() > 20 and (packed[..., LABEL][on_side] == 1).all()
@@ -157,3 +158,55 @@ def test_labels_stay_with_their_faces_when_repair_drops_some():
     carried = np.concatenate([[0], labels])[remeshed.source_faces]
     centres = remeshed.vertices[remeshed.faces].mean(1)
     assert (carried[centres[:, 0] > 0.99] == 1).all() and (carried[centres[:, 0] < 0.5] == 0).all()
+
+
+def _non_manifold(path):
+    mesh = trimesh.Trimesh([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [1, 1, 1]],
+                           [[0, 1, 2], [1, 0, 3], [0, 1, 4], [0, 2, 5]], process=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"v {x} {y} {z}\n" for x, y, z in mesh.vertices)
+                    + "".join(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in mesh.faces))
+    return path
+
+
+def test_cad_scale_meshes_are_normalised_and_glb_and_flat_folders_are_read(tmp_path):
+    from maekit_mesh.data import MeshFolder
+
+    part = trimesh.creation.box(extents=[710.0, 120.0, 40.0])  # a machined part in millimetres
+    part.apply_translation([300.0, -50.0, 12.0])
+    _write(tmp_path / "flat" / "part.stl", part)
+    _write(tmp_path / "flat" / "sphere.glb", trimesh.creation.icosphere(subdivisions=2, radius=3.0))
+    folder = MeshFolder(tmp_path / "flat", split=None, layout="remesh", base_faces=12, max_patches=16)
+    assert len(folder) == 2 and [folder[i]["label"] for i in range(2)] == [-1, -1]  # flat: unlabelled
+    for i in range(2):
+        packed = folder[i]["inputs"].numpy()
+        corners = packed[packed[..., VALID] > 0][:, CORNERS].reshape(-1, 3)
+        assert np.linalg.norm(corners, axis=1).max() <= 1.0 + 1e-4 and np.abs(corners).max() > 0.5, folder.files[i]
+    raw = MeshFolder(tmp_path / "flat", split=None, layout="remesh", base_faces=12, max_patches=16, normalise=False)
+    assert raw.files[0].name == "part.stl" and np.abs(raw[0]["inputs"].numpy()[..., CORNERS]).max() > 100  # as it is
+
+
+def test_a_cache_written_with_skip_invalid_is_honoured_and_written_whole_or_not_at_all(tmp_path):
+    from maekit.authoring.testing import run_cli
+    from maekit_mesh.data import MeshFolder, write_cache
+
+    _write(tmp_path / "shapes" / "box" / "a.obj", trimesh.creation.box(extents=[2, 2, 2]))
+    _non_manifold(tmp_path / "shapes" / "box" / "b.obj")
+    cache = tmp_path / "cache"
+    result = run_cli("mesh-preprocess", str(tmp_path / "shapes"), "--out", str(cache), "--layout", "remesh",
+                     "--base-faces", "12", "--max-patches", "16", "--skip-invalid",
+                     env_extra={"MAEKIT_PLUGINS": "maekit-mesh"})
+    assert "1 skipped" in result.stdout and "b.obj" in result.stdout
+    manifest = json.loads((cache / "manifest.json").read_text())
+    assert manifest["settings"]["normalise"] is True and [e["file"] for e in manifest["skipped"]] == ["box/b.obj"]
+    dataset = MeshFolder(tmp_path / "shapes", split=None, layout="remesh", base_faces=12, max_patches=16, cache=cache)
+    assert [p.name for p in dataset.files] == ["a.obj"] and "non-manifold" in dataset.skipped[0][1]
+    assert dataset[0]["inputs"].shape == (16, 64, dataset[0]["inputs"].shape[-1])
+    # without --skip-invalid the bad mesh stops the run, naming it, and no cache is left behind
+    with pytest.raises(MeshError, match="b.obj"):
+        write_cache(tmp_path / "shapes", tmp_path / "partial", layout="remesh", base_faces=12, max_patches=16)
+    assert not (tmp_path / "partial").exists() and not list(tmp_path.glob(".partial-*"))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("not a cache")
+    with pytest.raises(ValueError, match="exists and is not a mesh cache"):
+        write_cache(tmp_path / "shapes", tmp_path / "mine", layout="remesh", base_faces=12, max_patches=16)
