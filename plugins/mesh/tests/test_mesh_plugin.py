@@ -203,3 +203,29 @@ def test_demo_writes_metrics_and_picture(tmp_path):
     assert written == metrics and written["iterations"] == 2
     for key in ("probe_accuracy_pretrained", "probe_accuracy_random_init", "knn_accuracy_pretrained"):
         assert 0 <= written[key] <= 1, key
+
+
+def test_a_tour_over_meshes_mixing_good_and_bad_files_trains_on_the_good_and_lists_the_bad(tmp_path):
+    write_class_folders(tmp_path / "meshes", split_folders=False)
+    cad = trimesh.creation.box(extents=[700.0, 90.0, 30.0])  # millimetres: normalised on the way in
+    cad.export(tmp_path / "meshes" / "cone" / "part.stl")
+    (tmp_path / "meshes" / "cone" / "broken.obj").write_text("v 0 0 0\nv 1 0 0\nf 1 2 9\n")
+    (tmp_path / "meshes" / "stand" / "junk.glb").write_bytes(b"glTF\x02\x00\x00\x00garbage")
+    maekit("mesh-preprocess", str(tmp_path / "meshes"), "--out", str(tmp_path / "cache"), "--layout", "remesh",
+           "--base-faces", "16", "--max-patches", "16", "--skip-invalid")
+    skipped = {entry["file"] for entry in json.loads((tmp_path / "cache" / "manifest.json").read_text())["skipped"]}
+    assert skipped == {"cone/broken.obj", "stand/junk.glb"}
+    demo_config = Path(maekit_mesh.__file__).parent / "configs" / "mesh_mae_demo.py"
+    folder = (f"type='mesh_folder', root='{tmp_path / 'meshes'}', split=None, layout='remesh', base_faces=16, "
+              f"max_patches=16, cache='{tmp_path / 'cache'}'")
+    (tmp_path / "mine.py").write_text(f"_base_ = ['{demo_config}']\ndata = dict(dataset=dict(_delete_=True, {folder}), "
+                                      f"batch_size=4)\n")
+    options = [f"{k}={v}" for k, v in TINY.items()]
+    maekit("train", str(tmp_path / "mine.py"), "--work-dir", str(tmp_path / "work"), "--device", "cpu",
+           "--cfg-options", "schedule.max_iters=2", "schedule.warmup_iters=0", "checkpoint_interval=2", *options)
+    assert (tmp_path / "work" / "iter_2.pth").is_file()
+    dataset = MeshFolder(tmp_path / "meshes", None, layout="remesh", base_faces=16, max_patches=16,
+                         cache=tmp_path / "cache")
+    assert len(dataset) == 13 and {Path(name).name for name, _ in dataset.skipped} == {"broken.obj", "junk.glb"}
+    corners = dataset.files.index(tmp_path / "meshes" / "cone" / "part.stl")
+    assert dataset[corners]["inputs"][..., :9].abs().max() <= 1.0 + 1e-4

@@ -96,6 +96,7 @@ def svm_evaluation(model: nn.Module, train: Dataset, test: Dataset, transform: A
     test_x, test_y = point_features(model, test, transform)
     if (train_y < 0).any() or (test_y < 0).any():
         raise ValueError("the SVM evaluation needs labelled data: some clouds have no label (-1)")
+    logging.getLogger("maekit").info("fitting the linear SVM on %d × %d features", *train_x.shape)
     skipped = {**getattr(train, "skipped_files", {}), **getattr(test, "skipped_files", {})}
     return {"svm_accuracy": svm_accuracy(train_x, train_y, test_x, test_y, c), "train_samples": len(train_y),
             "test_samples": len(test_y), "skipped_files": skipped}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import torch
 
@@ -139,3 +140,40 @@ def test_demo_writes_metrics_and_picture(tmp_path):
     from PIL import Image
 
     assert Image.open(written["reconstructions"]).size[0] >= 3 * 128  # input | visible | reconstruction
+
+
+def test_a_tour_over_a_folder_mixing_good_and_bad_clouds_trains_on_the_good_and_lists_the_bad(tmp_path):
+    import numpy as np
+
+    from maekit_pointcloud import data as cloud_data
+
+    root = tmp_path / "scans"
+    rng = np.random.default_rng(0)
+    for name in ("chair", "lamp"):
+        (root / name).mkdir(parents=True)
+        for k in range(3):
+            np.save(root / name / f"good{k}.npy", rng.normal(size=(600, 3)) * (1 + k))
+    points = rng.normal(size=(600, 3)).astype("<f4")
+    header = (b"ply\nformat binary_little_endian 1.0\nelement vertex 600\nproperty float x\nproperty float y\n"
+              b"property float z\nend_header\n")
+    (root / "chair" / "cut.ply").write_bytes(header + points.tobytes()[:3000])  # a download cut short
+    bad = rng.normal(size=(600, 3))
+    bad[5] = np.nan
+    np.save(root / "lamp" / "nan.npy", bad)
+    np.save(root / "lamp" / "short.npy", rng.normal(size=(100, 3)))
+    folder = dict(type="point_cloud_folder", root=str(root), on_error="skip", min_points=512)
+    config = tmp_path / "scans.py"
+    config.write_text(f"""_base_ = ["point_mae_demo.py"]
+model = dict(depth=1, decoder_depth=1)
+data = dict(dataset=dict(_delete_=True, **{folder!r}), batch_size=4)
+svm = dict(_delete_=True, train={folder!r}, test={folder!r}, c=1.0)
+""".replace('["point_mae_demo.py"]', repr([str(Path(cloud_data.__file__).parent / "configs" / "point_mae_demo.py")])))
+    maekit("train", str(config), "--work-dir", str(tmp_path / "work"), "--device", "cpu", "--cfg-options",
+           "schedule.max_iters=2", "schedule.warmup_iters=0", "checkpoint_interval=2")
+    maekit("pointcloud-eval", str(config), "--checkpoint", str(tmp_path / "work" / "iter_2.pth"),
+           "--out", str(tmp_path / "svm.json"))
+    metrics = json.loads((tmp_path / "svm.json").read_text())
+    skipped = {Path(name).name: reason for name, reason in metrics["skipped_files"].items()}
+    assert set(skipped) == {"cut.ply", "nan.npy", "short.npy"}
+    assert "truncated" in skipped["cut.ply"] and "NaN" in skipped["nan.npy"] and "fewer than the 512" in skipped["short.npy"]
+    assert metrics["train_samples"] == 9 and 0 <= metrics["svm_accuracy"] <= 1  # bad ones replaced by good ones
