@@ -219,11 +219,15 @@ def test_a_tour_over_meshes_mixing_good_and_bad_files_trains_on_the_good_and_lis
     folder = (f"type='mesh_folder', root='{tmp_path / 'meshes'}', split=None, layout='remesh', base_faces=16, "
               f"max_patches=16, cache='{tmp_path / 'cache'}'")
     (tmp_path / "mine.py").write_text(f"_base_ = ['{demo_config}']\ndata = dict(dataset=dict(_delete_=True, {folder}), "
-                                      f"batch_size=4)\n")
-    options = [f"{k}={v}" for k, v in TINY.items()]
+                                      f"batch_size=4)\nprobe = dict(_delete_=True, train=dict({folder}), "
+                                      f"test=dict({folder}), pools=('mean',))\n"
+                                      f"model = dict({', '.join(f'{k[6:]}={v}' for k, v in TINY.items())})\n")
     maekit("train", str(tmp_path / "mine.py"), "--work-dir", str(tmp_path / "work"), "--device", "cpu",
-           "--cfg-options", "schedule.max_iters=2", "schedule.warmup_iters=0", "checkpoint_interval=2", *options)
+           "--cfg-options", "schedule.max_iters=2", "schedule.warmup_iters=0", "checkpoint_interval=2")
     assert (tmp_path / "work" / "iter_2.pth").is_file()
+    maekit("visualize", str(tmp_path / "work" / "iter_2.pth"), "--config", str(tmp_path / "mine.py"), "--out",
+           str(tmp_path / "meshes.png"), "--num", "3")
+    assert (tmp_path / "meshes.png").stat().st_size > 1000
     dataset = MeshFolder(tmp_path / "meshes", None, layout="remesh", base_faces=16, max_patches=16,
                          cache=tmp_path / "cache")
     assert len(dataset) == 13 and {Path(name).name for name, _ in dataset.skipped} == {"broken.obj", "junk.glb"}

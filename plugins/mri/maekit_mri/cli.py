@@ -17,7 +17,9 @@ __all__ = ["mri_preprocess", "synthesize"]
 @click.option("--size", default=256, show_default=True, help="Output slice side.")
 @click.option("--crop", default="10,210,25,225", show_default=True, help="row0,row1,col0,col1, or 'none'.")
 @click.option("--slices", default="50,110", show_default=True, help="first,last (exclusive), or 'none'.")
-def mri_preprocess(root: str, out: str, layout: str, contrasts: str | None, size: int, crop: str, slices: str) -> None:
+@click.option("--skip-invalid", is_flag=True, help="Leave out (and list) subjects that cannot be used instead of stopping.")
+def mri_preprocess(root: str, out: str, layout: str, contrasts: str | None, size: int, crop: str, slices: str,
+                   skip_invalid: bool) -> None:
     """Normalise, crop, slice and resize every subject's volumes under ROOT once (train with
     ``cache=OUT`` in the mri_slices / mri_paired_slices datasets and the same preprocessing)."""
     from maekit_mri.data import write_slice_cache
@@ -37,7 +39,7 @@ def mri_preprocess(root: str, out: str, layout: str, contrasts: str | None, size
     chosen = tuple(contrasts.split(",")) if contrasts else (BRATS_CONTRASTS if layout == "brats" else IXI_CONTRASTS)
     preprocessing = dict(crop=numbers(crop, 4, "crop"), slices=numbers(slices, 2, "slices"), size=size)
     try:
-        count = write_slice_cache(root, out, layout, chosen, preprocessing, log=click.echo)
+        count = write_slice_cache(root, out, layout, chosen, preprocessing, log=click.echo, skip_invalid=skip_invalid)
     except ValueError as error:
         fail(str(error))
     click.echo(f"wrote {count} subjects ({', '.join(chosen)}) to {out}")

@@ -3,6 +3,7 @@ slice cache, the pre-training augmentation, and the demo data from nibabel's bun
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -46,23 +47,37 @@ class _SubjectSlices(Dataset):
 
     def __init__(self, root: str | Path | None, layout: str, contrasts: Sequence[str], split: str,
                  train_fraction: float, seed: int, preprocessing: dict | Preprocessing | None,
-                 cache: str | Path | None) -> None:
+                 cache: str | Path | None, on_error: str = "raise") -> None:
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.preprocessing = _preprocessing(preprocessing)
         self.contrasts = tuple(contrasts)
+        self.skipped_subjects: dict[str, str] = {}
+        skipping = self.skipped_subjects if on_error == "skip" else None
         if cache is not None:
             manifest = self._read_manifest(Path(cache))
             every_subject = manifest["subjects"]
+            self.skipped_subjects.update(manifest.get("skipped", {}))
         elif root is None:
             raise ValueError("give the data folder (root) or a slice cache (cache)")
         else:
-            found = find_subjects(root, layout, self.contrasts)
+            found = find_subjects(root, layout, self.contrasts, skipping)
             every_subject = list(found)
+        # split first, then drop unusable subjects: a broken volume never moves another subject across splits
         self.subjects = split_subjects(every_subject, split, train_fraction, seed)
         if not self.subjects:
             raise ValueError(f"split {split!r} has no subjects (train_fraction {train_fraction})")
         self.volumes, self.affines = {}, {}
-        for subject in self.subjects:
-            loaded = load_subject(found[subject]) if cache is None else {}
+        for subject in list(self.subjects):
+            try:
+                loaded = load_subject(found[subject]) if cache is None else {}
+            except ValueError as error:
+                if skipping is None:
+                    raise
+                skipping[subject] = str(error)
+                logging.getLogger("maekit").warning("skipped subject %s (on_error='skip'): %s", subject, error)
+                self.subjects.remove(subject)
+                continue
             for contrast in self.contrasts:
                 if cache is not None:
                     path = Path(cache) / subject / f"{contrast}.npy"
@@ -73,7 +88,7 @@ class _SubjectSlices(Dataset):
                 else:
                     data, self.affines[subject, contrast] = loaded[contrast]
                     self.volumes[subject, contrast] = volume_slices(data, self.preprocessing, str(found[subject][contrast]))
-            shapes = {self.volumes[subject, c].shape for c in self.contrasts}
+            shapes = {self.volumes[subject, c].shape for c in self.contrasts}  # (also after the cache)
             if len(shapes) > 1:
                 raise ValueError(f"{cache or root}: subject {subject}'s contrasts give different slice stacks "
                                  f"{sorted(shapes)}; the volumes must share one grid")
@@ -112,8 +127,8 @@ class MRISlices(_SubjectSlices):
 
     def __init__(self, root: str | Path | None = None, layout: str = "brats", contrasts: Sequence[str] = BRATS_CONTRASTS,
                  split: str = "train", train_fraction: float = 0.8, seed: int = 0,
-                 preprocessing: dict | None = None, cache: str | Path | None = None) -> None:
-        super().__init__(root, layout, contrasts, split, train_fraction, seed, preprocessing, cache)
+                 preprocessing: dict | None = None, cache: str | Path | None = None, on_error: str = "raise") -> None:
+        super().__init__(root, layout, contrasts, split, train_fraction, seed, preprocessing, cache, on_error)
         self.items = [(subject, contrast, k) for subject, k in self.index for contrast in self.contrasts]
 
     def __len__(self) -> int:
@@ -130,10 +145,10 @@ class MRIPairs(_SubjectSlices):
 
     def __init__(self, root: str | Path | None = None, layout: str = "brats", source: str = "t1", target: str = "t2",
                  split: str = "train", train_fraction: float = 0.8, seed: int = 0,
-                 preprocessing: dict | None = None, cache: str | Path | None = None) -> None:
+                 preprocessing: dict | None = None, cache: str | Path | None = None, on_error: str = "raise") -> None:
         if source == target:
             raise ValueError(f"source and target contrasts must differ, got {source!r} twice")
-        super().__init__(root, layout, (source, target), split, train_fraction, seed, preprocessing, cache)
+        super().__init__(root, layout, (source, target), split, train_fraction, seed, preprocessing, cache, on_error)
         self.source, self.target = source, target
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -143,25 +158,41 @@ class MRIPairs(_SubjectSlices):
 
 
 def write_slice_cache(root: str | Path, out: str | Path, layout: str = "brats", contrasts: Sequence[str] = BRATS_CONTRASTS,
-                      preprocessing: dict | None = None, log: Any = None) -> int:
+                      preprocessing: dict | None = None, log: Any = None, skip_invalid: bool = False) -> int:
     """Preprocess every subject once: ``out/<subject>/<contrast>.npy`` (float16, S×size×size) and a
-    manifest with the preprocessing and each volume's affine; returns the number of subjects."""
+    manifest with the preprocessing and each volume's affine; returns the number of subjects. With
+    ``skip_invalid`` a subject that cannot be used (a missing contrast, an unreadable or NaN volume,
+    contrasts on different grids) is left out, logged and listed in the manifest's ``skipped``."""
     out = Path(out)
     steps = _preprocessing(preprocessing)
-    found = find_subjects(root, layout, contrasts)
+    skipped: dict[str, str] | None = {} if skip_invalid else None
+    found = find_subjects(root, layout, contrasts, skipped)
     affines: dict[str, dict[str, list]] = {}
+    written = []
     for number, (subject, files) in enumerate(found.items(), 1):
+        try:
+            volumes = load_subject(files)
+            slices = {contrast: volume_slices(data, steps, str(files[contrast])) for contrast, (data, _) in volumes.items()}
+        except ValueError as error:
+            if skipped is None:
+                raise
+            skipped[subject] = str(error)
+            if log is not None:
+                log(f"skipped {subject}: {error}")
+            continue
         (out / subject).mkdir(parents=True, exist_ok=True)
-        for contrast, (data, affine) in load_subject(files).items():
-            path = files[contrast]
-            write_array(out / subject / f"{contrast}.npy", volume_slices(data, steps, str(path)).astype(np.float16))
-            affines.setdefault(subject, {})[contrast] = affine.tolist()
+        for contrast, array in slices.items():
+            write_array(out / subject / f"{contrast}.npy", array.astype(np.float16))
+            affines.setdefault(subject, {})[contrast] = volumes[contrast][1].tolist()
+        written.append(subject)
         if log is not None:
             log(f"{number}/{len(found)} {subject}")
-    manifest = {"root": str(root), "layout": layout, "contrasts": list(contrasts), "subjects": list(found),
-                "preprocessing": json.loads(json.dumps(asdict(steps))), "affines": affines}
+    if not written:
+        raise ValueError(f"{root}: no usable subject ({len(skipped or {})} skipped)")
+    manifest = {"root": str(root), "layout": layout, "contrasts": list(contrasts), "subjects": written,
+                "preprocessing": json.loads(json.dumps(asdict(steps))), "affines": affines, "skipped": skipped or {}}
     write_json(out / CACHE_MANIFEST, manifest, indent=1)
-    return len(found)
+    return len(written)
 
 
 class MRIAugment:

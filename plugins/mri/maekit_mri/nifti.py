@@ -112,13 +112,15 @@ EXPECTED_NAMES = {
 }
 
 
-def find_subjects(root: str | Path, layout: str, contrasts: Sequence[str]) -> dict[str, dict[str, Path]]:
+def find_subjects(root: str | Path, layout: str, contrasts: Sequence[str],
+                  skipped: dict[str, str] | None = None) -> dict[str, dict[str, Path]]:
     """``{subject: {contrast: path}}`` for every subject that has all ``contrasts``.
 
     ``layout="brats"``: one folder per subject holding ``<anything>_<contrast>.nii[.gz]`` (BraTS
     2020-2021: t1, t2, t1ce, flair) or ``<anything>-<contrast>.nii[.gz]`` (BraTS 2023: t1n, t1c, t2w,
     t2f, read as t1, t1ce, t2, flair); ``"ixi"``: a flat folder of ``<subject>-<contrast>.nii[.gz]``.
-    A subject missing a contrast is an error naming it (nothing is dropped silently)."""
+    A subject missing a contrast is an error naming it — or, when a ``skipped`` dict is given, is
+    recorded there with the reason (nothing is dropped silently)."""
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"MRI data folder {root} does not exist or is not a folder")
@@ -146,8 +148,11 @@ def find_subjects(root: str | Path, layout: str, contrasts: Sequence[str]) -> di
     for subject, files in sorted(found.items()):
         missing = [c for c in contrasts if c not in files]
         if missing:
-            raise ValueError(f"{root}: subject {subject} has no {', '.join(missing)} volume "
-                             f"(found {', '.join(sorted(files))})")
+            reason = f"{root}: subject {subject} has no {', '.join(missing)} volume (found {', '.join(sorted(files))})"
+            if skipped is None:
+                raise ValueError(reason)
+            skipped[subject] = reason
+            continue
         subjects[subject] = {c: files[c] for c in contrasts}
     return subjects
 

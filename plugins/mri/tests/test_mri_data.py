@@ -180,3 +180,27 @@ def test_demo_slices_hold_out_every_fifth_slice_and_pair_with_the_simulated_cont
                                rtol=1e-6)
     few = DemoVolumeSlices("train", size=16, pairs=True, paired_every=4)
     assert len(few) == (len(train) + 3) // 4 and torch.equal(few[1]["inputs"], train[4]["inputs"])
+
+
+def test_a_folder_mixing_good_and_bad_subjects_skips_and_lists_the_bad_ones(tmp_path):
+    root = write_brats(tmp_path / "brats", subjects=4)
+    (root / "BraTS20_Training_001" / "BraTS20_Training_001_t2.nii.gz").unlink()  # a missing contrast
+    broken = head()
+    broken[2, 2, 2] = np.nan
+    write_nifti(root / "BraTS20_Training_002" / "BraTS20_Training_002_t2.nii.gz", broken)
+    write_nifti(root / "BraTS20_Training_003" / "BraTS20_Training_003_t1.nii.gz", head(shape=(10, 12, 9)))
+    with pytest.raises(ValueError, match="BraTS20_Training_001 has no t2 volume"):
+        MRIPairs(root, split="all", preprocessing=SMALL)
+    pairs = MRIPairs(root, split="all", preprocessing=SMALL, on_error="skip")
+    assert pairs.subjects == ["BraTS20_Training_000"] and len(pairs) == 4
+    reasons = pairs.skipped_subjects
+    assert set(reasons) == {"BraTS20_Training_001", "BraTS20_Training_002", "BraTS20_Training_003"}
+    assert "no t2 volume" in reasons["BraTS20_Training_001"] and "NaN" in reasons["BraTS20_Training_002"]
+    assert "must share one voxel grid" in reasons["BraTS20_Training_003"]
+    result = run_cli("mri-preprocess", str(root), "--out", str(tmp_path / "cache"), "--contrasts", "t1,t2", "--size", "8",
+                     "--crop", "1,9,2,10", "--slices", "1,5", "--skip-invalid", env_extra={"MAEKIT_PLUGINS": "maekit-mri"})
+    assert "skipped BraTS20_Training_002" in result.stdout
+    manifest = json.loads((tmp_path / "cache" / "slice_cache.json").read_text())
+    assert manifest["subjects"] == ["BraTS20_Training_000"] and set(manifest["skipped"]) == set(reasons)
+    cached = MRISlices(cache=tmp_path / "cache", contrasts=("t1", "t2"), split="all", preprocessing=SMALL)
+    assert cached.subjects == ["BraTS20_Training_000"] and set(cached.skipped_subjects) == set(reasons)

@@ -167,6 +167,7 @@ def test_a_tour_over_a_folder_mixing_good_and_bad_clouds_trains_on_the_good_and_
 model = dict(depth=1, decoder_depth=1)
 data = dict(dataset=dict(_delete_=True, **{folder!r}), batch_size=4)
 svm = dict(_delete_=True, train={folder!r}, test={folder!r}, c=1.0)
+probe = dict(_delete_=True, train={folder!r}, test={folder!r}, pools=("mean",))
 """.replace('["point_mae_demo.py"]', repr([str(Path(cloud_data.__file__).parent / "configs" / "point_mae_demo.py")])))
     maekit("train", str(config), "--work-dir", str(tmp_path / "work"), "--device", "cpu", "--cfg-options",
            "schedule.max_iters=2", "schedule.warmup_iters=0", "checkpoint_interval=2")
@@ -177,3 +178,6 @@ svm = dict(_delete_=True, train={folder!r}, test={folder!r}, c=1.0)
     assert set(skipped) == {"cut.ply", "nan.npy", "short.npy"}
     assert "truncated" in skipped["cut.ply"] and "NaN" in skipped["nan.npy"] and "fewer than the 512" in skipped["short.npy"]
     assert metrics["train_samples"] == 9 and 0 <= metrics["svm_accuracy"] <= 1  # bad ones replaced by good ones
+    maekit("visualize", str(tmp_path / "work" / "iter_2.pth"), "--config", str(config), "--out",
+           str(tmp_path / "clouds.png"), "--num", "4")
+    assert (tmp_path / "clouds.png").stat().st_size > 1000
