@@ -64,19 +64,28 @@ class PathologyTiles(ImageFolderDataset):
                              f"`maekit pathology-stains {self.root} --out {self.stain_cache}`")
 
     def read(self, path: Path) -> torch.Tensor:
+        """The tile (checked) and, with ``stains``, its two stain images: 3 or 5 × H × W. Read here,
+        per file, so a tile served in place of a skipped one brings its own stains."""
         rgb = super().read(path)
-        if self.stain_check == "off":
+        self.check_stains(path, rgb)
+        if self.stains is None:
             return rgb
+        if self.separation is not None:
+            return self.separation(rgb)
+        return torch.cat([rgb, self.cached_stains(path, tuple(rgb.shape[-2:]))])
+
+    def check_stains(self, path: Path, rgb: torch.Tensor) -> None:
+        if self.stain_check == "off":
+            return
         problem = stain_check(rgb)
         if problem is None:
-            return rgb
+            return
         kind, reason = problem
         if kind == "grayscale" or self.stain_check == "refuse":
             raise ValueError(f"{path}: {reason} (stain_check='off' to use it anyway)")
         if path not in self.warned_files:  # once per file, not once per epoch
             self.warned_files.add(path)
             logging.getLogger("maekit").warning("%s: %s", path, reason)
-        return rgb
 
     def cached_stains(self, path: Path, size: tuple[int, int]) -> torch.Tensor:
         cached = self.stain_cache / path.relative_to(self.root).with_suffix(".npz")
@@ -88,16 +97,6 @@ class PathologyTiles(ImageFolderDataset):
             raise ValueError(f"{cached}: stain images are {stains.shape[1:]}, the tile {path} is {size}; "
                              f"the cache is stale, rerun `maekit pathology-stains`")
         return torch.from_numpy(stains)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = super().__getitem__(index)
-        if self.stains is None:
-            return sample
-        rgb = sample["inputs"]
-        if self.separation is not None:
-            return {**sample, "inputs": self.separation(rgb)}
-        path = self.samples[index % len(self.samples)][0]
-        return {**sample, "inputs": torch.cat([rgb, self.cached_stains(path, tuple(rgb.shape[-2:]))])}
 
 
 def write_stain_cache(root: str | Path, out: str | Path, method: str = "vahadane", log: Any = None,

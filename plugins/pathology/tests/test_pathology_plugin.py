@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import torch
 
@@ -104,3 +105,40 @@ def test_demo_writes_metrics_and_picture(tmp_path):
     from PIL import Image
 
     assert Image.open(written["picture"]).size[0] > 7 * 32  # seven panels per row
+
+
+def test_a_tour_over_tiles_mixing_good_blank_grayscale_and_corrupt_ones(tmp_path):
+    import numpy as np
+    from PIL import Image
+    from test_pathology_data import he_tile
+
+    root = tmp_path / "NCT"
+    for cls, count in (("TUM", 6), ("STR", 6)):
+        (root / cls).mkdir(parents=True)
+        for k in range(count):
+            Image.fromarray(he_tile(32, seed=k + 10 * len(cls))).save(root / cls / f"{cls}-{k:04d}.png")
+    (root / "BACK").mkdir()
+    Image.fromarray(np.full((32, 32, 3), 244, np.uint8)).save(root / "BACK" / "BACK-0000.png")
+    Image.fromarray(np.repeat(he_tile(32)[..., :1], 3, axis=-1)).save(root / "TUM" / "TUM-gray.png")
+    (root / "STR" / "STR-corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    cache = tmp_path / "stains"
+    printed = maekit("pathology-stains", str(root), "--out", str(cache), "--method", "ruifrok", "--exclude", "BACK",
+                     check=False)
+    assert printed.returncode == 1 and "STR-corrupt.png" in printed.stderr  # a corrupt tile is named, no cache left
+    (root / "STR" / "STR-corrupt.png").rename(tmp_path / "STR-corrupt.png")
+    maekit("pathology-stains", str(root), "--out", str(cache), "--exclude", "BACK")
+    (tmp_path / "STR-corrupt.png").rename(root / "STR" / "STR-corrupt.png")
+    tiles = dict(type="pathology_tiles", root=str(root), exclude=["BACK"], on_error="skip")
+    config = tmp_path / "mine.py"
+    config.write_text(f"""_base_ = ["mmae_demo_tiles.py"]
+data = dict(dataset=dict(_delete_=True, **{dict(tiles, stains="cache", stain_cache=str(cache))!r}), batch_size=4)
+probe = dict(train={tiles!r}, test={tiles!r})
+""".replace('["mmae_demo_tiles.py"]', repr([str(Path(maekit_pathology.__file__).parent / "configs" / "mmae_demo_tiles.py")])))
+    options = [f"{k}={v}" for k, v in TINY.items() if k != "data.batch_size"]
+    maekit("train", str(config), "--work-dir", str(tmp_path / "work"), "--cfg-options", *options)
+    assert (tmp_path / "work" / "iter_2.pth").is_file()
+    dataset = build("dataset", tiles)
+    served = [dataset[i]["inputs"].shape for i in range(len(dataset))]
+    assert len(served) == 14 and set(served) == {(3, 32, 32)}
+    assert sorted(p.name for p in dataset.skipped_files) == ["STR-corrupt.png", "TUM-gray.png"]
+    assert "grayscale" in dataset.skipped_files[root / "TUM" / "TUM-gray.png"]
