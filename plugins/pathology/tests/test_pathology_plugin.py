@@ -124,7 +124,7 @@ def test_a_tour_over_tiles_mixing_good_blank_grayscale_and_corrupt_ones(tmp_path
     cache = tmp_path / "stains"
     printed = maekit("pathology-stains", str(root), "--out", str(cache), "--method", "ruifrok", "--exclude", "BACK",
                      check=False)
-    assert printed.returncode == 1 and "STR-corrupt.png" in printed.stderr  # a corrupt tile is named, no cache left
+    assert printed.returncode == 1 and "STR-corrupt.png" in printed.stderr  # a corrupt tile stops it, named
     (root / "STR" / "STR-corrupt.png").rename(tmp_path / "STR-corrupt.png")
     maekit("pathology-stains", str(root), "--out", str(cache), "--exclude", "BACK")
     (tmp_path / "STR-corrupt.png").rename(root / "STR" / "STR-corrupt.png")
