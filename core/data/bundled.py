@@ -1,14 +1,43 @@
-"""Real data bundled with well-kept packages: scikit-learn's digits and scikit-image's photographs."""
+"""Real data bundled with well-kept packages: scikit-learn's digits and scikit-image's photographs;
+and the folder a plugin's demo writes its generated files into once."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-__all__ = ["DigitsDataset", "ImageTilesDataset", "TILE_SOURCES"]
+__all__ = ["DigitsDataset", "ImageTilesDataset", "TILE_SOURCES", "demo_folder"]
+
+
+
+def demo_folder(name: str, settings: str, write: Callable[[Path], Any], root: str | Path | None = None) -> Path:
+    """The folder of a demo's generated files: ``root``, or one in the system's temporary directory
+    named by ``name`` and a hash of ``settings``. Made once, when absent, by ``write(folder)`` into a
+    sibling staging folder renamed into place: a reader in another process never sees half a folder,
+    and if another process got there first its folder is kept."""
+    folder = Path(root) if root is not None else Path(tempfile.gettempdir()) / (
+        f"{name}_{hashlib.sha1(settings.encode()).hexdigest()[:10]}")
+    if folder.is_dir():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=folder.name + "-", dir=folder.parent))
+    try:
+        write(staging)
+        staging.rename(folder)
+    except OSError:
+        if not folder.is_dir():  # not another process's finished folder: a real failure
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
 
 TILE_SOURCES = ("astronaut", "chelsea", "coffee", "rocket", "camera", "brick", "grass", "gravel")
 

@@ -11,13 +11,14 @@ unlabelled). How pixel formats become channels, the stated rule:
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from maekit.data.skipping import check_on_error, first_readable
 
 __all__ = ["IMAGE_EXTENSIONS", "read_image", "ImageFolderDataset", "ArrayDataset"]
 
@@ -75,9 +76,7 @@ class ImageFolderDataset(Dataset):
         self.root = Path(root)
         if not self.root.is_dir():
             raise ValueError(f"image folder {self.root} does not exist or is not a folder")
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        self.channels, self.on_error = channels, on_error
+        self.channels, self.on_error = channels, check_on_error(on_error)
         self.skipped_files: dict[Path, str] = {}
         extensions = tuple(e.lower() for e in extensions)
         folders = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -114,17 +113,15 @@ class ImageFolderDataset(Dataset):
         return len(self.skipped_files)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        for attempt in range(len(self.samples)):
-            path, label = self.samples[(index + attempt) % len(self.samples)]
-            try:
-                return {"inputs": self.read(path), "label": label}
-            except ValueError as error:
-                if self.on_error == "raise":
-                    raise
-                if path not in self.skipped_files:
-                    self.skipped_files[path] = str(error)
-                    logging.getLogger("maekit").warning("skipped an unreadable image (on_error='skip'): %s", error)
-        raise ValueError(f"{self.root}: no readable image left")
+        sample = first_readable(index, len(self.samples), self.sample, lambda i: self.samples[i][0], self.on_error,
+                                self.skipped_files, "image")
+        if sample is None:
+            raise ValueError(f"{self.root}: no readable image left")
+        return sample
+
+    def sample(self, index: int) -> dict[str, Any]:
+        path, label = self.samples[index]
+        return {"inputs": self.read(path), "label": label}
 
 
 class ArrayDataset(Dataset):

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from maekit.registry import build
 
-__all__ = ["load_trained_model", "check_pool", "recalibrate_batchnorm", "pooled_features", "extract_features",
+__all__ = ["load_trained_model", "load_weights", "check_pool", "recalibrate_batchnorm", "pooled_features", "extract_features",
            "linear_probe", "knn_accuracy", "probe", "probe_pools"]
 
 
@@ -19,7 +19,7 @@ def load_trained_model(model_cfg: dict, checkpoint: str | Path | None) -> torch.
     """Build the method from its config and load a checkpoint: a training checkpoint written by
     ``maekit train`` or weights in any layout ``maekit convert`` reads. None keeps random init."""
     from maekit.io.checkpoint import CheckpointError, load_state_dict
-    from maekit.io.convert import convert_state_dict, drop_classifier_head, resize_pos_embeds
+    from maekit.io.convert import convert_state_dict, drop_classifier_head
 
     model = build("model", model_cfg)
     if checkpoint is not None:
@@ -31,16 +31,26 @@ def load_trained_model(model_cfg: dict, checkpoint: str | Path | None) -> torch.
             state, notes = drop_classifier_head(state)  # a fine-tuned file read as pre-trained weights
             for note in notes:
                 logging.getLogger("maekit").warning("%s: fine-tuned checkpoint: %s", checkpoint, note)
-        try:
-            missing, unexpected = model.load_state_dict(resize_pos_embeds(state, model), strict=False)
-        except RuntimeError as error:
-            raise ValueError(f"{checkpoint}: does not fit the configured model: {error}") from None
         # an encoder-only file (exported, or the official mae_pretrain_*) leaves the decoder as initialised
-        missing = [k for k in missing if not k.endswith("pos_embed") and not k.startswith("decoder.")]
-        if unexpected or missing:
-            raise ValueError(f"{checkpoint}: does not fit the configured model (missing {missing[:5]}, "
-                             f"unexpected {unexpected[:5]})")
+        load_weights(model, state, checkpoint, may_lack=("decoder.",))
     return model.eval()
+
+
+def load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Any, what: str = "model",
+                 may_lack: Sequence[str] = ()) -> None:
+    """Load ``state`` into ``module`` (position tables resampled to its grid, or left to it where
+    they are fixed), or a ValueError naming ``source``: a shape that does not fit, an unexpected
+    key, or a missing one other than a position table or a key under ``may_lack`` prefixes."""
+    from maekit.io.convert import resize_pos_embeds
+
+    try:
+        missing, unexpected = module.load_state_dict(resize_pos_embeds(state, module), strict=False)
+    except RuntimeError as error:
+        raise ValueError(f"{source}: does not fit the configured {what}: {error}") from None
+    missing = [k for k in missing if not k.endswith("pos_embed") and not k.startswith(tuple(may_lack))]
+    if unexpected or missing:
+        raise ValueError(f"{source}: does not fit the configured {what} (missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]})")
 
 
 def check_pool(model: torch.nn.Module, pool: str) -> int:

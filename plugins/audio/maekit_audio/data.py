@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from maekit.data.skipping import check_on_error, first_readable
 from maekit_audio.frontend import AUDIO_EXTENSIONS, FbankFrontEnd, load_waveform
 
 __all__ = ["AudioDataset", "AudioFolder", "ESC50", "SpeechCommands", "AudioSetSegments", "AudioSetJSON", "VGGSound",
@@ -37,11 +38,9 @@ class AudioDataset(Dataset):
     (``sample_rate``, ``mono``), and the ``on_error`` policy."""
 
     def __init__(self, sample_rate: int = 16000, mono: str = "first", on_error: str = "raise") -> None:
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if mono not in ("first", "mean"):
             raise ValueError(f"mono must be 'first' (the reference: channel 0) or 'mean', got {mono!r}")
-        self.sample_rate, self.mono, self.on_error = sample_rate, mono, on_error
+        self.sample_rate, self.mono, self.on_error = sample_rate, mono, check_on_error(on_error)
         self.items: list[tuple[Path, Label]] = []
         self.classes: list[str] = []
         self.skipped_files: dict[Path, str] = {}
@@ -92,19 +91,16 @@ class AudioDataset(Dataset):
         return 1.0 / torch.bincount(classes).double()[classes]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        for attempt in range(len(self.items)):
-            path, label = self.items[(index + attempt) % len(self.items)]
-            try:
-                waveform = load_waveform(path, self.sample_rate, self.mono)
-            except ValueError as error:
-                if self.on_error == "raise":
-                    raise
-                if path not in self.skipped_files:
-                    self.skipped_files[path] = str(error)
-                    logging.getLogger("maekit").warning("skipped an unreadable audio file (on_error='skip'): %s", error)
-                continue
-            return {"inputs": waveform, "label": self.label_tensor(label) if isinstance(label, tuple) else label}
-        raise ValueError("no readable audio file left")
+        sample = first_readable(index, len(self.items), self.sample, lambda i: self.items[i][0], self.on_error,
+                                self.skipped_files, "audio file")
+        if sample is None:
+            raise ValueError("no readable audio file left")
+        return sample
+
+    def sample(self, index: int) -> dict[str, Any]:
+        path, label = self.items[index]
+        waveform = load_waveform(path, self.sample_rate, self.mono)
+        return {"inputs": waveform, "label": self.label_tensor(label) if isinstance(label, tuple) else label}
 
 
 def _audio_files(root: Path, extensions: Sequence[str]) -> list[Path]:

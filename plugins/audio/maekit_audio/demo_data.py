@@ -12,12 +12,13 @@ import hashlib
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from torch.utils.data import Dataset
+
+from maekit.data.bundled import demo_folder
 
 __all__ = ["DIGITS", "ACCENTS", "VARIANTS", "which_set", "write_spoken_digits", "SpokenDigits"]
 
@@ -86,18 +87,9 @@ class SpokenDigits(Dataset):
         from maekit_audio.data import SpeechCommands
 
         settings = f"{list(accents)}-{list(variants)}-{list(speeds)}-{list(pitches)}-v1"
-        root = Path(root) if root is not None else Path(tempfile.gettempdir()) / (
-            "maekit_audio_demo_" + hashlib.sha1(settings.encode()).hexdigest()[:10])
-        if not root.is_dir():
-            # written aside, then renamed: a reader in another process never sees half a folder
-            staging = Path(tempfile.mkdtemp(prefix=root.name + "-", dir=root.parent))
-            write_spoken_digits(staging, accents, variants, speeds, pitches)
-            try:
-                staging.rename(root)
-            except OSError:  # another process got there first with the same files
-                shutil.rmtree(staging, ignore_errors=True)
-        self.root = root
-        self.source = SpeechCommands(root, split=split, words=DIGITS, **options)
+        self.root = demo_folder("maekit_audio_demo", settings,
+                                lambda folder: write_spoken_digits(folder, accents, variants, speeds, pitches), root)
+        self.source = SpeechCommands(self.root, split=split, words=DIGITS, **options)
         self.classes = self.source.classes
         self.samples = [self.source[i] for i in range(len(self.source))]  # decode and resample once, up front
 

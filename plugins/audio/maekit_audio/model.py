@@ -411,9 +411,8 @@ def audio_classifier(model: dict, num_classes: int, checkpoint: str | None = Non
     ``checkpoint``: pre-trained weights (any layout ``maekit convert`` reads, or ``audio-convert``'s
     pre-training output) or a fine-tuned classifier (``audio-convert`` of an official fine-tuned file:
     ``fc_norm`` and ``head`` load too)."""
-    from maekit.eval.probe import load_trained_model
+    from maekit.eval.probe import load_trained_model, load_weights
     from maekit.io.checkpoint import load_state_dict
-    from maekit.io.convert import resize_pos_embeds
 
     state = None if checkpoint is None else load_state_dict(checkpoint)
     finetuned = state is not None and any(key.startswith(("fc_norm.", "head.")) for key in state)
@@ -421,12 +420,5 @@ def audio_classifier(model: dict, num_classes: int, checkpoint: str | None = Non
     classifier = AudioClassifier(method.patchifier, method.encoder, num_classes, multi_label, mask_t_prob,
                                  mask_f_prob, mixup, label_smoothing)
     if finetuned:
-        try:
-            missing, unexpected = classifier.load_state_dict(resize_pos_embeds(state, classifier), strict=False)
-        except RuntimeError as error:
-            raise ValueError(f"{checkpoint}: does not fit the configured classifier: {error}") from None
-        missing = [key for key in missing if not key.endswith("pos_embed")]  # a fixed table rebuilt for the grid
-        if missing or unexpected:
-            raise ValueError(f"{checkpoint}: does not fit the configured classifier (missing {missing[:5]}, "
-                             f"unexpected {unexpected[:5]})")
+        load_weights(classifier, state, checkpoint, what="classifier")
     return classifier

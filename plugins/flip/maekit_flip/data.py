@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from maekit.data.images import read_image
+from maekit.data.skipping import check_on_error
 from maekit_flip.tokenizer import resolve_tokenizer, tokenize
 
 __all__ = ["CaptionPairs", "CsvCaptions", "CocoCaptions", "WebDatasetCaptions", "DigitsCaptions",
@@ -39,9 +40,7 @@ class CaptionPairs(Dataset):
 
     def __init__(self, pairs: list[tuple[Any, str, int, str]], channels: int = 3, tokenizer: Any = "open_clip",
                  context_length: int = 77, on_error: str = "raise") -> None:
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        self.channels, self.on_error, self.context_length = channels, on_error, context_length
+        self.channels, self.on_error, self.context_length = channels, check_on_error(on_error), context_length
         self.tokenizer = resolve_tokenizer(tokenizer, context_length)
         self.skipped_captions, self.skipped_images = 0, 0
         self.pairs = []

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from maekit.data.skipping import check_on_error
 from maekit.io.checkpoint import write_array, write_json
 from maekit_mri.nifti import (
     BRATS_CONTRASTS,
@@ -48,8 +49,7 @@ class _SubjectSlices(Dataset):
     def __init__(self, root: str | Path | None, layout: str, contrasts: Sequence[str], split: str,
                  train_fraction: float, seed: int, preprocessing: dict | Preprocessing | None,
                  cache: str | Path | None, on_error: str = "raise") -> None:
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        check_on_error(on_error)
         self.preprocessing = _preprocessing(preprocessing)
         self.contrasts = tuple(contrasts)
         self.skipped_subjects: dict[str, str] = {}

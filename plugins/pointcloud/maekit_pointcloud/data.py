@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from maekit.data.skipping import check_on_error, first_readable
 from maekit_pointcloud.headers import check_cloud_file
 
 __all__ = ["read_cloud", "check_cloud", "normalise_cloud", "PointCloudFolder", "ShapeNet55", "PointCloudArchive",
@@ -127,9 +128,7 @@ class _CloudDataset(Dataset):
     classes: list[str]
 
     def __init__(self, min_points: int = 1, normalise: bool = True, on_error: str = "raise") -> None:
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        self.min_points, self.normalise, self.on_error = min_points, normalise, on_error
+        self.min_points, self.normalise, self.on_error = min_points, normalise, check_on_error(on_error)
         self.skipped_files: dict[str, str] = {}
 
     def load(self, index: int) -> tuple[np.ndarray, str]:
@@ -150,18 +149,11 @@ class _CloudDataset(Dataset):
         return {"inputs": torch.from_numpy(points), "label": self.label(index)}
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        for attempt in range(len(self)):
-            position = (index + attempt) % len(self)
-            try:
-                return self.sample(position)
-            except ValueError as error:
-                if self.on_error == "raise":
-                    raise
-                name = self.source_name(position)
-                if name not in self.skipped_files:
-                    self.skipped_files[name] = str(error)
-                    logging.getLogger("maekit").warning("skipped a bad point cloud (on_error='skip'): %s", error)
-        raise ValueError("no readable point cloud left")
+        sample = first_readable(index, len(self), self.sample, self.source_name, self.on_error, self.skipped_files,
+                                "point cloud")
+        if sample is None:
+            raise ValueError("no readable point cloud left")
+        return sample
 
 
 def _read_list(path: Path) -> list[str]:

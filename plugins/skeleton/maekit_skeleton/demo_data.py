@@ -10,9 +10,6 @@ cross-subject rule (performers 1, 2, 4, 5, 8, 9 train; 3, 6, 7, 10 test).
 """
 from __future__ import annotations
 
-import hashlib
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from maekit.data.bundled import demo_folder
 from maekit_skeleton.ntu import NUM_JOINTS, SkeletonBody, SkeletonSequence, write_skeleton
 
 __all__ = ["ACTIONS", "pose_sequence", "write_demo_skeletons", "DemoSkeletons"]
@@ -171,18 +169,9 @@ class DemoSkeletons(Dataset):
         from maekit_skeleton.data import NTUSkeletons
 
         settings = f"{performers}-{replications}-{seed}-v2"
-        root = Path(root) if root is not None else Path(tempfile.gettempdir()) / (
-            "maekit_skeleton_demo_" + hashlib.sha1(settings.encode()).hexdigest()[:10])
-        if not root.is_dir():
-            # written aside, then renamed: a reader in another process never sees half a folder
-            staging = Path(tempfile.mkdtemp(prefix=root.name + "-", dir=root.parent))
-            write_demo_skeletons(staging, performers, replications, seed)
-            try:
-                staging.rename(root)
-            except OSError:  # another process got there first with the same files
-                shutil.rmtree(staging, ignore_errors=True)
-        self.root = root
-        self.source = NTUSkeletons(root, benchmark="xsub", split=split, subset="ntu60")
+        self.root = demo_folder("maekit_skeleton_demo", settings,
+                                lambda folder: write_demo_skeletons(folder, performers, replications, seed), root)
+        self.source = NTUSkeletons(self.root, benchmark="xsub", split=split, subset="ntu60")
         self.arrays = [self.source.array(i) for i in range(len(self.source))]  # parse once, up front
 
     def __len__(self) -> int:
