@@ -18,7 +18,7 @@ ComponentSpec = Union[nn.Module, dict[str, Any]]
 class MaskedAutoencoder(nn.Module):
     """A masked autoencoder composed of registered components.
 
-    patchify → target and mask → encode visible tokens → decode all tokens → loss. Each component
+    patchify → mask → target → encode visible tokens → decode all tokens → loss. Each component
     may be given built or as a config ``{"type": registered_name, ...}``. A method whose pipeline
     differs subclasses this and overrides the one step that differs (e.g. :meth:`encoder_input`
     for input-domain corruption; :meth:`auxiliary_losses` for an extra term from the same pass);
@@ -39,7 +39,10 @@ class MaskedAutoencoder(nn.Module):
     def tokenize(self, batch: Any) -> Tokens:
         return self.patchifier(batch)
 
-    def make_target(self, tokens: Tokens, batch: Any) -> Prediction:
+    def make_target(self, tokens: Tokens, batch: Any, mask: Mask | None = None) -> Prediction:
+        """The target; a target that reads the mask (a teacher fed the removed tokens) gets it."""
+        if getattr(self.target, "needs_mask", False):
+            return self.target(tokens, batch, mask)
         return self.target(tokens, batch)
 
     def make_mask(self, tokens: Tokens, noise: NoiseSource = None) -> Mask:
@@ -50,7 +53,22 @@ class MaskedAutoencoder(nn.Module):
         dropping tokens (MFM) returns the tokens of the corrupted input here."""
         return tokens.take(mask.ids_keep)
 
-    def decode(self, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> Prediction:
+    #: Encoder states (block indices, as ``forward_intermediates`` counts them) that
+    #: :meth:`encode_visible` keeps for the decoder, e.g. BootMAE's first and last blocks.
+    encoder_taps: tuple[int, ...] = ()
+
+    def encode_visible(self, visible: Tokens) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Latents of the encoder input and the states at :attr:`encoder_taps` (before the final
+        norm), ``{}`` when no taps are asked for."""
+        if not self.encoder_taps:
+            return self.encoder(visible), {}
+        encoder: Any = self.encoder  # a TokenEncoder: forward_intermediates, norm, resolve_tap
+        found = encoder.forward_intermediates(visible, [*self.encoder_taps, -1]).features
+        return encoder.norm(found[max(found)]), {t: found[encoder.resolve_tap(t)] for t in self.encoder_taps}
+
+    def decode(self, latents: torch.Tensor, mask: Mask, tokens: Tokens,
+               taps: dict[int, torch.Tensor] | None = None) -> Prediction:
+        """The prediction; a decoder that reads encoder states overrides this to pass ``taps``."""
         return self.decoder(latents, mask, tokens)
 
     def compute_loss(self, out: ForwardPass) -> dict[str, torch.Tensor]:
@@ -67,11 +85,11 @@ class MaskedAutoencoder(nn.Module):
     def run_steps(self, batch: Any, noise: NoiseSource = None) -> ForwardPass:
         """The whole pass, top to bottom."""
         tokens = self.tokenize(batch)
-        target = self.make_target(tokens, batch)
         mask = self.make_mask(tokens, noise)
-        latents = self.encoder(self.encoder_input(batch, tokens, mask))
-        pred = self.decode(latents, mask, tokens)
-        return ForwardPass(batch=batch, tokens=tokens, target=target, mask=mask, latents=latents, pred=pred)
+        target = self.make_target(tokens, batch, mask)
+        latents, taps = self.encode_visible(self.encoder_input(batch, tokens, mask))
+        pred = self.decode(latents, mask, tokens, taps)
+        return ForwardPass(batch=batch, tokens=tokens, target=target, mask=mask, latents=latents, pred=pred, taps=taps)
 
     def forward(self, batch: Any, noise: NoiseSource = None) -> dict[str, torch.Tensor]:
         """Losses for one batch: ``{"loss": total, "<term>": value, ...}``."""

@@ -96,4 +96,6 @@ class ForwardPass:
     mask: Mask
     latents: torch.Tensor
     pred: Prediction
+    #: encoder states the method asked for (``MaskedAutoencoder.encoder_taps``), by block index
+    taps: dict[int, torch.Tensor] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)

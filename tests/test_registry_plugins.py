@@ -33,7 +33,7 @@ def maekit_register(registry):
 
 def test_core_components_carry_their_provider(plugin_host):
     core = [e for e in entries() if e.provider.name == "maekit"]
-    assert {e.kind for e in core} == {"model", "patchifier", "masker", "encoder", "decoder", "target", "loss",
+    assert {e.kind for e in core} == {"model", "patchifier", "masker", "encoder", "decoder", "target", "loss", "teacher",
                                       "dataset", "transform"}
     assert all(e.provider.version == maekit.__version__ for e in core)
     assert {"mae", "masked_autoencoder"} <= set(registry_for("model").entries)
@@ -129,7 +129,7 @@ def test_allowlist_and_disable_list(make_distribution, fresh_registries, monkeyp
 
 
 def test_unknown_names_list_what_exists(plugin_host):
-    with pytest.raises(UnknownComponentError, match=r"unknown masker 'checkerboard'; registered maskers: block_mask, given_mask, random_mask"):
+    with pytest.raises(UnknownComponentError, match=r"unknown masker 'checkerboard'; registered maskers: block_mask, block_plus_random_mask, given_mask, random_mask"):
         build("masker", dict(type="checkerboard"))
     with pytest.raises(ValueError, match="has no 'type' key"):
         build("masker", dict(mask_ratio=0.5))

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
 
 import maekit
+from maekit.authoring.testing import Interrupted, interrupt_after
 from maekit.configs import CONFIG_DIR
 from maekit.engine import load_config, runner_config, train
 from maekit.io.checkpoint import CheckpointError, load_state_dict
@@ -45,31 +44,14 @@ def tiny_config(tmp_path) -> Path:
     return write_tiny_config(tmp_path)
 
 
-class _Interrupted(Exception):
-    pass
-
-
-@HOOKS.register_module(name="TestInterruptAfterIter", force=True)
-class InterruptAfterIter(Hook):
-    priority = "LOWEST"  # after the checkpoint hook has saved
-
-    def __init__(self, iteration: int) -> None:
-        self.iteration = iteration
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if runner.iter + 1 == self.iteration:
-            raise _Interrupted()
-
-
 def final_weights(work_dir: Path, iters: int) -> dict[str, torch.Tensor]:
     return load_state_dict(work_dir / f"iter_{iters}.pth")
 
 
 def test_resume_ends_with_weights_identical_to_an_uninterrupted_run(tmp_path, tiny_config):
     train(tiny_config, tmp_path / "straight", device="cpu")
-    with pytest.raises(_Interrupted):
-        train(tiny_config, tmp_path / "resumed", device="cpu",
-              overrides={"custom_hooks": [dict(type="TestInterruptAfterIter", iteration=3)]})
+    with pytest.raises(Interrupted):
+        train(tiny_config, tmp_path / "resumed", device="cpu", overrides={"custom_hooks": [interrupt_after(3)]})
     assert (tmp_path / "resumed" / "iter_3.pth").exists() and not (tmp_path / "resumed" / "iter_6.pth").exists()
     train(tiny_config, tmp_path / "resumed", device="cpu", resume="auto")
     straight, resumed = final_weights(tmp_path / "straight", 6), final_weights(tmp_path / "resumed", 6)

@@ -7,8 +7,9 @@
   ``@maekit.hookimpl`` functions) under a name and version, and returns its record.
 
 And :func:`run_cli`, which runs the ``maekit`` command in a fresh process (real entry-point discovery),
-and two checks every plugin's own tests make: :func:`check_registers_only_its_names` and
-:func:`check_listed_alone`.
+two checks every plugin's own tests make: :func:`check_registers_only_its_names` and
+:func:`check_listed_alone`; and :func:`interrupt_after`, a crash in the middle of training for
+resume tests.
 """
 from __future__ import annotations
 
@@ -112,3 +113,28 @@ def check_listed_alone(distribution: str, version: str, plugin: ModuleType, conf
         assert demo in maekit("demo", "--list")
     help_text = maekit("--help")
     assert all(command in help_text for command in commands)
+
+
+class Interrupted(Exception):
+    """Raised by the hook :func:`interrupt_after` puts into a run."""
+
+
+def interrupt_after(iteration: int) -> dict:
+    """A ``custom_hooks`` entry that stops training with :class:`Interrupted` right after
+    ``iteration`` (1-based) has been checkpointed: a crash in the middle of a run, for tests that
+    resume it (``train(..., overrides={"custom_hooks": [interrupt_after(3)]})``)."""
+    from mmengine.hooks import Hook
+    from mmengine.registry import HOOKS
+
+    class InterruptAfterIter(Hook):
+        priority = "LOWEST"  # after the checkpoint hook has saved
+
+        def __init__(self, iteration: int) -> None:
+            self.iteration = iteration
+
+        def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+            if runner.iter + 1 == self.iteration:
+                raise Interrupted(f"interrupted after iteration {self.iteration}")
+
+    HOOKS.register_module(name="MaekitTestInterrupt", module=InterruptAfterIter, force=True)
+    return dict(type="MaekitTestInterrupt", iteration=iteration)

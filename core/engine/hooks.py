@@ -11,7 +11,8 @@ from mmengine.registry import HOOKS
 
 from maekit.io.checkpoint import remove_stale_temporaries, write_bytes
 
-__all__ = ["ThroughputHook", "DataOnlyCheckpointHook", "SafeCheckpointHook", "nonfinite_tensors"]
+__all__ = ["ThroughputHook", "DataOnlyCheckpointHook", "SafeCheckpointHook", "TeacherUpdateHook", "LossWeightHook",
+           "nonfinite_tensors", "method_of", "iters_per_epoch_of"]
 
 
 @HOOKS.register_module(name="MaekitThroughputHook")
@@ -29,6 +30,70 @@ class ThroughputHook(Hook):
             return
         seconds = max(time.perf_counter() - self._start, 1e-9)
         runner.message_hub.update_scalar("train/samples_per_s", len(inputs) * get_world_size() / seconds)
+
+
+def method_of(runner: Any) -> Any:
+    """The method a Runner trains (inside the DDP/FSDP wrapper and maekit's RunnerModel)."""
+    model = runner.model
+    model = getattr(model, "module", model)
+    return getattr(model, "model", model)
+
+
+def iters_per_epoch_of(runner: Any, given: int | None = None) -> int:
+    """Iterations in one pass over the training data: ``given`` (``schedule.iters_per_epoch``), else
+    len(dataset) // (batch size × processes), as the references' loaders with drop_last count."""
+    if given is not None:
+        if not isinstance(given, int) or given < 1:
+            raise ValueError(f"schedule.iters_per_epoch must be a positive int, got {given!r}")
+        return given
+    loader = runner.train_dataloader
+    return max(1, len(loader.dataset) // (int(loader.batch_size) * get_world_size()))
+
+
+@HOOKS.register_module(name="MaekitLossWeightHook")
+class LossWeightHook(Hook):
+    """Before every training iteration, moves the method's scheduled values (loss weights; see
+    :class:`maekit.nn.schedules.ScheduledValues`) to the iteration — computed from it in closed
+    form, so a resumed run continues exactly."""
+
+    priority = "HIGH"
+
+    def __init__(self, iters_per_epoch: int | None = None) -> None:
+        self.given = iters_per_epoch
+
+    def before_train(self, runner: Any) -> None:
+        self.iters_per_epoch = iters_per_epoch_of(runner, self.given)
+
+    def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
+        from maekit.nn.schedules import set_schedule_progress
+
+        set_schedule_progress(method_of(runner), runner.iter, self.iters_per_epoch)
+
+
+@HOOKS.register_module(name="MaekitTeacherUpdateHook")
+class TeacherUpdateHook(Hook):
+    """After each optimiser step, the EMA updates of the method's teachers (every iteration or at
+    the end of each epoch, each with its momentum schedule; :func:`maekit.nn.teachers.
+    update_teachers`). With gradient accumulation the update follows the iterations that stepped.
+    The momentum used is logged as ``train/teacher_momentum``."""
+
+    priority = "ABOVE_NORMAL"
+
+    def __init__(self, iters_per_epoch: int | None = None) -> None:
+        self.given = iters_per_epoch
+
+    def before_train(self, runner: Any) -> None:
+        self.iters_per_epoch = iters_per_epoch_of(runner, self.given)
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        from maekit.nn.teachers import update_teachers
+
+        wrapper = runner.optim_wrapper
+        if hasattr(wrapper, "should_update") and not wrapper.should_update():
+            return  # a micro-batch of an accumulation window: no step was taken
+        used = update_teachers(method_of(runner), runner.iter, self.iters_per_epoch)
+        if used:
+            runner.message_hub.update_scalar("train/teacher_momentum", next(iter(used.values())))
 
 
 def _to_plain(value: Any) -> Any:

@@ -167,6 +167,12 @@ class NoDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         wrapper_cfg = {"type": "OptimWrapper", **self.optim_wrapper_cfg}
         return OPTIM_WRAPPERS.build(wrapper_cfg, default_args=dict(optimizer=optimizer))
 
+    def add_params(self, params: list[dict], module: torch.nn.Module, prefix: str = "", is_dcn_module: Any = None) -> None:
+        """mmengine's grouping for a ``paramwise_cfg``, minus frozen parameters (teachers, fixed
+        position tables), which mmengine would put in the groups too."""
+        super().add_params(params, module, prefix, is_dcn_module)
+        params[:] = [group for group in params if all(p.requires_grad for p in group["params"])]
+
 
 # any other encoder parameter outside its blocks and final norm embeds the input: plugins' position
 # MLPs and tables (pos_mlp, positions), class-token positions (cls_pos)

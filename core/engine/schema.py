@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 __all__ = ["CORE_KEYS", "RUNNER_KEYS", "known_keys", "check_config_keys"]
 
 SCHEDULE = ["max_iters", "warmup_iters", "blr", "weight_decay", "betas", "accumulate", "clip_grad", "nonfinite",
-            "min_lr", "fused", "paramwise_cfg", "constructor", "layer_decay"]
+            "min_lr", "fused", "paramwise_cfg", "constructor", "layer_decay", "iters_per_epoch"]
 DATA = ["dataset", "transform", "batch_size", "num_workers", "sampler"]
 
 CORE_KEYS: dict[str, list[str] | None] = {

@@ -7,7 +7,8 @@ with a few short sections that :func:`runner_config` expands into a full Runner 
 ``data``      ``dataset``, ``transform``, ``batch_size`` (per process), ``num_workers``
 ``schedule``  ``max_iters``, ``warmup_iters``, ``blr``, ``weight_decay``, ``betas``,
               ``accumulate`` (gradient accumulation), ``clip_grad`` (max norm or None),
-              ``nonfinite`` ("stop"/"skip"), ``min_lr``
+              ``nonfinite`` ("stop"/"skip"), ``min_lr``, ``iters_per_epoch`` (what an epoch is for
+              teachers' and loss weights' schedules; default len(dataset) // global batch)
               ``fused`` (fused AdamW, default True)
 ``checkpoint_interval``, ``max_keep_checkpoints``, ``log_interval``, ``seed``, ``strategy`` ("ddp" or "fsdp"),
 ``compile`` (False, True or ``torch.compile`` options: compiles the method's forward in place)
@@ -113,7 +114,11 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
             logger=dict(type="LoggerHook", interval=int(cfg.get("log_interval", 10))),
             checkpoint=dict(type="MaekitCheckpointHook", interval=interval, by_epoch=False,
                             max_keep_ckpts=int(cfg.get("max_keep_checkpoints", 3)), save_last=True)),
-        custom_hooks=[dict(type="MaekitThroughputHook"), dict(type="MaekitDataOnlyCheckpointHook"), *cfg.get("custom_hooks", [])],
+        custom_hooks=[dict(type="MaekitThroughputHook"), dict(type="MaekitDataOnlyCheckpointHook"),
+                      # teachers and scheduled loss weights (no-ops for a method without them)
+                      dict(type="MaekitLossWeightHook", iters_per_epoch=schedule.get("iters_per_epoch")),
+                      dict(type="MaekitTeacherUpdateHook", iters_per_epoch=schedule.get("iters_per_epoch")),
+                      *cfg.get("custom_hooks", [])],
         # every logged term (not only those named *loss*) is averaged over the window; lr is current
         log_processor=dict(by_epoch=False, window_size=int(cfg.get("log_interval", 10)), mean_pattern=r"^(?!.*lr$).*"),
         visualizer=dict(type="Visualizer", vis_backends=[dict(type="LocalVisBackend"),

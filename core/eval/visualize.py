@@ -23,15 +23,17 @@ def reconstruction_panels(model: Any, out: ForwardPass, mean: Sequence[float],
     """Four H×W×C uint8 panels per image of one pass (``model.run_steps``): input | masked |
     reconstruction | reconstruction with the visible patches pasted back. The prediction is turned
     back into token values by the target (``to_values``: norm-pix predictions get each patch's own
-    mean and variance back, as the reference visualisation does)."""
+    mean and variance back, as the reference visualisation does). A method that predicts no pixels
+    (a teacher's features, SdAE) gets input | masked only."""
     tokens, mask = out.tokens, out.mask
-    pred = model.target.to_values(out.pred, tokens)
+    try:
+        pred = model.target.to_values(out.pred, tokens)
+    except NotImplementedError:
+        pred = None
     removed = mask.masked.unsqueeze(-1).to(tokens.values.dtype)
     unpatchify = model.patchifier.unpatchify
     images = unpatchify(tokens.values, tokens.meta)
     masked_input = unpatchify(tokens.values * (1 - removed), tokens.meta)
-    reconstruction = unpatchify(pred, tokens.meta)
-    pasted = unpatchify(tokens.values * (1 - removed) + pred * removed, tokens.meta)
     mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
 
     def to_uint8(x: torch.Tensor, blank: torch.Tensor | None = None) -> list[np.ndarray]:
@@ -41,7 +43,10 @@ def reconstruction_panels(model: Any, out: ForwardPass, mean: Sequence[float],
         return uint8_panels(x)
 
     removed_pixels = unpatchify(removed.expand_as(tokens.values), tokens.meta)
-    columns = [to_uint8(images), to_uint8(masked_input, removed_pixels), to_uint8(reconstruction), to_uint8(pasted)]
+    columns = [to_uint8(images), to_uint8(masked_input, removed_pixels)]
+    if pred is not None:
+        pasted = tokens.values * (1 - removed) + pred * removed
+        columns += [to_uint8(unpatchify(pred, tokens.meta)), to_uint8(unpatchify(pasted, tokens.meta))]
     return [list(row) for row in zip(*columns)]
 
 

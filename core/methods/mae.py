@@ -6,7 +6,7 @@ from typing import Any
 from maekit.model import MaskedAutoencoder
 from maekit.nn.patchify import as_pair
 
-__all__ = ["MAE_PRESETS", "mae"]
+__all__ = ["MAE_PRESETS", "mae", "encoder_name_for"]
 
 # Encoder sizes of the paper (ViT-B/L/H) and the common smaller ViTs, as timm names.
 MAE_PRESETS: dict[str, str] = {
@@ -29,10 +29,7 @@ def mae(size: str | None = "base", img_size: int | tuple[int, int] = 224, patch_
     ``size`` picks a preset (tiny, small, base, large, huge) or pass ``encoder_name`` (any timm
     ViT) and free sizes in ``encoder`` (``embed_dim``, ``depth``, ``num_heads``, ...).
     """
-    if encoder_name is None:
-        if size not in MAE_PRESETS:
-            raise ValueError(f"mae size must be one of {', '.join(MAE_PRESETS)} (or give encoder_name), got {size!r}")
-        encoder_name = MAE_PRESETS[size]
+    encoder_name = encoder_name_for(size, encoder_name)
     encoder_module = _build_encoder(encoder_name, img_size, patch_size, in_chans, drop_path_rate, encoder or {})
     p, q = encoder_module.patch_size
     grid = tuple(s // k for s, k in zip(as_pair(img_size, "img_size"), (p, q)))
@@ -54,3 +51,12 @@ def _build_encoder(name: str, img_size: Any, patch_size: int | None, in_chans: i
 
     return build("encoder", dict(type="vit_encoder", model_name=name, img_size=img_size, patch_size=patch_size,
                                  in_chans=in_chans, drop_path_rate=drop_path_rate, **overrides))
+
+
+def encoder_name_for(size: str | None, encoder_name: str | None = None, method: str = "mae") -> str:
+    """The timm name of a size preset (:data:`MAE_PRESETS`), or ``encoder_name`` when given."""
+    if encoder_name is not None:
+        return encoder_name
+    if size not in MAE_PRESETS:
+        raise ValueError(f"{method} size must be one of {', '.join(MAE_PRESETS)} (or give encoder_name), got {size!r}")
+    return MAE_PRESETS[size]

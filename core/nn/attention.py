@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["Attention", "attend", "attention_weights", "runs_attention_in_float32"]
+__all__ = ["Attention", "CrossAttention", "CrossAttentionBlock", "attend", "attention_weights", "runs_attention_in_float32"]
 
 
 def runs_attention_in_float32(q: torch.Tensor) -> bool:
@@ -62,6 +62,57 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).reshape(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         x = attend(q, k, v, attn_mask, is_causal=is_causal)  # scale head_dim ** -0.5, as timm and the references
         return self.proj(x.transpose(1, 2).reshape(batch, length, -1))
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of queries (B×N×dim) to a separate context (B×M×context_dim): ``query``
+    from the queries, ``key_value`` from the context, ``proj`` back to ``dim``; inner width heads ×
+    ``head_dim`` (default ``dim // num_heads``)."""
+
+    def __init__(self, dim: int, num_heads: int, context_dim: int | None = None, head_dim: int | None = None,
+                 qkv_bias: bool = True) -> None:
+        super().__init__()
+        if head_dim is None:
+            if dim % num_heads:
+                raise ValueError(f"width {dim} must be divisible by num_heads {num_heads} (or give head_dim)")
+            head_dim = dim // num_heads
+        inner = num_heads * head_dim
+        self.num_heads, self.head_dim = num_heads, head_dim
+        self.query = nn.Linear(dim, inner, bias=qkv_bias)
+        self.key_value = nn.Linear(dim if context_dim is None else context_dim, 2 * inner, bias=qkv_bias)
+        self.proj = nn.Linear(inner, dim)
+
+    def forward(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = queries.shape
+        q = self.query(queries).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+        k, v = self.key_value(context).view(batch, context.shape[1], 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        out = attend(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(batch, length, -1))
+
+
+class CrossAttentionBlock(nn.Module):
+    """A pre-norm transformer block that also reads a context: self-attention, then
+    cross-attention to the LayerNorm'ed context, then the MLP, each residual (BootMAE's
+    ``Decode_Block``). LayerNorm eps 1e-6; timm's ``Mlp``."""
+
+    def __init__(self, dim: int, num_heads: int, context_dim: int | None = None, mlp_ratio: float = 4.0,
+                 head_dim: int | None = None, norm_eps: float = 1e-6) -> None:
+        super().__init__()
+        from timm.layers import Mlp
+
+        context_dim = dim if context_dim is None else context_dim
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, head_dim)
+        self.norm_query = nn.LayerNorm(dim, eps=norm_eps)
+        self.norm_context = nn.LayerNorm(context_dim, eps=norm_eps)
+        self.cross_attn = CrossAttention(dim, num_heads, context_dim, head_dim)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        x = x + self.cross_attn(self.norm_query(x), self.norm_context(context))
+        return x + self.mlp(self.norm2(x))
 
 
 def attention_weights(attn: Any, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:

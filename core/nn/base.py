@@ -76,7 +76,12 @@ class Decoder(nn.Module):
 
 
 class Target(nn.Module):
-    """What the decoder must predict for each token (B×N×Dt, or named parts)."""
+    """What the decoder must predict for each token (B×N×Dt, or named parts).
+
+    A target that depends on which tokens were removed (a teacher fed the removed tokens) sets
+    ``needs_mask = True`` and takes ``forward(tokens, batch, mask)``."""
+
+    needs_mask: bool = False
 
     def forward(self, tokens: Tokens, batch: Any) -> Prediction:
         raise NotImplementedError

@@ -1,9 +1,11 @@
-"""Light transformer decoders with mask tokens (the reference MAE decoder and a coordinate one)."""
+"""Light transformer decoders with mask tokens: the reference MAE decoder, a coordinate one, and
+one whose blocks also read an encoder state (cross-attention)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from maekit.nn.attention import CrossAttentionBlock
 from maekit.nn.base import Decoder
 from maekit.nn.encoder import make_blocks
 from maekit.nn.patchify import as_pair
@@ -11,7 +13,7 @@ from maekit.nn.pos_embed import resample_grid_table, sincos_2d_table, sincos_emb
 from maekit.ops import fill_mask_tokens, init_mae_weights
 from maekit.structures import Mask, Tokens
 
-__all__ = ["MAEDecoder", "TransformerDecoder"]
+__all__ = ["MAEDecoder", "TransformerDecoder", "CrossAttentionDecoder"]
 
 
 class MAEDecoder(Decoder):
@@ -71,3 +73,46 @@ class TransformerDecoder(MAEDecoder):
         positions = sincos_embed(tokens.coords, dim)
         prefix = positions.new_zeros(positions.shape[0], self.num_prefix_tokens, dim)
         return torch.cat([prefix, positions], dim=1)
+
+
+class CrossAttentionDecoder(MAEDecoder):
+    """An MAE decoder whose blocks (:class:`~maekit.nn.attention.CrossAttentionBlock`) also attend
+    to an encoder state: ``context`` (B×(P+K)×context_dim, e.g. a block's output over the visible
+    tokens, the encoder's tap ``context_tap``), which the method passes in.
+
+    ``positions="removed"`` adds the position table to the mask tokens only, as BootMAE's decoders
+    do (the visible latents carry their positions from the encoder); ``"all"`` to every token as
+    the MAE decoder. ``head_dim`` sets the attention's inner width (BootMAE: 12 heads of 42 in a
+    512-wide decoder); ``table`` replaces the sin-cos table (1, P+h·w, D) with a method's own.
+    """
+
+    def __init__(self, encoder_dim: int, out_dim: int, grid_size: int | tuple[int, int] = 14,
+                 embed_dim: int = 512, depth: int = 2, num_heads: int = 16, mlp_ratio: float = 4.0,
+                 context_dim: int | None = None, context_tap: int = -1, head_dim: int | None = None,
+                 positions: str = "all", num_prefix_tokens: int = 1, table: torch.Tensor | None = None) -> None:
+        super().__init__(encoder_dim, out_dim, grid_size, embed_dim, depth=0, num_heads=num_heads,
+                         mlp_ratio=mlp_ratio, num_prefix_tokens=num_prefix_tokens)
+        if positions not in ("all", "removed"):
+            raise ValueError(f"decoder positions must be 'all' or 'removed', got {positions!r}")
+        self.positions, self.context_tap = positions, context_tap
+        if table is not None:
+            self.pos_embed.data.copy_(table)
+        self.blocks = nn.Sequential(*(CrossAttentionBlock(embed_dim, num_heads, context_dim or encoder_dim, mlp_ratio,
+                                                          head_dim) for _ in range(depth)))
+        self.blocks.apply(init_mae_weights)
+
+    def forward(self, latents: torch.Tensor, mask: Mask, tokens: Tokens,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        if context is None:
+            raise ValueError(f"{type(self).__name__} needs the encoder state of tap {self.context_tap} as context")
+        x = self.embed(latents)
+        prefix, visible = x[:, : self.num_prefix_tokens], x[:, self.num_prefix_tokens:]
+        x = torch.cat([prefix, fill_mask_tokens(visible, mask.ids_restore, self.mask_token)], dim=1)
+        positions = self.position_embedding(tokens).to(x.dtype)
+        if self.positions == "removed":
+            where = torch.cat([mask.masked.new_zeros(mask.masked.shape[0], self.num_prefix_tokens), mask.masked], dim=1)
+            positions = positions * where.unsqueeze(-1).to(x.dtype)
+        x = x + positions
+        for block in self.blocks:
+            x = block(x, context)
+        return self.pred(self.norm(x))[:, self.num_prefix_tokens:]

@@ -26,7 +26,7 @@ def make_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0,
 
     from maekit.nn.attention import Attention
 
-    if dim % num_heads:
+    if depth and dim % num_heads:
         raise ValueError(f"width {dim} must be divisible by num_heads {num_heads}")
     rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist() if depth else []  # numbers, not weights
     norm_layer: Any = partial(nn.LayerNorm, eps=norm_eps)  # timm annotates a class; any callable works
@@ -138,6 +138,10 @@ class TokenEncoder(Encoder):
             if t in wanted:
                 found.features[t] = x
         return found
+
+    def resolve_tap(self, tap: int) -> int:
+        """The block index (0..depth) a tap names: negative taps count from the end."""
+        return self._tap(tap, len(self.blocks))
 
     @staticmethod
     def _tap(tap: int, depth: int) -> int:

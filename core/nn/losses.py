@@ -1,12 +1,17 @@
-"""Masked reconstruction losses: per-token error, averaged over removed tokens only."""
+"""Masked reconstruction losses: per-token error, averaged over removed tokens only; and a
+weighted sum of losses over named parts of a prediction."""
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
+from torch import nn
 
 from maekit.nn.base import Loss
+from maekit.nn.schedules import Schedule, ScheduledValues
 from maekit.structures import Mask, Prediction
 
-__all__ = ["MaskedMSELoss", "MaskedL1Loss", "MaskedReconstructionLoss"]
+__all__ = ["MaskedMSELoss", "MaskedL1Loss", "MaskedReconstructionLoss", "NamedLosses"]
 
 
 class MaskedReconstructionLoss(Loss):
@@ -42,8 +47,13 @@ class MaskedReconstructionLoss(Loss):
             raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
         per_token = self.elementwise(pred.float(), target.float()).mean(dim=-1)
         weights = self.token_weights(mask).to(per_token.dtype)
-        value = (per_token * weights).sum() / weights.sum()
+        value = (per_token * weights).sum() / self.normaliser(mask, weights)
         return {"loss": self.weight * value, self.name: value}
+
+    def normaliser(self, mask: Mask, weights: torch.Tensor) -> torch.Tensor:
+        """What the weighted sum is divided by: the weights' sum (a weighted mean). BootMAE's
+        centre-weighted loss divides by the removed-token count instead."""
+        return weights.sum()
 
 
 class MaskedMSELoss(MaskedReconstructionLoss):
@@ -64,3 +74,36 @@ class MaskedL1Loss(MaskedReconstructionLoss):
 
     def elementwise(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return (pred - target).abs()
+
+
+class NamedLosses(Loss):
+    """One loss per named part of a prediction (``{name: tensor}``, as :class:`~maekit.nn.targets.
+    NamedTargets` makes), summed with weights: numbers, or schedules (BootMAE ramps its feature
+    term up over the first quarter of training). Returns every part's terms, each part's weight as
+    ``<part>_weight`` when scheduled, and ``"loss"`` = Σ weight · part loss."""
+
+    def __init__(self, losses: Mapping[str, Loss | dict], weights: Mapping[str, Schedule | float | Mapping[str, Any]] | None = None) -> None:
+        super().__init__()
+        from maekit.registry import build
+
+        self.parts = nn.ModuleDict({name: build("loss", spec) for name, spec in losses.items()})
+        unknown = sorted(set(weights or {}) - set(self.parts))
+        if unknown:
+            raise ValueError(f"loss weights name {', '.join(unknown)}, which are not among the parts {', '.join(self.parts)}")
+        self.weights = ScheduledValues(**{name: (weights or {}).get(name, 1.0) for name in self.parts})
+        self.scheduled = [name for name in (weights or {}) if not isinstance(weights[name], (int, float))]  # type: ignore[index]
+
+    def forward(self, pred: Prediction, target: Prediction, mask: Mask) -> dict[str, torch.Tensor]:
+        if not isinstance(pred, dict) or not isinstance(target, dict):
+            raise TypeError(f"NamedLosses compares named parts; got {type(pred).__name__} and {type(target).__name__}")
+        out: dict[str, torch.Tensor] = {}
+        total = None
+        for name, loss in self.parts.items():
+            terms = loss(pred[name], target[name], mask)
+            weight = self.weights[name]
+            out.update({key: value for key, value in terms.items() if key != "loss"})
+            if name in self.scheduled:
+                out[f"{name}_weight"] = terms["loss"].new_tensor(weight)
+            total = weight * terms["loss"] if total is None else total + weight * terms["loss"]
+        assert total is not None
+        return {"loss": total, **out}

@@ -1,5 +1,9 @@
-"""Maskers: random (the reference MAE's), block-wise over token coordinates, and a given pattern."""
+"""Maskers: random (the reference MAE's), block-wise over token coordinates, BEiT's rectangles
+topped up with random tokens to an exact count (BootMAE), and a given pattern."""
 from __future__ import annotations
+
+import math
+import random
 
 import torch
 
@@ -7,7 +11,8 @@ from maekit.nn.base import Masker, NoiseSource
 from maekit.ops import gather
 from maekit.structures import Mask, Tokens
 
-__all__ = ["RandomMasker", "BlockMasker", "GivenMasker", "check_mask_ratio", "num_visible", "draw_noise", "NoiseSource"]
+__all__ = ["RandomMasker", "BlockMasker", "BlockPlusRandomMasker", "GivenMasker", "beit_block_mask", "masked_folds",
+           "check_mask_ratio", "num_visible", "draw_noise", "NoiseSource"]
 
 
 def check_mask_ratio(mask_ratio: float) -> float:
@@ -107,3 +112,109 @@ class GivenMasker(Masker):
         masked = self.masked.expand(tokens.batch_size, -1).to(torch.uint8)
         ids_shuffle = torch.argsort(masked, dim=1, stable=True)  # kept tokens first, in order
         return Mask.from_order(ids_shuffle, tokens.num_tokens - int(masked[0].sum()))
+
+
+def beit_block_mask(grid_size: tuple[int, int], num_masking: int, rng: random.Random, min_patches: int = 16,
+                    max_patches: int | None = None, min_aspect: float = 0.3, attempts: int = 10) -> torch.Tensor:
+    """BEiT's blockwise masking (``MaskingGenerator``): rectangles of ``min_patches`` to
+    ``max_patches`` tokens with log-uniform aspect ratio in [min_aspect, 1/min_aspect], placed at
+    random and merged until ``num_masking`` tokens are covered or a round of ``attempts`` tries adds
+    none (so the count may fall short, never over). Draws from ``rng`` in the reference's order.
+    Returns a bool h×w grid (True = masked)."""
+    height, width = grid_size
+    max_patches = num_masking if max_patches is None else max_patches
+    log_aspect = (math.log(min_aspect), math.log(1 / min_aspect))
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    count = 0
+    while count < num_masking:
+        budget = min(num_masking - count, max_patches)
+        delta = 0
+        for _ in range(attempts):
+            area = rng.uniform(min_patches, budget)
+            aspect = math.exp(rng.uniform(*log_aspect))
+            h, w = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+            if w < width and h < height:
+                top, left = rng.randint(0, height - h), rng.randint(0, width - w)
+                block = mask[top: top + h, left: left + w]
+                new = h * w - int(block.sum())
+                if 0 < new <= budget:
+                    block.fill_(True)
+                    delta = new
+            if delta > 0:
+                break
+        if delta == 0:
+            break
+        count += delta
+    return mask
+
+
+class BlockPlusRandomMasker(Masker):
+    """BootMAE's masking: a BEiT block mask of ``block_count`` tokens, topped up with random tokens
+    to exactly ``N − visible_count`` removed (147 of 196 at the defaults), of which up to
+    ``max_roll`` block tokens may stay visible (the reference rolls the order by randint(0, 3)).
+
+    As the reference's ``mask_to_index``: each token gets ``block − u`` (u uniform), the argsort puts
+    the unblocked tokens first in random order, then the order is rolled by r ∈ [0, max_roll]. Counts
+    are given for the grid the masker sees; ``*_ratio`` ones scale with it (BootMAE at 14×14: block
+    120, blocks of 16–60 tokens). Noise: one number per token plus one that seeds the blocks and
+    the roll, so a seeded noise source makes it deterministic.
+    """
+
+    def __init__(self, mask_ratio: float = 0.75, block_ratio: float = 120 / 196, min_block_ratio: float = 16 / 196,
+                 max_block_ratio: float = 60 / 196, min_aspect: float = 0.3, max_roll: int = 3) -> None:
+        super().__init__()
+        self.mask_ratio = check_mask_ratio(mask_ratio)
+        for name, value in (("block_ratio", block_ratio), ("min_block_ratio", min_block_ratio),
+                            ("max_block_ratio", max_block_ratio)):
+            if not 0 < value <= self.mask_ratio:
+                raise ValueError(f"{name} must be in (0, mask_ratio={self.mask_ratio}], got {value!r}")
+        if min_block_ratio > max_block_ratio:
+            raise ValueError(f"min_block_ratio {min_block_ratio} exceeds max_block_ratio {max_block_ratio}")
+        if not isinstance(max_roll, int) or max_roll < 0:
+            raise ValueError(f"max_roll must be a non-negative int, got {max_roll!r}")
+        self.block_ratio, self.min_block_ratio, self.max_block_ratio = block_ratio, min_block_ratio, max_block_ratio
+        self.min_aspect, self.max_roll = min_aspect, max_roll
+
+    def noise_shape(self, tokens: Tokens) -> tuple[int, ...]:
+        return (tokens.batch_size, tokens.num_tokens + 1)
+
+    def counts(self, num_tokens: int) -> dict[str, int]:
+        """Visible count (the reference MAE's rule) and the block mask's target and sizes."""
+        return {"visible": num_visible(num_tokens, self.mask_ratio),
+                "block": max(1, round(self.block_ratio * num_tokens)),
+                "min_block": max(1, round(self.min_block_ratio * num_tokens)),
+                "max_block": max(1, round(self.max_block_ratio * num_tokens))}
+
+    def forward(self, tokens: Tokens, noise: NoiseSource = None) -> Mask:
+        grid = tokens.meta.get("grid_size")
+        if grid is None or grid[0] * grid[1] != tokens.num_tokens:
+            raise ValueError(f"block-plus-random masking needs tokens on a grid (meta grid_size), got {grid} "
+                             f"for {tokens.num_tokens} tokens")
+        noise = draw_noise(self.noise_shape(tokens), noise, tokens.values.device, "(batch, tokens + 1)")
+        n = self.counts(tokens.num_tokens)
+        orders = []
+        for row in noise.cpu():
+            rng = random.Random(int(row[-1].item() * 2**31))
+            block = beit_block_mask(tuple(grid), n["block"], rng, n["min_block"], n["max_block"], self.min_aspect)
+            order = torch.argsort(block.flatten().float() - row[:-1].float())
+            orders.append(order.roll(rng.randint(0, self.max_roll)))
+        return Mask.from_order(torch.stack(orders).to(tokens.values.device), n["visible"])
+
+    def extra_repr(self) -> str:
+        return (f"mask_ratio={self.mask_ratio}, block_ratio={self.block_ratio:.3f}, "
+                f"blocks of {self.min_block_ratio:.3f}-{self.max_block_ratio:.3f}, max_roll={self.max_roll}")
+
+
+def masked_folds(mask: Mask, num_folds: int, fold_size: int | None = None) -> torch.Tensor:
+    """The removed tokens in the masker's order (``ids_shuffle`` after the visible ones), the first
+    ``num_folds × fold_size`` of them as B×num_folds×fold_size ids (SdAE's multi-fold: 147 removed
+    → 3 folds of 49). ``fold_size`` None: all removed tokens, split evenly."""
+    ids_shuffle = torch.argsort(mask.ids_restore, dim=1)
+    removed = ids_shuffle[:, mask.num_visible:]
+    if not isinstance(num_folds, int) or num_folds < 1:
+        raise ValueError(f"num_folds must be a positive int, got {num_folds!r}")
+    size = removed.shape[1] // num_folds if fold_size is None else fold_size
+    if size < 1 or num_folds * size > removed.shape[1]:
+        raise ValueError(f"{num_folds} folds of {size} need {num_folds * size} removed tokens; the mask removes "
+                         f"{removed.shape[1]}")
+    return removed[:, : num_folds * size].reshape(removed.shape[0], num_folds, size)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["sincos_1d", "sincos_2d_table", "sincos_embed", "resample_grid_table"]
+__all__ = ["sincos_1d", "sincos_2d_table", "mocov3_sincos_2d_table", "sincos_embed", "resample_grid_table"]
 
 
 def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
@@ -33,6 +33,24 @@ def sincos_2d_table(grid_size: tuple[int, int], dim: int, num_prefix_tokens: int
     table = np.concatenate([sincos_1d(dim // 2, cols), sincos_1d(dim // 2, rows)], axis=1)
     table = np.concatenate([np.zeros([num_prefix_tokens, dim]), table], axis=0)
     return torch.from_numpy(table).float().unsqueeze(0)
+
+
+def mocov3_sincos_2d_table(grid_size: tuple[int, int], dim: int, num_prefix_tokens: int = 1,
+                           temperature: float = 10000.0) -> torch.Tensor:
+    """MoCo v3's ``build_2d_sincos_position_embedding`` (BootMAE uses it): [sin(r·ω), cos(r·ω),
+    sin(c·ω), cos(c·ω)] for the token at row r, column c, with ω_i = 1/10000^(i/(dim/4)), computed in
+    float32 as there — rows first, where the MAE table puts columns first. Prefix rows are zeros."""
+    if dim % 4:
+        raise ValueError(f"2-D sin-cos embedding width must be divisible by 4, got {dim}")
+    grid_h, grid_w = grid_size
+    # the reference's meshgrid(grid_w, grid_h) ('ij'), flattened: its first axis walks the rows of
+    # the token order (row-major), so the angles named "w" there are row angles here
+    rows, cols = torch.meshgrid(torch.arange(grid_h, dtype=torch.float32), torch.arange(grid_w, dtype=torch.float32),
+                                indexing="ij")
+    omega = 1.0 / (temperature ** (torch.arange(dim // 4, dtype=torch.float32) / (dim // 4)))
+    out_r, out_c = torch.einsum("m,d->md", rows.flatten(), omega), torch.einsum("m,d->md", cols.flatten(), omega)
+    table = torch.cat([out_r.sin(), out_r.cos(), out_c.sin(), out_c.cos()], dim=1)
+    return torch.cat([torch.zeros(num_prefix_tokens, dim), table], dim=0).unsqueeze(0)
 
 
 def sincos_embed(coords: torch.Tensor, dim: int) -> torch.Tensor:

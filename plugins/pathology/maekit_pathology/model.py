@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from maekit.model import MaskedAutoencoder, seeded_noise
-from maekit.nn.attention import attend
+from maekit.nn.attention import CrossAttention
 from maekit.nn.base import Decoder, Loss, Masker, NoiseSource, Patchifier, Target
 from maekit.nn.encoder import TransformerEncoder, make_blocks
 from maekit.nn.masking import draw_noise
@@ -201,25 +201,6 @@ class MultiModalEncoder(TransformerEncoder):
             raise ValueError(f"encoder built for a {self.grid_size} patch grid, got {grid}")
         index = (tokens.coords[..., 0] * grid[1] + tokens.coords[..., 1]).long()
         return x + self.pos_embed[0, index].to(x.dtype)
-
-
-class CrossAttention(nn.Module):
-    """Multi-head attention of queries to a separate context (fused scaled-dot-product)."""
-
-    def __init__(self, dim: int, num_heads: int) -> None:
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"decoder width {dim} must be divisible by num_heads {num_heads}")
-        self.num_heads = num_heads
-        self.query, self.key_value, self.proj = nn.Linear(dim, dim), nn.Linear(dim, 2 * dim), nn.Linear(dim, dim)
-
-    def forward(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        batch, length, dim = queries.shape
-        heads = self.num_heads
-        q = self.query(queries).view(batch, length, heads, -1).transpose(1, 2)
-        k, v = self.key_value(context).view(batch, context.shape[1], 2, heads, -1).permute(2, 0, 3, 1, 4)
-        out = attend(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(batch, length, dim))
 
 
 class OutputDecoder(nn.Module):

@@ -1,0 +1,195 @@
+"""Teachers: modules whose outputs are targets — frozen, or an exponential moving average (EMA) of a
+student module.
+
+A :class:`Teacher` wraps a module that always runs in eval mode under ``no_grad``; its parameters
+never take gradients, so the optimiser never sees them (maekit's optimiser constructors leave
+frozen parameters out). It lives inside the method (usually inside a
+:class:`~maekit.nn.targets.FeatureTarget`), so its weights are part of the method's state dict:
+checkpoints hold an EMA teacher and a resumed run continues from it bit for bit. ``maekit export``
+writes the student's encoder only.
+
+An EMA teacher follows the student module at the dotted path ``student`` of the method that owns
+it (``"encoder"``): after an optimiser step, every parameter and floating-point buffer of the
+teacher becomes ``m·teacher + (1 − m)·student`` of the same name, with ``m`` from the ``momentum``
+schedule, every iteration (BootMAE, timm's ``ModelEma``) or once per epoch (SdAE). The training
+engine's ``TeacherUpdateHook`` calls :func:`update_teachers` after each optimiser step; a loop of
+one's own calls it too. The update is deterministic in the student's weights, which DDP keeps equal
+on every rank, so teachers stay equal on every rank.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from maekit.nn.schedules import Schedule, build_schedule
+from maekit.structures import Tokens
+
+__all__ = ["Teacher", "ema_teacher", "frozen_teacher", "teachers_in", "update_teachers", "Tap"]
+
+#: Where a teacher's features are read: a block index as in
+#: :meth:`~maekit.nn.encoder.TokenEncoder.forward_intermediates` (before the final norm; -1 the
+#: last block), or ``"output"`` — the module's own output (after its final norm).
+Tap = int | str
+
+
+class Teacher(nn.Module):
+    """A frozen or EMA module (see the module docstring).
+
+    ``mode``: "frozen" or "ema". ``momentum``: a number or schedule (EMA only). ``update_every``:
+    "iter" or "epoch". ``student``: the dotted path, inside the owning method, of the module it
+    follows. ``source``: where a frozen teacher's weights came from (with their sha256).
+    """
+
+    updates: torch.Tensor
+
+    def __init__(self, module: nn.Module, mode: str = "ema", momentum: Schedule | float | Mapping[str, Any] = 0.999,
+                 update_every: str = "iter", student: str = "encoder", source: str | None = None) -> None:
+        super().__init__()
+        if mode not in ("frozen", "ema"):
+            raise ValueError(f"teacher mode must be 'frozen' or 'ema', got {mode!r}")
+        if update_every not in ("iter", "epoch"):
+            raise ValueError(f"teacher update_every must be 'iter' or 'epoch', got {update_every!r}")
+        self.module = module.requires_grad_(False).eval()
+        self.mode, self.update_every, self.student, self.source = mode, update_every, student, source
+        self.momentum = build_schedule(momentum)
+        # how many EMA updates it has taken (in checkpoints: a resumed run can say where it is)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    def train(self, mode: bool = True) -> "Teacher":
+        super().train(mode)
+        self.module.eval()  # a teacher never drops paths or tokens
+        return self
+
+    @torch.no_grad()
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The wrapped module's output, in eval mode and without gradients."""
+        return self.module(*args, **kwargs)
+
+    @torch.no_grad()
+    def features(self, tokens: Tokens, tap: Tap = "output") -> torch.Tensor:
+        """The wrapped encoder's states at ``tap`` for ``tokens``: B×(P+N)×D, prefix tokens first."""
+        if tap == "output":
+            return self.module(tokens)
+        if not isinstance(tap, int):
+            raise ValueError(f"a teacher tap is a block index or 'output', got {tap!r}")
+        encoder: Any = self.module  # a TokenEncoder
+        found = encoder.forward_intermediates(tokens, [tap]).features
+        return next(iter(found.values()))
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return int(getattr(self.module, "num_prefix_tokens", 0))
+
+    # -- EMA -----------------------------------------------------------------------------------
+    def due(self, iteration: int, iters_per_epoch: int | None) -> bool:
+        """Whether an EMA update follows the optimiser step of ``iteration``: every one, or the
+        last one of each epoch."""
+        if self.mode != "ema":
+            return False
+        if self.update_every == "iter":
+            return True
+        if not iters_per_epoch:
+            raise ValueError("a teacher updated once per epoch needs iters_per_epoch (schedule.iters_per_epoch)")
+        return (iteration + 1) % iters_per_epoch == 0
+
+    @torch.no_grad()
+    def update(self, student: nn.Module, momentum: float) -> None:
+        """teacher ← m·teacher + (1 − m)·student, parameter by parameter (and floating buffers),
+        matched by name; other buffers are copied."""
+        ours, theirs = _state(self.module), _state(student)
+        missing = sorted(set(ours) - set(theirs))
+        if missing:
+            raise ValueError(f"the teacher's {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "
+                             f"have no counterpart in the student {type(student).__name__}")
+        floating = [name for name, t in ours.items() if t.is_floating_point()]
+        targets = [ours[name] for name in floating]
+        torch._foreach_mul_(targets, momentum)
+        torch._foreach_add_(targets, [theirs[name].detach().to(ours[name].dtype) for name in floating], alpha=1.0 - momentum)
+        for name, tensor in ours.items():
+            if not tensor.is_floating_point():
+                tensor.copy_(theirs[name])
+        self.updates += 1
+
+    @torch.no_grad()
+    def copy_from(self, student: nn.Module) -> None:
+        """Every weight of the student's counterpart copied in (an update with momentum 0)."""
+        self.update(student, 0.0)
+
+    def step(self, owner: nn.Module, iteration: int, iters_per_epoch: int | None = None) -> float | None:
+        """The update due after the optimiser step of ``iteration``, with the scheduled momentum;
+        returns the momentum used, or None when no update was due."""
+        if not self.due(iteration, iters_per_epoch):
+            return None
+        momentum = self.momentum(iteration, iters_per_epoch)
+        self.update(owner.get_submodule(self.student), momentum)
+        return momentum
+
+    def extra_repr(self) -> str:
+        if self.mode == "frozen":
+            return f"mode=frozen, source={self.source or 'built'}"
+        return f"mode=ema, student={self.student!r}, momentum={self.momentum!r}, every {self.update_every}"
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {**dict(module.named_parameters()), **dict(module.named_buffers())}
+
+
+def teachers_in(model: nn.Module) -> Iterator[tuple[str, Teacher]]:
+    """Every :class:`Teacher` inside ``model``, with its name."""
+    for name, module in model.named_modules():
+        if isinstance(module, Teacher):
+            yield name, module
+
+
+def update_teachers(model: nn.Module, iteration: int, iters_per_epoch: int | None = None) -> dict[str, float]:
+    """Apply the EMA updates due after the optimiser step of ``iteration`` to every teacher in
+    ``model`` (each follows its ``student`` path inside ``model``); returns ``{name: momentum}``."""
+    used = {}
+    for name, teacher in teachers_in(model):
+        momentum = teacher.step(model, iteration, iters_per_epoch)
+        if momentum is not None:
+            used[name] = momentum
+    return used
+
+
+def ema_teacher(module: nn.Module | dict, momentum: Schedule | float | Mapping[str, Any] = 0.999,
+                update_every: str = "iter", student: str = "encoder") -> Teacher:
+    """An EMA teacher around ``module`` (built, or a config of a registered encoder). Give a copy of
+    the student to start from its weights (BootMAE), or a fresh module to start from its own
+    random init (SdAE)."""
+    from maekit.registry import build
+
+    return Teacher(build("encoder", module), "ema", momentum, update_every, student)
+
+
+def frozen_teacher(module: nn.Module | dict, checkpoint: str | Path | None = None,
+                   convert: Any = None, prefixes: Sequence[str] = ()) -> Teacher:
+    """A frozen teacher: ``module`` (built, or a registered encoder's config) with the weights of
+    ``checkpoint`` (safetensors or a weights-only torch file; nothing pickled runs), after
+    ``convert`` (a callable on the state dict, e.g. an official-layout converter) and after
+    stripping the first matching key prefix of ``prefixes``. Every key must match: a missing or
+    unexpected one is an error naming it. The file and its sha256 are recorded in ``source``."""
+    from maekit.io.checkpoint import load_state_dict
+    from maekit.registry import build
+
+    built = build("encoder", module)
+    source = None
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        state = load_state_dict(path)
+        for prefix in prefixes:
+            if any(key.startswith(prefix) for key in state):
+                state = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+                break
+        if convert is not None:
+            state = convert(state)
+        result = built.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(f"{path}: does not fit the teacher {type(built).__name__}: missing "
+                             f"{result.missing_keys[:5] or 'none'}, unexpected {result.unexpected_keys[:5] or 'none'}")
+        source = f"{path} (sha256 {hashlib.sha256(path.read_bytes()).hexdigest()})"
+    return Teacher(built, "frozen", student="", source=source)

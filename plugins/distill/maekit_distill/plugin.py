@@ -1,0 +1,21 @@
+"""The maekit hooks of maekit-distill. Components are registered by dotted path, so listing them
+imports neither torch nor this plugin's modules."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from maekit.hookspecs import standard_hooks
+
+COMPONENTS: list[tuple[str, str, str]] = [
+    ("model", "bootmae", "maekit_distill.bootmae:bootmae"),
+    ("model", "sdae", "maekit_distill.sdae:sdae"),
+    ("loss", "centre_weighted_mse", "maekit_distill.bootmae:CentreWeightedMSELoss"),
+    ("loss", "folded_cosine", "maekit_distill.sdae:FoldedCosineLoss"),
+]
+
+
+maekit_register, maekit_config_dirs, maekit_demos, maekit_commands = standard_hooks(
+    COMPONENTS,
+    config_dir=Path(__file__).parent / "configs",
+    demos={"bootmae": "maekit_distill.demo:run_bootmae_demo", "sdae": "maekit_distill.demo:run_sdae_demo"},
+)
