@@ -101,6 +101,15 @@ def test_teachers_updated_per_epoch_move_only_at_epoch_ends():
     model.teacher = Teacher(copy.deepcopy(model.encoder), "ema", 0.5, update_every="epoch")
     moved = [bool(update_teachers(model, iteration, iters_per_epoch=4)) for iteration in range(8)]
     assert moved == [False, False, False, True, False, False, False, True]
+    # with gradient accumulation (no optimiser step at odd iterations here) the epoch-end update
+    # still happens, while a per-iteration teacher follows the steps only
+    epoch_end = [bool(update_teachers(model, iteration, 3, stepped=iteration % 2 == 1)) for iteration in range(6)]
+    assert epoch_end == [False, False, True, False, False, True]
+    model.teacher = Teacher(copy.deepcopy(model.encoder), "ema", 0.5, update_every="iter")
+    per_step = [bool(update_teachers(model, iteration, 3, stepped=iteration % 2 == 1)) for iteration in range(6)]
+    assert per_step == [False, True, False, True, False, True]
+    with pytest.raises(ValueError, match="counted in epochs"):
+        Teacher(copy.deepcopy(model.encoder), "ema", CosineSchedule(0.9, 0.99, 10), update_every="epoch")
 
 
 def test_a_teacher_is_frozen_in_eval_mode_and_outside_the_optimiser(tmp_path):
@@ -126,7 +135,7 @@ def test_a_teacher_is_frozen_in_eval_mode_and_outside_the_optimiser(tmp_path):
 
 
 def test_frozen_teachers_load_strictly_and_record_their_source(tmp_path):
-    from maekit.io.checkpoint import save_state_dict
+    from maekit.io.checkpoint import load_state_dict, save_state_dict
 
     encoder = tiny_mae().encoder
     path = save_state_dict({f"module.{k}": v for k, v in encoder.state_dict().items()}, tmp_path / "teacher.safetensors")
@@ -136,6 +145,12 @@ def test_frozen_teachers_load_strictly_and_record_their_source(tmp_path):
     assert teacher.mode == "frozen" and "sha256" in teacher.source
     for name, value in encoder.state_dict().items():
         assert torch.equal(teacher.module.state_dict()[name], value)
+    # the MAE reference's own layout (its pre-training checkpoint, decoder included): the encoder is taken
+    from maekit.io.convert import maekit_to_official
+
+    official = save_state_dict(maekit_to_official(tiny_mae().state_dict()), tmp_path / "official.safetensors")
+    from_official = frozen_teacher(spec, official, convert="official")
+    assert torch.equal(from_official.module.blocks[1].mlp.fc2.weight, load_state_dict(official)["blocks.1.mlp.fc2.weight"])
     wrong = save_state_dict({"blocks.0.bogus": torch.zeros(1)}, tmp_path / "wrong.safetensors")
     with pytest.raises(ValueError, match="does not fit the teacher"):
         frozen_teacher(spec, wrong)

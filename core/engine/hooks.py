@@ -74,7 +74,8 @@ class LossWeightHook(Hook):
 class TeacherUpdateHook(Hook):
     """After each optimiser step, the EMA updates of the method's teachers (every iteration or at
     the end of each epoch, each with its momentum schedule; :func:`maekit.nn.teachers.
-    update_teachers`). With gradient accumulation the update follows the iterations that stepped.
+    update_teachers`). With gradient accumulation a per-iteration teacher follows the iterations
+    that stepped; a per-epoch one updates at each epoch's last iteration regardless.
     The momentum used is logged as ``train/teacher_momentum``."""
 
     priority = "ABOVE_NORMAL"
@@ -83,15 +84,21 @@ class TeacherUpdateHook(Hook):
         self.given = iters_per_epoch
 
     def before_train(self, runner: Any) -> None:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        from maekit.nn.teachers import teachers_in
+
         self.iters_per_epoch = iters_per_epoch_of(runner, self.given)
+        if isinstance(runner.model, FullyShardedDataParallel) and any(teachers_in(method_of(runner))):
+            # FSDP shards each parameter across ranks: the by-name EMA would combine slices
+            raise ValueError("a method with a teacher trains with strategy='ddp'; FSDP is not supported for it")
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         from maekit.nn.teachers import update_teachers
 
-        wrapper = runner.optim_wrapper
-        if hasattr(wrapper, "should_update") and not wrapper.should_update():
-            return  # a micro-batch of an accumulation window: no step was taken
-        used = update_teachers(method_of(runner), runner.iter, self.iters_per_epoch)
+        wrapper = runner.optim_wrapper  # inside an accumulation window no step was taken
+        stepped = not hasattr(wrapper, "should_update") or wrapper.should_update()
+        used = update_teachers(method_of(runner), runner.iter, self.iters_per_epoch, stepped)
         if used:
             runner.message_hub.update_scalar("train/teacher_momentum", next(iter(used.values())))
 

@@ -25,7 +25,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from maekit.nn.schedules import Schedule, build_schedule
+from maekit.nn.schedules import ConstantSchedule, Schedule, build_schedule
 from maekit.structures import Tokens
 
 __all__ = ["Teacher", "ema_teacher", "frozen_teacher", "teachers_in", "update_teachers", "Tap"]
@@ -56,6 +56,9 @@ class Teacher(nn.Module):
         self.module = module.requires_grad_(False).eval()
         self.mode, self.update_every, self.student, self.source = mode, update_every, student, source
         self.momentum = build_schedule(momentum)
+        if mode == "ema" and update_every == "epoch" and not self.momentum.by_epoch and not isinstance(self.momentum, ConstantSchedule):
+            raise ValueError(f"a teacher updated once per epoch needs a momentum schedule counted in epochs "
+                             f"(by_epoch=True), got {self.momentum!r}")
         # how many EMA updates it has taken (in checkpoints: a resumed run can say where it is)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
@@ -85,13 +88,14 @@ class Teacher(nn.Module):
         return int(getattr(self.module, "num_prefix_tokens", 0))
 
     # -- EMA -----------------------------------------------------------------------------------
-    def due(self, iteration: int, iters_per_epoch: int | None) -> bool:
-        """Whether an EMA update follows the optimiser step of ``iteration``: every one, or the
-        last one of each epoch."""
+    def due(self, iteration: int, iters_per_epoch: int | None, stepped: bool = True) -> bool:
+        """Whether an EMA update follows ``iteration``: every optimiser step (``stepped`` is False
+        for a micro-batch inside a gradient-accumulation window), or the last iteration of each
+        epoch whatever the accumulation (SdAE updates after its epoch loop)."""
         if self.mode != "ema":
             return False
         if self.update_every == "iter":
-            return True
+            return stepped
         if not iters_per_epoch:
             raise ValueError("a teacher updated once per epoch needs iters_per_epoch (schedule.iters_per_epoch)")
         return (iteration + 1) % iters_per_epoch == 0
@@ -119,10 +123,11 @@ class Teacher(nn.Module):
         """Every weight of the student's counterpart copied in (an update with momentum 0)."""
         self.update(student, 0.0)
 
-    def step(self, owner: nn.Module, iteration: int, iters_per_epoch: int | None = None) -> float | None:
-        """The update due after the optimiser step of ``iteration``, with the scheduled momentum;
+    def step(self, owner: nn.Module, iteration: int, iters_per_epoch: int | None = None,
+             stepped: bool = True) -> float | None:
+        """The update due after ``iteration`` (see :meth:`due`), with the scheduled momentum;
         returns the momentum used, or None when no update was due."""
-        if not self.due(iteration, iters_per_epoch):
+        if not self.due(iteration, iters_per_epoch, stepped):
             return None
         momentum = self.momentum(iteration, iters_per_epoch)
         self.update(owner.get_submodule(self.student), momentum)
@@ -145,12 +150,16 @@ def teachers_in(model: nn.Module) -> Iterator[tuple[str, Teacher]]:
             yield name, module
 
 
-def update_teachers(model: nn.Module, iteration: int, iters_per_epoch: int | None = None) -> dict[str, float]:
-    """Apply the EMA updates due after the optimiser step of ``iteration`` to every teacher in
-    ``model`` (each follows its ``student`` path inside ``model``); returns ``{name: momentum}``."""
+def update_teachers(model: nn.Module, iteration: int, iters_per_epoch: int | None = None,
+                    stepped: bool = True) -> dict[str, float]:
+    """Apply the EMA updates due after ``iteration`` to every teacher in ``model`` (each follows
+    its ``student`` path inside ``model``; a DDP wrapper is looked through). ``stepped``: whether
+    the optimiser stepped at this iteration (False inside a gradient-accumulation window).
+    Returns ``{name: momentum}``."""
+    model = getattr(model, "module", model)
     used = {}
     for name, teacher in teachers_in(model):
-        momentum = teacher.step(model, iteration, iters_per_epoch)
+        momentum = teacher.step(model, iteration, iters_per_epoch, stepped)
         if momentum is not None:
             used[name] = momentum
     return used
@@ -170,11 +179,19 @@ def frozen_teacher(module: nn.Module | dict, checkpoint: str | Path | None = Non
                    convert: Any = None, prefixes: Sequence[str] = ()) -> Teacher:
     """A frozen teacher: ``module`` (built, or a registered encoder's config) with the weights of
     ``checkpoint`` (safetensors or a weights-only torch file; nothing pickled runs), after
-    ``convert`` (a callable on the state dict, e.g. an official-layout converter) and after
-    stripping the first matching key prefix of ``prefixes``. Every key must match: a missing or
-    unexpected one is an error naming it. The file and its sha256 are recorded in ``source``."""
+    stripping the first matching key prefix of ``prefixes`` and after ``convert``: a callable on
+    the state dict, or the name of a layout ``maekit convert`` reads ("official" for the MAE
+    reference's checkpoints, "transformers", "maekit"), whose encoder is taken. Every key must
+    match: a missing or unexpected one is an error naming it. The file and its sha256 are
+    recorded in ``source``."""
     from maekit.io.checkpoint import load_state_dict
     from maekit.registry import build
+
+    if isinstance(convert, str):
+        from maekit.io.convert import convert_state_dict, maekit_to_timm
+
+        layout = convert
+        convert = lambda state: maekit_to_timm(convert_state_dict(state, layout, "maekit"))  # noqa: E731
 
     built = build("encoder", module)
     source = None

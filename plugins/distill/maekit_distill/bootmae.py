@@ -84,6 +84,8 @@ class BootMAEDecoders(Decoder):
                                               table=mocov3_sincos_2d_table(grid_size, encoder_dim), **common)
         for decoder in (self.pixels, self.features):
             xavier_per_projection(decoder)
+            # the reference's trunc_normal_ wrapper cuts at ±1 std (a=-std, b=std)
+            nn.init.trunc_normal_(decoder.mask_token, std=0.02, a=-0.02, b=0.02)
         # the reference's pixel head is a ConvTranspose2d left at PyTorch's default init: uniform
         # ±1/√fan_in with fan_in = its outputs per patch; the same numbers for our Linear
         bound = 1.0 / math.sqrt(patch_values)

@@ -157,6 +157,30 @@ def test_resume_in_the_middle_is_bit_identical_with_the_teacher(tmp_path, method
     assert moved
 
 
+def test_the_student_encoder_goes_through_cores_probe_and_finetuning(tmp_path):
+    from maekit.engine import load_config, train
+    from maekit.eval.finetune import run_finetune
+    from maekit.eval.probe import load_trained_model, probe_pools
+
+    config = _tiny_training_config(tmp_path, "bootmae", iters=2)
+    config.write_text(config.read_text() + textwrap.dedent("""
+        finetune = dict(num_classes=10, data=dict(dataset=dict(type="digits", split="test", size=32, channels=1),
+                                                  transform=dict(type="mae_augment", size=32, scale=(0.6, 1.0), flip=False),
+                                                  batch_size=16),
+                        test=dict(type="digits", split="test", size=32, channels=1),
+                        schedule=dict(max_iters=2, warmup_iters=1, blr=1e-3, layer_decay=0.65))
+    """))
+    train(config, tmp_path / "pre", device="cpu")
+    cfg, checkpoint = load_config(config), tmp_path / "pre" / "iter_2.pth"
+    model = load_trained_model(cfg.model, checkpoint)
+    assert int(model.teacher.updates) == 2  # the whole method came back, teacher included
+    digits = build("dataset", dict(type="digits", split="test", size=32, channels=1))
+    scores = probe_pools(model, digits, digits, None, ("mean",))["mean"]
+    assert 0 <= scores["linear_probe_accuracy"] <= 1
+    metrics = run_finetune(cfg, str(checkpoint), tmp_path / "ft", device="cpu")
+    assert 0 <= metrics["top1_accuracy"] <= 1
+
+
 def test_two_process_ddp_keeps_teachers_equal_on_every_rank(tmp_path):
     config = _tiny_training_config(tmp_path, "bootmae", iters=3, batch=4)
     script = tmp_path / "run.py"

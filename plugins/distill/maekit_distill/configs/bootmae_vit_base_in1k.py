@@ -10,7 +10,8 @@ model = dict(type="bootmae", size="base", img_size=224, mask_ratio=0.75, epochs=
              decoder_dim=512, decoder_depth=2)
 data = dict(
     dataset=dict(type="image_folder", root="/data/imagenet/train"),
-    transform=dict(type="mae_augment", size=224, scale=(0.2, 1.0), flip=True),
+    # the script passes no --imagenet_default_mean_and_std: datasets.py normalises with (0.5, 0.5, 0.5)
+    transform=dict(type="mae_augment", size=224, scale=(0.2, 1.0), flip=True, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
     batch_size=256,
     num_workers=10,
 )
