@@ -41,9 +41,7 @@ class MaskedAutoencoder(nn.Module):
 
     def make_target(self, tokens: Tokens, batch: Any, mask: Mask | None = None) -> Prediction:
         """The target; a target that reads the mask (a teacher fed the removed tokens) gets it."""
-        if getattr(self.target, "needs_mask", False):
-            return self.target(tokens, batch, mask)
-        return self.target(tokens, batch)
+        return self.target.for_pass(tokens, batch, mask)
 
     def make_mask(self, tokens: Tokens, noise: NoiseSource = None) -> Mask:
         return self.masker(tokens, noise=noise)

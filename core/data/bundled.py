@@ -16,7 +16,6 @@ from torch.utils.data import Dataset
 __all__ = ["DigitsDataset", "ImageTilesDataset", "TILE_SOURCES", "demo_folder"]
 
 
-
 def demo_folder(name: str, settings: str, write: Callable[[Path], Any], root: str | Path | None = None) -> Path:
     """The folder of a demo's generated files: ``root``, or one in the system's temporary directory
     named by ``name`` and a hash of ``settings``. Made once, when absent, by ``write(folder)`` into a

@@ -50,19 +50,24 @@ def iters_per_epoch_of(runner: Any, given: int | None = None) -> int:
     return max(1, len(loader.dataset) // (int(loader.batch_size) * get_world_size()))
 
 
-@HOOKS.register_module(name="MaekitLossWeightHook")
-class LossWeightHook(Hook):
-    """Before every training iteration, moves the method's scheduled values (loss weights; see
-    :class:`maekit.nn.schedules.ScheduledValues`) to the iteration — computed from it in closed
-    form, so a resumed run continues exactly."""
-
-    priority = "HIGH"
+class _EpochAwareHook(Hook):
+    """A hook whose schedules may count epochs: the epoch length from the config
+    (``schedule.iters_per_epoch``) or the data, fixed when training starts."""
 
     def __init__(self, iters_per_epoch: int | None = None) -> None:
         self.given = iters_per_epoch
 
     def before_train(self, runner: Any) -> None:
         self.iters_per_epoch = iters_per_epoch_of(runner, self.given)
+
+
+@HOOKS.register_module(name="MaekitLossWeightHook")
+class LossWeightHook(_EpochAwareHook):
+    """Before every training iteration, moves the method's scheduled values (loss weights; see
+    :class:`maekit.nn.schedules.ScheduledValues`) to the iteration — computed from it in closed
+    form, so a resumed run continues exactly."""
+
+    priority = "HIGH"
 
     def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
         from maekit.nn.schedules import set_schedule_progress
@@ -71,7 +76,7 @@ class LossWeightHook(Hook):
 
 
 @HOOKS.register_module(name="MaekitTeacherUpdateHook")
-class TeacherUpdateHook(Hook):
+class TeacherUpdateHook(_EpochAwareHook):
     """After each optimiser step, the EMA updates of the method's teachers (every iteration or at
     the end of each epoch, each with its momentum schedule; :func:`maekit.nn.teachers.
     update_teachers`). With gradient accumulation a per-iteration teacher follows the iterations
@@ -80,15 +85,12 @@ class TeacherUpdateHook(Hook):
 
     priority = "ABOVE_NORMAL"
 
-    def __init__(self, iters_per_epoch: int | None = None) -> None:
-        self.given = iters_per_epoch
-
     def before_train(self, runner: Any) -> None:
         from torch.distributed.fsdp import FullyShardedDataParallel
 
         from maekit.nn.teachers import teachers_in
 
-        self.iters_per_epoch = iters_per_epoch_of(runner, self.given)
+        super().before_train(runner)
         if isinstance(runner.model, FullyShardedDataParallel) and any(teachers_in(method_of(runner))):
             # FSDP shards each parameter across ranks: the by-name EMA would combine slices
             raise ValueError("a method with a teacher trains with strategy='ddp'; FSDP is not supported for it")

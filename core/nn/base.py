@@ -86,6 +86,10 @@ class Target(nn.Module):
     def forward(self, tokens: Tokens, batch: Any) -> Prediction:
         raise NotImplementedError
 
+    def for_pass(self, tokens: Tokens, batch: Any, mask: Mask | None) -> Prediction:
+        """The target in a pass: the mask is handed on only to a target that reads it."""
+        return self(tokens, batch, mask) if self.needs_mask else self(tokens, batch)
+
     def to_values(self, pred: Prediction, tokens: Tokens) -> torch.Tensor:
         """A prediction of this target turned back into token values (B×N×D, like
         ``tokens.values``) for pictures: the inverse of :meth:`forward` where it has one."""

@@ -42,10 +42,15 @@ class MAEDecoder(Decoder):
         grid = tuple(tokens.meta.get("grid_size", self.grid_size))
         return resample_grid_table(self.pos_embed, self.grid_size, grid, self.num_prefix_tokens)
 
-    def forward(self, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> torch.Tensor:
+    def with_mask_tokens(self, latents: torch.Tensor, mask: Mask) -> torch.Tensor:
+        """The latents at the decoder's width with a mask token for every removed token, prefix
+        first, in token order (B×(P+N)×D), before positions."""
         x = self.embed(latents)
         prefix, visible = x[:, : self.num_prefix_tokens], x[:, self.num_prefix_tokens:]
-        x = torch.cat([prefix, fill_mask_tokens(visible, mask.ids_restore, self.mask_token)], dim=1)
+        return torch.cat([prefix, fill_mask_tokens(visible, mask.ids_restore, self.mask_token)], dim=1)
+
+    def forward(self, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> torch.Tensor:
+        x = self.with_mask_tokens(latents, mask)
         x = x + self.position_embedding(tokens).to(x.dtype)
         x = self.norm(self.run_blocks(x, tokens))
         return self.pred(x)[:, self.num_prefix_tokens:]
@@ -105,9 +110,7 @@ class CrossAttentionDecoder(MAEDecoder):
                 context: torch.Tensor | None = None) -> torch.Tensor:
         if context is None:
             raise ValueError(f"{type(self).__name__} needs the encoder state of tap {self.context_tap} as context")
-        x = self.embed(latents)
-        prefix, visible = x[:, : self.num_prefix_tokens], x[:, self.num_prefix_tokens:]
-        x = torch.cat([prefix, fill_mask_tokens(visible, mask.ids_restore, self.mask_token)], dim=1)
+        x = self.with_mask_tokens(latents, mask)
         positions = self.position_embedding(tokens).to(x.dtype)
         if self.positions == "removed":
             where = torch.cat([mask.masked.new_zeros(mask.masked.shape[0], self.num_prefix_tokens), mask.masked], dim=1)

@@ -40,26 +40,20 @@ class NormPixelTarget(Target):
         super().__init__()
         self.eps, self.unbiased, self.per_channel = eps, unbiased, per_channel
 
-    def _by_channel(self, values: torch.Tensor, tokens: Tokens) -> torch.Tensor:
-        channels = int(tokens.meta.get("in_chans", 1))
-        return values.unflatten(-1, (-1, channels)).transpose(-1, -2)  # B×N×C×(values per channel)
-
-    def _back(self, values: torch.Tensor) -> torch.Tensor:
-        return values.transpose(-1, -2).flatten(-2)
+    def _grouped(self, values: torch.Tensor, tokens: Tokens) -> torch.Tensor:
+        """B×N×G×(values per group): one group per channel, or the whole token as one."""
+        groups = int(tokens.meta.get("in_chans", 1)) if self.per_channel else 1
+        return values.unflatten(-1, (-1, groups)).transpose(-1, -2)
 
     def forward(self, tokens: Tokens, batch: Any = None) -> torch.Tensor:
-        if not self.per_channel:
-            return norm_pix(tokens.values, self.eps, self.unbiased)
-        return self._back(norm_pix(self._by_channel(tokens.values, tokens), self.eps, self.unbiased))
+        return norm_pix(self._grouped(tokens.values, tokens), self.eps, self.unbiased).transpose(-1, -2).flatten(-2)
 
     def to_values(self, pred: Prediction, tokens: Tokens) -> torch.Tensor:
         """Each token's own mean and variance put back, as the reference visualisation does."""
         if not isinstance(pred, torch.Tensor):
             raise TypeError(f"norm_pixels predicts one tensor per token, got {type(pred).__name__}")
-        if not self.per_channel:
-            return denorm_pix(pred, tokens.values, self.eps, self.unbiased)
-        return self._back(denorm_pix(self._by_channel(pred, tokens), self._by_channel(tokens.values, tokens),
-                                     self.eps, self.unbiased))
+        restored = denorm_pix(self._grouped(pred, tokens), self._grouped(tokens.values, tokens), self.eps, self.unbiased)
+        return restored.transpose(-1, -2).flatten(-2)
 
 
 def _layernorm(x: torch.Tensor) -> torch.Tensor:
@@ -139,18 +133,16 @@ class NamedTargets(Target):
         super().__init__()
         from maekit.registry import build
 
-        self.parts = nn.ModuleDict({name: build("target", spec) for name, spec in targets.items()})
+        self.parts: dict[str, Target] = nn.ModuleDict({name: build("target", spec) for name, spec in targets.items()})  # type: ignore[assignment]
         if picture is not None and picture not in self.parts:
             raise ValueError(f"picture part {picture!r} is not one of the targets {', '.join(self.parts)}")
         self.picture = picture
-        self.needs_mask = any(getattr(part, "needs_mask", False) for part in self.parts.values())
+        self.needs_mask = any(part.needs_mask for part in self.parts.values())
 
-    def forward(self, tokens: Tokens, batch: Any = None, mask: Mask | None = None) -> dict[str, torch.Tensor]:
-        return {name: part(tokens, batch, mask) if getattr(part, "needs_mask", False) else part(tokens, batch)
-                for name, part in self.parts.items()}
+    def forward(self, tokens: Tokens, batch: Any = None, mask: Mask | None = None) -> dict[str, Any]:
+        return {name: part.for_pass(tokens, batch, mask) for name, part in self.parts.items()}
 
     def to_values(self, pred: Prediction, tokens: Tokens) -> torch.Tensor:
         if self.picture is None or not isinstance(pred, dict):
             raise NotImplementedError("these named targets name no picture part")
-        part: Target = self.parts[self.picture]  # type: ignore[assignment]  # ModuleDict holds Targets
-        return part.to_values(pred[self.picture], tokens)
+        return self.parts[self.picture].to_values(pred[self.picture], tokens)

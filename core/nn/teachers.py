@@ -156,7 +156,8 @@ def update_teachers(model: nn.Module, iteration: int, iters_per_epoch: int | Non
     its ``student`` path inside ``model``; a DDP wrapper is looked through). ``stepped``: whether
     the optimiser stepped at this iteration (False inside a gradient-accumulation window).
     Returns ``{name: momentum}``."""
-    model = getattr(model, "module", model)
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module
     used = {}
     for name, teacher in teachers_in(model):
         momentum = teacher.step(model, iteration, iters_per_epoch, stepped)
