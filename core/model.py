@@ -1,6 +1,7 @@
 """``MaskedAutoencoder``: the one forward pass every method shares."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Sequence, Union
 
 import torch
@@ -10,7 +11,7 @@ from maekit.nn.base import Decoder, Encoder, Loss, Masker, NoiseSource, Patchifi
 from maekit.registry import build
 from maekit.structures import ForwardPass, Mask, Prediction, Tokens
 
-__all__ = ["MaskedAutoencoder", "ComponentSpec", "build_model", "seeded_noise"]
+__all__ = ["MaskedAutoencoder", "MaskTokenModel", "ComponentSpec", "build_model", "seeded_noise"]
 
 ComponentSpec = Union[nn.Module, dict[str, Any]]
 
@@ -49,6 +50,10 @@ class MaskedAutoencoder(nn.Module):
     def encoder_input(self, batch: Any, tokens: Tokens, mask: Mask) -> Tokens:
         """What the encoder sees: the visible tokens. A method that corrupts its input instead of
         dropping tokens (MFM) returns the tokens of the corrupted input here."""
+        if mask.variable_count:
+            raise ValueError(f"the masker {type(self.masker).__name__} removes a different number of tokens per "
+                             f"sample, which an encoder of visible tokens cannot batch; use it with mask tokens "
+                             f"inside the encoder (MaskTokenModel, e.g. MaskFeat, BEiT)")
         return tokens.take(mask.ids_keep)
 
     #: Encoder states (block indices, as ``forward_intermediates`` counts them) that
@@ -117,6 +122,16 @@ class MaskedAutoencoder(nn.Module):
 
         self.eval()
         return reconstruction_panels(self, self.run_steps(images, noise=seeded_noise(seed)), mean, std)
+
+
+class MaskTokenModel(MaskedAutoencoder):
+    """Masked modelling with the mask tokens inside the encoder (BEiT, MaskFeat): the encoder sees
+    every token, the removed ones' embeddings replaced by its learned mask token (``meta["masked"]``,
+    see :meth:`~maekit.nn.encoder.TokenEncoder.embed`); a head (``linear_head``) predicts the
+    target of every token and the loss reads the removed ones. Rows may remove different counts."""
+
+    def encoder_input(self, batch: Any, tokens: Tokens, mask: Mask) -> Tokens:
+        return replace(tokens, meta={**tokens.meta, "masked": mask.masked})
 
 
 def seeded_noise(seed: int) -> Callable[[tuple[int, ...], torch.device], torch.Tensor]:

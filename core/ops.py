@@ -37,18 +37,24 @@ def _moments(values: torch.Tensor, unbiased: bool) -> tuple[torch.Tensor, torch.
     return values.mean(dim=-1, keepdim=True), values.var(dim=-1, unbiased=unbiased, keepdim=True)
 
 
-def norm_pix(values: torch.Tensor, eps: float = 1e-6, unbiased: bool = True) -> torch.Tensor:
+def _scale(var: torch.Tensor, eps: float, eps_in_sqrt: bool) -> torch.Tensor:
+    return (var + eps) ** 0.5 if eps_in_sqrt else var ** 0.5 + eps
+
+
+def norm_pix(values: torch.Tensor, eps: float = 1e-6, unbiased: bool = True, eps_in_sqrt: bool = True) -> torch.Tensor:
     """Each token's values (last dim) standardised: (x − mean) / √(var + eps). The reference MAE and
-    MultiMAE use ``torch.var``'s default, the unbiased variance; ``unbiased=False`` is the biased one."""
+    MultiMAE use ``torch.var``'s default, the unbiased variance; ``unbiased=False`` is the biased one.
+    ``eps_in_sqrt=False``: (x − mean) / (√var + eps), as VideoMAE."""
     mean, var = _moments(values, unbiased)
-    return (values - mean) / (var + eps) ** 0.5
+    return (values - mean) / _scale(var, eps, eps_in_sqrt)
 
 
-def denorm_pix(normalised: torch.Tensor, values: torch.Tensor, eps: float = 1e-6, unbiased: bool = True) -> torch.Tensor:
+def denorm_pix(normalised: torch.Tensor, values: torch.Tensor, eps: float = 1e-6, unbiased: bool = True,
+               eps_in_sqrt: bool = True) -> torch.Tensor:
     """The inverse of :func:`norm_pix` with the moments of ``values`` (the tokens the normalised
     ones came from): how the reference visualisation maps a norm-pix prediction back to pixels."""
     mean, var = _moments(values, unbiased)
-    return normalised * (var + eps) ** 0.5 + mean
+    return normalised * _scale(var, eps, eps_in_sqrt) + mean
 
 
 def masked_mean(values: torch.Tensor, weights: torch.Tensor, dim: int | tuple[int, ...] | None = None,

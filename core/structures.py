@@ -60,10 +60,26 @@ class Mask:
     ids_keep: torch.Tensor
     ids_restore: torch.Tensor
     masked: torch.Tensor
+    #: True when rows remove different numbers of tokens (BEiT's and MaskFeat's block maskers):
+    #: only an encoder that sees every token (mask tokens inside it) can take such a mask;
+    #: ``ids_keep`` then lists each row's first ``min`` visible tokens only.
+    variable_count: bool = False
 
     @property
     def num_visible(self) -> int:
         return self.ids_keep.shape[1]
+
+    @classmethod
+    def from_masked(cls, masked: torch.Tensor) -> "Mask":
+        """The mask of a pattern ``masked`` (B×N, 1 = removed); visible tokens first in token order,
+        then removed ones in token order. Rows may remove different counts (``variable_count``)."""
+        masked = masked.bool()
+        ids_shuffle = torch.argsort(masked.to(torch.uint8), dim=1, stable=True)
+        kept = (~masked).sum(dim=1)
+        mask = cls.from_order(ids_shuffle, int(kept.min()))
+        mask.masked = masked.to(mask.masked.dtype)
+        mask.variable_count = bool((kept != kept[0]).any())
+        return mask
 
     @classmethod
     def from_order(cls, ids_shuffle: torch.Tensor, num_keep: int) -> "Mask":

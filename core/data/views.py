@@ -126,6 +126,8 @@ class AugmentedView(Dataset):
     """A dataset seen through a transform, seeded per virtual index ``v`` (sample ``v % len``).
 
     Items are ``{"inputs", "label", "index": v}``; ``index`` also seeds the model's masking noise.
+    The dataset's read runs under the same seed, so a dataset that samples while reading (a
+    video clip's frames) must draw from torch's global generator.
     Any other field of the dataset's samples (e.g. a caption's token ids, ``"text"``) travels
     with them untouched into the batch the method receives.
     """
@@ -141,10 +143,13 @@ class AugmentedView(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, virtual_index: int) -> dict[str, Any]:
-        sample = self.dataset[virtual_index % len(self.dataset)]
-        image = sample["inputs"]
-        if self.transform is not None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(mix_seed(self.seed, virtual_index))
-                image = transform_naming_source(self.transform, image, self.dataset, virtual_index % len(self.dataset))
+        position = virtual_index % len(self.dataset)
+        # the read is seeded too: a dataset that draws while reading (a video clip's start frame)
+        # draws from torch's generator, seeded here per virtual index
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(mix_seed(self.seed, virtual_index))
+            sample = self.dataset[position]
+            image = sample["inputs"]
+            if self.transform is not None:
+                image = transform_naming_source(self.transform, image, self.dataset, position)
         return {**sample, "inputs": image, "label": sample.get("label", -1), "index": virtual_index}

@@ -20,14 +20,19 @@ class SampleNoise:
     def __init__(self, seed: int, indices: torch.Tensor) -> None:
         self.seed, self.indices = seed, indices.tolist()
 
-    def __call__(self, shape: tuple[int, int], device: torch.device) -> torch.Tensor:
-        batch, length = shape
-        if batch != len(self.indices):
+    def __call__(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        batch, *rest = shape
+        if not self.indices or batch % len(self.indices):
             raise ValueError(f"noise for {len(self.indices)} samples asked for a batch of {batch}")
+        # a sample may carry several views (repeated augmentation: B·R rows, sample-major); view 0
+        # draws what a single view would
+        views = batch // len(self.indices)
         rows = []
         for index in self.indices:
-            generator = torch.Generator().manual_seed(mix_seed(self.seed, index, 1))
-            rows.append(torch.rand(length, generator=generator))
+            for view in range(views):
+                parts = (self.seed, index, 1) if view == 0 else (self.seed, index, 1, view)
+                generator = torch.Generator().manual_seed(mix_seed(*parts))
+                rows.append(torch.rand(rest, generator=generator))
         return torch.stack(rows).to(device)
 
 

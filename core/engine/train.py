@@ -104,7 +104,7 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
         train_dataloader=dict(
             batch_size=batch_size, num_workers=int(data.get("num_workers", 0)),
             persistent_workers=int(data.get("num_workers", 0)) > 0,
-            sampler=dict(type=_sampler_type(data.get("sampler", "shuffle")), seed=seed),
+            sampler=_sampler(data.get("sampler", "shuffle"), seed, batch_size),
             dataset=dict(type="maekit.augmented_view", dataset=data.get("dataset"), transform=data.get("transform"), seed=seed),
             collate_fn=dict(type="default_collate")),
         train_cfg=dict(type="IterBasedTrainLoop", max_iters=max_iters),
@@ -141,13 +141,18 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
     return Config(expanded)
 
 
-def _sampler_type(name: str) -> str:
-    """``data.sampler``: "shuffle" (a seeded permutation per pass) or "balanced" (draws by the
-    dataset's ``sample_weights()``)."""
-    types = {"shuffle": "MaekitVirtualIndexSampler", "balanced": "MaekitBalancedSampler"}
+def _sampler(name: str, seed: int, batch_size: int) -> dict:
+    """``data.sampler``: "shuffle" (a seeded permutation per pass), "balanced" (draws by the
+    dataset's ``sample_weights()``) or "one_source_per_batch" (each batch from one source of a
+    ``concat_sources`` dataset, OmniMAE's image/video mixing)."""
+    types = {"shuffle": "MaekitVirtualIndexSampler", "balanced": "MaekitBalancedSampler",
+             "one_source_per_batch": "MaekitOneSourcePerBatchSampler"}
     if name not in types:
         raise ValueError(f"data.sampler must be one of {', '.join(types)}, got {name!r}")
-    return types[name]
+    sampler = dict(type=types[name], seed=seed)
+    if name == "one_source_per_batch":
+        sampler["batch_size"] = batch_size
+    return sampler
 
 
 def _cuda() -> bool:

@@ -129,7 +129,8 @@ def run_finetune(cfg, checkpoint: str | None, work_dir: str | Path, amp: str = "
     test_set = build("dataset", cfg.finetune["test"])
     transform = evaluation_transform(test_set, cfg.finetune["data"].get("transform"),
                                      cfg.finetune.get("eval_transform") or cfg.get("eval_transform"))
-    metrics = {**evaluate_classifier(classifier.model, test_set, transform),
+    # a test sample may be many views (video: 5 clips × 3 crops); the batch is the config's
+    metrics = {**evaluate_classifier(classifier.model, test_set, transform, int(cfg.finetune.get("test_batch_size", 256))),
                "checkpoint": None if checkpoint is None else str(checkpoint),
                "final_loss": float(runner.message_hub.get_scalar("train/loss").current()),
                "seconds": round(time.perf_counter() - started, 1)}

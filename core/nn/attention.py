@@ -46,20 +46,39 @@ class Attention(nn.Module):
     1024-wide model). Written here rather than subclassed from timm: timm's ``Attention`` gained
     attributes and options across the 1.0 releases maekit supports."""
 
-    def __init__(self, dim: int, num_heads: int, head_dim: int | None = None, qkv_bias: bool = True) -> None:
+    def __init__(self, dim: int, num_heads: int, head_dim: int | None = None, qkv_bias: bool | str = True) -> None:
         super().__init__()
         if head_dim is None:
             if dim % num_heads:
                 raise ValueError(f"width {dim} must be divisible by num_heads {num_heads} (or give head_dim)")
             head_dim = dim // num_heads
+        if qkv_bias not in (True, False, "qv"):
+            raise ValueError(f"qkv_bias must be True, False or 'qv' (query and value biases, no key bias), got {qkv_bias!r}")
         self.num_heads, self.head_dim = num_heads, head_dim
-        self.qkv = nn.Linear(dim, 3 * num_heads * head_dim, bias=qkv_bias)
-        self.proj = nn.Linear(num_heads * head_dim, dim)
+        inner = num_heads * head_dim
+        self.qkv = nn.Linear(dim, 3 * inner, bias=qkv_bias is True)
+        # BEiT / VideoMAE: the key bias is fixed at zero (softmax ignores it), the others are
+        # parameters named as in their checkpoints (attn.q_bias, attn.v_bias)
+        self.q_bias = nn.Parameter(torch.zeros(inner)) if qkv_bias == "qv" else None
+        self.v_bias = nn.Parameter(torch.zeros(inner)) if qkv_bias == "qv" else None
+        self.proj = nn.Linear(inner, dim)
+
+    def qkv_bias(self) -> torch.Tensor | None:
+        """The bias of the fused q/k/v projection: its own, or [q_bias, 0, v_bias]."""
+        if self.q_bias is None or self.v_bias is None:
+            return self.qkv.bias
+        return torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
+
+    def project_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        """q, k, v stacked as 3×B×heads×N×head_dim."""
+        batch, length, _ = x.shape
+        qkv = F.linear(x, self.qkv.weight, self.qkv_bias())
+        return qkv.reshape(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
                 is_causal: bool = False) -> torch.Tensor:
         batch, length, _ = x.shape
-        q, k, v = self.qkv(x).reshape(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = self.project_qkv(x)
         x = attend(q, k, v, attn_mask, is_causal=is_causal)  # scale head_dim ** -0.5, as timm and the references
         return self.proj(x.transpose(1, 2).reshape(batch, length, -1))
 
@@ -120,7 +139,10 @@ def attention_weights(attn: Any, x: torch.Tensor, attn_mask: Optional[torch.Tens
     module's :class:`Attention` or timm's own, with its optional q/k norms) applies to ``x``, in
     float32: what attention-guided masking and attention pictures read."""
     batch, length, _ = x.shape
-    q, k, _ = attn.qkv(x).reshape(batch, length, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+    if hasattr(attn, "project_qkv"):
+        q, k, _ = attn.project_qkv(x)
+    else:
+        q, k, _ = attn.qkv(x).reshape(batch, length, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
     q, k = getattr(attn, "q_norm", nn.Identity())(q), getattr(attn, "k_norm", nn.Identity())(k)
     scores = (q.float() @ k.float().transpose(-2, -1)) * attn.head_dim ** -0.5
     if attn_mask is not None:

@@ -13,7 +13,7 @@ from maekit.nn.pos_embed import resample_grid_table, sincos_2d_table, sincos_emb
 from maekit.ops import fill_mask_tokens, init_mae_weights
 from maekit.structures import Mask, Tokens
 
-__all__ = ["MAEDecoder", "TransformerDecoder", "CrossAttentionDecoder"]
+__all__ = ["MAEDecoder", "TransformerDecoder", "CrossAttentionDecoder", "LinearHead"]
 
 
 class MAEDecoder(Decoder):
@@ -119,3 +119,22 @@ class CrossAttentionDecoder(MAEDecoder):
         for block in self.blocks:
             x = block(x, context)
         return self.pred(self.norm(x))[:, self.num_prefix_tokens:]
+
+
+class LinearHead(Decoder):
+    """No decoder: a Linear from the encoder's output of every token to the target (MaskFeat's
+    head; the encoder saw every token, see :class:`~maekit.model.MaskTokenModel`). Prefix (cls)
+    outputs are dropped. Init: truncated normal ``std`` (MaskFeat 0.02), zero bias."""
+
+    def __init__(self, encoder_dim: int, out_dim: int, num_prefix_tokens: int = 1, std: float = 0.02) -> None:
+        super().__init__()
+        self.num_prefix_tokens = num_prefix_tokens
+        self.pred = nn.Linear(encoder_dim, out_dim)
+        nn.init.trunc_normal_(self.pred.weight, std=std)
+        nn.init.zeros_(self.pred.bias)
+
+    def forward(self, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> torch.Tensor:
+        if latents.shape[1] != self.num_prefix_tokens + tokens.num_tokens:
+            raise ValueError(f"a linear head predicts from every token: expected {self.num_prefix_tokens} + "
+                             f"{tokens.num_tokens} latents, got {latents.shape[1]} (the encoder must see every token)")
+        return self.pred(latents[:, self.num_prefix_tokens:])

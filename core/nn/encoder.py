@@ -19,9 +19,10 @@ __all__ = ["TokenEncoder", "ViTEncoder", "TransformerEncoder", "Intermediates", 
 
 
 def make_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0,
-                norm_eps: float = 1e-6, drop_path_rate: float = 0.0) -> nn.Sequential:
+                norm_eps: float = 1e-6, drop_path_rate: float = 0.0, qkv_bias: bool | str = True) -> nn.Sequential:
     """timm transformer blocks as the reference uses them (qkv bias on, LayerNorm eps 1e-6),
-    attending through :func:`maekit.nn.attention.attend` (float32 under CPU autocast)."""
+    attending through :func:`maekit.nn.attention.attend` (float32 under CPU autocast).
+    ``qkv_bias="qv"``: query and value biases without a key bias (BEiT, VideoMAE)."""
     from timm.models.vision_transformer import Block
 
     from maekit.nn.attention import Attention
@@ -32,7 +33,7 @@ def make_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0,
     norm_layer: Any = partial(nn.LayerNorm, eps=norm_eps)  # timm annotates a class; any callable works
     blocks = [Block(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=rate, norm_layer=norm_layer) for rate in rates]
     for block in blocks:  # timm's Block takes an attention class only from timm 1.0.20 on
-        block.attn = Attention(dim, num_heads, qkv_bias=True)
+        block.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
     return nn.Sequential(*blocks)
 
 
@@ -89,8 +90,24 @@ class TokenEncoder(Encoder):
 
     def embed(self, tokens: Tokens) -> torch.Tensor:
         """Token embeddings with their positions (an encoder whose embedding depends on more than
-        the values, e.g. one patch embedding per modality, overrides this)."""
-        return self.embed_tokens(tokens.values) + self.position_embedding(tokens)
+        the values, e.g. one patch embedding per modality, overrides this). Tokens that carry
+        ``meta["masked"]`` (B×N, 1 = removed: an encoder that sees every token, BEiT / MaskFeat)
+        have the removed ones' embeddings replaced by the learned mask token before positions."""
+        x = self.embed_tokens(tokens.values)
+        masked = tokens.meta.get("masked")
+        if masked is not None:
+            mask_token = getattr(self, "mask_token", None)
+            if mask_token is None:
+                raise ValueError(f"{type(self).__name__} has no mask token; build it with mask_token=True to "
+                                 f"encode every token with the removed ones replaced")
+            weight = masked.to(x.dtype).unsqueeze(-1)
+            x = x * (1 - weight) + mask_token.to(x.dtype) * weight
+        return x + self.position_embedding(tokens)
+
+    def add_mask_token(self, dim: int, std: float = 0.02) -> None:
+        """Give the encoder a learned mask token (truncated normal, as BEiT and MaskFeat init it)."""
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        nn.init.trunc_normal_(self.mask_token, std=std)
 
     def block_inputs(self, tokens: Tokens) -> torch.Tensor:
         """What the first block sees: prefix tokens, then the embedded tokens, after ``norm_pre``."""
@@ -170,7 +187,7 @@ class ViTEncoder(TokenEncoder):
 
     def __init__(self, model_name: str = "vit_base_patch16_224", img_size: int | tuple[int, int] = 224,
                  patch_size: int | None = None, in_chans: int = 3, fixed_pos_embed: bool = True,
-                 drop_path_rate: float = 0.0, **timm_kwargs) -> None:
+                 drop_path_rate: float = 0.0, mask_token: bool = False, **timm_kwargs) -> None:
         super().__init__()
         import timm
         from timm.models.vision_transformer import VisionTransformer
@@ -203,6 +220,8 @@ class ViTEncoder(TokenEncoder):
         self.norm = vit.norm
         self.fixed_pos_embed = fixed_pos_embed
         self.reset_parameters()
+        if mask_token:  # for methods whose encoder sees every token (MaskFeat, BEiT)
+            self.add_mask_token(self.embed_dim)
 
     def reset_parameters(self) -> None:
         if self.fixed_pos_embed:

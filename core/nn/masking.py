@@ -11,7 +11,7 @@ from maekit.nn.base import Masker, NoiseSource
 from maekit.ops import gather
 from maekit.structures import Mask, Tokens
 
-__all__ = ["RandomMasker", "BlockMasker", "BlockPlusRandomMasker", "GivenMasker", "beit_block_mask", "masked_folds",
+__all__ = ["RandomMasker", "TubeMasker", "BlockMasker", "BlockPlusRandomMasker", "BlockwiseMasker", "GivenMasker", "beit_block_mask", "block_mask_3d", "masked_folds",
            "check_mask_ratio", "num_visible", "draw_noise", "NoiseSource"]
 
 
@@ -42,13 +42,18 @@ def draw_noise(shape: tuple[int, ...], noise: NoiseSource, device: torch.device,
 class RandomMasker(Masker):
     """Per-sample random masking of the reference MAE: argsort of uniform noise, low noise kept."""
 
-    def __init__(self, mask_ratio: float = 0.75) -> None:
+    def __init__(self, mask_ratio: float = 0.75, rounding: str = "visible") -> None:
         super().__init__()
         self.mask_ratio = check_mask_ratio(mask_ratio)
+        if rounding not in ("visible", "removed"):
+            raise ValueError(f"rounding must be 'visible' or 'removed', got {rounding!r}")
+        self.rounding = rounding
 
     def visible_count(self, num_tokens: int) -> int:
-        """How many tokens stay visible: the reference MAE's ``int(N·(1 − ratio))``. A method whose
-        reference rounds the masked count instead (``N − int(N·ratio)``) overrides this."""
+        """How many tokens stay visible: the reference MAE's ``int(N·(1 − ratio))``; with
+        ``rounding="removed"`` ``N − int(N·ratio)`` (OmniMAE, VideoMAE: 157 of 1568 at 0.9, not 156)."""
+        if self.rounding == "removed":
+            return max(1, num_tokens - int(num_tokens * self.mask_ratio))
         return num_visible(num_tokens, self.mask_ratio)
 
     def forward(self, tokens: Tokens, noise: NoiseSource = None) -> Mask:
@@ -85,6 +90,41 @@ class BlockMasker(RandomMasker):
 
     def extra_repr(self) -> str:
         return f"mask_ratio={self.mask_ratio}, num_blocks={self.num_blocks}"
+
+
+class TubeMasker(Masker):
+    """VideoMAE's tube masking: one spatial pattern of ``int(ratio·h·w)`` removed positions per
+    clip (176 of 196 at 0.9), removed in every time slice, so a cube is never visible through its
+    neighbour in time. Tokens must be cubes (meta ``grid_size`` = (t, h, w), time-major order). The
+    visible tokens stay in token order (the reference's ``x[~mask]``). Noise: one number per
+    spatial position (B×h·w); the lowest are kept."""
+
+    def __init__(self, mask_ratio: float = 0.9) -> None:
+        super().__init__()
+        self.mask_ratio = check_mask_ratio(mask_ratio)
+
+    @staticmethod
+    def grid_of(tokens: Tokens) -> tuple[int, int, int]:
+        grid = tokens.meta.get("grid_size")
+        if grid is None or len(grid) != 3 or grid[0] * grid[1] * grid[2] != tokens.num_tokens:
+            raise ValueError(f"tube masking needs space-time cubes (meta grid_size (t, h, w), e.g. from cube_patches), "
+                             f"got grid {grid} for {tokens.num_tokens} tokens")
+        return tuple(grid)
+
+    def noise_shape(self, tokens: Tokens) -> tuple[int, ...]:
+        _, h, w = self.grid_of(tokens)
+        return (tokens.batch_size, h * w)
+
+    def forward(self, tokens: Tokens, noise: NoiseSource = None) -> Mask:
+        frames, h, w = self.grid_of(tokens)
+        noise = draw_noise(self.noise_shape(tokens), noise, tokens.values.device, "(batch, h·w)")
+        removed_count = int(self.mask_ratio * h * w)  # the reference rounds the removed count down
+        rank = torch.argsort(torch.argsort(noise, dim=1), dim=1)
+        spatial = rank >= h * w - removed_count
+        return Mask.from_masked(spatial.repeat(1, frames))
+
+    def extra_repr(self) -> str:
+        return f"mask_ratio={self.mask_ratio}"
 
 
 class GivenMasker(Masker):
@@ -203,6 +243,93 @@ class BlockPlusRandomMasker(Masker):
     def extra_repr(self) -> str:
         return (f"mask_ratio={self.mask_ratio}, block_ratio={self.block_ratio:.3f}, "
                 f"blocks of {self.min_block_ratio:.3f}-{self.max_block_ratio:.3f}, max_roll={self.max_roll}")
+
+
+def block_mask_3d(window: tuple[int, int, int], num_masking: int, rng: random.Random, min_patches: int,
+                  max_patches: int, min_aspect: float = 0.3, attempts: int = 100) -> torch.Tensor:
+    """MaskFeat's ``MaskingGenerator3D`` (SlowFast): cuboids of h×w area in [min, max] patches
+    (log-uniform aspect in [min_aspect, 1/min_aspect]) spanning a random number of time slices,
+    added while they stay within the remaining count, until ``num_masking`` units are covered or a
+    round of ``attempts`` adds none. Draws from ``rng`` in the reference's order. Bool t×h×w."""
+    frames, height, width = window
+    log_aspect = (math.log(min_aspect), math.log(1 / min_aspect))
+    mask = torch.zeros(frames, height, width, dtype=torch.bool)
+    count = 0
+    while count < num_masking:
+        budget = num_masking - count
+        delta = 0
+        for _ in range(attempts):
+            area = rng.uniform(min_patches, max_patches)
+            aspect = math.exp(rng.uniform(*log_aspect))
+            h, w = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+            t = rng.randint(1, frames)
+            if w < width and h < height:
+                top, left = rng.randint(0, height - h), rng.randint(0, width - w)
+                front = rng.randint(0, frames - t)
+                block = mask[front: front + t, top: top + h, left: left + w]
+                new = h * w * t - int(block.sum())
+                if 0 < new <= budget:
+                    block.fill_(True)
+                    delta = new  # the reference counts each unit it newly masks
+            if delta > 0:
+                break
+        if delta == 0:
+            break
+        count += delta
+    return mask
+
+
+class BlockwiseMasker(Masker):
+    """Masks of rectangles (images, BEiT's / MaskFeat's ``MaskingGenerator``) or cuboids (video,
+    MaskFeat's ``MaskingGenerator3D``) drawn on a mask window and scaled to the token grid by
+    nearest neighbour (MaskFeat video: an 8×7×7 window over 8×14×14 cubes). The masked count
+    may differ per sample (blocks stop at or below ``round(ratio·window)``), so the mask suits an
+    encoder that sees every token (:class:`~maekit.model.MaskTokenModel`).
+
+    ``window`` None: the token grid. Block sizes as MaskFeat: at most ``max_block`` window units
+    (None: the count for images; h·w of the window for video), at least ``max // 5`` (images:
+    count // 5). Noise: one number per sample seeds the blocks (a seeded noise source makes it
+    deterministic)."""
+
+    def __init__(self, mask_ratio: float = 0.4, window: tuple[int, ...] | None = None, max_block: int | None = None,
+                 min_block: int | None = None, min_aspect: float = 0.3) -> None:
+        super().__init__()
+        self.mask_ratio = check_mask_ratio(mask_ratio)
+        self.window = None if window is None else tuple(window)
+        self.max_block, self.min_block, self.min_aspect = max_block, min_block, min_aspect
+
+    def noise_shape(self, tokens: Tokens) -> tuple[int, ...]:
+        return (tokens.batch_size, 1)
+
+    def pattern(self, grid: tuple[int, ...], rng: random.Random) -> torch.Tensor:
+        """One sample's mask on the window (bool, the window's shape)."""
+        window = self.window or grid
+        units = math.prod(window)
+        count = round(units * self.mask_ratio)
+        if len(window) == 3:
+            max_block = self.max_block or window[1] * window[2]
+            min_block = self.min_block if self.min_block is not None else max_block // 5
+            return block_mask_3d((window[0], window[1], window[2]), count, rng, min_block, max_block, self.min_aspect)
+        min_block = self.min_block if self.min_block is not None else count // 5
+        return beit_block_mask((window[0], window[1]), count, rng, min_block, self.max_block, self.min_aspect)
+
+    def forward(self, tokens: Tokens, noise: NoiseSource = None) -> Mask:
+        grid = tuple(tokens.meta.get("grid_size") or ())
+        if len(grid) not in (2, 3) or math.prod(grid) != tokens.num_tokens:
+            raise ValueError(f"blockwise masking needs tokens on a 2-D or 3-D grid (meta grid_size), got {grid or None} "
+                             f"for {tokens.num_tokens} tokens")
+        if self.window is not None and len(self.window) != len(grid):
+            raise ValueError(f"mask window {self.window} and token grid {grid} differ in dimensions")
+        noise = draw_noise(self.noise_shape(tokens), noise, tokens.values.device, "(batch, 1)")
+        rows = []
+        for value in noise.cpu()[:, 0]:
+            window_mask = self.pattern(grid, random.Random(int(value.item() * 2**31)))
+            scaled = torch.nn.functional.interpolate(window_mask[None, None].float(), size=grid, mode="nearest")
+            rows.append(scaled.flatten().bool())
+        return Mask.from_masked(torch.stack(rows).to(tokens.values.device))
+
+    def extra_repr(self) -> str:
+        return f"mask_ratio={self.mask_ratio}, window={self.window}"
 
 
 def masked_folds(mask: Mask, num_folds: int, fold_size: int | None = None) -> torch.Tensor:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["sincos_1d", "sincos_2d_table", "mocov3_sincos_2d_table", "sincos_embed", "resample_grid_table"]
+__all__ = ["sincos_1d", "sincos_2d_table", "sinusoid_table", "mocov3_sincos_2d_table", "sincos_embed", "resample_grid_table"]
 
 
 def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
@@ -33,6 +33,20 @@ def sincos_2d_table(grid_size: tuple[int, int], dim: int, num_prefix_tokens: int
     table = np.concatenate([sincos_1d(dim // 2, cols), sincos_1d(dim // 2, rows)], axis=1)
     table = np.concatenate([np.zeros([num_prefix_tokens, dim]), table], axis=0)
     return torch.from_numpy(table).float().unsqueeze(0)
+
+
+def sinusoid_table(num_positions: int, dim: int) -> torch.Tensor:
+    """The 1-D table (1, n, dim) of VideoMAE, OmniMAE and transformers' VideoMAE over the flat token
+    index n (t·h·w order for video): channel j is sin (j even) or cos (j odd) of n / 10000^(2⌊j/2⌋/dim),
+    interleaved (the MAE table puts all sines first). float64 as ``get_sinusoid_encoding_table``,
+    then float32: official checkpoints do not store it, so it must be bit-exact."""
+    if dim % 2:
+        raise ValueError(f"sinusoid table width must be even, got {dim}")
+    exponent = 2 * (np.arange(dim) // 2) / dim
+    angles = np.arange(num_positions, dtype=np.float64)[:, None] / np.power(10000, exponent)[None, :]
+    angles[:, 0::2] = np.sin(angles[:, 0::2])
+    angles[:, 1::2] = np.cos(angles[:, 1::2])
+    return torch.FloatTensor(angles).unsqueeze(0)
 
 
 def mocov3_sincos_2d_table(grid_size: tuple[int, int], dim: int, num_prefix_tokens: int = 1,

@@ -1,7 +1,8 @@
 """Targets: pixels, per-patch normalised pixels, a teacher's features, and named parts of several."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+import math
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -9,11 +10,12 @@ from torch.nn import functional as F
 
 from maekit.nn.base import Target
 from maekit.nn.masking import masked_folds
+from maekit.nn.patchify import unpatchify
 from maekit.nn.teachers import Tap, Teacher
 from maekit.ops import denorm_pix, norm_pix
 from maekit.structures import Mask, Prediction, Tokens
 
-__all__ = ["PixelTarget", "NormPixelTarget", "FeatureTarget", "NamedTargets", "FEATURE_NORMS", "normalize_features"]
+__all__ = ["PixelTarget", "NormPixelTarget", "HOGTarget", "hog_cells", "FeatureTarget", "NamedTargets", "FEATURE_NORMS", "normalize_features"]
 
 
 class PixelTarget(Target):
@@ -33,27 +35,117 @@ class NormPixelTarget(Target):
     over each token's values, with the unbiased variance as ``torch.var`` computes it.
 
     ``per_channel`` normalises each channel of a patch on its own (BootMAE: per patch and channel,
-    with ``unbiased=False`` and ``eps=1e-5``); channels are the fastest-varying axis of a token's
-    values, as the patchifiers lay them out (``tokens.meta["in_chans"]``)."""
+    with ``unbiased=False`` and ``eps=1e-5``; VideoMAE per cube and channel); channels are the
+    fastest-varying axis of a token's values, as the patchifiers lay them out
+    (``tokens.meta["in_chans"]``). ``eps_in_sqrt=False`` divides by √var + eps (VideoMAE).
+    ``pixel_mean``/``pixel_std`` (per channel) first undo the input normalisation, as VideoMAE
+    computes its target from [0, 1] pixels."""
 
-    def __init__(self, eps: float = 1e-6, unbiased: bool = True, per_channel: bool = False) -> None:
+    def __init__(self, eps: float = 1e-6, unbiased: bool = True, per_channel: bool = False, eps_in_sqrt: bool = True,
+                 pixel_mean: Sequence[float] | None = None, pixel_std: Sequence[float] | None = None) -> None:
         super().__init__()
-        self.eps, self.unbiased, self.per_channel = eps, unbiased, per_channel
+        if (pixel_mean is None) != (pixel_std is None):
+            raise ValueError("give both pixel_mean and pixel_std (to undo the input normalisation) or neither")
+        self.eps, self.unbiased, self.per_channel, self.eps_in_sqrt = eps, unbiased, per_channel, eps_in_sqrt
+        self.pixel_stats = None if pixel_mean is None else (tuple(pixel_mean), tuple(pixel_std or ()))
 
     def _grouped(self, values: torch.Tensor, tokens: Tokens) -> torch.Tensor:
         """B×N×G×(values per group): one group per channel, or the whole token as one."""
         groups = int(tokens.meta.get("in_chans", 1)) if self.per_channel else 1
         return values.unflatten(-1, (-1, groups)).transpose(-1, -2)
 
+    def _ungrouped(self, values: torch.Tensor) -> torch.Tensor:
+        return values.transpose(-1, -2).flatten(-2)
+
+    def _channel_stats(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.pixel_stats is not None
+        mean, std = (torch.tensor(stat, dtype=values.dtype, device=values.device) for stat in self.pixel_stats)
+        repeat = values.shape[-1] // len(mean)  # channel fastest: the statistics tile along the token
+        return mean.repeat(repeat), std.repeat(repeat)
+
+    def pixels(self, tokens: Tokens) -> torch.Tensor:
+        """The token values the target is computed from: as given, or with the input normalisation undone."""
+        if self.pixel_stats is None:
+            return tokens.values
+        mean, std = self._channel_stats(tokens.values)
+        return tokens.values * std + mean
+
     def forward(self, tokens: Tokens, batch: Any = None) -> torch.Tensor:
-        return norm_pix(self._grouped(tokens.values, tokens), self.eps, self.unbiased).transpose(-1, -2).flatten(-2)
+        normalised = norm_pix(self._grouped(self.pixels(tokens), tokens), self.eps, self.unbiased, self.eps_in_sqrt)
+        return self._ungrouped(normalised)
 
     def to_values(self, pred: Prediction, tokens: Tokens) -> torch.Tensor:
         """Each token's own mean and variance put back, as the reference visualisation does."""
         if not isinstance(pred, torch.Tensor):
             raise TypeError(f"norm_pixels predicts one tensor per token, got {type(pred).__name__}")
-        restored = denorm_pix(self._grouped(pred, tokens), self._grouped(tokens.values, tokens), self.eps, self.unbiased)
-        return restored.transpose(-1, -2).flatten(-2)
+        restored = self._ungrouped(denorm_pix(self._grouped(pred, tokens), self._grouped(self.pixels(tokens), tokens),
+                                              self.eps, self.unbiased, self.eps_in_sqrt))
+        if self.pixel_stats is None:
+            return restored
+        mean, std = self._channel_stats(restored)
+        return (restored - mean) / std
+
+
+def hog_cells(images: torch.Tensor, nbins: int = 9, cell: int = 8) -> torch.Tensor:
+    """Histograms of oriented gradients exactly as MaskFeat's ``HOGLayerC`` (SlowFast; not
+    scikit-image's ``hog``): per channel, reflect-padded Sobel gradients gx ([[1,0,−1],[2,0,−2],
+    [1,0,−1]]) and gy (its transpose), magnitude √(gx²+gy²) voted into bin ⌊atan2(gx, gy)/π·nbins⌋
+    mod nbins (unsigned: opposite gradients share a bin), summed over cell×cell pixels, each
+    cell's nbins L2-normalised; no Gaussian window. (B, C, H, W) → (B, C, nbins, H/cell, W/cell)."""
+    channels = images.shape[1]
+    kernel_x = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]], device=images.device)
+    kernel_x = kernel_x.view(1, 1, 3, 3).repeat(channels, 1, 1, 1)
+    padded = F.pad(images.float(), (1, 1, 1, 1), mode="reflect")
+    gx = F.conv2d(padded, kernel_x, groups=channels)
+    gy = F.conv2d(padded, kernel_x.transpose(2, 3), groups=channels)
+    magnitude = torch.stack([gx, gy], dim=-1).norm(dim=-1)
+    bins = torch.floor(torch.atan2(gx, gy) / math.pi * nbins).long() % nbins
+    batch, _, height, width = magnitude.shape
+    votes = magnitude.new_zeros(batch, channels, nbins, height, width)
+    votes.scatter_add_(2, bins.unsqueeze(2), magnitude.unsqueeze(2))
+    cells = votes.unfold(3, cell, cell).unfold(4, cell, cell).sum(dim=(-1, -2))
+    return F.normalize(cells, p=2, dim=2)
+
+
+class HOGTarget(Target):
+    """MaskFeat's target: :func:`hog_cells` of the (normalised) input per token — for a p×q patch
+    the (p/cell)·(q/cell) cells of each channel's nbins, ordered (channel·nbins + bin) major, cell
+    row, cell column minor (108 values for 16×16 RGB patches and 8-pixel cells), as the
+    reference's unfold. Space-time cubes take the HOG of their first frame (MaskFeat: frames 0, 2,
+    … of a 16-frame clip with 2-frame cubes). No inverse: pictures show input and mask only."""
+
+    def __init__(self, nbins: int = 9, cell: int = 8) -> None:
+        super().__init__()
+        self.nbins, self.cell = nbins, cell
+
+    def frames(self, tokens: Tokens) -> tuple[torch.Tensor, int]:
+        """The images the HOG is taken of ((B·t), C, H, W) and t (1 for images)."""
+        meta = tokens.meta
+        if "grid_size" not in meta or "patch_size" not in meta or "in_chans" not in meta:
+            raise ValueError("a HOG target needs image patches or cubes (meta grid_size, patch_size, in_chans)")
+        (p, q), channels, grid = meta["patch_size"], meta["in_chans"], tuple(meta["grid_size"])
+        if p % self.cell or q % self.cell:
+            raise ValueError(f"HOG cells of {self.cell} pixels must tile the {p}×{q} patches")
+        values = tokens.values
+        if len(grid) == 3:  # cubes (τ, p, q, c): keep the first frame of each
+            frames, h, w = grid
+            values = values.reshape(values.shape[0] * frames, h * w, meta["tubelet_size"], p * q * channels)[:, :, 0]
+            grid = (h, w)
+        else:
+            frames = 1
+        return unpatchify(values, grid, (p, q)), frames
+
+    @torch.no_grad()
+    def forward(self, tokens: Tokens, batch: Any = None) -> torch.Tensor:
+        images, frames = self.frames(tokens)
+        cells = hog_cells(images, self.nbins, self.cell).flatten(1, 2)  # (B·t) × C·nbins × H/cell × W/cell
+        p, q = tokens.meta["patch_size"]
+        per_token = cells.permute(0, 2, 3, 1).unfold(1, p // self.cell, p // self.cell).unfold(2, q // self.cell, q // self.cell)
+        per_token = per_token.flatten(3).flatten(1, 2)  # (B·t) × h·w × (C·nbins·cells)
+        return per_token.reshape(tokens.batch_size, tokens.num_tokens, -1)
+
+    def extra_repr(self) -> str:
+        return f"nbins={self.nbins}, cell={self.cell}"
 
 
 def _layernorm(x: torch.Tensor) -> torch.Tensor:
