@@ -41,11 +41,16 @@ def write_jpeg_tree(root: Path, images: int) -> None:
 
 
 def loader_samples_per_s(root: Path, workers: int, batch: int, batches: int) -> float:
-    from torch.utils.data import DataLoader
-
     from maekit.data.views import AugmentedView
 
     view = AugmentedView(dict(type="image_folder", root=str(root), channels=3), dict(type="mae_augment", size=224))
+    return view_samples_per_s(view, workers, batch, batches)
+
+
+def view_samples_per_s(view, workers: int, batch: int, batches: int) -> float:
+    """Samples per second a shuffled DataLoader over ``view`` delivers after its first batch."""
+    from torch.utils.data import DataLoader
+
     loader = DataLoader(view, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
                         persistent_workers=workers > 0)
     iterator = iter(loader)

@@ -168,7 +168,7 @@ def test_balanced_sampler_draws_by_the_datasets_weights_each_draw_its_own_virtua
     from mmengine.registry import DATA_SAMPLERS
 
     import maekit.engine.sampler  # noqa: F401  (registers the samplers)
-    from maekit.engine.train import _sampler
+    from maekit.engine.train import _samplers
 
     class Weighted(torch.utils.data.Dataset):
         def __len__(self):
@@ -181,14 +181,14 @@ def test_balanced_sampler_draws_by_the_datasets_weights_each_draw_its_own_virtua
             return torch.tensor([0.0, 1.0, 1.0, 2.0])
 
     view = AugmentedView(Weighted())
-    sampler = DATA_SAMPLERS.build(dict(_sampler("balanced", 3, 1), dataset=view))
+    sampler = DATA_SAMPLERS.build(dict(_samplers("balanced", 3)["sampler"], dataset=view))
     virtual = list(itertools.islice(iter(sampler), 4000))
     counts = np.bincount([v % 4 for v in virtual], minlength=4)
     assert counts[0] == 0 and abs(counts[3] / counts[1] - 2) < 0.3 and abs(counts[1] / counts[2] - 1) < 0.2
     assert len(set(virtual)) == len(virtual)  # repeats of a sample get their own augmentation seed
-    again = DATA_SAMPLERS.build(dict(_sampler("balanced", 3, 1), dataset=view))
+    again = DATA_SAMPLERS.build(dict(_samplers("balanced", 3)["sampler"], dataset=view))
     assert list(itertools.islice(iter(again), 4000)) == virtual  # seeded: resume sees the same draws
     with pytest.raises(ValueError, match="needs a dataset with sample_weights"):
-        DATA_SAMPLERS.build(dict(_sampler("balanced", 0, 1), dataset=AugmentedView([{"inputs": 0}])))
+        DATA_SAMPLERS.build(dict(_samplers("balanced", 0)["sampler"], dataset=AugmentedView([{"inputs": 0}])))
     with pytest.raises(ValueError, match="data.sampler must be one of shuffle, balanced"):
-        _sampler("weighted", 0, 1)
+        _samplers("weighted", 0)

@@ -105,7 +105,7 @@ def test_clip_samplers_follow_the_references_rules():
     assert consecutive_frames(61, 16, 4) == list(range(0, 61, 4))  # just fits: (16-1)·4+1 = 61 frames
     with pytest.raises(ValueError, match="has 60 frames; a clip of 16 frames at stride 4 needs 61"):
         consecutive_frames(60, 16, 4)
-    assert window_frames(300, 30.0, 16, 2.7, start=1.0) == [round(30 + i * 80 / 15) for i in range(16)]
+    assert window_frames(300, 30.0, 16, 2.7, start=1.0) == [int(30 + i * 80 / 15) for i in range(16)]
     assert segment_frames(160, 16, train=False) == [int(5 + 10 * i) for i in range(16)]
     picks = segment_frames(160, 16, train=True)
     assert all(10 * i <= p < 10 * (i + 1) for i, p in enumerate(picks))
@@ -113,30 +113,43 @@ def test_clip_samplers_follow_the_references_rules():
 
 
 
-def test_one_source_per_batch_sampler_never_mixes_sources_and_is_seeded():
+def test_one_source_per_batch_sampler_never_mixes_sources_even_across_ranks_and_is_seeded():
     from mmengine.registry import DATA_SAMPLERS
 
     import maekit.engine.sampler  # noqa: F401  (registers the samplers)
     from maekit.data.sources import ConcatSources
-    from maekit.engine.train import _sampler
+    from maekit.engine.train import _samplers
 
-    sources = ConcatSources([dict(name="images", dataset=dict(type="image_arrays", images=np.zeros((10, 8, 8, 3), np.uint8))),
-                             dict(name="clips", dataset=dict(type="image_arrays", images=np.ones((7, 8, 8, 3), np.uint8)),
-                                  repeat_factor=0.5)])
+    class TwoClips:  # a transform giving two augmented copies per sample
+        repeats = 2
+
+        def __call__(self, image):
+            return torch.stack([image, image.flip(-1)])
+
+    sources = ConcatSources([dict(name="images", dataset=dict(type="image_arrays", images=np.zeros((13, 8, 8, 3), np.uint8))),
+                             dict(name="clips", dataset=dict(type="image_arrays", images=np.ones((9, 8, 8, 3), np.uint8)),
+                                  transform=TwoClips(), repeat_factor=0.5)])
+    assert sources.clips_per_sample == [1, 2]
     view = AugmentedView(sources)
-    sampler = DATA_SAMPLERS.build(dict(_sampler("one_source_per_batch", 5, 3), dataset=view))
-    drawn = list(itertools.islice(iter(sampler), 3 * 40))
-    batches = [drawn[i:i + 3] for i in range(0, len(drawn), 3)]
+
+    def batch_sampler(rank: int = 0, world: int = 1, seed: int = 5):
+        entries = _samplers("one_source_per_batch", seed)
+        inner = DATA_SAMPLERS.build(dict(entries["sampler"], dataset=view))
+        inner.rank, inner.world_size = rank, world  # as a DDP process would see it
+        return DATA_SAMPLERS.build(dict(entries["batch_sampler"], sampler=inner, batch_size=4))
+
+    batches = list(itertools.islice(iter(batch_sampler()), 40))
     assert all(len({view[v]["source"] for v in batch}) == 1 for batch in batches)
-    per_pass = sampler.batches_of_pass(0)
-    assert len(per_pass) == 10 // 3 + int(7 // 3 * 0.5)
-    again = DATA_SAMPLERS.build(dict(_sampler("one_source_per_batch", 5, 3), dataset=view))
-    assert list(itertools.islice(iter(again), 3 * 40)) == drawn
-    ranks = [DATA_SAMPLERS.build(dict(_sampler("one_source_per_batch", 5, 3), dataset=view)) for _ in (0, 1)]
-    for rank, rank_sampler in enumerate(ranks):  # as two DDP processes would see it
-        rank_sampler.rank, rank_sampler.world_size = rank, 2
-    first = [list(itertools.islice(iter(s), 3)) for s in ranks]
-    assert first == [[v for v in batch] for batch in batches[:2]]  # ranks take whole batches in turn
+    assert {len(batch) for batch in batches if view[batch[0]]["source"] == 0} == {4}
+    assert {len(batch) for batch in batches if view[batch[0]]["source"] == 1} == {2}  # 2 samples = 4 clips
+    assert len(batch_sampler()) == 13 // 4 + int(9 // 2 * 0.5)
+    assert list(itertools.islice(iter(batch_sampler()), 40)) == batches
+    ranks = [list(itertools.islice(iter(batch_sampler(rank, 2)), 20)) for rank in (0, 1)]
+    for first, second in zip(*ranks):  # every step: both ranks draw from the same source, different samples
+        assert view[first[0]]["source"] == view[second[0]]["source"] and not set(first) & set(second)
+    with pytest.raises(ValueError, match="needs a concat_sources dataset"):
+        inner = DATA_SAMPLERS.build(dict(_samplers("shuffle", 0)["sampler"], dataset=AugmentedView(list(range(4)))))
+        DATA_SAMPLERS.build(dict(type="MaekitOneSourceBatchSampler", sampler=inner, batch_size=2))
 
 
 def test_cube_patchify_layout_images_as_one_tubelet_and_views_flattened_sample_major():

@@ -30,16 +30,20 @@ def clip_span(num_frames: int, stride: int) -> int:
     return num_frames * stride
 
 
-def consecutive_frames(total: int, num_frames: int, stride: int, start: int | None = None) -> list[int]:
+def consecutive_frames(total: int, num_frames: int, stride: int, start: int | None = None,
+                       pad: bool = False) -> list[int]:
     """``num_frames`` frames ``stride`` apart starting at ``start`` (None: uniform over every start
-    that fits, VideoMAE's ``_sample_train_indices`` with one segment)."""
+    that fits, VideoMAE's ``_sample_train_indices`` with one segment). A video too short for the
+    clip is an error, or with ``pad`` repeats its last frame (the reference's loader)."""
     span = clip_span(num_frames, stride)
-    if total < span - stride + 1:
+    if total < span - stride + 1 and not pad:
         raise ClipTooShort(f"has {total} frames; a clip of {num_frames} frames at stride {stride} needs "
                            f"{span - stride + 1}")
+    if total < 1:
+        raise ClipTooShort("has no frames")
     last_start = max(total - span, 0)
     start = _randint(0, last_start) if start is None else min(max(start, 0), last_start)
-    return [start + i * stride for i in range(num_frames)]
+    return [min(start + i * stride, total - 1) for i in range(num_frames)]
 
 
 def window_frames(total: int, fps: float, num_frames: int, seconds: float, start: float | None = None) -> list[int]:
@@ -51,8 +55,8 @@ def window_frames(total: int, fps: float, num_frames: int, seconds: float, start
     window = min(max(int(round(seconds * fps)), num_frames), total)
     last_start = total - window
     first = _randint(0, last_start) if start is None else min(max(int(round(start * fps)), 0), last_start)
-    positions = torch.linspace(first, first + window - 1, num_frames, dtype=torch.float64)
-    return [int(round(p)) for p in positions.tolist()]
+    # truncated, as pytorchvideo's UniformTemporalSubsample (linspace(...).long())
+    return torch.linspace(first, first + window - 1, num_frames).long().tolist()
 
 
 def segment_frames(total: int, num_segments: int, train: bool = True) -> list[int]:

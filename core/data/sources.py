@@ -42,6 +42,12 @@ class ConcatSources(Dataset):
     def __len__(self) -> int:
         return self.total
 
+    @property
+    def clips_per_sample(self) -> list[int]:
+        """How many inputs one sample of each source becomes (its transform's ``repeats``, e.g.
+        OmniMAE's 4 augmented clips per decoded video)."""
+        return [int(getattr(transform, "repeats", 1) or 1) for transform in self.transforms]
+
     def locate(self, index: int) -> tuple[int, int]:
         """(source, index within it) of item ``index``."""
         for source in reversed(range(len(self.datasets))):

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import itertools
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 from mmengine.dataset import InfiniteSampler
 from mmengine.registry import DATA_SAMPLERS
 
-__all__ = ["VirtualIndexSampler", "BalancedVirtualIndexSampler", "OneSourcePerBatchSampler"]
+__all__ = ["VirtualIndexSampler", "BalancedVirtualIndexSampler", "OneSourceBatchSampler"]
 
 
 @DATA_SAMPLERS.register_module(name="MaekitVirtualIndexSampler")
@@ -56,46 +56,54 @@ class BalancedVirtualIndexSampler(InfiniteSampler):
             drawn += self.size
 
 
-@DATA_SAMPLERS.register_module(name="MaekitOneSourcePerBatchSampler")
-class OneSourcePerBatchSampler(InfiniteSampler):
-    """``data.sampler="one_source_per_batch"`` over a ``concat_sources`` dataset: every batch holds
-    samples of one source (images and clips cannot share a batch), as OmniMAE's ``use_one``
-    strategy. Each pass shuffles every source, cuts it into whole batches (a source's
-    ``repeat_factor`` scales its count: 0.25 = a quarter of its batches per pass) and interleaves
-    the batches in a seeded random order of source ids. Ranks take whole batches in turn, so
-    a DDP run's global batch is one source too. Virtual indices ``pass × len + index`` as the
-    shuffle sampler."""
+@DATA_SAMPLERS.register_module(name="MaekitOneSourceBatchSampler")
+class OneSourceBatchSampler:
+    """``data.sampler="one_source_per_batch"`` over a ``concat_sources`` dataset: every step's
+    batch — on every DDP rank — holds samples of one source (images and clips cannot share a
+    batch), as OmniMAE's ``use_one`` strategy. A batch sampler wrapping the run's shuffle sampler
+    (for its dataset, seed, rank and world size).
 
-    def __init__(self, dataset, batch_size: int, seed: int | None = None, **options) -> None:
-        super().__init__(dataset, shuffle=True, seed=seed, **options)
-        source = getattr(dataset, "dataset", dataset)  # the training view wraps the dataset
-        offsets = getattr(source, "source_offsets", None)
-        if offsets is None:
+    Each pass shuffles every source, cuts it into global batches (``batch_size`` × world size
+    samples, divided by the clips one sample of that source becomes: a source whose transform
+    gives 4 augmented clips per video takes 8 videos where images take 32, so every step trains
+    on 32 inputs, as the reference divides the video batch by ``num_times``), keeps a
+    ``repeat_factor`` share of them, and orders all steps by a seeded permutation of source ids
+    that every rank draws alike; rank r takes the r-th part of each global batch. Virtual indices
+    ``pass × len + index`` as the shuffle sampler."""
+
+    def __init__(self, sampler: Any, batch_size: int) -> None:
+        self.sampler, self.batch_size = sampler, int(batch_size)
+        source = getattr(sampler.dataset, "dataset", sampler.dataset)  # the training view wraps the dataset
+        if getattr(source, "source_offsets", None) is None:
             raise ValueError(f"data.sampler='one_source_per_batch' needs a concat_sources dataset; "
                              f"got {type(source).__name__}")
-        self.batch_size, self.offsets = int(batch_size), list(offsets)
-        self.repeat_factors = list(source.repeat_factors)
-        sizes = [end - start for start, end in zip(self.offsets, self.offsets[1:] + [self.size])]
-        self.sizes = sizes
-        for name, size in zip(source.source_names, sizes):
-            if size < self.batch_size:
-                raise ValueError(f"source {name} has {size} samples, fewer than one batch of {self.batch_size}")
+        self.size = len(source)
+        self.offsets, self.repeat_factors = list(source.source_offsets), list(source.repeat_factors)
+        self.sizes = [end - start for start, end in zip(self.offsets, self.offsets[1:] + [self.size])]
+        self.per_rank = [max(1, self.batch_size // clips) for clips in source.clips_per_sample]
+        world = sampler.world_size
+        for name, size, per_rank in zip(source.source_names, self.sizes, self.per_rank):
+            if size < per_rank * world:
+                raise ValueError(f"source {name} has {size} samples, fewer than one batch of {per_rank} × {world} "
+                                 f"process(es)")
 
-    def batches_of_pass(self, epoch: int) -> list[list[int]]:
-        """The batches (dataset indices) of one pass, in order."""
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        batches: list[list[int]] = []
-        for offset, size, factor in zip(self.offsets, self.sizes, self.repeat_factors):
+    def steps_of_pass(self, epoch: int) -> list[list[list[int]]]:
+        """The steps of one pass: each a list of one batch (dataset indices) per rank."""
+        generator = torch.Generator().manual_seed(int(self.sampler.seed) * 1_000_003 + epoch)
+        world = self.sampler.world_size
+        steps: list[list[list[int]]] = []
+        for offset, size, factor, per_rank in zip(self.offsets, self.sizes, self.repeat_factors, self.per_rank):
             order = (torch.randperm(size, generator=generator) + offset).tolist()
-            count = max(1, int(size // self.batch_size * factor))
-            batches.extend(order[i * self.batch_size:(i + 1) * self.batch_size] for i in range(count))
-        return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+            width = per_rank * world
+            for number in range(max(1, int(size // width * factor))):
+                chunk = order[number * width:(number + 1) * width]
+                steps.append([chunk[r * per_rank:(r + 1) * per_rank] for r in range(world)])
+        return [steps[i] for i in torch.randperm(len(steps), generator=generator).tolist()]
 
-    def _infinite_indices(self) -> Iterator[int]:  # not used: ranks take whole batches
-        raise NotImplementedError
-
-    def _indices_of_rank(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[list[int]]:
         for epoch in itertools.count():
-            for number, batch in enumerate(self.batches_of_pass(epoch)):
-                if number % self.world_size == self.rank:
-                    yield from (epoch * self.size + index for index in batch)
+            for step in self.steps_of_pass(epoch):
+                yield [epoch * self.size + index for index in step[self.sampler.rank]]
+
+    def __len__(self) -> int:
+        return len(self.steps_of_pass(0))

@@ -104,7 +104,7 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
         train_dataloader=dict(
             batch_size=batch_size, num_workers=int(data.get("num_workers", 0)),
             persistent_workers=int(data.get("num_workers", 0)) > 0,
-            sampler=_sampler(data.get("sampler", "shuffle"), seed, batch_size),
+            **_samplers(data.get("sampler", "shuffle"), seed),
             dataset=dict(type="maekit.augmented_view", dataset=data.get("dataset"), transform=data.get("transform"), seed=seed),
             collate_fn=dict(type="default_collate")),
         train_cfg=dict(type="IterBasedTrainLoop", max_iters=max_iters),
@@ -141,18 +141,19 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
     return Config(expanded)
 
 
-def _sampler(name: str, seed: int, batch_size: int) -> dict:
+def _samplers(name: str, seed: int) -> dict:
     """``data.sampler``: "shuffle" (a seeded permutation per pass), "balanced" (draws by the
-    dataset's ``sample_weights()``) or "one_source_per_batch" (each batch from one source of a
-    ``concat_sources`` dataset, OmniMAE's image/video mixing)."""
+    dataset's ``sample_weights()``) or "one_source_per_batch" (each step's batch from one source
+    of a ``concat_sources`` dataset, OmniMAE's image/video mixing: a batch sampler over the
+    shuffle sampler). The data loader's ``sampler`` (and ``batch_sampler``) entries."""
     types = {"shuffle": "MaekitVirtualIndexSampler", "balanced": "MaekitBalancedSampler",
-             "one_source_per_batch": "MaekitOneSourcePerBatchSampler"}
+             "one_source_per_batch": "MaekitVirtualIndexSampler"}
     if name not in types:
         raise ValueError(f"data.sampler must be one of {', '.join(types)}, got {name!r}")
-    sampler = dict(type=types[name], seed=seed)
+    entries: dict = {"sampler": dict(type=types[name], seed=seed)}
     if name == "one_source_per_batch":
-        sampler["batch_size"] = batch_size
-    return sampler
+        entries["batch_sampler"] = dict(type="MaekitOneSourceBatchSampler")
+    return entries
 
 
 def _cuda() -> bool:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from maekit.data.skipping import check_on_error, first_readable
+from maekit.data.skipping import check_on_error, first_readable, without_missing
 from maekit_audio.frontend import AUDIO_EXTENSIONS, FbankFrontEnd, load_waveform
 
 __all__ = ["AudioDataset", "AudioFolder", "ESC50", "SpeechCommands", "AudioSetSegments", "AudioSetJSON", "VGGSound",
@@ -52,18 +51,8 @@ class AudioDataset(Dataset):
     def set_items(self, items: list[tuple[Path, Label]], source: str) -> None:
         """Keep the listed files that exist; a missing one is an error naming it (and how many more
         are missing), or with ``on_error="skip"`` is left out and listed in ``skipped_files``."""
-        missing = [path for path, _ in items if not path.is_file()]
-        if missing and self.on_error == "raise":
-            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            raise ValueError(f"{source} lists {missing[0]}, which does not exist{more}; fix the paths, or pass "
-                             f"on_error='skip' to leave missing files out")
-        for path in missing:
-            self.skipped_files[path] = "file not found"
-        if missing:
-            logging.getLogger("maekit").warning("%s: %d listed files not found, left out (on_error='skip'), e.g. %s",
-                                                source, len(missing), missing[0])
-        absent = set(missing)
-        self.items = [(path, label) for path, label in items if path not in absent]
+        self.items = without_missing(items, lambda item: item[0], lambda item: item[0].is_file(), self.on_error,
+                                     self.skipped_files, source)
         if not self.items:
             raise ValueError(f"{source}: no audio file to read")
 

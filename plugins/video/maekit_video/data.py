@@ -6,6 +6,7 @@ float clips. Which frames a clip takes (``clip``) is drawn while reading, from t
 which maekit's training view seeds per sample position (resume stays exact):
 
 - ``dict(sampling="consecutive", num_frames=16, stride=4)``: VideoMAE (K400 stride 4, SSv2 2);
+  ``pad=True`` lets a shorter video repeat its last frame, as the reference's loader does;
 - ``dict(sampling="window", num_frames=16, seconds=2.7)``: OmniMAE, frames spread over a window;
 - ``dict(sampling="segments", num_frames=16)``: TSN segments (SSv2 fine-tuning);
 - ``dict(sampling="pair", min_gap=4, max_gap=48)``: two frames a gap apart (SiamMAE).
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 
 from maekit.data.clips import ClipTooShort, consecutive_frames, evaluation_starts, frame_pair, segment_frames, window_frames
 from maekit.data.samples import IMAGENET_MEAN, IMAGENET_STD
-from maekit.data.skipping import check_on_error, first_readable
+from maekit.data.skipping import check_on_error, first_readable, without_missing
 from maekit_video.io import VIDEO_EXTENSIONS, VideoInfo, frame_folder_info, probe_video, read_frame_folder, read_frames
 
 __all__ = ["VideoDataset", "VideoList", "RawframeList", "KineticsCSV", "SomethingSomethingV2", "UCF101", "HMDB51",
@@ -44,11 +44,12 @@ class ClipSampler:
 
     KEYS = {"consecutive": {"num_frames", "stride"}, "window": {"num_frames", "seconds"},
             "segments": {"num_frames"}, "pair": {"min_gap", "max_gap"}}
+    OPTIONAL = {"consecutive": {"pad"}}
 
     def __init__(self, sampling: str = "consecutive", **options: Any) -> None:
         if sampling not in self.KEYS:
             raise ValueError(f"clip sampling must be one of {', '.join(self.KEYS)}, got {sampling!r}")
-        unknown = sorted(set(options) - self.KEYS[sampling])
+        unknown = sorted(set(options) - self.KEYS[sampling] - self.OPTIONAL.get(sampling, set()))
         missing = sorted(self.KEYS[sampling] - set(options))
         if unknown or missing:
             raise ValueError(f"clip sampling {sampling!r} takes {', '.join(sorted(self.KEYS[sampling]))}; "
@@ -58,12 +59,13 @@ class ClipSampler:
     def clips(self, info: VideoInfo, train: bool, test_clips: int) -> list[list[int]]:
         o = self.options
         if self.sampling == "consecutive":
+            pad = bool(o.get("pad", False))
             if train:
-                return [consecutive_frames(info.num_frames, o["num_frames"], o["stride"])]
-            span = o["num_frames"] * o["stride"]
-            consecutive_frames(info.num_frames, o["num_frames"], o["stride"], 0)  # the length check
-            return [consecutive_frames(info.num_frames, o["num_frames"], o["stride"], start)
-                    for start in evaluation_starts(info.num_frames, span, test_clips)]
+                return [consecutive_frames(info.num_frames, o["num_frames"], o["stride"], pad=pad)]
+            # test views as VideoMAE: starts spread over the stride-subsampled frames
+            subsampled = -(-info.num_frames // o["stride"])
+            return [consecutive_frames(info.num_frames, o["num_frames"], o["stride"], o["stride"] * start, pad=pad)
+                    for start in evaluation_starts(subsampled, o["num_frames"], test_clips)]
         if self.sampling == "window":
             if train:
                 return [window_frames(info.num_frames, info.fps, o["num_frames"], o["seconds"])]
@@ -71,6 +73,8 @@ class ClipSampler:
             return [window_frames(info.num_frames, info.fps, o["num_frames"], o["seconds"], start / info.fps)
                     for start in evaluation_starts(info.num_frames, window, test_clips)]
         if self.sampling == "segments":
+            if test_clips > 1:
+                raise ValueError("segments sampling gives one view per video; set test_clips=1 (crops give more views)")
             return [segment_frames(info.num_frames, o["num_frames"], train)]
         return [frame_pair(info.num_frames, o["min_gap"], o["max_gap"])]
 
@@ -85,6 +89,7 @@ class VideoDataset(Dataset):
 
     frame_template = "img_{:05d}.jpg"
     frame_start_index = 1
+    frame_rate = 30.0
 
     def __init__(self, clip: dict[str, Any] | None = None, train: bool = True, test_clips: int = 1,
                  on_error: str = "raise", seek: bool = True) -> None:
@@ -104,18 +109,8 @@ class VideoDataset(Dataset):
     def set_items(self, items: list[tuple[Source, int]], source: str) -> None:
         """Keep the listed videos that exist; a missing one is an error naming it (and how many
         more are missing), or with ``on_error="skip"`` is left out and listed in ``skipped_files``."""
-        missing = [item for item in items if not self._exists(item[0])]
-        if missing and self.on_error == "raise":
-            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            raise ValueError(f"{source} lists {self._path(missing[0][0])}, which does not exist{more}; fix the paths, "
-                             f"or pass on_error='skip' to leave missing videos out")
-        for video, _ in missing:
-            self.skipped_files[str(self._path(video))] = "file not found"
-        if missing:
-            logging.getLogger("maekit").warning("%s: %d listed videos not found, left out (on_error='skip'), e.g. %s",
-                                                source, len(missing), self._path(missing[0][0]))
-        gone = {str(self._path(video)) for video, _ in missing}
-        self.items = [item for item in items if str(self._path(item[0])) not in gone]
+        self.items = without_missing(items, lambda item: str(self._path(item[0])), lambda item: self._exists(item[0]),
+                                     self.on_error, self.skipped_files, source)
         if not self.items:
             raise ValueError(f"{source}: no video to read")
 
@@ -141,7 +136,8 @@ class VideoDataset(Dataset):
 
     def info(self, video: Source) -> VideoInfo:
         if isinstance(video, tuple):
-            return frame_folder_info(video[0], self.frame_template, self.frame_start_index, video[1])
+            info = frame_folder_info(video[0], self.frame_template, self.frame_start_index, video[1])
+            return VideoInfo(info.num_frames, self.frame_rate)
         return probe_video(video)
 
     def read(self, video: Source, indices: list[int]) -> torch.Tensor:
@@ -208,12 +204,13 @@ class VideoList(VideoDataset):
 
 class RawframeList(VideoDataset):
     """MMAction2's rawframe list: ``frame_dir total_frames label`` lines, frames named
-    ``img_00001.jpg`` (``template``, ``start_index``) inside ``root/frame_dir``."""
+    ``img_00001.jpg`` (``template``, ``start_index``) inside ``root/frame_dir``; ``fps``: the rate
+    they were extracted at (for ``window`` sampling)."""
 
     def __init__(self, list_file: str | Path, root: str | Path = ".", template: str = "img_{:05d}.jpg",
-                 start_index: int = 1, **options: Any) -> None:
+                 start_index: int = 1, fps: float = 30.0, **options: Any) -> None:
         super().__init__(**options)
-        self.frame_template, self.frame_start_index = template, start_index
+        self.frame_template, self.frame_start_index, self.frame_rate = template, start_index, fps
         path = Path(list_file)
         items: list[tuple[Source, int]] = []
         for number, parts in _lines(path, "rawframe list"):
@@ -245,6 +242,8 @@ class KineticsCSV(VideoDataset):
         index = {name: i for i, name in enumerate(self.classes)}
         items: list[tuple[Source, int]] = []
         for number, row in enumerate(rows, start=2):
+            if any(row.get(column) is None for column in needed):
+                raise ValueError(f"{path}, line {number}: expected 5 columns label,youtube_id,time_start,time_end,split")
             if row["label"] not in index:
                 raise ValueError(f"{path}, line {number}: label {row['label']!r} is not among the {len(index)} classes")
             name = (f"{row['youtube_id']}_{_int(row['time_start'].split('.')[0], path, number, 'time_start'):06d}_"
@@ -270,13 +269,19 @@ class SomethingSomethingV2(VideoDataset):
         entries = self._json(root / f"{split}.json")
         if not isinstance(labels, dict) or not isinstance(entries, list):
             raise ValueError(f"{root}: labels.json must map templates to ids and {split}.json list the videos")
-        ids = {template: int(number) for template, number in labels.items()}
+        try:
+            ids = {template: int(number) for template, number in labels.items()}
+        except (TypeError, ValueError):
+            raise ValueError(f"{root / 'labels.json'}: class ids must be integers (as strings), e.g. "
+                             f'{{"Holding something": "0"}}') from None
         self.classes = [name for name, _ in sorted(ids.items(), key=lambda item: item[1])]
         folder = Path(video_dir) if video_dir else (root / "20bn-something-something-v2")
         folder = folder if folder.is_dir() else root
         items: list[tuple[Source, int]] = []
         for entry in entries:
-            template = str(entry.get("template", "")).replace("[", "").replace("]", "")
+            if not isinstance(entry, dict) or "id" not in entry or "template" not in entry:
+                raise ValueError(f"{root / (split + '.json')}: every entry needs an id and a template, got {entry!r}")
+            template = str(entry["template"]).replace("[", "").replace("]", "")
             if template not in ids:
                 raise ValueError(f"{root / (split + '.json')}: video {entry.get('id')} has template {template!r}, "
                                  f"which labels.json does not list")
@@ -305,7 +310,11 @@ class UCF101(VideoDataset):
             raise ValueError(f"ucf101 takes split 1-3 and subset 'train' or 'test', got {split!r}, {subset!r}")
         root, split_dir = Path(root), Path(split_dir)
         class_file = split_dir / "classInd.txt"
-        numbered = {_int(parts[0], class_file, n, "the class number"): parts[1] for n, parts in _lines(class_file, "classInd.txt")}
+        rows = _lines(class_file, "classInd.txt")
+        for number, parts in rows:
+            if len(parts) != 2:
+                raise ValueError(f"{class_file}, line {number}: expected 'number ClassName', got {' '.join(parts)!r}")
+        numbered = {_int(parts[0], class_file, n, "the class number"): parts[1] for n, parts in rows}
         self.classes = [numbered[k] for k in sorted(numbered)]
         index = {name: i for i, name in enumerate(self.classes)}
         list_file = split_dir / f"{subset}list0{split}.txt"
@@ -432,7 +441,8 @@ class VideoMAEAugment(_RepeatedTransform):
         x = _as_float(frames)
         height, width = x.shape[-2:]
         base = min(height, width)
-        sizes = [int(base * s) for s in self.scales]
+        # within 3 pixels of the output size the crop is the output size (the reference's snap)
+        sizes = [self.size if abs(int(base * s) - self.size) < 3 else int(base * s) for s in self.scales]
         pairs = [(w, h) for i, h in enumerate(sizes) for j, w in enumerate(sizes) if abs(i - j) <= self.max_distort]
         crop_w, crop_h = pairs[self._draw(len(pairs))]
         step_w, step_h = (width - crop_w) // 4, (height - crop_h) // 4

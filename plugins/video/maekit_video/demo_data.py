@@ -1,7 +1,8 @@
 """The demo's videos: scikit-learn's handwritten digits (1,797 real 8×8 scans, bundled in its wheel)
-moving across a 32×32 canvas for 16 frames — procedural motion of real digits. Each clip moves
-right, left, down or up by one pixel a frame from a random start (so one frame does not give the
-direction away), and is labelled by digit *and* direction (40 classes): the label needs time.
+scaled to 24×24 and moving across a 32×32 canvas for 16 frames — procedural motion of real digits.
+Each clip moves right, left, down or up by one pixel every second frame from a random start (so
+one frame does not give the direction away), and is labelled by digit *and* direction (40
+classes): the label needs time.
 The clips are written as real H.264 .mp4 files with PyAV, listed in VideoMAE's ``train.csv`` /
 ``test.csv`` format ("path label"), and read back through :class:`maekit_video.data.VideoList`.
 """
@@ -19,14 +20,14 @@ from maekit_video.io import write_video
 __all__ = ["DIRECTIONS", "moving_digit_frames", "write_moving_digits", "MovingDigits"]
 
 DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # (rows, columns) per frame: right, left, down, up
-CANVAS, DIGIT, FRAMES = 32, 16, 16
+CANVAS, DIGIT, FRAMES = 32, 24, 16
 
 
 def moving_digit_frames(digit: np.ndarray, direction: int, rng: np.random.Generator, frames: int = FRAMES) -> np.ndarray:
-    """(frames, 32, 32, 3) uint8: the 8×8 digit (0..16) scaled ×2, moving one pixel a frame."""
-    sprite = np.kron(digit / 16.0, np.ones((2, 2)))
+    """(frames, 32, 32, 3) uint8: the 8×8 digit (0..16) scaled ×3, moving one pixel every second frame."""
+    sprite = np.kron(digit / 16.0, np.ones((3, 3)))
     dy, dx = DIRECTIONS[direction]
-    travel = frames - 1
+    travel = (frames - 1) // 2
     room = CANVAS - DIGIT
 
     def start(step: int) -> int:  # a start that keeps the whole path on the canvas
@@ -35,7 +36,7 @@ def moving_digit_frames(digit: np.ndarray, direction: int, rng: np.random.Genera
     y0, x0 = start(dy), start(dx)
     video = np.zeros((frames, CANVAS, CANVAS), dtype=np.float64)
     for t in range(frames):
-        y, x = y0 + dy * t, x0 + dx * t
+        y, x = y0 + dy * (t // 2), x0 + dx * (t // 2)
         video[t, y:y + DIGIT, x:x + DIGIT] = sprite
     return np.repeat((video * 255).round().astype(np.uint8)[..., None], 3, axis=-1)
 
@@ -71,7 +72,7 @@ class MovingDigits(VideoList):
                  **options: Any) -> None:
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        folder = demo_folder("maekit_moving_digits", f"v1 canvas={CANVAS} frames={FRAMES} count={count}",
+        folder = demo_folder("maekit_moving_digits", f"v2 canvas={CANVAS} digit={DIGIT} frames={FRAMES} count={count}",
                              lambda path: write_moving_digits(path, count=count), root)
         options.setdefault("clip", dict(sampling="consecutive", num_frames=8, stride=1))
         options.setdefault("train", split == "train")

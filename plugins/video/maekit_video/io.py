@@ -82,7 +82,8 @@ def read_frames(path: str | Path, indices: Sequence[int], seek: bool = True) -> 
     With ``seek`` (and a stream with a frame rate and timestamps) decoding starts at the key frame
     before the first wanted frame and frames are numbered by their timestamps, as torchvision's
     reader does; otherwise every frame is decoded from the start and counted. The two agree on
-    constant-frame-rate files (tested on H.264 with B-frames and VP9)."""
+    constant-frame-rate files (tested on H.264 with B-frames, VP9, MPEG-4); where timestamps leave
+    a wanted frame unnumbered (variable frame rate) the read falls back to counting."""
     import av
 
     path = Path(path)
@@ -117,8 +118,12 @@ def read_frames(path: str | Path, indices: Sequence[int], seek: bool = True) -> 
     finally:
         container.close()
     missing = [i for i in wanted if i not in found]
+    if missing and timed:  # timestamps did not number every frame (variable frame rate): count instead
+        return read_frames(path, indices, seek=False)
     if missing:
         raise ValueError(f"{path}: has fewer frames than needed (frame {missing[0]} asked, {number + 1} decoded)")
+    if len({frame.shape for frame in found.values()}) > 1:
+        raise ValueError(f"{path}: the frame size changes inside the video; re-encode it at one size")
     return torch.from_numpy(np.stack([found[int(i)] for i in indices]))
 
 

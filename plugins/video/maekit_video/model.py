@@ -78,19 +78,23 @@ class VideoViTEncoder(TokenEncoder):
 
     ``mask_token`` adds the learned token that replaces removed cubes when the encoder sees every
     token (MaskFeat). Init as VideoMAE: xavier-uniform Linear, zero bias, LayerNorm 1/0, Conv3d
-    PyTorch's default."""
+    PyTorch's default (``embed_init="xavier"``: xavier-uniform over its flattened weight, OmniMAE)."""
 
     num_prefix_tokens = 0
 
     def __init__(self, embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
                  patch_size: int = 16, tubelet_size: int = 2, in_chans: int = 3, num_frames: int = 16,
                  img_size: int = 224, qkv_bias: bool | str = "qv", norm_eps: float = 1e-6, drop_path_rate: float = 0.0,
-                 mask_token: bool = False) -> None:
+                 mask_token: bool = False, embed_init: str = "default") -> None:
         super().__init__()
         self.embed_dim, self.in_chans = embed_dim, in_chans
         self.cube = (tubelet_size, patch_size, patch_size)
         self.grid_size = (num_frames // tubelet_size, img_size // patch_size, img_size // patch_size)
         self.patch_embed = CubeEmbed(in_chans, embed_dim, self.cube)
+        if embed_init == "xavier":  # OmniMAE's reshape_and_init_as_mlp; VideoMAE keeps Conv3d's default
+            nn.init.xavier_uniform_(self.patch_embed.proj.weight.view(embed_dim, -1))
+        elif embed_init != "default":
+            raise ValueError(f"embed_init must be 'default' or 'xavier', got {embed_init!r}")
         self.positions = SinusoidPositions(embed_dim, self.grid_size[0] * self.grid_size[1] * self.grid_size[2])
         self.norm_pre = nn.Identity()
         self.blocks = make_blocks(embed_dim, depth, num_heads, mlp_ratio, norm_eps, drop_path_rate, qkv_bias=qkv_bias)
@@ -269,7 +273,7 @@ def omnimae(size: str | None = "base", num_frames: int = 16, img_size: int = 224
     channel (x − mean)/√(var + 1e-6) of [0, 1] pixels, MSE over removed tokens. The encoder has a
     fused qkv bias; decoder 384 wide (B; 512 for L and H), 4 blocks of 16 heads."""
     enc = _video_encoder(size, encoder, "omnimae", num_frames, img_size, patch_size, tubelet_size, in_chans,
-                         drop_path_rate, qkv_bias=True)
+                         drop_path_rate, qkv_bias=True, embed_init="xavier")
     grid = enc.grid_size
     width = decoder_embed_dim or (384 if size in ("small", "base") else 512)
     return VideoMAE(
@@ -352,7 +356,7 @@ class VideoClassifier(ViTClassifier):
 
     def forward(self, batch: dict, noise: Any = None) -> dict[str, torch.Tensor]:
         views = self.views_of(batch)
-        if views > 1:
+        if views > 1 and self.training:  # augmented copies: each a sample; test views are merged instead
             batch = {**batch, "label": torch.as_tensor(batch["label"]).repeat_interleave(views)}
         return super().forward(batch, noise)
 

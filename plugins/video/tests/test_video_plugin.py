@@ -48,7 +48,7 @@ def test_paper_configs_have_the_references_sizes_and_recipes():
     assert tokens.num_tokens == 1568 and tokens.values.shape[-1] == 1536 and model.make_mask(tokens).num_visible == 160
     assert model.encoder.embed_dim == 768 and model.decoder.embed.out_features == 384 and len(model.decoder.blocks) == 4
     assert model.decoder.blocks[0].attn.num_heads == 6 and model.decoder.embed.bias is None
-    assert cfg.data.dataset.clip == dict(sampling="consecutive", num_frames=16, stride=4)
+    assert cfg.data.dataset.clip == dict(sampling="consecutive", num_frames=16, stride=4, pad=True)
     assert (cfg.schedule.blr, cfg.schedule.betas, cfg.schedule.weight_decay) == (1.5e-4, (0.9, 0.95), 0.05)
     assert cfg.schedule.max_iters == 1600 * (240436 // 2048) and cfg.finetune.test.test_clips == 5
     assert cfg.finetune.eval_transform.crops == 3 and cfg.finetune.schedule.layer_decay == 0.75
@@ -116,7 +116,7 @@ def test_a_user_pretrains_finetunes_evaluates_and_converts_one_command_each(tmp_
     config.write_text(f"""_base_ = [{str(CONFIGS / 'videomae_demo_moving_digits.py')!r}]
 model = dict(num_frames=4, encoder=dict(embed_dim=32, depth=1, num_heads=2), decoder_embed_dim=16, decoder_depth=1,
              decoder_num_heads=2)
-data = dict(dataset=dict(_delete_=True, **{train!r}), batch_size=2)
+data = dict(dataset=dict(_delete_=True, **{train!r}), batch_size=2, num_workers=0)
 schedule = dict(max_iters=2, warmup_iters=0)
 checkpoint_interval = 2
 probe = dict(_delete_=True, train={dict(train, train=False)!r}, test={test!r}, pools=("mean",))
@@ -190,14 +190,17 @@ def test_demo_writes_mp4s_pretrains_probes_and_draws_strips_and_a_gif(tmp_path):
     config.write_text(f"""_base_ = [{str(CONFIGS / 'videomae_demo_moving_digits.py')!r}]
 model = dict(encoder=dict(embed_dim=32, depth=1, num_heads=2), decoder_depth=1)
 _few = dict(type="video_demo_moving_digits", count=120)
-data = dict(dataset=dict(_few, split="train"), batch_size=4)
+data = dict(dataset=dict(_few, split="train"), batch_size=4, num_workers=0)
 probe = dict(train=dict(_few, split="train", train=False), test=dict(_few, split="test"))
+finetune = dict(data=dict(dataset=dict(_few, split="train"), batch_size=4, num_workers=0), test=dict(_few, split="test"),
+                schedule=dict(max_iters=2, warmup_iters=0))
 """)
     test_set = build("dataset", dict(type="video_demo_moving_digits", split="test", count=120))
     assert len(test_set) == 30 and test_set.num_classes == 40 and Path(test_set.items[0][0]).suffix == ".mp4"
     metrics = run_video_demo(tmp_path / "out", config=str(config), max_iters=2, log=lambda *_: None)
     written = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert written["iterations"] == 2 and 0 <= written["probe_accuracy_pretrained"] <= 1
+    assert 0 <= written["finetune_accuracy_pretrained"] <= 1 and 0 <= written["finetune_accuracy_random_init"] <= 1
     from PIL import Image
 
     strips = Image.open(written["reconstructions"])

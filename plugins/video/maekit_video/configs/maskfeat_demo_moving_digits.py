@@ -3,4 +3,4 @@
 _base_ = ["./videomae_demo_moving_digits.py"]
 model = dict(_delete_=True, type="maskfeat", size=None, video=True, encoder=dict(embed_dim=128, depth=4, num_heads=4),
              num_frames=8, img_size=32, patch_size=8, tubelet_size=2, mask_ratio=0.4)
-schedule = dict(blr=1e-4 * 8)
+schedule = dict(blr=3e-3, betas=(0.9, 0.999))

@@ -1,7 +1,7 @@
 # OmniMAE ViT-B (Girdhar et al. 2023): one model pre-trained on ImageNet-1k images (each repeated to
 # one 2-frame tubelet) and Something-Something v2 clips (16 frames spread over 2.7 s, short side 256
 # then a random resized crop to 224, 4 augmented clips per decoded video), every batch from one
-# source in a seeded random interleaving; random masking at the paper's 90 % (images) / 95 % (videos);
+# source in a seeded random interleaving (a video batch is batch / 4 videos, 4 clips each); random masking at the paper's 90 % (images) / 95 % (videos);
 # norm-pix per patch and channel; decoder 384 x 4, 16 heads; 800 epochs, AdamW (0.9, 0.95), wd 0.05,
 # peak lr 1.6e-3 at batch 2048 (blr 2e-4), 5 % warm-up, cosine to 0.
 model = dict(type="omnimae", size="base", num_frames=16, img_size=224, image_mask_ratio=0.9, video_mask_ratio=0.95)
@@ -15,7 +15,8 @@ data = dict(
              repeat_factor=0.25),  # 4 clips per video: a quarter of the videos per pass (the reference)
     ]),
     transform=None, sampler="one_source_per_batch", batch_size=32, num_workers=10)
-_iters_per_epoch = (1281167 + 168913 // 4) // 2048
+# steps per pass: IN1K batches of 2048 images + a quarter of SSv2 in batches of 512 videos (x 4 clips)
+_iters_per_epoch = 1281167 // 2048 + int(168913 // (2048 // 4) * 0.25)
 schedule = dict(max_iters=800 * _iters_per_epoch, warmup_iters=40 * _iters_per_epoch, blr=2e-4, weight_decay=0.05,
                 betas=(0.9, 0.95), min_lr=0.0, iters_per_epoch=_iters_per_epoch)
 checkpoint_interval = 20 * _iters_per_epoch

@@ -5,7 +5,7 @@
 # Point the lists at VideoMAE's train.csv / val.csv ("path label", one space, no header).
 _train_list = "data/k400/train.csv"
 _val_list = "data/k400/val.csv"
-_clip = dict(sampling="consecutive", num_frames=16, stride=4)
+_clip = dict(sampling="consecutive", num_frames=16, stride=4, pad=True)  # short videos repeat their last frame
 model = dict(type="videomae", size="base", num_frames=16, img_size=224, mask_ratio=0.9, masking="tube")
 data = dict(dataset=dict(type="video_list", list_file=_train_list, clip=_clip),
             transform=dict(type="videomae_augment", size=224), batch_size=32, num_workers=10)
@@ -33,4 +33,4 @@ finetune = dict(
     test=dict(type="video_list", list_file=_val_list, clip=_clip, train=False, test_clips=5),
     eval_transform=dict(type="video_eval", size=224, short_side=224, crops=3), test_batch_size=2,
     schedule=dict(max_iters=75 * (240436 // _ft_batch), warmup_iters=5 * (240436 // _ft_batch), blr=5e-4,
-                  weight_decay=0.05, betas=(0.9, 0.999), min_lr=1e-6, layer_decay=0.75))
+                  weight_decay=0.05, betas=(0.9, 0.999), min_lr=1e-6 * _ft_batch / 256, layer_decay=0.75))

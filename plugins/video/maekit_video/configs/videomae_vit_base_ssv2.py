@@ -4,7 +4,7 @@
 # segment, is not sampled: one view per crop).
 _base_ = ["./videomae_vit_base_k400.py"]
 _root = "data/ssv2"
-_clip = dict(sampling="consecutive", num_frames=16, stride=2)
+_clip = dict(sampling="consecutive", num_frames=16, stride=2, pad=True)
 _segments = dict(sampling="segments", num_frames=16)
 _iters_per_epoch = 168913 // 2048
 data = dict(dataset=dict(_delete_=True, type="ssv2", root=_root, split="train", clip=_clip))

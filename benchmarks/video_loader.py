@@ -1,0 +1,93 @@
+"""Does video decoding keep up with the VideoMAE step? Clips of 16 frames at 224² (VideoMAE's K400
+input: stride 4 from 320×240 H.264 videos of 10 s at 30 fps, short side as Kinetics is commonly
+pre-resized, multi-scale crop, normalisation, per-sample seeding) through a DataLoader with 0, 1
+and 2 workers, against the VideoMAE ViT-S training step (tube masking 0.9) measured in the same run.
+
+    python benchmarks/video_loader.py --quick
+
+The videos are written here with PyAV (H.264, 320×240, moving patterns from scikit-image's bundled
+photographs) into a temporary folder; nothing is downloaded. Needs maekit-video installed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import alternating_medians, machine_description  # noqa: E402
+from data_loader import view_samples_per_s  # noqa: E402
+from mae_step import make_step  # noqa: E402
+
+
+def write_videos(root: Path, count: int, seconds: float = 10.0, fps: int = 30) -> Path:
+    """``count`` H.264 videos (320×240) panning across a bundled photograph, and a train.csv."""
+    import skimage.data
+    from maekit_video.io import write_video
+    from PIL import Image
+
+    photo = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((640, 480)))
+    lines = []
+    for number in range(count):
+        frames = np.stack([np.roll(photo, 3 * t + 17 * number, axis=1)[120:360, 160:480]
+                           for t in range(int(seconds * fps))])
+        path = write_video(root / f"v{number}.mp4", frames, fps=fps, crf=23)
+        lines.append(f"{path} {number % 2}")
+    (root / "train.csv").write_text("\n".join(lines) + "\n")
+    return root / "train.csv"
+
+
+def loader_clips_per_s(listing: Path, workers: int, batch: int, batches: int, seek: bool) -> float:
+    from maekit.data.views import AugmentedView
+
+    view = AugmentedView(dict(type="video_list", list_file=str(listing), seek=seek,
+                              clip=dict(sampling="consecutive", num_frames=16, stride=4)),
+                         dict(type="videomae_augment", size=224))
+    return view_samples_per_s(view, workers, batch, batches)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="4 loader batches per setting, 3 step repeats")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--batches", type=int, default=8)
+    parser.add_argument("--workers", default="0,1,2")
+    parser.add_argument("--out", type=Path, help="write the results as JSON")
+    args = parser.parse_args()
+    if args.quick:
+        args.batches = 4
+    results = {"machine": machine_description(), "batch": args.batch, "loader": []}
+    with tempfile.TemporaryDirectory() as folder:
+        listing = write_videos(Path(folder), 8)
+        for seek in (True, False):
+            for workers in (int(w) for w in args.workers.split(",")):
+                if not seek and workers:
+                    continue  # decoding from the first frame: measured once, for the ratio
+                rate = loader_clips_per_s(listing, workers, args.batch, args.batches, seek)
+                results["loader"].append({"workers": workers, "seek": seek, "clips_per_s": rate})
+    from maekit.registry import build
+
+    torch.manual_seed(0)
+    model = build("model", dict(type="videomae", size="small"))
+    clips = torch.randn(args.batch, 3, 16, 224, 224)
+    steps = {precision: make_step("maekit", model, clips, dtype, fused=True)
+             for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    results["step_clips_per_s"] = {precision: args.batch / seconds
+                                   for precision, seconds in alternating_medians(steps, 3).items()}
+    fastest = max(results["step_clips_per_s"].values())
+    print(f"VideoMAE ViT-S step (16×224², tube 0.9), batch {args.batch}: " + ", ".join(
+        f"{p} {v:.2f} clips/s" for p, v in results["step_clips_per_s"].items()))
+    print(f"{'workers':>8} {'seek':>5} {'loader clips/s':>15} {'loader / fastest step':>22}")
+    for row in results["loader"]:
+        print(f"{row['workers']:8d} {str(row['seek']):>5} {row['clips_per_s']:15.2f} {row['clips_per_s'] / fastest:21.2f}x")
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
