@@ -48,10 +48,13 @@ def loader_samples_per_s(root: Path, workers: int, batch: int, batches: int) -> 
 
 
 def view_samples_per_s(view, workers: int, batch: int, batches: int) -> float:
-    """Samples per second a shuffled DataLoader over ``view`` delivers after its first batch."""
+    """Samples per second a shuffled DataLoader over ``view`` delivers after its first batch. The
+    indices are virtual (a training view maps ``v`` to sample ``v % len``, seeded by ``v``), so a
+    small dataset serves as many batches as asked, each sample freshly augmented."""
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(view, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
+    order = torch.randperm(batch * (batches + 1), generator=torch.Generator().manual_seed(0)).tolist()
+    loader = DataLoader(view, batch_size=batch, sampler=order, num_workers=workers, drop_last=True,
                         persistent_workers=workers > 0)
     iterator = iter(loader)
     next(iterator)  # worker start-up is not throughput
