@@ -20,9 +20,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import alternating_medians, machine_description  # noqa: E402
-from data_loader import view_samples_per_s  # noqa: E402
-from mae_step import make_step  # noqa: E402
+from common import machine_description  # noqa: E402
+from data_loader import step_samples_per_s, view_samples_per_s  # noqa: E402
 
 
 def write_videos(root: Path, count: int, seconds: float = 10.0, fps: int = 30) -> Path:
@@ -75,10 +74,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = build("model", dict(type="videomae", size="small"))
     clips = torch.randn(args.batch, 3, 16, 224, 224)
-    steps = {precision: make_step("maekit", model, clips, dtype, fused=True)
-             for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
-    results["step_clips_per_s"] = {precision: args.batch / seconds
-                                   for precision, seconds in alternating_medians(steps, 3).items()}
+    results["step_clips_per_s"] = step_samples_per_s(model, clips)
     fastest = max(results["step_clips_per_s"].values())
     print(f"VideoMAE ViT-S step (16×224², tube 0.9), batch {args.batch}: " + ", ".join(
         f"{p} {v:.2f} clips/s" for p, v in results["step_clips_per_s"].items()))

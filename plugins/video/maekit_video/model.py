@@ -57,7 +57,8 @@ class SinusoidPositions(nn.Module):
 
     def forward(self, tokens: Tokens) -> torch.Tensor:
         positions = flat_positions(tokens)
-        needed = int(positions.max()) + 1
+        grid = tokens.meta["grid_size"]
+        needed = grid[0] * grid[1] * grid[2]  # from the grid, not positions.max(): no device sync per pass
         table = self.table if needed <= self.table.shape[0] else sinusoid_table(needed, self.dim)[0].to(self.table.device)
         return table[positions]
 
