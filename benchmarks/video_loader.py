@@ -1,7 +1,8 @@
 """Does video decoding keep up with the VideoMAE step? Clips of 16 frames at 224² (VideoMAE's K400
 input: stride 4 from 320×240 H.264 videos of 10 s at 30 fps, short side as Kinetics is commonly
 pre-resized, multi-scale crop, normalisation, per-sample seeding) through a DataLoader with 0, 1
-and 2 workers, against the VideoMAE ViT-S training step (tube masking 0.9) measured in the same run.
+and 2 workers, against the VideoMAE ViT-S training step (tube masking 0.9) measured in the same run;
+PyAV with and without seeking, and torchcodec (the optional reader) where it is installed.
 
     python benchmarks/video_loader.py --quick
 
@@ -41,10 +42,10 @@ def write_videos(root: Path, count: int, seconds: float = 10.0, fps: int = 30) -
     return root / "train.csv"
 
 
-def loader_clips_per_s(listing: Path, workers: int, batch: int, batches: int, seek: bool) -> float:
+def loader_clips_per_s(listing: Path, workers: int, batch: int, batches: int, seek: bool, decoder: str) -> float:
     from maekit.data.views import AugmentedView
 
-    view = AugmentedView(dict(type="video_list", list_file=str(listing), seek=seek,
+    view = AugmentedView(dict(type="video_list", list_file=str(listing), seek=seek, decoder=decoder,
                               clip=dict(sampling="consecutive", num_frames=16, stride=4)),
                          dict(type="videomae_augment", size=224))
     return view_samples_per_s(view, workers, batch, batches)
@@ -61,14 +62,21 @@ def main() -> None:
     if args.quick:
         args.batches = 4
     results = {"machine": machine_description(), "batch": args.batch, "loader": []}
+    from maekit_video.io import check_decoder
+
+    workers = [int(w) for w in args.workers.split(",")]
+    settings = [("pyav", True, w) for w in workers] + [("pyav", False, 0)]  # no seek: once, for the ratio
+    try:
+        settings += [("torchcodec", True, w) for w in workers]
+        check_decoder("torchcodec")
+    except ValueError as error:
+        settings = [setting for setting in settings if setting[0] == "pyav"]
+        print(f"torchcodec not measured: {error}")
     with tempfile.TemporaryDirectory() as folder:
         listing = write_videos(Path(folder), 8)
-        for seek in (True, False):
-            for workers in (int(w) for w in args.workers.split(",")):
-                if not seek and workers:
-                    continue  # decoding from the first frame: measured once, for the ratio
-                rate = loader_clips_per_s(listing, workers, args.batch, args.batches, seek)
-                results["loader"].append({"workers": workers, "seek": seek, "clips_per_s": rate})
+        for decoder, seek, count in settings:
+            rate = loader_clips_per_s(listing, count, args.batch, args.batches, seek, decoder)
+            results["loader"].append({"decoder": decoder, "workers": count, "seek": seek, "clips_per_s": rate})
     from maekit.registry import build
 
     torch.manual_seed(0)
@@ -78,9 +86,10 @@ def main() -> None:
     fastest = max(results["step_clips_per_s"].values())
     print(f"VideoMAE ViT-S step (16×224², tube 0.9), batch {args.batch}: " + ", ".join(
         f"{p} {v:.2f} clips/s" for p, v in results["step_clips_per_s"].items()))
-    print(f"{'workers':>8} {'seek':>5} {'loader clips/s':>15} {'loader / fastest step':>22}")
+    print(f"{'decoder':>10} {'workers':>8} {'seek':>5} {'loader clips/s':>15} {'loader / fastest step':>22}")
     for row in results["loader"]:
-        print(f"{row['workers']:8d} {str(row['seek']):>5} {row['clips_per_s']:15.2f} {row['clips_per_s'] / fastest:21.2f}x")
+        print(f"{row['decoder']:>10} {row['workers']:8d} {str(row['seek']):>5} {row['clips_per_s']:15.2f} "
+              f"{row['clips_per_s'] / fastest:21.2f}x")
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
 

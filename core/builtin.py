@@ -29,6 +29,7 @@ CORE_COMPONENTS: list[tuple[str, str, str]] = [
     ("target", "named_targets", "maekit.nn.targets:NamedTargets"),
     ("loss", "masked_mse", "maekit.nn.losses:MaskedMSELoss"),
     ("loss", "masked_l1", "maekit.nn.losses:MaskedL1Loss"),
+    ("loss", "masked_smooth_l1", "maekit.nn.losses:MaskedSmoothL1Loss"),
     ("loss", "named_losses", "maekit.nn.losses:NamedLosses"),
     ("teacher", "ema_teacher", "maekit.nn.teachers:ema_teacher"),
     ("teacher", "frozen_teacher", "maekit.nn.teachers:frozen_teacher"),

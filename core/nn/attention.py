@@ -110,28 +110,52 @@ class CrossAttention(nn.Module):
 
 
 class CrossAttentionBlock(nn.Module):
-    """A pre-norm transformer block that also reads a context: self-attention, then
+    """A transformer block that also reads a context: by default pre-norm self-attention, then
     cross-attention to the LayerNorm'ed context, then the MLP, each residual (BootMAE's
-    ``Decode_Block``). LayerNorm eps 1e-6; timm's ``Mlp``."""
+    ``Decode_Block``). LayerNorm eps 1e-6; timm's ``Mlp``.
+
+    ``order`` arranges the sub-layers ("self", "cross", "mlp"; leave "self" out for a block with
+    none, SiamMAE's cross-only ablation): SiamMAE's decoder is ("cross", "self", "mlp").
+    ``norm_first=False`` makes it post-norm, ``x = norm(x + sublayer(x))`` with the context used
+    as given (PyTorch's ``TransformerDecoderLayer``, which CropMAE's SiamMAE block is, in the
+    order ("cross", "mlp", "self")).
+    """
+
+    SUBLAYERS = ("self", "cross", "mlp")
 
     def __init__(self, dim: int, num_heads: int, context_dim: int | None = None, mlp_ratio: float = 4.0,
-                 head_dim: int | None = None, norm_eps: float = 1e-6) -> None:
+                 head_dim: int | None = None, norm_eps: float = 1e-6, order: tuple[str, ...] = ("self", "cross", "mlp"),
+                 norm_first: bool = True) -> None:
         super().__init__()
         from timm.layers import Mlp
 
+        order = tuple(order)
+        if len(set(order)) != len(order) or not set(order) <= set(self.SUBLAYERS) or not {"cross", "mlp"} <= set(order):
+            raise ValueError(f"block order must name 'cross', 'mlp' and optionally 'self', each once, got {order!r}")
+        self.order, self.norm_first = order, norm_first
         context_dim = dim if context_dim is None else context_dim
-        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = Attention(dim, num_heads, head_dim)
+        if "self" in order:
+            self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+            self.attn = Attention(dim, num_heads, head_dim)
         self.norm_query = nn.LayerNorm(dim, eps=norm_eps)
-        self.norm_context = nn.LayerNorm(context_dim, eps=norm_eps)
+        self.norm_context = nn.LayerNorm(context_dim, eps=norm_eps) if norm_first else nn.Identity()
         self.cross_attn = CrossAttention(dim, num_heads, context_dim, head_dim)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
+    def sublayer(self, name: str, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        if name == "self":
+            return self.attn(x)
+        return self.cross_attn(x, self.norm_context(context)) if name == "cross" else self.mlp(x)
+
+    def norm_of(self, name: str) -> nn.Module:
+        return self.norm1 if name == "self" else self.norm_query if name == "cross" else self.norm2
+
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        x = x + self.cross_attn(self.norm_query(x), self.norm_context(context))
-        return x + self.mlp(self.norm2(x))
+        for name in self.order:
+            norm = self.norm_of(name)
+            x = x + self.sublayer(name, norm(x), context) if self.norm_first else norm(x + self.sublayer(name, x, context))
+        return x
 
 
 def attention_weights(attn: Any, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -89,21 +89,28 @@ class CrossAttentionDecoder(MAEDecoder):
     do (the visible latents carry their positions from the encoder); ``"all"`` to every token as
     the MAE decoder. ``head_dim`` sets the attention's inner width (BootMAE: 12 heads of 42 in a
     512-wide decoder); ``table`` replaces the sin-cos table (1, P+h·w, D) with a method's own.
+    ``embed_context``: the context goes through the decoder's own input Linear first (SiamMAE: the
+    past frame's latents, no positions added) and the blocks read it at the decoder width.
+    ``block_order`` / ``norm_first``: see :class:`~maekit.nn.attention.CrossAttentionBlock`.
     """
 
     def __init__(self, encoder_dim: int, out_dim: int, grid_size: int | tuple[int, int] = 14,
                  embed_dim: int = 512, depth: int = 2, num_heads: int = 16, mlp_ratio: float = 4.0,
                  context_dim: int | None = None, context_tap: int = -1, head_dim: int | None = None,
-                 positions: str = "all", num_prefix_tokens: int = 1, table: torch.Tensor | None = None) -> None:
+                 positions: str = "all", num_prefix_tokens: int = 1, table: torch.Tensor | None = None,
+                 embed_context: bool = False, block_order: tuple[str, ...] = ("self", "cross", "mlp"),
+                 norm_first: bool = True) -> None:
         super().__init__(encoder_dim, out_dim, grid_size, embed_dim, depth=0, num_heads=num_heads,
                          mlp_ratio=mlp_ratio, num_prefix_tokens=num_prefix_tokens)
         if positions not in ("all", "removed"):
             raise ValueError(f"decoder positions must be 'all' or 'removed', got {positions!r}")
-        self.positions, self.context_tap = positions, context_tap
+        self.positions, self.context_tap, self.embed_context = positions, context_tap, embed_context
         if table is not None:
             self.pos_embed.data.copy_(table)
-        self.blocks = nn.Sequential(*(CrossAttentionBlock(embed_dim, num_heads, context_dim or encoder_dim, mlp_ratio,
-                                                          head_dim) for _ in range(depth)))
+        context_width = embed_dim if embed_context else context_dim or encoder_dim
+        self.blocks = nn.Sequential(*(CrossAttentionBlock(embed_dim, num_heads, context_width, mlp_ratio, head_dim,
+                                                          order=block_order, norm_first=norm_first)
+                                      for _ in range(depth)))
         self.blocks.apply(init_mae_weights)
 
     def forward(self, latents: torch.Tensor, mask: Mask, tokens: Tokens,
@@ -116,6 +123,8 @@ class CrossAttentionDecoder(MAEDecoder):
             where = torch.cat([mask.masked.new_zeros(mask.masked.shape[0], self.num_prefix_tokens), mask.masked], dim=1)
             positions = positions * where.unsqueeze(-1).to(x.dtype)
         x = x + positions
+        if self.embed_context:
+            context = self.embed(context)
         for block in self.blocks:
             x = block(x, context)
         return self.pred(self.norm(x))[:, self.num_prefix_tokens:]

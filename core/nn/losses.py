@@ -11,7 +11,7 @@ from maekit.nn.base import Loss
 from maekit.nn.schedules import Schedule, ScheduledValues
 from maekit.structures import Mask, Prediction
 
-__all__ = ["MaskedMSELoss", "MaskedL1Loss", "MaskedReconstructionLoss", "NamedLosses"]
+__all__ = ["MaskedMSELoss", "MaskedL1Loss", "MaskedSmoothL1Loss", "MaskedReconstructionLoss", "NamedLosses"]
 
 
 class MaskedReconstructionLoss(Loss):
@@ -74,6 +74,21 @@ class MaskedL1Loss(MaskedReconstructionLoss):
 
     def elementwise(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return (pred - target).abs()
+
+
+class MaskedSmoothL1Loss(MaskedReconstructionLoss):
+    """Smooth L1 per value (``F.smooth_l1_loss``: 0.5·x²/β below β, |x| − 0.5·β above), averaged per
+    token, then over removed tokens: with equal removed counts per sample, ``nn.SmoothL1Loss()`` of
+    the removed tokens' rows (MVD's feature loss, β = 1)."""
+
+    def __init__(self, name: str = "smooth_l1", weight: float = 1.0, reduction: str = "removed", beta: float = 1.0) -> None:
+        super().__init__(name, weight, reduction)
+        if not beta > 0:
+            raise ValueError(f"smooth L1 beta must be positive, got {beta!r}")
+        self.beta = beta
+
+    def elementwise(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return nn.functional.smooth_l1_loss(pred, target, reduction="none", beta=self.beta)
 
 
 class NamedLosses(Loss):

@@ -205,7 +205,11 @@ def frozen_teacher(module: nn.Module | dict, checkpoint: str | Path | None = Non
                 break
         if convert is not None:
             state = convert(state)
-        result = built.load_state_dict(state, strict=False)
+        try:
+            result = built.load_state_dict(state, strict=False)
+        except RuntimeError as error:  # shapes that do not fit: PyTorch's message lists them
+            raise ValueError(f"{path}: does not fit the teacher {type(built).__name__}: "
+                             f"{str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else error}") from None
         if result.missing_keys or result.unexpected_keys:
             raise ValueError(f"{path}: does not fit the teacher {type(built).__name__}: missing "
                              f"{result.missing_keys[:5] or 'none'}, unexpected {result.unexpected_keys[:5] or 'none'}")

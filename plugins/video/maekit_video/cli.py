@@ -1,12 +1,13 @@
 """``maekit video-eval`` (fine-tuning with VideoMAE's head and multi-view testing, or a frozen-feature
-probe) and ``maekit video-convert`` (official VideoMAE checkpoints → maekit's layout)."""
+probe), ``maekit video-convert`` (official VideoMAE checkpoints → maekit's layout) and ``maekit
+video-propagate`` (label propagation on DAVIS-2017 folders, J&F)."""
 from __future__ import annotations
 
 import click
 
 from maekit.cli.support import cfg_options_option, fail, finetune_and_report, frozen_evaluation, load_command_config
 
-__all__ = ["video_eval", "video_convert"]
+__all__ = ["video_eval", "video_convert", "video_propagate"]
 
 
 @click.command("video-eval")
@@ -55,3 +56,36 @@ def video_convert(src: str, dst: str, source: str) -> None:
     save_state_dict(state, dst)
     model = "videomae" if layout == "pretrain" else "video_classifier"
     click.echo(f"converted {len(state)} tensors ({layout} layout) to {dst}: load it into {model}")
+
+
+@click.command("video-propagate")
+@click.argument("config")
+@click.option("--davis", "root", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A DAVIS-2017 folder (JPEGImages/, Annotations/, ImageSets/2017/).")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), help="Pre-trained weights (default: random init).")
+@click.option("--split", default="val", show_default=True, help="The ImageSets/2017 list to run.")
+@click.option("--sequence", "sequences", multiple=True, help="Run these sequences only (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False), help="Write the predicted masks (DAVIS's results layout) and metrics.json here.")
+@cfg_options_option
+def video_propagate(config: str, root: str, checkpoint: str | None, split: str, sequences: tuple[str, ...],
+                    out: str | None, cfg_options: tuple[str, ...], more_cfg_options: tuple[str, ...]) -> None:
+    """Label propagation on frozen features (SiamMAE's evaluation): each sequence's first-frame mask
+    is carried through its frames by the config's encoder (``propagation`` section: topk, radius,
+    context, temperature, size, resolution; SiamMAE's 7, 20, 20, 0.7 and CropMAE's 480×880 by
+    default), scored with DAVIS-2017's J&F per sequence and overall (mean over objects)."""
+    from pathlib import Path
+
+    from maekit.cli.support import write_metrics
+    from maekit.eval.probe import load_trained_model
+    from maekit_video.propagation import evaluate_propagation, propagation_options, read_davis
+
+    cfg = load_command_config(config, cfg_options + more_cfg_options)
+    try:
+        settings, size, resolution = propagation_options(cfg.get("propagation"))
+        found = read_davis(root, split, resolution, list(sequences) or None)
+        model = load_trained_model(cfg.model, checkpoint)
+        metrics = evaluate_propagation(model, found, size, settings, out, log=click.echo)
+    except ValueError as error:
+        fail(str(error))
+    write_metrics({**metrics, "checkpoint": checkpoint, "davis": root, "split": split},
+                  str(Path(out) / "metrics.json") if out else None)

@@ -33,7 +33,15 @@ from torch.utils.data import Dataset
 from maekit.data.clips import ClipTooShort, consecutive_frames, evaluation_starts, frame_pair, segment_frames, window_frames
 from maekit.data.samples import IMAGENET_MEAN, IMAGENET_STD
 from maekit.data.skipping import check_on_error, first_readable, without_missing
-from maekit_video.io import VIDEO_EXTENSIONS, VideoInfo, frame_folder_info, probe_video, read_frame_folder, read_frames
+from maekit_video.io import (
+    VIDEO_EXTENSIONS,
+    VideoInfo,
+    check_decoder,
+    frame_folder_info,
+    probe_video,
+    read_frame_folder,
+    read_frames,
+)
 
 __all__ = ["VideoDataset", "VideoList", "RawframeList", "KineticsCSV", "SomethingSomethingV2", "UCF101", "HMDB51",
            "VideoFolder", "ClipSampler", "VideoMAEAugment", "VideoResizedCropAugment", "VideoEvalTransform"]
@@ -85,14 +93,16 @@ Source = Path | tuple[Path, int]  # a video file, or a frame folder and its fram
 class VideoDataset(Dataset):
     """What every video dataset shares: a list of (video, label), clip sampling, and the
     ``on_error`` policy. ``seek``: start decoding at the key frame before the clip (fast on long
-    videos) rather than at the first frame."""
+    videos) rather than at the first frame. ``decoder``: "pyav" (required, the default) or
+    "torchcodec" (optional: ``pip install 'maekit-video[torchcodec]'`` and FFmpeg's libraries)."""
 
     frame_template = "img_{:05d}.jpg"
     frame_start_index = 1
     frame_rate = 30.0
 
     def __init__(self, clip: dict[str, Any] | None = None, train: bool = True, test_clips: int = 1,
-                 on_error: str = "raise", seek: bool = True) -> None:
+                 on_error: str = "raise", seek: bool = True, decoder: str = "pyav") -> None:
+        self.decoder = check_decoder(decoder)
         self.sampler = ClipSampler(**(clip or dict(sampling="consecutive", num_frames=16, stride=4)))
         if not isinstance(test_clips, int) or test_clips < 1:
             raise ValueError(f"test_clips must be a positive int, got {test_clips!r}")
@@ -143,7 +153,7 @@ class VideoDataset(Dataset):
     def read(self, video: Source, indices: list[int]) -> torch.Tensor:
         if isinstance(video, tuple):
             return read_frame_folder(video[0], indices, self.frame_template, self.frame_start_index)
-        return read_frames(video, indices, self.seek)
+        return read_frames(video, indices, self.seek, self.decoder)
 
     def sample(self, index: int) -> dict[str, Any]:
         video, label = self.items[index]

@@ -17,7 +17,7 @@ from maekit.data.bundled import demo_folder
 from maekit_video.data import VideoList
 from maekit_video.io import write_video
 
-__all__ = ["DIRECTIONS", "moving_digit_frames", "write_moving_digits", "MovingDigits"]
+__all__ = ["DIRECTIONS", "moving_digit_frames", "write_moving_digits", "MovingDigits", "write_moving_digit_davis"]
 
 DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # (rows, columns) per frame: right, left, down, up
 CANVAS, DIGIT, FRAMES = 32, 24, 16
@@ -78,3 +78,31 @@ class MovingDigits(VideoList):
         options.setdefault("train", split == "train")
         super().__init__(folder / f"{split}.csv", root=folder, **options)
         self.classes = [f"{digit}-{name}" for digit in range(10) for name in ("right", "left", "down", "up")]
+
+
+def write_moving_digit_davis(root: str | Path, clips: VideoList, count: int = 40, threshold: int = 128) -> Path:
+    """The first ``count`` of ``clips`` (the demo's test clips) as DAVIS-2017 sequences under ``root``: every decoded frame a
+    JPEG (``JPEGImages/480p/<n>/00000.jpg`` ...), the digit's pixels (mean brightness ≥ ``threshold``
+    in the decoded frame) as object 1 of a palette PNG (``Annotations/480p/...``), listed in
+    ``ImageSets/2017/val.txt``: ground truth that comes free with the digits, for label propagation."""
+    from PIL import Image
+
+    from maekit_video.io import probe_video, read_frames
+
+    root = Path(root)
+    names = []
+    for number in range(min(count, len(clips))):
+        path = clips.source_name(number)
+        frames = read_frames(path, range(probe_video(path).num_frames)).numpy()
+        name = f"digit{number:03d}"
+        for folder in ("JPEGImages", "Annotations"):
+            (root / folder / "480p" / name).mkdir(parents=True, exist_ok=True)
+        for t, frame in enumerate(frames):
+            Image.fromarray(frame).save(root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg", quality=95)
+            mask = Image.fromarray((frame.mean(-1) >= threshold).astype(np.uint8), mode="P")
+            mask.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)  # DAVIS's first two palette colours
+            mask.save(root / "Annotations" / "480p" / name / f"{t:05d}.png")
+        names.append(name)
+    (root / "ImageSets" / "2017").mkdir(parents=True, exist_ok=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text("\n".join(names) + "\n")
+    return root

@@ -1,5 +1,5 @@
 """Reading and writing video with PyAV (its wheel bundles FFmpeg: mp4/H.264, webm/VP9, avi, gif),
-and MMAction2's frame folders.
+optionally reading with torchcodec where it is installed, and MMAction2's frame folders.
 
 Every failure a user's file can cause — missing, empty, not a video, undecodable, fewer frames
 than asked — is a ``ValueError`` naming the file, which the datasets' ``on_error`` policy turns
@@ -14,8 +14,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "probe_video", "read_frames", "write_video", "read_frame_folder",
-           "frame_folder_info"]
+__all__ = ["VIDEO_EXTENSIONS", "DECODERS", "VideoInfo", "check_decoder", "probe_video", "read_frames", "write_video",
+           "read_frame_folder", "frame_folder_info"]
+
+#: the readers ``read_frames`` can use: PyAV (required) and torchcodec (optional)
+DECODERS = ("pyav", "torchcodec")
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v", ".gif")
 
@@ -32,13 +35,17 @@ class VideoInfo:
     fps: float
 
 
-def _open(path: Path):
-    import av
-
+def _check_file(path: Path) -> None:
     if not path.is_file():
         raise ValueError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise ValueError(f"{path}: empty file")
+
+
+def _open(path: Path):
+    import av
+
+    _check_file(path)
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as error:
@@ -76,8 +83,27 @@ def probe_video(path: str | Path) -> VideoInfo:
     return VideoInfo(count, fps or 30.0)
 
 
-def read_frames(path: str | Path, indices: Sequence[int], seek: bool = True) -> torch.Tensor:
+def check_decoder(decoder: str) -> str:
+    """``decoder`` if it names a usable reader, else a ValueError saying what to install: torchcodec
+    is an optional dependency and loads FFmpeg's shared libraries from the system."""
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+    if decoder == "torchcodec":
+        try:
+            from torchcodec.decoders import VideoDecoder  # noqa: F401  (loads its FFmpeg libraries)
+        except (ImportError, OSError, RuntimeError) as error:
+            raise ValueError(f"decoder='torchcodec' needs the torchcodec package (pip install 'maekit-video[torchcodec]') "
+                             f"and FFmpeg's shared libraries, versions 4-7 (Debian: apt-get install ffmpeg); "
+                             f"loading it failed: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+                             ) from None
+    return decoder
+
+
+def read_frames(path: str | Path, indices: Sequence[int], seek: bool = True, decoder: str = "pyav") -> torch.Tensor:
     """Frames ``indices`` (any order, repeats allowed) as a uint8 tensor (len(indices), H, W, 3).
+
+    ``decoder="torchcodec"`` reads with torchcodec (frames numbered by its exact scan of the
+    stream; the same pixels as PyAV's, tested); the rest of this describes PyAV's read.
 
     With ``seek`` (and a stream with a frame rate and timestamps) decoding starts at the key frame
     before the first wanted frame and frames are numbered by their timestamps, as torchvision's
@@ -90,6 +116,8 @@ def read_frames(path: str | Path, indices: Sequence[int], seek: bool = True) -> 
     wanted = sorted(set(int(i) for i in indices))
     if not wanted or wanted[0] < 0:
         raise ValueError(f"{path}: frame indices must be non-negative, got {list(indices)[:5]}")
+    if check_decoder(decoder) == "torchcodec":
+        return _read_with_torchcodec(path, [int(i) for i in indices])
     container = _open(path)
     found: dict[int, np.ndarray] = {}
     try:
@@ -125,6 +153,23 @@ def read_frames(path: str | Path, indices: Sequence[int], seek: bool = True) -> 
     if len({frame.shape for frame in found.values()}) > 1:
         raise ValueError(f"{path}: the frame size changes inside the video; re-encode it at one size")
     return torch.from_numpy(np.stack([found[int(i)] for i in indices]))
+
+
+def _read_with_torchcodec(path: Path, indices: list[int]) -> torch.Tensor:
+    from torchcodec.decoders import VideoDecoder
+
+    _check_file(path)
+    try:
+        reader = VideoDecoder(str(path), dimension_order="NHWC", seek_mode="exact")
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable video ({str(error).splitlines()[-1]})") from None
+    count = int(reader.metadata.num_frames or 0)
+    if max(indices) >= count:
+        raise ValueError(f"{path}: has fewer frames than needed (frame {max(indices)} asked, {count} decoded)")
+    try:
+        return reader.get_frames_at(indices).data
+    except RuntimeError as error:
+        raise ValueError(f"{path}: undecodable video ({str(error).splitlines()[-1]})") from None
 
 
 def write_video(path: str | Path, frames: np.ndarray | torch.Tensor, fps: float = 25.0, crf: int = 18) -> Path:

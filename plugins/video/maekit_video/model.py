@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -20,13 +21,13 @@ from maekit.nn.base import NoiseSource
 from maekit.nn.decoder import MAEDecoder
 from maekit.nn.encoder import TokenEncoder, make_blocks
 from maekit.nn.masking import RandomMasker
-from maekit.nn.pos_embed import sinusoid_table
+from maekit.nn.pos_embed import sincos_1d, sincos_2d_table, sinusoid_table
 from maekit.ops import fill_mask_tokens, init_mae_weights
 from maekit.structures import Mask, Prediction, Tokens
 
 __all__ = ["VIDEO_SIZES", "VIDEOMAE_DECODERS", "VideoViTEncoder", "VideoMAEDecoder", "OmniMAEDecoder", "SourceRatioMasker",
            "VideoMAE", "MaskFeat", "VideoClassifier", "videomae", "omnimae", "maskfeat", "video_classifier",
-           "flat_positions"]
+           "flat_positions", "spacetime_sincos_table", "SpaceTimePositions"]
 
 #: encoder width, depth, heads of ViT-S/B/L/H (VideoMAE's registered models)
 VIDEO_SIZES: dict[str, tuple[int, int, int]] = {"small": (384, 12, 6), "base": (768, 12, 12), "large": (1024, 24, 16),
@@ -63,6 +64,34 @@ class SinusoidPositions(nn.Module):
         return table[positions]
 
 
+def spacetime_sincos_table(grid: tuple[int, int, int], dim: int) -> torch.Tensor:
+    """MVD's fixed table (1, t·h·w, dim), time-major: per token [1-D sin-cos of its time slice
+    (dim/4 channels) | MAE's 2-D sin-cos of its (row, column) (3·dim/4)], as ``get_3d_sincos_pos_embed``
+    of ruiwang2021/mvd (generalised to h ≠ w)."""
+    if dim % 16:
+        raise ValueError(f"the space-time sin-cos table needs a width divisible by 16, got {dim}")
+    t, h, w = grid
+    temporal = torch.from_numpy(sincos_1d(dim // 4, np.arange(t, dtype=np.float32))).float()  # t, dim/4
+    spatial = sincos_2d_table((h, w), dim // 4 * 3, num_prefix_tokens=0)[0]  # h·w, 3·dim/4
+    table = torch.cat([temporal[:, None].expand(t, h * w, -1), spatial[None].expand(t, -1, -1)], dim=-1)
+    return table.reshape(1, t * h * w, dim)
+
+
+class SpaceTimePositions(nn.Module):
+    """MVD's table (:func:`spacetime_sincos_table`) looked up by :func:`flat_positions`; rebuilt for
+    a clip of another grid. Not stored in state dicts (fixed)."""
+
+    def __init__(self, dim: int, grid: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.dim, self.grid = dim, tuple(grid)
+        self.register_buffer("table", spacetime_sincos_table(self.grid, dim)[0], persistent=False)
+
+    def forward(self, tokens: Tokens) -> torch.Tensor:
+        grid = tuple(tokens.meta["grid_size"])
+        table = self.table if grid == self.grid else spacetime_sincos_table(grid, self.dim)[0].to(self.table.device)  # type: ignore[arg-type]
+        return table[flat_positions(tokens)]
+
+
 class CubeEmbed(nn.Module):
     """VideoMAE's ``PatchEmbed``: a Conv3d with kernel = stride = the cube (``proj``, its checkpoint name)."""
 
@@ -79,14 +108,15 @@ class VideoViTEncoder(TokenEncoder):
 
     ``mask_token`` adds the learned token that replaces removed cubes when the encoder sees every
     token (MaskFeat). Init as VideoMAE: xavier-uniform Linear, zero bias, LayerNorm 1/0, Conv3d
-    PyTorch's default (``embed_init="xavier"``: xavier-uniform over its flattened weight, OmniMAE)."""
+    PyTorch's default (``embed_init="xavier"``: xavier-uniform over its flattened weight, OmniMAE).
+    ``positions="spacetime"``: MVD's student table (:func:`spacetime_sincos_table`) instead."""
 
     num_prefix_tokens = 0
 
     def __init__(self, embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
                  patch_size: int = 16, tubelet_size: int = 2, in_chans: int = 3, num_frames: int = 16,
                  img_size: int = 224, qkv_bias: bool | str = "qv", norm_eps: float = 1e-6, drop_path_rate: float = 0.0,
-                 mask_token: bool = False, embed_init: str = "default") -> None:
+                 mask_token: bool = False, embed_init: str = "default", positions: str = "sinusoid") -> None:
         super().__init__()
         self.embed_dim, self.in_chans = embed_dim, in_chans
         self.cube = (tubelet_size, patch_size, patch_size)
@@ -96,7 +126,10 @@ class VideoViTEncoder(TokenEncoder):
             nn.init.xavier_uniform_(self.patch_embed.proj.weight.view(embed_dim, -1))
         elif embed_init != "default":
             raise ValueError(f"embed_init must be 'default' or 'xavier', got {embed_init!r}")
-        self.positions = SinusoidPositions(embed_dim, self.grid_size[0] * self.grid_size[1] * self.grid_size[2])
+        if positions not in ("sinusoid", "spacetime"):
+            raise ValueError(f"video encoder positions must be 'sinusoid' or 'spacetime', got {positions!r}")
+        self.positions: nn.Module = SpaceTimePositions(embed_dim, self.grid_size) if positions == "spacetime" else \
+            SinusoidPositions(embed_dim, self.grid_size[0] * self.grid_size[1] * self.grid_size[2])
         self.norm_pre = nn.Identity()
         self.blocks = make_blocks(embed_dim, depth, num_heads, mlp_ratio, norm_eps, drop_path_rate, qkv_bias=qkv_bias)
         self.norm: nn.Module = nn.LayerNorm(embed_dim, eps=norm_eps)

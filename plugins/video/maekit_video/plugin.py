@@ -11,6 +11,9 @@ COMPONENTS: list[tuple[str, str, str]] = [
     ("model", "omnimae", "maekit_video.model:omnimae"),
     ("model", "maskfeat", "maekit_video.model:maskfeat"),
     ("model", "video_classifier", "maekit_video.model:video_classifier"),
+    ("model", "siammae", "maekit_video.siammae:siammae"),
+    ("decoder", "frame_pair_decoder", "maekit_video.siammae:FramePairDecoder"),
+    ("model", "mvd", "maekit_video.mvd:mvd"),
     ("encoder", "video_vit_encoder", "maekit_video.model:VideoViTEncoder"),
     ("decoder", "videomae_decoder", "maekit_video.model:VideoMAEDecoder"),
     ("decoder", "omnimae_decoder", "maekit_video.model:OmniMAEDecoder"),
@@ -32,12 +35,14 @@ COMPONENTS: list[tuple[str, str, str]] = [
 maekit_register, maekit_config_dirs, maekit_demos, maekit_commands = standard_hooks(
     COMPONENTS,
     config_dir=Path(__file__).parent / "configs",
-    demos={"video": "maekit_video.demo:run_video_demo"},
-    commands=["maekit_video.cli:video_eval", "maekit_video.cli:video_convert"],  # click only; loaded when maekit asks
+    demos={"video": "maekit_video.demo:run_video_demo", "siammae": "maekit_video.demo:run_siammae_demo",
+           "mvd": "maekit_video.demo:run_mvd_demo"},
+    commands=["maekit_video.cli:video_eval", "maekit_video.cli:video_convert", "maekit_video.cli:video_propagate"],  # click only; loaded when maekit asks
 )
 
 
 @hookimpl
 def maekit_config_keys() -> dict:
     """The config sections this plugin's commands read, with their keys."""
-    return {"frozen_eval": ["train", "test", "k"]}
+    return {"frozen_eval": ["train", "test", "k"],
+            "propagation": ["topk", "radius", "context", "temperature", "size", "resolution"]}

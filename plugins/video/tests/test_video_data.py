@@ -19,7 +19,7 @@ from maekit_video.data import (
     VideoMAEAugment,
     VideoResizedCropAugment,
 )
-from maekit_video.io import probe_video, read_frames, write_video
+from maekit_video.io import DECODERS, probe_video, read_frames, write_video
 
 from maekit.data.views import AugmentedView
 
@@ -43,8 +43,11 @@ def test_every_container_reads_the_asked_frames_with_and_without_seeking(tmp_pat
     asked = [20, 3, 3, 11]
     assert frame_numbers(read_frames(path, asked)) == asked
     assert torch.equal(read_frames(path, asked, seek=True), read_frames(path, asked, seek=False))
-    with pytest.raises(ValueError, match="fewer frames than needed"):
-        read_frames(path, [30])
+    # the optional reader (the test extra installs it, .ci/setup FFmpeg's libraries): the same pixels
+    assert torch.equal(read_frames(path, asked, decoder="torchcodec"), read_frames(path, asked, seek=False))
+    for decoder in DECODERS:
+        with pytest.raises(ValueError, match="fewer frames than needed"):
+            read_frames(path, [30], decoder=decoder)
 
 
 def test_broken_files_are_errors_naming_the_file(tmp_path):
@@ -54,6 +57,11 @@ def test_broken_files_are_errors_naming_the_file(tmp_path):
         with pytest.raises(ValueError, match=message) as error:
             probe_video(tmp_path / name)
         assert name in str(error.value)
+        with pytest.raises(ValueError, match=message) as error:
+            read_frames(tmp_path / name, [0], decoder="torchcodec")
+        assert name in str(error.value)
+    with pytest.raises(ValueError, match="decoder must be one of pyav, torchcodec, got 'ffmpeg'"):
+        read_frames(tmp_path / "text.mp4", [0], decoder="ffmpeg")
 
 
 def write_list_dataset(root, count=4, frames=20):
@@ -78,6 +86,11 @@ def test_video_list_reads_clips_seeded_by_position_and_resume_reads_the_same(tmp
                      test_clips=3)
     assert test[0]["inputs"].shape == (3, 4, 32, 48, 3)
     assert [frame_numbers(clip)[0] for clip in test[0]["inputs"]] == [0, 6, 12]
+    decoded = VideoList(listing, root=tmp_path, clip=dict(sampling="consecutive", num_frames=4, stride=2),
+                        decoder="torchcodec")
+    assert first == [frame_numbers(AugmentedView(decoded, seed=3)[v]["inputs"]) for v in range(12)]
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        VideoList(listing, root=tmp_path, decoder="av")
 
 
 def test_missing_short_and_broken_videos_raise_or_are_skipped_and_listed(tmp_path):

@@ -20,7 +20,9 @@ from maekit.registry import build
 CONFIGS = Path(maekit_video.__file__).parent / "configs"
 SHIPPED = ("videomae_vit_base_k400", "videomae_vit_base_ssv2", "omnimae_vit_base", "omnimae_vit_base_released",
            "maskfeat_vit_base_k400", "maskfeat_vit_base_in1k", "videomae_demo_moving_digits",
-           "omnimae_demo_moving_digits", "maskfeat_demo_moving_digits")
+           "omnimae_demo_moving_digits", "maskfeat_demo_moving_digits", "siammae_vit_small_k400",
+           "siammae_demo_moving_digits", "mvd_vit_base_k400", "mvd_demo_image_teacher", "mvd_demo_moving_digits")
+COMMANDS = ("video-eval", "video-convert", "video-propagate")
 
 
 def maekit(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -30,13 +32,13 @@ def maekit(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def test_registers_only_its_own_names(fresh_registries):
     check_registers_only_its_names(fresh_registries, "maekit-video", maekit_video.__version__, plugin,
-                                   ("video", "omnimae", "maskfeat", "rawframe", "kinetics", "ssv2", "ucf101", "hmdb51"),
-                                   commands=("video-eval", "video-convert"))
+                                   ("video", "omnimae", "maskfeat", "siammae", "frame_pair", "mvd", "rawframe", "kinetics",
+                                    "ssv2", "ucf101", "hmdb51"), commands=COMMANDS)
 
 
 def test_listed_alone_with_core_with_its_version_configs_demo_and_commands():
     check_listed_alone("maekit-video", maekit_video.__version__, plugin, configs=SHIPPED,
-                       demo="video\tmaekit_video.demo:run_video_demo", commands=("video-eval", "video-convert"))
+                       demo="video\tmaekit_video.demo:run_video_demo", commands=COMMANDS)
 
 
 def test_paper_configs_have_the_references_sizes_and_recipes():
@@ -63,6 +65,21 @@ def test_paper_configs_have_the_references_sizes_and_recipes():
     masked = build("model", {**feat.model, "encoder": dict(depth=1)})
     assert masked.masker.window == (8, 7, 7) and masked.decoder.head.pred.out_features == 108
     assert feat.schedule.clip_grad == 0.02
+    siam = load_config("siammae_vit_small_k400")
+    pairs = build("model", {**siam.model, "encoder": dict(depth=1)})
+    future = pairs.tokenize(torch.zeros(1, 3, 224, 224))
+    assert future.num_tokens == 196 and pairs.make_mask(future).num_visible == 9  # int(196 · 0.05)
+    assert pairs.encoder.embed_dim == 384 and pairs.decoder.embed.out_features == 256 and len(pairs.decoder.blocks) == 4
+    assert pairs.decoder.blocks[0].order == ("cross", "self", "mlp") and pairs.decoder.blocks[0].cross_attn.num_heads == 8
+    assert siam.data.dataset.clip == dict(sampling="pair", min_gap=4, max_gap=48)
+    assert (siam.schedule.blr, siam.schedule.betas, siam.data.transform.scale) == (1.5e-4, (0.9, 0.95), (0.5, 1.0))
+    assert dict(siam.propagation) == dict(size=(480, 880), topk=7, radius=20, context=20, temperature=0.7, resolution="480p")
+    from maekit_video.propagation import PROPAGATION_KEYS
+    distil = load_config("mvd_vit_base_k400")  # the teachers' files are the user's: checked, not built
+    assert (distil.model.mask_ratio, distil.model.decoder_depth, distil.model.drop_path_rate) == (0.9, 2, 0.1)
+    assert distil.model.image_teacher.layout == distil.model.video_teacher.layout == "official"
+    assert distil.schedule.min_lr == 1e-4 * 1024 / 256 and distil.schedule.warmup_iters == 40 * (240436 // 1024)
+    assert plugin.maekit_config_keys()["propagation"] == list(PROPAGATION_KEYS)
 
 
 def test_every_shipped_configs_datasets_and_transforms_take_their_keys():

@@ -11,7 +11,7 @@ model = dict(type="videomae", size=None, encoder=dict(embed_dim=128, depth=4, nu
 data = dict(dataset=_train, transform=dict(type="videomae_augment", size=32, scales=(1.0, 0.875)),
             batch_size=32, num_workers=1)  # one process decodes while the other trains
 eval_transform = dict(type="video_eval", size=32)
-schedule = dict(max_iters=1200, warmup_iters=60, blr=3e-3, weight_decay=0.05, betas=(0.9, 0.95))
+schedule = dict(max_iters=1200, warmup_iters=60, blr=1e-3, weight_decay=0.05, betas=(0.9, 0.95))
 checkpoint_interval = 1200
 log_interval = 50
 seed = 0
