@@ -31,8 +31,9 @@ def load_trained_model(model_cfg: dict, checkpoint: str | Path | None) -> torch.
             state, notes = drop_classifier_head(state)  # a fine-tuned file read as pre-trained weights
             for note in notes:
                 logging.getLogger("maekit").warning("%s: fine-tuned checkpoint: %s", checkpoint, note)
-        # an encoder-only file (exported, or the official mae_pretrain_*) leaves the decoder as initialised
-        load_weights(model, state, checkpoint, may_lack=("decoder.",))
+        # an encoder-only file (exported, or the official mae_pretrain_*) leaves the decoder as initialised,
+        # and a method's teachers (target.*, frozen ones load their own files) and loss state as built
+        load_weights(model, state, checkpoint, may_lack=("decoder.", "target.", "loss."))
     return model.eval()
 
 

@@ -204,7 +204,12 @@ def frozen_teacher(module: nn.Module | dict, checkpoint: str | Path | None = Non
                 state = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
                 break
         if convert is not None:
-            state = convert(state)
+            from maekit.io.checkpoint import CheckpointError
+
+            try:
+                state = convert(state)
+            except (ValueError, CheckpointError) as error:  # a file in another layout: say which file
+                raise ValueError(f"{path}: {error}") from None
         try:
             result = built.load_state_dict(state, strict=False)
         except RuntimeError as error:  # shapes that do not fit: PyTorch's message lists them

@@ -94,7 +94,7 @@ def check_decoder(decoder: str) -> str:
         except (ImportError, OSError, RuntimeError) as error:
             raise ValueError(f"decoder='torchcodec' needs the torchcodec package (pip install 'maekit-video[torchcodec]') "
                              f"and FFmpeg's shared libraries, versions 4-7 (Debian: apt-get install ffmpeg); "
-                             f"loading it failed: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+                             f"loading it failed: {_last_line(error)}"
                              ) from None
     return decoder
 
@@ -162,14 +162,19 @@ def _read_with_torchcodec(path: Path, indices: list[int]) -> torch.Tensor:
     try:
         reader = VideoDecoder(str(path), dimension_order="NHWC", seek_mode="exact")
     except (RuntimeError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable video ({str(error).splitlines()[-1]})") from None
+        raise ValueError(f"{path}: not a readable video ({_last_line(error)})") from None
     count = int(reader.metadata.num_frames or 0)
     if max(indices) >= count:
         raise ValueError(f"{path}: has fewer frames than needed (frame {max(indices)} asked, {count} decoded)")
     try:
         return reader.get_frames_at(indices).data
     except RuntimeError as error:
-        raise ValueError(f"{path}: undecodable video ({str(error).splitlines()[-1]})") from None
+        raise ValueError(f"{path}: undecodable video ({_last_line(error)})") from None
+
+
+def _last_line(error: Exception) -> str:
+    """The last line of an error's message (torchcodec prefixes its C++ source position), or its type."""
+    return (str(error).splitlines() or [type(error).__name__])[-1]
 
 
 def write_video(path: str | Path, frames: np.ndarray | torch.Tensor, fps: float = 25.0, crf: int = 18) -> Path:

@@ -26,6 +26,7 @@ from torch import nn
 
 from maekit.methods.mae import encoder_name_for
 from maekit.nn.base import Decoder
+from maekit.nn.encoder import make_blocks
 from maekit.nn.losses import MaskedSmoothL1Loss, NamedLosses
 from maekit.nn.targets import FeatureTarget, NamedTargets, normalize_features
 from maekit.nn.teachers import Teacher, frozen_teacher
@@ -56,15 +57,19 @@ class FrameFeatureTarget(FeatureTarget):
 class MVDDecoder(VideoMAEDecoder):
     """One of MVD's feature decoders: Linear (with bias) to the decoder width, a mask token
     (truncated normal ±0.02) for every removed cube, the space-time table at the decoder width
-    added to every token, blocks with q/v biases, LayerNorm, Linear to the teacher's width
-    (xavier-uniform Linear, zero bias, as ``PretrainVisionTransformerDecoder``)."""
+    added to every token, blocks with q/v biases and the student's drop path (0 … rate over the
+    depth, as the reference passes ``drop_path_rate`` to its decoders), LayerNorm, Linear to the
+    teacher's width (xavier-uniform Linear, zero bias, as ``PretrainVisionTransformerDecoder``)."""
 
     def __init__(self, encoder_dim: int, out_dim: int, grid: tuple[int, int, int], embed_dim: int, depth: int = 2,
-                 num_heads: int = 12, mlp_ratio: float = 4.0) -> None:
+                 num_heads: int = 12, mlp_ratio: float = 4.0, drop_path_rate: float = 0.0) -> None:
         super().__init__(encoder_dim, out_dim, num_positions=1, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
                          mlp_ratio=mlp_ratio)
         self.embed = nn.Linear(encoder_dim, embed_dim)
         init_mae_weights(self.embed)
+        if drop_path_rate:
+            self.blocks = make_blocks(embed_dim, depth, num_heads, mlp_ratio, 1e-6, drop_path_rate, qkv_bias="qv")
+            self.blocks.apply(init_mae_weights)
         self.positions = SpaceTimePositions(embed_dim, grid)  # type: ignore[assignment]
 
 
@@ -72,10 +77,10 @@ class MVDDecoders(Decoder):
     """The image-target and video-target decoders: ``{"image": ..., "video": ...}``."""
 
     def __init__(self, encoder_dim: int, image_dim: int, video_dim: int, grid: tuple[int, int, int],
-                 depth: int = 2, num_heads: int = 12) -> None:
+                 depth: int = 2, num_heads: int = 12, drop_path_rate: float = 0.0) -> None:
         super().__init__()
-        self.image = MVDDecoder(encoder_dim, image_dim, grid, encoder_dim, depth, num_heads)
-        self.video = MVDDecoder(encoder_dim, video_dim, grid, encoder_dim, depth, num_heads)
+        self.image = MVDDecoder(encoder_dim, image_dim, grid, encoder_dim, depth, num_heads, drop_path_rate=drop_path_rate)
+        self.video = MVDDecoder(encoder_dim, video_dim, grid, encoder_dim, depth, num_heads, drop_path_rate=drop_path_rate)
 
     def forward(self, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> dict[str, torch.Tensor]:
         return {"image": self.image(latents, mask, tokens), "video": self.video(latents, mask, tokens)}
@@ -143,7 +148,7 @@ def mvd(image_teacher: dict[str, Any], video_teacher: dict[str, Any], size: str 
         patchifier=dict(type="cube_patches", patch_size=patch_size, tubelet_size=tubelet_size, in_chans=in_chans),
         masker=dict(type="tube_mask", mask_ratio=mask_ratio),
         encoder=enc,
-        decoder=MVDDecoders(enc.embed_dim, image_dim, video_dim, enc.grid_size, decoder_depth, heads),
+        decoder=MVDDecoders(enc.embed_dim, image_dim, video_dim, enc.grid_size, decoder_depth, heads, drop_path_rate),
         target=NamedTargets({"image": FrameFeatureTarget(images, tap=-1), "video": FeatureTarget(videos, tap=-1)}),
         loss=NamedLosses({"image": MaskedSmoothL1Loss(name="image_feature_loss"),
                           "video": MaskedSmoothL1Loss(name="video_feature_loss")},

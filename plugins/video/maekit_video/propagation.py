@@ -63,6 +63,9 @@ def frame_features(model: Any, frames: torch.Tensor, batch_size: int = 8) -> tor
     """L2-normalised token features (T, h, w, D) of normalised frames (T, C, H, W). The model
     encodes images through ``model.encode({"inputs": ...})`` (a frame-level method: SiamMAE)."""
     encoder = model.encoder
+    if not hasattr(encoder, "patch_size") or hasattr(encoder, "cube"):
+        raise ValueError(f"label propagation encodes single frames; {type(model).__name__}'s {type(encoder).__name__} "
+                         f"encodes clips (use a frame-level model such as siammae or mae)")
     prefix = getattr(encoder, "num_prefix_tokens", 1)
     patch = encoder.patch_size if isinstance(encoder.patch_size, (tuple, list)) else (encoder.patch_size,) * 2
     height, width = frames.shape[-2:]
@@ -120,8 +123,10 @@ def propagate_labels(features: torch.Tensor, first: torch.Tensor,
 
 def hard_labels(soft: torch.Tensor, size: tuple[int, int], label_ids: Sequence[int]) -> torch.Tensor:
     """(T, H, W) label ids: the soft maps (T, L, h, w) resized bilinearly to ``size``, argmax."""
-    upsampled = F.interpolate(soft, size=size, mode="bilinear", align_corners=False)
-    return torch.as_tensor(list(label_ids))[upsampled.argmax(1)]
+    ids = torch.as_tensor(list(label_ids))
+    # a frame at a time: every frame at once would hold T × L × H × W floats (~1 GB for 100 DAVIS frames)
+    return torch.stack([ids[F.interpolate(frame[None], size=size, mode="bilinear", align_corners=False)[0].argmax(0)]
+                        for frame in soft])
 
 
 # -- DAVIS-2017 J&F -------------------------------------------------------------------------------

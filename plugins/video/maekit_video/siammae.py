@@ -118,7 +118,8 @@ def siammae(size: str | None = "small", img_size: int = 224, patch_size: int = 1
     and S/8; or ``encoder_name`` / free sizes in ``encoder``): random masking of the future frame
     at 0.95 (``int(N·0.05)`` kept: 9 of 196), decoder 256 × 4 × 8 heads (S) / 512 × 8 × 16 (B).
     ``block_order`` overrides the cross-self order, e.g. CropMAE's ("cross", "mlp", "self") with
-    ``norm_first=False`` (its post-norm ``TransformerDecoderLayer``)."""
+    ``norm_first=False``: its post-norm ``TransformerDecoderLayer``'s order and norm placement, not
+    its 2048-wide MLP or its dropout 0.1."""
     name = encoder_name_for(size, encoder_name, "siammae")
     enc = build("encoder", dict(type="vit_encoder", model_name=name, img_size=img_size, patch_size=patch_size,
                                 in_chans=in_chans, drop_path_rate=drop_path_rate, **(encoder or {})))
@@ -130,8 +131,13 @@ def siammae(size: str | None = "small", img_size: int = 224, patch_size: int = 1
     grid = (img_size // patch_size, img_size // patch_size)
     out_dim = patch_size * patch_size * in_chans
     if architecture == "joint":
+        if block_order is not None or not norm_first:
+            raise ValueError("siammae block_order / norm_first set the cross-attention decoder; the joint architecture "
+                             "has a self-attention decoder")
         decoder: Any = FramePairDecoder(enc.embed_dim, out_dim, grid, width, depth, heads)
     else:
+        if architecture == "cross" and block_order is not None and "self" in block_order:
+            raise ValueError(f"siammae architecture 'cross' has no self-attention; block_order {tuple(block_order)} names it")
         order = block_order or (("cross", "self", "mlp") if architecture == "cross_self" else ("cross", "mlp"))
         decoder = CrossAttentionDecoder(enc.embed_dim, out_dim, grid, width, depth, heads, embed_context=True,
                                         block_order=tuple(order), norm_first=norm_first)

@@ -111,6 +111,19 @@ def test_loss_is_smooth_l1_of_removed_cubes_one_to_one_and_teachers_stay_frozen(
     assert not any(id(p) in in_groups for p in model.target.parameters())
     assert model.decoder.image.mask_token is not model.decoder.video.mask_token
     assert len(model.decoder.image.blocks) == 2 and model.decoder.image.embed.out_features == 64
+    # the reference passes the student's drop path to its decoders too: 0 … rate over their depth
+    dropping = tiny_mvd(image_file, video_file, drop_path_rate=0.1)
+    assert [float(getattr(b.drop_path1, "drop_prob", 0.0)) for b in dropping.decoder.video.blocks] == [0.0, pytest.approx(0.1)]
+    # an exported student (encoder only) evaluates: the frozen teachers come from their own files
+    from maekit.eval.probe import load_trained_model
+
+    exported = save_state_dict({f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}, tmp_path / "student.safetensors")
+    spec = dict(type="mvd", image_teacher=dict(encoder_name="vit_tiny_patch16_224", encoder=dict(embed_dim=48, depth=2, num_heads=3),
+                                               checkpoint=str(image_file)),
+                video_teacher=dict(size=None, encoder=dict(embed_dim=32, depth=2, num_heads=2), checkpoint=str(video_file)),
+                size=None, encoder=dict(embed_dim=64, depth=2, num_heads=4), **VIDEO)
+    loaded = load_trained_model(spec, exported)
+    assert torch.equal(loaded.encoder.blocks[1].mlp.fc1.weight, model.encoder.blocks[1].mlp.fc1.weight)
 
 
 def test_teachers_from_this_toolkits_runs_and_clear_errors(tmp_path):
@@ -129,6 +142,11 @@ def test_teachers_from_this_toolkits_runs_and_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown key 'chekpoint'"):
         mvd(dict(size="base", chekpoint="x"), dict(checkpoint=str(video_file)), size=None,
             encoder=dict(embed_dim=64, depth=1, num_heads=4), **VIDEO)
+    with pytest.raises(ValueError, match=r"videomae.pth: unexpected key 'encoder\.patch_embed\.proj\.weight'"):
+        mvd(dict(encoder_name="vit_tiny_patch16_224", encoder=dict(embed_dim=48, depth=2, num_heads=3),
+                 checkpoint=str(tmp_path / "videomae.pth")),  # the VideoMAE file given as the image teacher
+            dict(size=None, encoder=dict(embed_dim=32, depth=2, num_heads=2), checkpoint=str(video_file), layout="maekit"),
+            size=None, encoder=dict(embed_dim=64, depth=1, num_heads=4), **VIDEO)
     with pytest.raises(ValueError, match="mine_mae.safetensors: does not fit the teacher"):  # an image file as video teacher
         mvd(dict(encoder_name="vit_tiny_patch16_224", encoder=dict(embed_dim=48, depth=2, num_heads=3),
                  checkpoint=str(image_file), layout="maekit"),

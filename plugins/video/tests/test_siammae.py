@@ -75,6 +75,10 @@ def test_decoder_blocks_in_the_cross_self_order_and_the_ablations():
         losses["loss"].backward()
     with pytest.raises(ValueError, match="architecture must be one of"):
         tiny_siammae("siamese")
+    with pytest.raises(ValueError, match="has no self-attention"):
+        tiny_siammae("cross", block_order=("cross", "self", "mlp"))
+    with pytest.raises(ValueError, match="joint architecture"):
+        tiny_siammae("joint", norm_first=False)
 
 
 # -- propagation and J&F ------------------------------------------------------------------------
@@ -135,6 +139,12 @@ def test_propagation_follows_a_moving_object_in_a_davis_folder(tmp_path):
         read_davis(root, split="test")
     with pytest.raises(ValueError, match="no .jpg frames for sequence 'gone'"):
         read_davis(root, sequences=["gone"])
+    from maekit_video.model import videomae
+
+    clip_model = videomae(size=None, encoder=dict(embed_dim=32, depth=1, num_heads=2), num_frames=4, img_size=32,
+                          patch_size=8, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    with pytest.raises(ValueError, match="label propagation encodes single frames; VideoMAE's VideoViTEncoder"):
+        propagate_sequence(clip_model, sequence, size=(32, 48))
 
 
 def test_propagation_is_the_top_k_softmax_over_first_and_recent_frames():
