@@ -299,7 +299,8 @@ def propagation_options(section: Any) -> tuple[PropagationSettings, tuple[int, i
     unknown = sorted(set(section) - set(PROPAGATION_KEYS))
     if unknown:
         raise ValueError(f"propagation: unknown key {unknown[0]!r} (expected {', '.join(PROPAGATION_KEYS)})")
-    size = tuple(section.get("size", (480, 880)))
+    raw = section.get("size", (480, 880))
+    size = tuple(raw) if isinstance(raw, (list, tuple)) else ()
     if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
         raise ValueError(f"propagation.size must be (height, width) in pixels, got {section.get('size')!r}")
     settings = PropagationSettings(**{k: section[k] for k in ("topk", "radius", "context", "temperature") if k in section})
