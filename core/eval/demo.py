@@ -14,12 +14,17 @@ from maekit.io.checkpoint import write_bytes
 __all__ = ["run_demo", "run_demo_beside_mae", "run_named_demo", "pretrain", "trained_and_untrained"]
 
 
-def pretrain(out_dir: Path, config: str, max_iters: int | None = None, seed: int = 0, amp: str = "off"):
+def pretrain(out_dir: Path, config: str, max_iters: int | None = None, seed: int = 0, amp: str = "off",
+             overrides: dict[str, Any] | None = None):
     """Pre-train a demo config on CPU into ``out_dir/work``; ``max_iters`` shortens it (warm-up
-    kept to a tenth). Returns the config, the final logged loss and the last checkpoint."""
+    kept to a tenth); ``overrides`` sets dotted keys first (e.g. a teacher's checkpoint that an
+    earlier step of the demo wrote). Returns the config, the final logged loss and the last
+    checkpoint."""
     from maekit.engine import load_config, train
 
     cfg = load_config(config)
+    if overrides:
+        cfg.merge_from_dict(overrides)
     if max_iters is not None:
         cfg.merge_from_dict({"schedule.max_iters": max_iters, "checkpoint_interval": max_iters,
                              "schedule.warmup_iters": min(cfg.schedule.get("warmup_iters", 0), max_iters // 10)})

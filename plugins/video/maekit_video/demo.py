@@ -76,7 +76,7 @@ def run_siammae_demo(out_dir: str | Path, config: str = "siammae_demo_moving_dig
     models = trained_and_untrained(cfg.model, checkpoint, seed)
     metrics: dict[str, Any] = {}
     for name, model in models.items():
-        found = evaluate_propagation(model.eval(), davis, size, settings, out_dir=out_dir / f"masks_{name}")
+        found = evaluate_propagation(model, davis, size, settings, out_dir=out_dir / f"masks_{name}")
         metrics.update({f"propagation_jf_{name}": found["J&F"], f"propagation_j_{name}": found["J"],
                         f"propagation_f_{name}": found["F"]})
 
@@ -118,7 +118,6 @@ def run_mvd_demo(out_dir: str | Path, config: str = "mvd_demo_moving_digits", ma
     import time
 
     from maekit.data.views import evaluation_transform
-    from maekit.engine import load_config, train
     from maekit.eval.demo import pretrain, trained_and_untrained
     from maekit.eval.probe import load_trained_model, probe_pools
     from maekit.io.checkpoint import write_bytes
@@ -128,15 +127,8 @@ def run_mvd_demo(out_dir: str | Path, config: str = "mvd_demo_moving_digits", ma
     out_dir = Path(out_dir)
     _, _, image_checkpoint = pretrain(out_dir / "image_teacher", image_teacher_config, max_iters, seed, amp)
     video_cfg, _, video_checkpoint = pretrain(out_dir / "video_teacher", video_teacher_config, max_iters, seed, amp)
-    cfg = load_config(config)
-    cfg.merge_from_dict({"model.image_teacher.checkpoint": str(image_checkpoint),
-                         "model.video_teacher.checkpoint": str(video_checkpoint)})
-    if max_iters is not None:  # shortened as core's demo shortens (warm-up kept to a tenth)
-        cfg.merge_from_dict({"schedule.max_iters": max_iters, "checkpoint_interval": max_iters,
-                             "schedule.warmup_iters": min(cfg.schedule.get("warmup_iters", 0), max_iters // 10)})
-    runner = train(cfg, out_dir / "work", amp=amp, device="cpu", seed=seed)
-    final_loss = float(runner.message_hub.get_scalar("train/loss").current())
-    checkpoint = out_dir / "work" / f"iter_{cfg.schedule.max_iters}.pth"
+    cfg, final_loss, checkpoint = pretrain(out_dir, config, max_iters, seed, amp, overrides={
+        "model.image_teacher.checkpoint": str(image_checkpoint), "model.video_teacher.checkpoint": str(video_checkpoint)})
 
     train_set, test_set = build("dataset", cfg.probe.train), build("dataset", cfg.probe.test)
     transform = evaluation_transform(train_set, cfg.data.get("transform"), cfg.get("eval_transform"))

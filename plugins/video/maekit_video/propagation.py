@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from maekit.nn.patchify import as_pair
+
 __all__ = ["PropagationSettings", "frame_features", "first_frame_labels", "propagate_labels", "hard_labels",
            "region_similarity", "boundary_map", "boundary_f_measure", "davis_scores", "DavisSequence",
            "read_davis", "propagate_sequence", "PROPAGATION_KEYS", "propagation_options", "evaluate_propagation"]
@@ -67,7 +69,7 @@ def frame_features(model: Any, frames: torch.Tensor, batch_size: int = 8) -> tor
         raise ValueError(f"label propagation encodes single frames; {type(model).__name__}'s {type(encoder).__name__} "
                          f"encodes clips (use a frame-level model such as siammae or mae)")
     prefix = getattr(encoder, "num_prefix_tokens", 1)
-    patch = encoder.patch_size if isinstance(encoder.patch_size, (tuple, list)) else (encoder.patch_size,) * 2
+    patch = as_pair(encoder.patch_size, "patch_size")
     height, width = frames.shape[-2:]
     if height % patch[0] or width % patch[1]:
         raise ValueError(f"frames of {height}×{width} are not a multiple of the patch size {patch}")
