@@ -61,3 +61,34 @@ def test_resample_keeps_prefix_and_identity_and_shape():
     # bicubic resampling of a constant grid stays constant
     flat = torch.ones(1, 17, 8)
     assert torch.allclose(resample_grid_table(flat, (4, 4), (7, 5)), torch.ones(1, 36, 8), atol=1e-5)
+
+
+def dino_interpolate_pos_encoding(pos_embed: torch.Tensor, height: int, width: int, patch: int) -> torch.Tensor:
+    """CropMAE's ``downstreams/propagation/src/models_mae.py`` (DINO's), transcribed: the
+    table scaled by (new + 0.1) / old rather than resized to the new grid."""
+    import math
+
+    n = pos_embed.shape[1] - 1
+    class_pos_embed, patch_pos_embed = pos_embed[:, 0], pos_embed[:, 1:]
+    dim = pos_embed.shape[-1]
+    w0, h0 = height // patch + 0.1, width // patch + 0.1
+    patch_pos_embed = torch.nn.functional.interpolate(
+        patch_pos_embed.reshape(1, int(math.sqrt(n)), int(math.sqrt(n)), dim).permute(0, 3, 1, 2),
+        scale_factor=(w0 / math.sqrt(n), h0 / math.sqrt(n)), mode="bicubic")
+    assert int(w0) == patch_pos_embed.shape[-2] and int(h0) == patch_pos_embed.shape[-1]
+    patch_pos_embed = patch_pos_embed.permute(0, 2, 3, 1).view(1, -1, dim)
+    return torch.cat((class_pos_embed.unsqueeze(0), patch_pos_embed), dim=1)
+
+
+def test_dino_style_resampling_matches_cropmaes_evaluation():
+    from maekit.nn.encoder import ViTEncoder
+
+    table = torch.randn(1, 1 + 14 * 14, 8)
+    dino = resample_grid_table(table, (14, 14), (30, 55), scale_offset=0.1)
+    assert torch.equal(dino, dino_interpolate_pos_encoding(table, 480, 880, 16))
+    # the same grid, sampled a fraction of a cell elsewhere than resizing to it
+    assert not torch.allclose(dino, resample_grid_table(table, (14, 14), (30, 55)), atol=1e-4)
+    encoder = ViTEncoder("vit_tiny_patch16_224", img_size=224, table_scale_offset=0.1)
+    assert torch.equal(encoder.grid_table((30, 55)), dino_interpolate_pos_encoding(encoder.pos_embed, 480, 880, 16))
+    with pytest.raises(ValueError, match="table_scale_offset must be in"):
+        ViTEncoder("vit_tiny_patch16_224", table_scale_offset=1.5)

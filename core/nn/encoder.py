@@ -182,12 +182,14 @@ class ViTEncoder(TokenEncoder):
     the classification head is missing. The patch embedding runs on visible patches only (the conv
     weight applied as a matrix to (p, q, c)-ordered patches, the same arithmetic as the conv). With
     ``fixed_pos_embed`` the position table is the reference's frozen 2-D sin-cos table; inputs of
-    another size get the table resampled bicubically.
+    another size get the table resampled bicubically (``table_scale_offset=0.1``: DINO's and
+    CropMAE's evaluation resampling, by scale factors).
     """
 
     def __init__(self, model_name: str = "vit_base_patch16_224", img_size: int | tuple[int, int] = 224,
                  patch_size: int | None = None, in_chans: int = 3, fixed_pos_embed: bool = True,
-                 drop_path_rate: float = 0.0, mask_token: bool = False, **timm_kwargs) -> None:
+                 drop_path_rate: float = 0.0, mask_token: bool = False, table_scale_offset: float = 0.0,
+                 **timm_kwargs) -> None:
         super().__init__()
         import timm
         from timm.models.vision_transformer import VisionTransformer
@@ -219,6 +221,9 @@ class ViTEncoder(TokenEncoder):
         self.blocks = vit.blocks
         self.norm = vit.norm
         self.fixed_pos_embed = fixed_pos_embed
+        if not 0.0 <= table_scale_offset < 1.0:
+            raise ValueError(f"encoder table_scale_offset must be in [0, 1) (DINO's resampling: 0.1), got {table_scale_offset!r}")
+        self.table_scale_offset = float(table_scale_offset)
         self.reset_parameters()
         if mask_token:  # for methods whose encoder sees every token (MaskFeat, BEiT)
             self.add_mask_token(self.embed_dim)
@@ -250,8 +255,9 @@ class ViTEncoder(TokenEncoder):
         return self.patch_embed.norm(nn.functional.linear(values, matrix, self.patch_embed.proj.bias))
 
     def grid_table(self, grid_size: tuple[int, int]) -> torch.Tensor:
-        """The position table (1, 1 + h·w, D) for a grid, resampled if it differs from the native one."""
-        return resample_grid_table(self.pos_embed, self.grid_size, grid_size)
+        """The position table (1, 1 + h·w, D) for a grid, resampled if it differs from the native one
+        (by size, or DINO's way with ``table_scale_offset``)."""
+        return resample_grid_table(self.pos_embed, self.grid_size, grid_size, scale_offset=self.table_scale_offset)
 
     def position_embedding(self, tokens: Tokens) -> torch.Tensor:
         grid = tuple(tokens.meta.get("grid_size", self.grid_size))

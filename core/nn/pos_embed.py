@@ -84,12 +84,16 @@ def sincos_embed(coords: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def resample_grid_table(
-    table: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int], num_prefix_tokens: int = 1
+    table: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int], num_prefix_tokens: int = 1,
+    scale_offset: float = 0.0,
 ) -> torch.Tensor:
     """Bicubic resampling of a (1, P + h·w, D) table to another grid, prefix rows unchanged.
 
     The same operation as the reference ``interpolate_pos_embed`` and transformers'
-    ``interpolate_pos_encoding`` (align_corners False).
+    ``interpolate_pos_encoding`` (align_corners False). ``scale_offset`` > 0 resamples by scale
+    factors (new + offset) / old instead of to a size, as DINO's ``interpolate_pos_encoding`` (0.1,
+    "to avoid floating point error"), which CropMAE's and SiamMAE-style propagation evaluations
+    copy: the output grid is the same, the sampled places shift by a fraction of a cell.
     """
     if tuple(old_grid) == tuple(new_grid):
         return table
@@ -98,5 +102,12 @@ def resample_grid_table(
         raise ValueError(f"table has {grid.shape[1]} grid rows, expected {old_grid[0]}×{old_grid[1]}")
     dim = table.shape[-1]
     grid = grid.reshape(1, *old_grid, dim).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid.float(), size=new_grid, mode="bicubic", align_corners=False).to(table.dtype)
+    if scale_offset:
+        scale = tuple((new + scale_offset) / old for new, old in zip(new_grid, old_grid))
+        grid = F.interpolate(grid.float(), scale_factor=scale, mode="bicubic", align_corners=False).to(table.dtype)
+        if tuple(grid.shape[-2:]) != tuple(new_grid):
+            raise ValueError(f"scale_offset {scale_offset} resamples {old_grid} to {tuple(grid.shape[-2:])}, not "
+                             f"{tuple(new_grid)} (an offset in [0, 1) keeps the grid)")
+    else:
+        grid = F.interpolate(grid.float(), size=new_grid, mode="bicubic", align_corners=False).to(table.dtype)
     return torch.cat([prefix, grid.permute(0, 2, 3, 1).reshape(1, -1, dim)], dim=1)

@@ -252,7 +252,9 @@ def propagate_sequence(model: Any, sequence: DavisSequence, size: tuple[int, int
                        mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225),
                        out_dir: str | Path | None = None) -> dict[str, Any]:
     """Propagate a sequence's first annotation through its frames (resized to ``size``, CropMAE's
-    480×880) and score it against every annotation there is (J&F per object, then the means).
+    480×880) and score it against every frame's annotation (J&F per object, then the means). A
+    sequence annotated on its first frame only (DAVIS test-dev, one's own videos) is propagated and
+    left unscored (``J&F`` None).
     ``out_dir``: the predictions as palette PNGs ``<out_dir>/<seq>/<frame>.png`` (DAVIS's results
     layout) at the annotations' size."""
     from PIL import Image
@@ -278,16 +280,18 @@ def propagate_sequence(model: Any, sequence: DavisSequence, size: tuple[int, int
             if palette:
                 image.putpalette(palette)
             image.save(folder / f"{frame.stem}.png")
+    found = {"sequence": sequence.name, "predicted": predicted, "objects": [], "J": None, "F": None, "J&F": None}
+    if len(sequence.annotations) == 1:  # the first frame's mask only (test-dev, one's own videos): nothing to score
+        return found
     truth_by_name = {path.stem: path for path in sequence.annotations}
     scored = [i for i, frame in enumerate(sequence.frames) if frame.stem in truth_by_name]
     if len(scored) != len(sequence.frames):
         raise ValueError(f"sequence {sequence.name!r}: {len(sequence.frames) - len(scored)} frames have no "
-                         f"annotation; J&F needs one per frame")
+                         f"annotation; J&F needs one per frame (or only the first frame's, to predict unscored)")
     truth = np.stack([_read_labels(truth_by_name[sequence.frames[i].stem]) for i in scored])
     objects = davis_scores(predicted, truth)
     j, f = float(np.mean([o["J"] for o in objects])), float(np.mean([o["F"] for o in objects]))
-    return {"sequence": sequence.name, "objects": objects, "J": j, "F": f, "J&F": (j + f) / 2,
-            "predicted": predicted}
+    return {**found, "objects": objects, "J": j, "F": f, "J&F": (j + f) / 2}
 
 
 #: the keys of a config's ``propagation`` section (the settings, frame size, DAVIS resolution)
@@ -312,14 +316,17 @@ def propagation_options(section: Any) -> tuple[PropagationSettings, tuple[int, i
 def evaluate_propagation(model: Any, sequences: Sequence[DavisSequence], size: tuple[int, int],
                          settings: PropagationSettings = PropagationSettings(), out_dir: str | Path | None = None,
                          log: Any = None) -> dict[str, Any]:
-    """J&F over sequences: per sequence, and the global means over objects as DAVIS reports them."""
+    """J&F over sequences: per sequence, and the global means over objects as DAVIS reports them
+    (None where every sequence is annotated on its first frame only; ``unscored`` names those)."""
     results = []
     for sequence in sequences:
         found = propagate_sequence(model, sequence, size, settings, out_dir=out_dir)
         results.append({key: found[key] for key in ("sequence", "J", "F", "J&F", "objects")})
         if log is not None:
-            log(f"{sequence.name}: J&F {found['J&F']:.3f} (J {found['J']:.3f}, F {found['F']:.3f})")
+            log(f"{sequence.name}: J&F {found['J&F']:.3f} (J {found['J']:.3f}, F {found['F']:.3f})"
+                if found["objects"] else f"{sequence.name}: propagated (first-frame annotation only: not scored)")
     objects = [obj for result in results for obj in result["objects"]]
-    j, f = float(np.mean([o["J"] for o in objects])), float(np.mean([o["F"] for o in objects]))
-    return {"J&F": (j + f) / 2, "J": j, "F": f, "sequences": results, "objects": len(objects),
+    j, f = (float(np.mean([o[key] for o in objects])) if objects else None for key in ("J", "F"))
+    return {"J&F": (j + f) / 2 if objects else None, "J": j, "F": f, "sequences": results, "objects": len(objects),
+            "unscored": [r["sequence"] for r in results if not r["objects"]],
             "settings": {**settings.__dict__, "size": list(size)}}

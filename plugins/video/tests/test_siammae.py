@@ -12,6 +12,7 @@ from maekit_video.propagation import (
     boundary_f_measure,
     boundary_map,
     davis_scores,
+    evaluate_propagation,
     propagate_labels,
     propagate_sequence,
     read_davis,
@@ -135,6 +136,17 @@ def test_propagation_follows_a_moving_object_in_a_davis_folder(tmp_path):
     assert result["J"] == 60 / 64 and result["F"] == 1.0 and result["J&F"] == (60 / 64 + 1) / 2
     written = Image.open(tmp_path / "out" / "square" / "00003.png")
     assert written.mode == "P" and np.array_equal(np.array(written), result["predicted"][3])
+    # a sequence annotated on its first frame only (DAVIS test-dev, one's own video): the same
+    # masks, written, and no score rather than a wrong one
+    for path in sorted((root / "Annotations" / "480p" / "square").glob("*.png"))[1:]:
+        path.unlink()
+    [first_only] = read_davis(root)
+    alone = propagate_sequence(ColourFeatures(), first_only, size=(32, 48), out_dir=tmp_path / "test_dev",
+                               mean=(0, 0, 0), std=(1, 1, 1))
+    assert alone["J&F"] is None and np.array_equal(alone["predicted"], result["predicted"])
+    assert np.array_equal(np.array(Image.open(tmp_path / "test_dev" / "square" / "00003.png")), result["predicted"][3])
+    overall = evaluate_propagation(ColourFeatures(), [first_only], size=(32, 48))
+    assert overall["J&F"] is None and overall["unscored"] == ["square"] and overall["objects"] == 0
     with pytest.raises(ValueError, match="ImageSets/2017/test.txt: not found"):
         read_davis(root, split="test")
     with pytest.raises(ValueError, match="no .jpg frames for sequence 'gone'"):

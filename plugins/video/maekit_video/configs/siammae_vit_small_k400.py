@@ -5,7 +5,9 @@
 # 2048, AdamW (0.9, 0.95), wd 0.05, blr 1.5e-4 (lr = blr x batch / 256), cosine to 0.
 # Point the list at VideoMAE's train.csv ("path label", one space, no header; labels unused).
 _train_list = "data/k400/train.csv"
-model = dict(type="siammae", size="small", img_size=224, patch_size=16, mask_ratio=0.95, architecture="cross_self")
+# table_scale_offset: at 480 x 880 the position table is resampled as CropMAE's evaluation (DINO's) does.
+model = dict(type="siammae", size="small", img_size=224, patch_size=16, mask_ratio=0.95, architecture="cross_self",
+             encoder=dict(table_scale_offset=0.1))
 data = dict(dataset=dict(type="video_list", list_file=_train_list, clip=dict(sampling="pair", min_gap=4, max_gap=48)),
             transform=dict(type="video_resized_crop", size=224, scale=(0.5, 1.0), flip=True), batch_size=32,
             num_workers=10)
