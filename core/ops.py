@@ -7,16 +7,19 @@
 - :func:`masked_mean` is the reference reduction ``(x·w).sum() / w.sum()``.
 - :func:`init_mae_weights` and :func:`init_trunc_normal_weights` are the two weight inits the
   references use (MAE's xavier-uniform; Point-MAE's / timm's truncated normal).
+- :func:`split_pair` splits a batch of pairs (SiamMAE's frames, TinyMIM's views) into its halves.
 
 Imports torch only.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
 __all__ = ["gather", "fill_mask_tokens", "norm_pix", "denorm_pix", "masked_mean", "init_mae_weights",
-           "init_trunc_normal_weights"]
+           "init_trunc_normal_weights", "split_pair"]
 
 
 def gather(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -94,3 +97,13 @@ def init_trunc_normal_weights(module: nn.Module, std: float = 0.02) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+
+
+def split_pair(batch: object, dim: int, expected: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two halves along ``dim`` of a batch of pairs (``batch["inputs"]`` or the tensor itself),
+    which must be 5-D with 2 there; otherwise a ValueError ``"<expected>, got <shape>"``."""
+    inputs = batch["inputs"] if isinstance(batch, Mapping) else batch
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() != 5 or inputs.shape[dim] != 2:
+        shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        raise ValueError(f"{expected}, got {shape}")
+    return inputs.select(dim, 0), inputs.select(dim, 1)

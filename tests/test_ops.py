@@ -67,3 +67,13 @@ def test_the_two_weight_inits():
     assert abs(linear.weight.std().item() - 0.02) < 0.002 and torch.equal(linear.bias, torch.zeros(256))
     init_trunc_normal_weights(conv)
     assert torch.equal(conv.bias, torch.zeros(4)) and conv.weight.abs().max() < 0.2
+
+
+def test_split_pair_halves_a_batch_of_pairs_and_names_what_it_expected():
+    from maekit.ops import split_pair
+
+    pairs = torch.randn(3, 2, 1, 4, 4)
+    first, second = split_pair({"inputs": pairs}, 1, "view pairs (B, 2, C, H, W)")
+    assert torch.equal(first, pairs[:, 0]) and torch.equal(second, pairs[:, 1])
+    with pytest.raises(ValueError, match=r"view pairs \(B, 2, C, H, W\), got \(3, 1, 4, 4\)"):
+        split_pair(pairs[:, 0], 1, "view pairs (B, 2, C, H, W)")

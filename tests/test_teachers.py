@@ -154,6 +154,18 @@ def test_frozen_teachers_load_strictly_and_record_their_source(tmp_path):
     wrong = save_state_dict({"blocks.0.bogus": torch.zeros(1)}, tmp_path / "wrong.safetensors")
     with pytest.raises(ValueError, match="does not fit the teacher"):
         frozen_teacher(spec, wrong)
+    # a config's teacher section (MVD, DMAE, TinyMIM): the same file, errors naming the method's section
+    from maekit.nn.teachers import image_mae_teacher
+
+    section = dict(encoder_name="vit_tiny_patch16_224", encoder=dict(embed_dim=64, depth=2, num_heads=4),
+                   checkpoint=str(official), layout="official")
+    built = image_mae_teacher(section, 32, 8, 3, "dmae teacher")
+    assert torch.equal(built.module.blocks[1].mlp.fc2.weight, load_state_dict(official)["blocks.1.mlp.fc2.weight"])
+    for bad, message in (({"layuot": "official"}, "dmae teacher: unknown key 'layuot'"),
+                         ({"checkpoint": ""}, "dmae teacher needs checkpoint=<file>"),
+                         ({"layout": "timm"}, "dmae teacher layout must be one of official, maekit")):
+        with pytest.raises(ValueError, match=message):
+            image_mae_teacher({**section, **bad}, 32, 8, 3, "dmae teacher")
 
 
 def test_feature_targets_read_the_tap_and_norm_as_independent_computations():

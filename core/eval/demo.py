@@ -46,11 +46,13 @@ def trained_and_untrained(model_cfg: dict, checkpoint: Path, seed: int = 0) -> d
 
 
 def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: int | None = None, seed: int = 0,
-             amp: str = "off", log: Any = print, extra_evaluation: Any = None) -> dict[str, Any]:
+             amp: str = "off", log: Any = print, extra_evaluation: Any = None,
+             overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Pre-train ``config`` on CPU, linear-probe and k-NN the encoder (mean-pooled and cls features)
     against the same architecture untrained, and write ``metrics.json`` and ``reconstructions.png``
     into ``out_dir``. ``extra_evaluation(models, train_set, test_set, transform, cfg)`` may add a
-    method's own figures (a dict merged into the metrics) from the same models and data."""
+    method's own figures (a dict merged into the metrics) from the same models and data.
+    ``overrides``: dotted keys set on the config first (see :func:`pretrain`)."""
     from maekit.data.views import evaluation_transform
     from maekit.eval.probe import probe_pools
     from maekit.eval.visualize import save_grid
@@ -58,7 +60,7 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    cfg, final_loss, checkpoint = pretrain(out_dir, config, max_iters, seed, amp)
+    cfg, final_loss, checkpoint = pretrain(out_dir, config, max_iters, seed, amp, overrides)
 
     probe_cfg = cfg.get("probe") or {}
     train_set = build("dataset", probe_cfg.get("train", dict(type="digits", split="train", size=32, channels=1)))

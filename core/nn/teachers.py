@@ -28,7 +28,8 @@ from torch import nn
 from maekit.nn.schedules import ConstantSchedule, Schedule, build_schedule
 from maekit.structures import Tokens
 
-__all__ = ["Teacher", "ema_teacher", "frozen_teacher", "teachers_in", "update_teachers", "Tap"]
+__all__ = ["Teacher", "ema_teacher", "frozen_teacher", "image_mae_teacher", "teachers_in", "update_teachers", "Tap",
+           "TEACHER_LAYOUTS", "IMAGE_TEACHER_KEYS"]
 
 #: Where a teacher's features are read: a block index as in
 #: :meth:`~maekit.nn.encoder.TokenEncoder.forward_intermediates` (before the final norm; -1 the
@@ -220,3 +221,33 @@ def frozen_teacher(module: nn.Module | dict, checkpoint: str | Path | None = Non
                              f"{result.missing_keys[:5] or 'none'}, unexpected {result.unexpected_keys[:5] or 'none'}")
         source = f"{path} (sha256 {hashlib.sha256(path.read_bytes()).hexdigest()})"
     return Teacher(built, "frozen", student="", source=source)
+
+
+#: Checkpoint layouts a frozen image-MAE teacher is read from: the MAE reference's own files
+#: (``mae_pretrain_vit_base.pth``, ``mae_visualize_vit_large.pth``) or this toolkit's runs.
+TEACHER_LAYOUTS = ("official", "maekit")
+#: The keys of a config's image-MAE teacher section.
+IMAGE_TEACHER_KEYS = ("checkpoint", "layout", "size", "encoder_name", "encoder")
+
+
+def image_mae_teacher(spec: Mapping[str, Any], img_size: Any, patch_size: int | None, in_chans: int,
+                      method: str) -> Teacher:
+    """A frozen image-MAE teacher from a config section ``dict(checkpoint=<file>, layout="official"
+    | "maekit", size=... or encoder_name=..., encoder=dict(...))`` (MVD, DMAE, TinyMIM): a timm ViT
+    of that size at the student's image and patch size, loaded strictly from the file. An unknown
+    key, a missing checkpoint or an unknown layout is a ValueError naming ``method``'s section."""
+    from maekit.methods.mae import encoder_name_for
+
+    unknown = sorted(set(spec) - set(IMAGE_TEACHER_KEYS))
+    if unknown:
+        raise ValueError(f"{method}: unknown key {unknown[0]!r} (expected {', '.join(IMAGE_TEACHER_KEYS)})")
+    if not spec.get("checkpoint"):
+        raise ValueError(f"{method} needs checkpoint=<file> (a frozen teacher distils nothing untrained)")
+    layout = spec.get("layout", "official")
+    if layout not in TEACHER_LAYOUTS:
+        raise ValueError(f"{method} layout must be one of {', '.join(TEACHER_LAYOUTS)}, got {layout!r}")
+    name = encoder_name_for(spec.get("size", "base"), spec.get("encoder_name"), method)
+    module = dict(type="vit_encoder", model_name=name, img_size=img_size, in_chans=in_chans, **dict(spec.get("encoder") or {}))
+    if patch_size is not None:
+        module["patch_size"] = patch_size
+    return frozen_teacher(module, str(spec["checkpoint"]), convert=layout, prefixes=("module.", "model."))

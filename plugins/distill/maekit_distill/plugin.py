@@ -9,6 +9,9 @@ from maekit.hookspecs import standard_hooks
 COMPONENTS: list[tuple[str, str, str]] = [
     ("model", "bootmae", "maekit_distill.bootmae:bootmae"),
     ("model", "sdae", "maekit_distill.sdae:sdae"),
+    ("model", "dmae", "maekit_distill.dmae:dmae"),
+    ("model", "tinymim", "maekit_distill.tinymim:tinymim"),
+    ("transform", "tinymim_views", "maekit_distill.tinymim:TeacherStudentViews"),
     ("loss", "centre_weighted_mse", "maekit_distill.bootmae:CentreWeightedMSELoss"),
     ("loss", "folded_cosine", "maekit_distill.sdae:FoldedCosineLoss"),
 ]
@@ -17,5 +20,6 @@ COMPONENTS: list[tuple[str, str, str]] = [
 maekit_register, maekit_config_dirs, maekit_demos, maekit_commands = standard_hooks(
     COMPONENTS,
     config_dir=Path(__file__).parent / "configs",
-    demos={"bootmae": "maekit_distill.demo:run_bootmae_demo", "sdae": "maekit_distill.demo:run_sdae_demo"},
+    demos={"bootmae": "maekit_distill.demo:run_bootmae_demo", "sdae": "maekit_distill.demo:run_sdae_demo",
+           "distill": "maekit_distill.demo:run_distill_demo"},
 )

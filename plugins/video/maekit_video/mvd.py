@@ -24,19 +24,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from maekit.methods.mae import encoder_name_for
 from maekit.nn.base import Decoder
 from maekit.nn.encoder import make_blocks
 from maekit.nn.losses import MaskedSmoothL1Loss, NamedLosses
 from maekit.nn.targets import FeatureTarget, NamedTargets, normalize_features
-from maekit.nn.teachers import Teacher, frozen_teacher
+from maekit.nn.teachers import TEACHER_LAYOUTS, Teacher, frozen_teacher, image_mae_teacher
 from maekit.ops import init_mae_weights
 from maekit.structures import Mask, Tokens
 from maekit_video.model import SpaceTimePositions, VideoMAE, VideoMAEDecoder, _encoder_cfg, _video_encoder
 
 __all__ = ["FrameFeatureTarget", "MVDDecoder", "MVDDecoders", "mvd", "build_image_teacher", "build_video_teacher"]
-
-TEACHER_LAYOUTS = ("official", "maekit")
 
 
 class FrameFeatureTarget(FeatureTarget):
@@ -97,16 +94,9 @@ def _checkpoint_of(spec: dict[str, Any], which: str) -> tuple[str, str]:
 
 def build_image_teacher(spec: dict[str, Any], img_size: int, patch_size: int, in_chans: int) -> Teacher:
     """The frozen image MAE: ``dict(checkpoint=..., layout="official"|"maekit", size=... or
-    encoder_name=..., encoder=dict(...))``; its patch must be the student's spatial patch."""
-    unknown = sorted(set(spec) - {"checkpoint", "layout", "size", "encoder_name", "encoder"})
-    if unknown:
-        raise ValueError(f"mvd image_teacher: unknown key {unknown[0]!r} (expected checkpoint, layout, size, "
-                         f"encoder_name, encoder)")
-    checkpoint, layout = _checkpoint_of(spec, "image")
-    name = encoder_name_for(spec.get("size", "base"), spec.get("encoder_name"), "mvd image_teacher")
-    module = dict(type="vit_encoder", model_name=name, img_size=img_size, patch_size=patch_size, in_chans=in_chans,
-                  **spec.get("encoder", {}))
-    return frozen_teacher(module, checkpoint, convert=layout, prefixes=("module.", "model."))
+    encoder_name=..., encoder=dict(...))`` (core's :func:`~maekit.nn.teachers.image_mae_teacher`);
+    its patch must be the student's spatial patch."""
+    return image_mae_teacher(spec, img_size, patch_size, in_chans, "mvd image_teacher")
 
 
 def build_video_teacher(spec: dict[str, Any], num_frames: int, img_size: int, patch_size: int, tubelet_size: int,

@@ -19,7 +19,7 @@ norm-pix of the removed future patches, MSE.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -28,6 +28,7 @@ from maekit.model import MaskedAutoencoder
 from maekit.nn.base import NoiseSource
 from maekit.nn.decoder import CrossAttentionDecoder, MAEDecoder
 from maekit.nn.pos_embed import resample_grid_table
+from maekit.ops import split_pair
 from maekit.registry import build
 from maekit.structures import ForwardPass, Mask, Tokens
 
@@ -70,12 +71,8 @@ class SiamMAE(MaskedAutoencoder):
     @staticmethod
     def frames(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """The past and future frames (B, C, H, W) of a batch of frame pairs."""
-        clips = batch["inputs"] if isinstance(batch, Mapping) else batch
-        if not isinstance(clips, torch.Tensor) or clips.dim() != 5 or clips.shape[2] != 2:
-            shape = tuple(clips.shape) if isinstance(clips, torch.Tensor) else type(clips).__name__
-            raise ValueError(f"siammae trains on frame pairs (B, C, 2, H, W) — a dataset with "
-                             f"clip=dict(sampling='pair', ...) — got {shape}")
-        return clips[:, :, 0], clips[:, :, 1]
+        return split_pair(batch, 2, "siammae trains on frame pairs (B, C, 2, H, W) — a dataset with "
+                                    "clip=dict(sampling='pair', ...) —")
 
     def run_steps(self, batch: Any, noise: NoiseSource = None) -> ForwardPass:
         past_frame, future_frame = self.frames(batch)

@@ -1,0 +1,159 @@
+"""TinyMIM (Ren et al., CVPR 2023, *TinyMIM: An Empirical Study of Distilling MIM Pre-trained
+Models*; reference code OliverRensu/TinyMIM): a small ViT learns the attention relations a frozen
+MAE teacher has at one block — no masking, no decoder, no pixels.
+
+One pass, top to bottom: two views of one crop (the same RandomResizedCrop and flip; colour jitter
+0.4/0.4/0.4 on the student's view only) → the teacher's block 18 (1-based, of ViT-L's 24) on the
+clean view and the student's last block on the jittered one each give, per head, the relation
+maps R_qk = softmax(q·kᵀ/√d) and R_vv = softmax(v·vᵀ/√d) of that block's LayerNorm'ed input
+(the student's last block has the teacher's head count; the rest of it, and the final norm, never
+run in pre-training) → KL(teacher ‖ student), summed over keys and averaged over queries, heads
+and batch, for both maps, added.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from maekit.methods.mae import encoder_name_for
+from maekit.nn.encoder import ViTEncoder
+from maekit.nn.patchify import ImagePatchifier
+from maekit.nn.teachers import Teacher, image_mae_teacher
+from maekit.ops import init_mae_weights, split_pair
+from maekit.structures import Tokens
+
+__all__ = ["TinyMIM", "TeacherStudentViews", "attention_relations", "relation_kl", "tinymim"]
+
+
+class TeacherStudentViews:
+    """TinyMIM's ``TwoCropsTransform``: one RandomResizedCrop (scale 0.2–1, bicubic) and flip, then
+    the teacher's view as is and the student's after ColorJitter(``jitter``), both normalised;
+    returns (2, C, H, W): teacher view first."""
+
+    def __init__(self, size: int | Sequence[int] = 224, scale: Sequence[float] = (0.2, 1.0), flip: bool = True,
+                 jitter: Sequence[float] = (0.4, 0.4, 0.4), mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None) -> None:
+        from torchvision.transforms import v2
+
+        from maekit.data.views import MAEAugment
+
+        self.crop = MAEAugment(size, scale, flip=flip, mean=(0.0,), std=(1.0,))  # crop and flip, no normalising
+        brightness, contrast, saturation = (float(j) for j in jitter)
+        self.jitter = v2.ColorJitter(brightness, contrast, saturation)
+        self.size, self.mean, self.std = size, mean, std
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        from maekit.data.views import default_mean_std
+
+        view = self.crop(image)
+        student = self.jitter(view)
+        default_mean, default_std = default_mean_std(view.shape[0])
+        mean = torch.tensor(self.mean or default_mean).view(-1, 1, 1)
+        std = torch.tensor(self.std or default_std).view(-1, 1, 1)
+        return torch.stack([(view - mean) / std, (student.clamp(0, 1) - mean) / std])
+
+
+def attention_relations(attn: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-relations (B × heads × N × N, float32) of a self-attention module with timm's layout on
+    its (already LayerNorm'ed) input ``x``: log softmax(q·kᵀ·scale) and log softmax(v·vᵀ·scale),
+    the reference's ``return_relation`` maps taken in log space (the same values; no log of a
+    softmax that underflowed to 0)."""
+    batch, length, _ = x.shape
+    q, k, v = attn.qkv(x).float().reshape(batch, length, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+    scale = q.shape[-1] ** -0.5
+    return (q @ k.transpose(-2, -1) * scale).log_softmax(-1), (v @ v.transpose(-2, -1) * scale).log_softmax(-1)
+
+
+def relation_kl(teacher_log: torch.Tensor, student_log: torch.Tensor) -> torch.Tensor:
+    """KL(teacher ‖ student) summed over keys, averaged over everything else (the reference's
+    ``KLDivLoss(reduction="none")(pred.log(), target).sum(-1).mean()``)."""
+    return F.kl_div(student_log, teacher_log, reduction="none", log_target=True).sum(-1).mean()
+
+
+class TinyMIM(nn.Module):
+    """A student ViT trained on a frozen teacher's attention relations. Training batches are view
+    pairs (B, 2, C, H, W) from :class:`TeacherStudentViews`; :meth:`encode` reads single images."""
+
+    def __init__(self, patchifier: ImagePatchifier, encoder: ViTEncoder, teacher: Teacher, teacher_block: int) -> None:
+        super().__init__()
+        self.patchifier, self.encoder, self.teacher, self.teacher_block = patchifier, encoder, teacher, teacher_block
+
+    @staticmethod
+    def views(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The teacher's and the student's views (B, C, H, W) of a batch of view pairs."""
+        return split_pair(batch, 1, "tinymim trains on view pairs (B, 2, C, H, W) — "
+                                    "transform=dict(type='tinymim_views', ...) —")
+
+    @staticmethod
+    def relations(encoder: Any, tokens: Tokens, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The relations of ``encoder``'s block ``block`` (1-based) for ``tokens``: its input is
+        the state after block − 1, through the block's first LayerNorm."""
+        x = encoder.forward_intermediates(tokens, [block - 1]).features[block - 1]
+        layer = encoder.blocks[block - 1]
+        return attention_relations(layer.attn, layer.norm1(x))
+
+    def forward(self, batch: Any, noise: Any = None) -> dict[str, torch.Tensor]:
+        teacher_view, student_view = self.views(batch)
+        with torch.no_grad():
+            teacher_qk, teacher_vv = self.relations(self.teacher.module, self.patchifier(teacher_view), self.teacher_block)
+        student_qk, student_vv = self.relations(self.encoder, self.patchifier(student_view), len(self.encoder.blocks))
+        qk, vv = relation_kl(teacher_qk, student_qk), relation_kl(teacher_vv, student_vv)
+        return {"loss": qk + vv, "qk_kl": qk, "vv_kl": vv}
+
+    def encode(self, batch: Any, mask: Any = None) -> torch.Tensor:
+        """Encoder features B×(1+N)×D of single images, for probes and fine-tuning."""
+        tokens = self.patchifier(batch)
+        return self.encoder(tokens if mask is None else tokens.take(mask.ids_keep))
+
+    @torch.no_grad()
+    def panels(self, images: torch.Tensor, mean: Sequence[float], std: Sequence[float], seed: int = 0) -> list[list[Any]]:
+        """Per image: input | the teacher's class-token attention at its block | the student's at
+        its last block (heads averaged, each map scaled to [0, 1])."""
+        from maekit.eval.visualize import uint8_panels
+
+        self.eval()
+        tokens = self.patchifier(images)
+        grid = tuple(tokens.meta["grid_size"])
+        maps = []
+        for encoder, block in ((self.teacher.module, self.teacher_block), (self.encoder, len(self.encoder.blocks))):
+            qk, _ = self.relations(encoder, tokens, block)
+            cls = qk.exp()[:, :, 0, 1:].mean(1).reshape(-1, 1, *grid)
+            low, high = cls.amin((2, 3), keepdim=True), cls.amax((2, 3), keepdim=True)
+            cls = F.interpolate((cls - low) / (high - low + 1e-12), size=images.shape[-2:], mode="nearest")
+            maps.append(uint8_panels(cls.expand(-1, 3, -1, -1)))
+        pixels = images.float() * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1)
+        shown = pixels.expand(-1, 3, -1, -1) if pixels.shape[1] == 1 else pixels
+        return [list(row) for row in zip(uint8_panels(shown.clamp(0, 1)), *maps)]
+
+
+def tinymim(teacher: Mapping[str, Any], size: str | None = "base", img_size: int | tuple[int, int] = 224,
+            patch_size: int | None = None, in_chans: int = 3, encoder_name: str | None = None,
+            encoder: dict[str, Any] | None = None, teacher_block: int = 18, drop_path_rate: float = 0.1) -> TinyMIM:
+    """TinyMIM with the paper's ViT-B recipe: a frozen MAE ViT-L teacher's block 18, the student's
+    last block rebuilt with the teacher's head count (16 for ViT-L: 48-wide heads for ViT-B), drop
+    path 0.1 on every other block (constant, not ramped). ``teacher``: ``dict(checkpoint=<file>,
+    layout="official"|"maekit", size="large" or encoder_name=..., encoder=dict(...))``; for ViT-S/T
+    students the reference uses a ViT-B teacher's last block (``size="base", teacher_block=12``)."""
+    from timm.layers import DropPath
+    from timm.models.vision_transformer import Block
+
+    name = encoder_name_for(size, encoder_name, "tinymim")
+    student = ViTEncoder(name, img_size=img_size, patch_size=patch_size, in_chans=in_chans, **(encoder or {}))
+    frozen = image_mae_teacher({"size": "large", **teacher}, img_size, student.patch_size[0], in_chans, "tinymim teacher")
+    depth = len(frozen.module.blocks)  # type: ignore[arg-type]
+    if not 1 <= teacher_block <= depth:
+        raise ValueError(f"tinymim teacher_block must be in 1..{depth} (1-based, the teacher's depth), got {teacher_block}")
+    heads = frozen.module.blocks[teacher_block - 1].attn.num_heads  # type: ignore[index]
+    dim, last = student.embed_dim, student.blocks[-1]
+    if dim % heads:
+        raise ValueError(f"tinymim: the student's width {dim} does not split into the teacher's {heads} heads")
+    student.blocks[-1] = Block(dim, heads, last.mlp.fc1.out_features / dim, qkv_bias=True,
+                               norm_layer=partial(nn.LayerNorm, eps=last.norm1.eps)).apply(init_mae_weights)
+    for block in list(student.blocks)[:-1]:  # the reference's constant drop path; its last block has none
+        block.drop_path1 = block.drop_path2 = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+    patchifier = ImagePatchifier(student.patch_size, in_chans)
+    return TinyMIM(patchifier, student, frozen, teacher_block)
