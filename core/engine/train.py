@@ -11,7 +11,8 @@ with a few short sections that :func:`runner_config` expands into a full Runner 
               teachers' and loss weights' schedules; default len(dataset) // global batch)
               ``fused`` (fused AdamW, default True)
 ``checkpoint_interval``, ``max_keep_checkpoints``, ``log_interval``, ``seed``, ``strategy`` ("ddp" or "fsdp"),
-``compile`` (False, True or ``torch.compile`` options: compiles the method's forward in place)
+``compile`` (False, True or ``torch.compile`` options: compiles the method's forward in place),
+``find_unused_parameters`` (DDP for a method whose pass leaves some parameters without gradients)
 
 Any full mmengine key in the config (``train_dataloader``, ``optim_wrapper``, ...) wins over the
 expansion.
@@ -126,6 +127,9 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
         env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend=cfg.get("dist_backend", "nccl" if _cuda() else "gloo"))),
         randomness=dict(seed=seed, deterministic=False),
         launcher=launcher,
+        # DDP over a method whose pass leaves some parameters without a gradient (TinyMIM's last block
+        # beyond its attention relations): mmengine's CUDA wrapper reads this key
+        find_unused_parameters=bool(cfg.get("find_unused_parameters", False)),
         resume=resume is not None,
         load_from=None if resume in (None, "auto") else str(resume),
     )
@@ -133,7 +137,8 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
         expanded["model_wrapper_cfg"] = dict(type="MMFullyShardedDataParallel")
     elif strategy == "ddp" and launcher != "none" and not _cuda():
         # mmengine pins DDP to cuda:LOCAL_RANK; a CPU module needs device_ids=None
-        expanded["model_wrapper_cfg"] = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False)
+        expanded["model_wrapper_cfg"] = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False,
+                                             find_unused_parameters=bool(cfg.get("find_unused_parameters", False)))
     elif strategy != "ddp":
         raise ValueError(f"strategy must be 'ddp' or 'fsdp', got {strategy!r}")
     passthrough = {k: v for k, v in cfg.to_dict().items() if k in expanded and k != "model" and k not in ("custom_hooks",)}

@@ -32,8 +32,9 @@ def load_trained_model(model_cfg: dict, checkpoint: str | Path | None) -> torch.
             for note in notes:
                 logging.getLogger("maekit").warning("%s: fine-tuned checkpoint: %s", checkpoint, note)
         # an encoder-only file (exported, or the official mae_pretrain_*) leaves the decoder as initialised,
-        # and a method's teachers (target.*, frozen ones load their own files) and loss state as built
-        load_weights(model, state, checkpoint, may_lack=("decoder.", "target.", "loss."))
+        # and a method's teachers (target.* / teacher.*: frozen ones load their own files), their
+        # projections (DMAE's) and loss state as built
+        load_weights(model, state, checkpoint, may_lack=("decoder.", "target.", "loss.", "teacher.", "projection."))
     return model.eval()
 
 

@@ -36,8 +36,11 @@ class DMAE(MaskedAutoencoder):
                  distill_weight: float = 1.0, **components: Any) -> None:
         super().__init__(*args, **components)
         encoder: Any = self.encoder  # a TokenEncoder: resolve_tap checks the index
-        encoder.resolve_tap(student_tap)
-        teacher.module.resolve_tap(teacher_tap)  # type: ignore[operator]
+        for name, module, tap in (("student_tap", encoder, student_tap), ("teacher_tap", teacher.module, teacher_tap)):
+            try:
+                module.resolve_tap(tap)
+            except ValueError as error:
+                raise ValueError(f"dmae {name}: {error}") from None
         self.teacher, self.projection = teacher, projection
         self.encoder_taps = (student_tap,)
         self.teacher_tap, self.distill_weight = teacher_tap, float(distill_weight)

@@ -12,6 +12,9 @@ COMPONENTS: list[tuple[str, str, str]] = [
     ("model", "dmae", "maekit_distill.dmae:dmae"),
     ("model", "tinymim", "maekit_distill.tinymim:tinymim"),
     ("transform", "tinymim_views", "maekit_distill.tinymim:TeacherStudentViews"),
+    ("model", "milan", "maekit_distill.milan:milan"),
+    ("masker", "importance_mask", "maekit_distill.milan:ImportanceMasker"),
+    ("loss", "cosine_distance", "maekit_distill.milan:CosineDistanceLoss"),
     ("loss", "centre_weighted_mse", "maekit_distill.bootmae:CentreWeightedMSELoss"),
     ("loss", "folded_cosine", "maekit_distill.sdae:FoldedCosineLoss"),
 ]

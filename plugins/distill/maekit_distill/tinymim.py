@@ -6,13 +6,12 @@ One pass, top to bottom: two views of one crop (the same RandomResizedCrop and f
 0.4/0.4/0.4 on the student's view only) → the teacher's block 18 (1-based, of ViT-L's 24) on the
 clean view and the student's last block on the jittered one each give, per head, the relation
 maps R_qk = softmax(q·kᵀ/√d) and R_vv = softmax(v·vᵀ/√d) of that block's LayerNorm'ed input
-(the student's last block has the teacher's head count; the rest of it, and the final norm, never
-run in pre-training) → KL(teacher ‖ student), summed over keys and averaged over queries, heads
+(the student's last block read in the teacher's head count; the rest of it, and the final norm,
+never run in pre-training — DDP needs ``find_unused_parameters = True``, set in the configs) → KL(teacher ‖ student), summed over keys and averaged over queries, heads
 and batch, for both maps, added.
 """
 from __future__ import annotations
 
-from functools import partial
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -23,7 +22,7 @@ from maekit.methods.mae import encoder_name_for
 from maekit.nn.encoder import ViTEncoder
 from maekit.nn.patchify import ImagePatchifier
 from maekit.nn.teachers import Teacher, image_mae_teacher
-from maekit.ops import init_mae_weights, split_pair
+from maekit.ops import split_pair
 from maekit.structures import Tokens
 
 __all__ = ["TinyMIM", "TeacherStudentViews", "attention_relations", "relation_kl", "tinymim"]
@@ -41,7 +40,7 @@ class TeacherStudentViews:
 
         from maekit.data.views import MAEAugment
 
-        self.crop = MAEAugment(size, scale, flip=flip, mean=(0.0,), std=(1.0,))  # crop and flip, no normalising
+        self.crop = MAEAugment(size, scale, flip=flip).augment  # MAE's crop and flip, before normalising
         brightness, contrast, saturation = (float(j) for j in jitter)
         self.jitter = v2.ColorJitter(brightness, contrast, saturation)
         self.size, self.mean, self.std = size, mean, std
@@ -49,7 +48,7 @@ class TeacherStudentViews:
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         from maekit.data.views import default_mean_std
 
-        view = self.crop(image)
+        view = self.crop(image).clamp(0, 1)
         student = self.jitter(view)
         default_mean, default_std = default_mean_std(view.shape[0])
         mean = torch.tensor(self.mean or default_mean).view(-1, 1, 1)
@@ -57,13 +56,15 @@ class TeacherStudentViews:
         return torch.stack([(view - mean) / std, (student.clamp(0, 1) - mean) / std])
 
 
-def attention_relations(attn: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def attention_relations(attn: Any, x: torch.Tensor, num_heads: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-relations (B × heads × N × N, float32) of a self-attention module with timm's layout on
-    its (already LayerNorm'ed) input ``x``: log softmax(q·kᵀ·scale) and log softmax(v·vᵀ·scale),
-    the reference's ``return_relation`` maps taken in log space (the same values; no log of a
-    softmax that underflowed to 0)."""
+    its (already LayerNorm'ed) input ``x``, its q/k/v split into ``num_heads`` heads (default its
+    own): log softmax(q·kᵀ·d⁻½) and log softmax(v·vᵀ·d⁻½), d the head width — the reference's
+    ``return_relation`` maps taken in log space (the same values; no log of a softmax that
+    underflowed to 0)."""
     batch, length, _ = x.shape
-    q, k, v = attn.qkv(x).float().reshape(batch, length, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+    heads = num_heads or attn.num_heads
+    q, k, v = attn.qkv(x).float().reshape(batch, length, 3, heads, -1).permute(2, 0, 3, 1, 4)
     scale = q.shape[-1] ** -0.5
     return (q @ k.transpose(-2, -1) * scale).log_softmax(-1), (v @ v.transpose(-2, -1) * scale).log_softmax(-1)
 
@@ -89,18 +90,25 @@ class TinyMIM(nn.Module):
                                     "transform=dict(type='tinymim_views', ...) —")
 
     @staticmethod
-    def relations(encoder: Any, tokens: Tokens, block: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The relations of ``encoder``'s block ``block`` (1-based) for ``tokens``: its input is
-        the state after block − 1, through the block's first LayerNorm."""
+    def relations(encoder: Any, tokens: Tokens, block: int, num_heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The relations of ``encoder``'s block ``block`` (1-based) for ``tokens`` in ``num_heads``
+        heads: its input is the state after block − 1, through the block's first LayerNorm."""
         x = encoder.forward_intermediates(tokens, [block - 1]).features[block - 1]
         layer = encoder.blocks[block - 1]
-        return attention_relations(layer.attn, layer.norm1(x))
+        return attention_relations(layer.attn, layer.norm1(x), num_heads)
+
+    @property
+    def num_heads(self) -> int:
+        """The teacher's head count at its block, in which both sides' relations are taken."""
+        return int(self.teacher.module.blocks[self.teacher_block - 1].attn.num_heads)  # type: ignore[index]
 
     def forward(self, batch: Any, noise: Any = None) -> dict[str, torch.Tensor]:
         teacher_view, student_view = self.views(batch)
         with torch.no_grad():
-            teacher_qk, teacher_vv = self.relations(self.teacher.module, self.patchifier(teacher_view), self.teacher_block)
-        student_qk, student_vv = self.relations(self.encoder, self.patchifier(student_view), len(self.encoder.blocks))
+            teacher_qk, teacher_vv = self.relations(self.teacher.module, self.patchifier(teacher_view), self.teacher_block,
+                                                    self.num_heads)
+        student_qk, student_vv = self.relations(self.encoder, self.patchifier(student_view), len(self.encoder.blocks),
+                                                self.num_heads)
         qk, vv = relation_kl(teacher_qk, student_qk), relation_kl(teacher_vv, student_vv)
         return {"loss": qk + vv, "qk_kl": qk, "vv_kl": vv}
 
@@ -120,7 +128,7 @@ class TinyMIM(nn.Module):
         grid = tuple(tokens.meta["grid_size"])
         maps = []
         for encoder, block in ((self.teacher.module, self.teacher_block), (self.encoder, len(self.encoder.blocks))):
-            qk, _ = self.relations(encoder, tokens, block)
+            qk, _ = self.relations(encoder, tokens, block, self.num_heads)
             cls = qk.exp()[:, :, 0, 1:].mean(1).reshape(-1, 1, *grid)
             low, high = cls.amin((2, 3), keepdim=True), cls.amax((2, 3), keepdim=True)
             cls = F.interpolate((cls - low) / (high - low + 1e-12), size=images.shape[-2:], mode="nearest")
@@ -132,28 +140,29 @@ class TinyMIM(nn.Module):
 
 def tinymim(teacher: Mapping[str, Any], size: str | None = "base", img_size: int | tuple[int, int] = 224,
             patch_size: int | None = None, in_chans: int = 3, encoder_name: str | None = None,
-            encoder: dict[str, Any] | None = None, teacher_block: int = 18, drop_path_rate: float = 0.1) -> TinyMIM:
-    """TinyMIM with the paper's ViT-B recipe: a frozen MAE ViT-L teacher's block 18, the student's
-    last block rebuilt with the teacher's head count (16 for ViT-L: 48-wide heads for ViT-B), drop
-    path 0.1 on every other block (constant, not ramped). ``teacher``: ``dict(checkpoint=<file>,
-    layout="official"|"maekit", size="large" or encoder_name=..., encoder=dict(...))``; for ViT-S/T
-    students the reference uses a ViT-B teacher's last block (``size="base", teacher_block=12``)."""
+            encoder: dict[str, Any] | None = None, teacher_block: int = 18, drop_path: float = 0.1,
+            drop_path_rate: float = 0.0) -> TinyMIM:
+    """TinyMIM with the paper's ViT-B recipe: a frozen MAE ViT-L teacher's block 18; both sides'
+    relations in the teacher's head count (16 for ViT-L: 48-wide heads of the ViT-B student's last
+    block, whose weights stay a plain 12-head block's, as the reference fine-tunes them); drop
+    path ``drop_path`` (0.1) on every block but the last, constant, as the reference's pre-training
+    — unless ``drop_path_rate`` (timm's linear ramp over all blocks, what fine-tuning sets) is
+    given. ``teacher``: ``dict(checkpoint=<file>, layout="official"|"maekit", size="large" or
+    encoder_name=..., encoder=dict(...))``; for ViT-S/T students the reference uses a ViT-B
+    teacher's last block (``size="base", teacher_block=12``)."""
     from timm.layers import DropPath
-    from timm.models.vision_transformer import Block
 
     name = encoder_name_for(size, encoder_name, "tinymim")
-    student = ViTEncoder(name, img_size=img_size, patch_size=patch_size, in_chans=in_chans, **(encoder or {}))
+    student = ViTEncoder(name, img_size=img_size, patch_size=patch_size, in_chans=in_chans,
+                         drop_path_rate=drop_path_rate, **(encoder or {}))
     frozen = image_mae_teacher({"size": "large", **teacher}, img_size, student.patch_size[0], in_chans, "tinymim teacher")
     depth = len(frozen.module.blocks)  # type: ignore[arg-type]
     if not 1 <= teacher_block <= depth:
         raise ValueError(f"tinymim teacher_block must be in 1..{depth} (1-based, the teacher's depth), got {teacher_block}")
     heads = frozen.module.blocks[teacher_block - 1].attn.num_heads  # type: ignore[index]
-    dim, last = student.embed_dim, student.blocks[-1]
-    if dim % heads:
-        raise ValueError(f"tinymim: the student's width {dim} does not split into the teacher's {heads} heads")
-    student.blocks[-1] = Block(dim, heads, last.mlp.fc1.out_features / dim, qkv_bias=True,
-                               norm_layer=partial(nn.LayerNorm, eps=last.norm1.eps)).apply(init_mae_weights)
-    for block in list(student.blocks)[:-1]:  # the reference's constant drop path; its last block has none
-        block.drop_path1 = block.drop_path2 = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
-    patchifier = ImagePatchifier(student.patch_size, in_chans)
-    return TinyMIM(patchifier, student, frozen, teacher_block)
+    if student.embed_dim % heads:
+        raise ValueError(f"tinymim: the student's width {student.embed_dim} does not split into the teacher's {heads} heads")
+    if not drop_path_rate:  # pre-training: the reference's constant drop path, none on the last block
+        for block in list(student.blocks)[:-1]:
+            block.drop_path1 = block.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+    return TinyMIM(ImagePatchifier(student.patch_size, in_chans), student, frozen, teacher_block)

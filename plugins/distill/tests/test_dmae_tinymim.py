@@ -81,6 +81,16 @@ def test_dmae_aligns_student_block_to_teacher_block_on_the_visible_tokens(tmp_pa
     model({"inputs": images})["loss"].backward()
     assert model.projection.weight.grad is not None and model.encoder.blocks[0].attn.qkv.weight.grad is not None
     assert all(p.grad is None for p in model.teacher.parameters())
+    # an encoder-only file (maekit export) evaluates: teacher and projection stay as built
+    from maekit.eval.probe import load_trained_model
+
+    exported = save_state_dict({f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}, tmp_path / "enc.safetensors")
+    spec_cfg = dict(type="dmae", **STUDENT, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2, student_tap=2,
+                    teacher_tap=3, teacher=spec)
+    loaded = load_trained_model(spec_cfg, str(exported))
+    assert torch.equal(loaded.encoder.blocks[0].attn.qkv.weight, model.encoder.blocks[0].attn.qkv.weight)
+    with pytest.raises(ValueError, match="dmae teacher_tap: tap 4 is outside"):
+        build("model", {**spec_cfg, "teacher_tap": 4})
 
 
 def reference_relations(block, x, heads):
@@ -100,12 +110,15 @@ def reference_kd_loss(pred, teacher_out):
 def test_tinymim_relations_and_loss_match_the_reference_code(tmp_path):
     torch.manual_seed(0)
     teacher_mae, spec = teacher_file(tmp_path, "maekit")
-    model = build("model", dict(type="tinymim", **STUDENT, teacher_block=2, teacher=spec, drop_path_rate=0.1)).eval()
-    # the student's last block has the teacher's head count (4 heads of 8, not 2 of 16); drop path
-    # is constant on the others and absent on the last, as the reference's blocks
-    assert model.encoder.blocks[-1].attn.num_heads == 4 and model.encoder.blocks[0].attn.num_heads == 2
+    model = build("model", dict(type="tinymim", **STUDENT, teacher_block=2, teacher=spec, drop_path=0.1)).eval()
+    # the student's blocks stay plain 2-head blocks (what fine-tuning and export read); its last
+    # block's relations are taken in the teacher's 4 heads. Drop path is constant on the others and
+    # absent on the last, as the reference's pre-training blocks; fine-tuning's ramp replaces it
+    assert model.num_heads == 4 and all(b.attn.num_heads == 2 for b in model.encoder.blocks)
     assert [b.drop_path1.drop_prob for b in model.encoder.blocks[:-1]] == [0.1, 0.1]
     assert isinstance(model.encoder.blocks[-1].drop_path1, nn.Identity)
+    tuned = build("model", dict(type="tinymim", **STUDENT, teacher_block=2, teacher=spec, drop_path_rate=0.2))
+    assert [round(b.drop_path1.drop_prob, 3) for b in tuned.encoder.blocks[1:]] == [0.1, 0.2]
     teacher_view, student_view = torch.randn(3, 1, 32, 32), torch.randn(3, 1, 32, 32)
     losses = model({"inputs": torch.stack([teacher_view, student_view], 1)})
     with torch.no_grad():
@@ -129,6 +142,15 @@ def test_tinymim_relations_and_loss_match_the_reference_code(tmp_path):
 def test_the_view_pair_shares_crop_and_flip_and_jitters_the_student_only():
     torch.manual_seed(0)
     image = torch.rand(1, 32, 32)
+    rgb = build("transform", dict(type="tinymim_views", size=24, scale=(0.3, 1.0)))
+    teacher_rgb, student_rgb = rgb(torch.rand(3, 40, 40))  # RGB photographs: ImageNet statistics
+    assert teacher_rgb.shape == student_rgb.shape == (3, 24, 24) and not torch.equal(teacher_rgb, student_rgb)
+    # the teacher's view is the un-jittered crop: the same seed gives it without any jitter
+    for seed in range(3):
+        torch.manual_seed(seed)
+        clean = build("transform", dict(type="tinymim_views", size=24, scale=(0.3, 1.0), jitter=(0, 0, 0)))(image)[0]
+        torch.manual_seed(seed)
+        assert torch.equal(build("transform", dict(type="tinymim_views", size=24, scale=(0.3, 1.0)))(image)[0], clean)
     plain = build("transform", dict(type="tinymim_views", size=24, scale=(0.3, 1.0), flip=True, jitter=(0, 0, 0)))
     pair = plain(image)
     assert pair.shape == (2, 1, 24, 24) and torch.equal(pair[0], pair[1])
@@ -179,10 +201,14 @@ def test_configs_state_the_papers_recipes():
     tm = load_config("tinymim_vit_base_in1k")
     epoch = tm.schedule.iters_per_epoch
     assert tm.schedule.max_iters == 300 * epoch and tm.schedule.warmup_iters == 15 * epoch
-    assert tm.model.teacher_block == 18 and tm.model.drop_path_rate == 0.1
+    assert tm.model.teacher_block == 18 and tm.model.drop_path == 0.1 and tm.find_unused_parameters
     assert tuple(tm.data.transform.jitter) == (0.4, 0.4, 0.4)
     plain = load_config("mae_demo_digits")
-    for name in ("dmae_demo_digits", "tinymim_demo_digits", "mae_student_demo_digits"):
+    mi = load_config("milan_vit_base_in1k")
+    epoch = mi.schedule.iters_per_epoch
+    assert mi.schedule.max_iters == 400 * epoch and mi.schedule.warmup_iters == 40 * epoch
+    assert 8 * mi.data.batch_size * mi.schedule.accumulate == 4096 and mi.model.teacher.kind == "clip"
+    for name in ("dmae_demo_digits", "tinymim_demo_digits", "milan_demo_digits", "mae_student_demo_digits"):
         demo = load_config(name)
         assert {k: demo.schedule[k] for k in plain.schedule} == dict(plain.schedule), name
         assert demo.model.encoder == dict(embed_dim=64, depth=4, num_heads=4), name
@@ -190,11 +216,8 @@ def test_configs_state_the_papers_recipes():
             assert demo.model.teacher.encoder == plain.model.encoder  # the demo's teacher is core's MAE demo
 
 
-def test_both_train_from_the_command_line_and_the_demo_runs(tmp_path):
-    from maekit_distill.demo import run_distill_demo
-
-    from maekit.cli import main
-
+def tinymim_config(tmp_path, iters: int, batch: int, extra: str = ""):
+    """A tiny TinyMIM training config file over a teacher file in maekit's layout."""
     _, spec = teacher_file(tmp_path, "maekit")
     config = tmp_path / "tinymim.py"
     config.write_text(textwrap.dedent(f"""
@@ -203,10 +226,19 @@ def test_both_train_from_the_command_line_and_the_demo_runs(tmp_path):
                      teacher=dict(encoder_name="vit_tiny_patch16_224", encoder={TEACHER_ENCODER!r}, layout="maekit",
                                   checkpoint={spec['checkpoint']!r}))
         data = dict(dataset=dict(type="digits", split="test", size=32, channels=1),
-                    transform=dict(type="tinymim_views", size=32, scale=(0.35, 1.0), flip=False), batch_size=8)
-        schedule = dict(max_iters=2, warmup_iters=1, blr=1e-3)
-        checkpoint_interval = 2
-    """))
+                    transform=dict(type="tinymim_views", size=32, scale=(0.35, 1.0), flip=False), batch_size={batch})
+        schedule = dict(max_iters={iters}, warmup_iters=1, blr=1e-3)
+        checkpoint_interval = {iters}
+    """) + extra)
+    return config
+
+
+def test_both_train_from_the_command_line_and_the_demo_runs(tmp_path):
+    from maekit_distill.demo import run_distill_demo
+
+    from maekit.cli import main
+
+    config = tinymim_config(tmp_path, iters=2, batch=8)
     result = CliRunner().invoke(main, ["train", str(config), "--work-dir", str(tmp_path / "work"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "work" / "iter_2.pth").is_file()
@@ -232,3 +264,20 @@ def test_both_train_from_the_command_line_and_the_demo_runs(tmp_path):
         assert 0 <= metrics[f"{name}_probe_accuracy_pretrained"] <= 1
     assert (tmp_path / "demo" / "tinymim" / "reconstructions.png").is_file()
     assert (tmp_path / "demo" / "metrics.json").is_file()
+
+
+def test_tinymim_trains_under_two_process_ddp(tmp_path):
+    # the student's last block beyond its relations (and the final norm) gets no gradient, as in
+    # the reference: DDP needs find_unused_parameters, which the TinyMIM configs set
+    import os
+    import subprocess
+    import sys
+
+    config = tinymim_config(tmp_path, iters=3, batch=4, extra="find_unused_parameters = True\n")
+    script = tmp_path / "run.py"
+    script.write_text("import sys\nfrom maekit.engine import train\ntrain(sys.argv[1], sys.argv[2], device='cpu', launcher='pytorch')\n")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+               str(script), str(config), str(tmp_path / "work")]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (tmp_path / "work" / "iter_3.pth").is_file()
