@@ -163,7 +163,7 @@ def test_frozen_teachers_load_strictly_and_record_their_source(tmp_path):
     assert torch.equal(built.module.blocks[1].mlp.fc2.weight, load_state_dict(official)["blocks.1.mlp.fc2.weight"])
     for bad, message in (({"layuot": "official"}, "dmae teacher: unknown key 'layuot'"),
                          ({"checkpoint": ""}, "dmae teacher needs checkpoint=<file>"),
-                         ({"layout": "timm"}, "dmae teacher layout must be one of official, maekit")):
+                         ({"layout": "timm"}, "dmae teacher layout must be one of official, maekit, mocov3")):
         with pytest.raises(ValueError, match=message):
             image_mae_teacher({**section, **bad}, 32, 8, 3, "dmae teacher")
 
@@ -266,3 +266,32 @@ def test_mask_object_from_block_plus_random_is_consistent():
     mask: Mask = masker(tokens)
     assert torch.equal(mask.masked.sum(1), torch.full((3,), 48.0))
     assert torch.equal(mask.masked.gather(1, mask.ids_keep), torch.zeros(3, 16))
+
+
+def test_moco_v3_checkpoints_load_as_frozen_teachers_without_their_projection_head(tmp_path):
+    # facebookresearch/moco-v3's checkpoint: {"state_dict": {"module.base_encoder.<timm key>": ...,
+    # "module.base_encoder.head.*" (projection MLP), "module.momentum_encoder.*", "module.predictor.*"}}
+    import timm
+
+    from maekit.nn.teachers import image_mae_teacher
+
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4,
+                            num_classes=0)
+    head = {"head.0.weight": torch.randn(32, 64), "head.1.weight": torch.ones(32), "head.3.weight": torch.randn(16, 32)}
+    encoder = {**vit.state_dict(), **head}
+    state = {**{f"module.base_encoder.{k}": v for k, v in encoder.items()},
+             **{f"module.momentum_encoder.{k}": v + 1 for k, v in encoder.items()},
+             "module.predictor.0.weight": torch.randn(32, 16)}
+    path = tmp_path / "vit-s-300ep.pth.tar"
+    torch.save({"epoch": 300, "arch": "vit_small", "state_dict": state}, path)
+    section = dict(encoder_name="vit_tiny_patch16_224", encoder=dict(embed_dim=64, depth=2, num_heads=4),
+                   checkpoint=str(path), layout="mocov3")
+    teacher = image_mae_teacher(section, 32, 8, 3, "mimco teacher")
+    for key, value in vit.state_dict().items():
+        assert torch.equal(teacher.module.state_dict()[key], value), key  # the base encoder, not the momentum one
+    official = tmp_path / "mae.safetensors"
+    from maekit.io.checkpoint import save_state_dict
+
+    save_state_dict({"cls_token": torch.zeros(1, 1, 64)}, official)
+    with pytest.raises(ValueError, match="not a MoCo v3 ViT checkpoint"):
+        image_mae_teacher({**section, "checkpoint": str(official)}, 32, 8, 3, "mimco teacher")

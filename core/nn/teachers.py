@@ -223,17 +223,20 @@ def frozen_teacher(module: nn.Module | dict, checkpoint: str | Path | None = Non
     return Teacher(built, "frozen", student="", source=source)
 
 
-#: Checkpoint layouts a frozen image-MAE teacher is read from: the MAE reference's own files
-#: (``mae_pretrain_vit_base.pth``, ``mae_visualize_vit_large.pth``) or this toolkit's runs.
-TEACHER_LAYOUTS = ("official", "maekit")
+#: Checkpoint layouts a frozen image teacher (a timm ViT) is read from: the MAE reference's own files
+#: (``mae_pretrain_vit_base.pth``, ``mae_visualize_vit_large.pth``), this toolkit's runs, or MoCo v3's
+#: (facebookresearch/moco-v3 ``vit-b-300ep.pth.tar``: ``state_dict`` of ``module.base_encoder.*`` in
+#: timm's names; the projection ``head`` and the momentum encoder and predictor are not read).
+TEACHER_LAYOUTS = ("official", "maekit", "mocov3")
 #: The keys of a config's image-MAE teacher section.
 IMAGE_TEACHER_KEYS = ("checkpoint", "layout", "size", "encoder_name", "encoder")
 
 
 def image_mae_teacher(spec: Mapping[str, Any], img_size: Any, patch_size: int | None, in_chans: int,
                       method: str) -> Teacher:
-    """A frozen image-MAE teacher from a config section ``dict(checkpoint=<file>, layout="official"
-    | "maekit", size=... or encoder_name=..., encoder=dict(...))`` (MVD, DMAE, TinyMIM): a timm ViT
+    """A frozen image teacher from a config section ``dict(checkpoint=<file>, layout="official" |
+    "maekit" | "mocov3", size=... or encoder_name=..., encoder=dict(...))`` (MVD, DMAE, TinyMIM,
+    MILAN's stand-in): a timm ViT
     of that size at the student's image and patch size, loaded strictly from the file. An unknown
     key, a missing checkpoint or an unknown layout is a ValueError naming ``method``'s section."""
     from maekit.methods.mae import encoder_name_for
@@ -250,4 +253,14 @@ def image_mae_teacher(spec: Mapping[str, Any], img_size: Any, patch_size: int | 
     module = dict(type="vit_encoder", model_name=name, img_size=img_size, in_chans=in_chans, **dict(spec.get("encoder") or {}))
     if patch_size is not None:
         module["patch_size"] = patch_size
+    if layout == "mocov3":
+        return frozen_teacher(module, str(spec["checkpoint"]), convert=_without_projection_head,
+                              prefixes=("module.base_encoder.", "base_encoder."))
     return frozen_teacher(module, str(spec["checkpoint"]), convert=layout, prefixes=("module.", "model."))
+
+
+def _without_projection_head(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """MoCo v3's base encoder without its projection MLP (``head.*``): timm ``VisionTransformer`` keys."""
+    if not any(key.startswith("blocks.") for key in state):
+        raise ValueError("no 'base_encoder.blocks.*' keys: not a MoCo v3 ViT checkpoint")
+    return {key: value for key, value in state.items() if not key.startswith("head.")}
