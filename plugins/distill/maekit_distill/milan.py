@@ -31,14 +31,14 @@ from torch.nn import functional as F
 from maekit.methods.mae import mae
 from maekit.model import MaskedAutoencoder
 from maekit.nn.attention import CrossAttention
-from maekit.nn.base import Loss, Masker, NoiseSource
+from maekit.nn.base import Loss, Masker, NoiseSource, Target
 from maekit.nn.decoder import MAEDecoder
 from maekit.nn.masking import check_mask_ratio, draw_noise, num_visible
 from maekit.nn.teachers import Teacher, image_mae_teacher
 from maekit.ops import gather, init_mae_weights
 from maekit.structures import ForwardPass, Mask, Prediction, Tokens
 
-__all__ = ["ImportanceMasker", "PromptingDecoder", "CosineDistanceLoss", "ClipTargets", "MAETargets", "MILAN",
+__all__ = ["ImportanceMasker", "PromptingDecoder", "CosineDistanceLoss", "TeacherTargets", "ClipTargets", "MAETargets", "MILAN",
            "milan", "load_open_clip_visual"]
 
 
@@ -141,7 +141,16 @@ def load_open_clip_visual(checkpoint: str | Path, model_name: str = "ViT-B-16-qu
     return frozen_teacher(visual, path, prefixes=("module.visual.", "visual.")).module
 
 
-class ClipTargets(nn.Module):
+class TeacherTargets(Target):
+    """A target that also says which patches matter: ``forward(tokens, batch)`` gives the teacher's
+    features of every token (B×(1+N)×D, class token first) and the importance of each patch (B×N);
+    no inverse to pixels (pictures show the input, the mask and the importance)."""
+
+    def forward(self, tokens: Tokens, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        raise NotImplementedError
+
+
+class ClipTargets(TeacherTargets):
     """CLIP's targets and importance from open_clip's ``VisionTransformer``: the image through
     ``conv1``, class and position embeddings, ``ln_pre``, the residual blocks; the last block's
     class-token attention to the patches (heads averaged, as ``nn.MultiheadAttention``'s
@@ -151,8 +160,9 @@ class ClipTargets(nn.Module):
         super().__init__()
         self.visual = visual
 
-    def forward(self, images: torch.Tensor, tokens: Tokens) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, tokens: Tokens, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         v: Any = self.visual
+        images = batch["inputs"] if isinstance(batch, Mapping) else batch  # the ImageNet-normalised image, as the reference
         x = v.conv1(images).flatten(2).transpose(1, 2)
         x = torch.cat([v.class_embedding.to(x.dtype).expand(len(x), 1, -1), x], dim=1) + v.positional_embedding.to(x.dtype)
         x = v.ln_pre(x)
@@ -170,7 +180,7 @@ class ClipTargets(nn.Module):
         return v.ln_post(x) @ v.proj, importance
 
 
-class MAETargets(nn.Module):
+class MAETargets(TeacherTargets):
     """The stand-in teacher's targets and importance: a frozen MAE encoder's output (final norm)
     of every token and its last block's class-token attention to the patches, heads averaged."""
 
@@ -179,7 +189,7 @@ class MAETargets(nn.Module):
         self.teacher = teacher
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor, tokens: Tokens) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, tokens: Tokens, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         encoder: Any = self.teacher.module
         found = encoder.forward_intermediates(tokens, [-1], attention=True)
         depth = len(encoder.blocks)
@@ -192,13 +202,29 @@ class MILAN(MaskedAutoencoder):
 
     def run_steps(self, batch: Any, noise: NoiseSource = None) -> ForwardPass:
         tokens = self.tokenize(batch)
-        images = batch["inputs"] if isinstance(batch, Mapping) else batch
         with torch.no_grad():
-            target, importance = self.target(images, tokens)  # the teacher reads the whole image first
+            target, importance = self.target(tokens, batch)  # the teacher reads the whole image first
         mask = self.make_mask(replace(tokens, meta={**tokens.meta, "importance": importance}), noise)
         latents = self.encoder(tokens.take(mask.ids_keep))
         pred = self.decoder(latents, mask, tokens)
-        return ForwardPass(batch=batch, tokens=tokens, target=target, mask=mask, latents=latents, pred=pred)
+        return ForwardPass(batch=batch, tokens=tokens, target=target, mask=mask, latents=latents, pred=pred,
+                           extras={"importance": importance})
+
+    @torch.no_grad()
+    def panels(self, images: torch.Tensor, mean: Any, std: Any, seed: int = 0) -> list[list[Any]]:
+        """Per image: input | what stays visible (removed patches grey) | the teacher's importance
+        per patch (scaled to [0, 1])."""
+        from maekit.eval.visualize import reconstruction_panels, uint8_panels
+        from maekit.model import seeded_noise
+
+        self.eval()
+        out = self.run_steps(images, noise=seeded_noise(seed))
+        importance = out.extras["importance"]
+        grid = tuple(out.tokens.meta["grid_size"])
+        low, high = importance.amin(1, keepdim=True), importance.amax(1, keepdim=True)
+        maps = ((importance - low) / (high - low + 1e-12)).reshape(-1, 1, *grid)
+        maps = F.interpolate(maps, size=images.shape[-2:], mode="nearest").expand(-1, 3, -1, -1)
+        return [[*row, picture] for row, picture in zip(reconstruction_panels(self, out, mean, std), uint8_panels(maps))]
 
     def train(self, mode: bool = True) -> "MILAN":
         super().train(mode)

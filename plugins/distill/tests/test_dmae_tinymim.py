@@ -249,7 +249,7 @@ def test_both_train_from_the_command_line_and_the_demo_runs(tmp_path):
     probe = dict(train=dict(type="digits", split="test", size=32, channels=1),
                  test=dict(type="digits", split="test", size=32, channels=1), pools=("mean",))
     students = {}
-    for name, base in (("dmae", "dmae_demo_digits"), ("tinymim", "tinymim_demo_digits")):
+    for name, base in (("dmae", "dmae_demo_digits"), ("tinymim", "tinymim_demo_digits"), ("milan", "milan_demo_digits")):
         from maekit.configs import find_config
 
         path = tmp_path / f"{name}_small.py"
@@ -260,9 +260,9 @@ def test_both_train_from_the_command_line_and_the_demo_runs(tmp_path):
 
     teacher_config.write_text(f"_base_ = [{str(find_config('mae_demo_digits'))!r}]\nprobe = {probe!r}\n")
     metrics = run_distill_demo(tmp_path / "demo", str(teacher_config), max_iters=2, log=lambda *_: None, students=students)
-    for name in ("teacher", "dmae", "tinymim"):
+    for name in ("teacher", "dmae", "tinymim", "milan"):
         assert 0 <= metrics[f"{name}_probe_accuracy_pretrained"] <= 1
-    assert (tmp_path / "demo" / "tinymim" / "reconstructions.png").is_file()
+        assert (tmp_path / "demo" / name / "reconstructions.png").is_file()
     assert (tmp_path / "demo" / "metrics.json").is_file()
 
 

@@ -78,10 +78,12 @@ def test_milan_pass_matches_the_reference_decoder_loss_and_mae_stand_in_teacher(
         x = last.norm1(states[-2])
         q, k, _ = last.attn.qkv(x).reshape(3, 17, 3, 4, 12).permute(2, 0, 3, 1, 4)
         importance = (q @ k.transpose(-2, -1) * 12 ** -0.5).softmax(-1).mean(1)[:, 0, 1:]
-        _, ours = model.target(images, model.tokenize({"inputs": images}))
+        _, ours = model.target(model.tokenize({"inputs": images}), {"inputs": images})
     assert torch.allclose(out.pred, expected, atol=1e-5)
     assert torch.allclose(out.target, targets, atol=1e-5) and torch.allclose(ours, importance, atol=1e-6)
     assert torch.allclose(losses["loss"], reference_loss(out.pred, out.target), atol=1e-6)
+    panels = model.panels(images, (0.5,), (0.5,))  # input | what stays visible | importance
+    assert len(panels) == 3 and len(panels[0]) == 3 and panels[0][2].shape == (32, 32, 3)
     # visible tokens are fixed in the decoder: only the mask tokens' rows depend on the blocks
     assert model.decoder.blocks[0].attn.query.in_features == 16
     model.train()
@@ -128,7 +130,7 @@ def test_clip_targets_are_ln_post_then_proj_of_every_token_and_importance_its_cl
                                 teacher=dict(kind="clip", checkpoint=str(path), model_name="maekit-tiny-quickgelu")))
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        targets, importance = model.target(images, model.tokenize({"inputs": images}))
+        targets, importance = model.target(model.tokenize({"inputs": images}), {"inputs": images})
         visual = clip.visual.eval()
         visual.output_tokens = True
         pooled, tokens = visual(images)  # open_clip's forward: pooled class token (projected), ln_post'ed tokens
