@@ -57,6 +57,11 @@ class ImportanceMasker(Masker):
         importance = tokens.meta.get("importance")
         if importance is None:
             raise ValueError("importance-sampled masking needs tokens.meta['importance'] (B×N), e.g. a teacher's attention")
+        if tuple(importance.shape) != (tokens.batch_size, tokens.num_tokens):
+            raise ValueError(f"importance must be (batch, tokens) = {(tokens.batch_size, tokens.num_tokens)}, "
+                             f"got {tuple(importance.shape)}")
+        if not bool(torch.isfinite(importance).all()) or bool((importance < 0).any()):
+            raise ValueError("importance must be finite and non-negative (sampling weights)")
         uniform = draw_noise(self.noise_shape(tokens), noise, tokens.values.device).clamp(1e-12, 1 - 1e-7)
         keys = importance.float().clamp_min(1e-30).log() - torch.log(-torch.log(uniform))  # log p + Gumbel
         return Mask.from_order(torch.argsort(keys, dim=1, descending=True), num_visible(tokens.num_tokens, self.mask_ratio))
@@ -119,7 +124,7 @@ class CosineDistanceLoss(Loss):
         return {"loss": value, "cosine_distance": value}
 
 
-def load_open_clip_visual(checkpoint: str | Path, model_name: str = "ViT-B-16-quickgelu") -> nn.Module:
+def load_open_clip_visual(checkpoint: str | Path, model_name: str = "ViT-B-16-quickgelu") -> Teacher:
     """open_clip's image tower ``model_name`` at random init with the ``visual.*`` weights of a
     state-dict file in open_clip's layout (safetensors or a weights-only torch file: OpenAI's
     ``ViT-B-16.pt`` is TorchScript and is refused — save ``model.state_dict()`` of
@@ -138,7 +143,11 @@ def load_open_clip_visual(checkpoint: str | Path, model_name: str = "ViT-B-16-qu
     from maekit.nn.teachers import frozen_teacher
 
     visual = open_clip.create_model(model_name, pretrained=None).visual
-    return frozen_teacher(visual, path, prefixes=("module.visual.", "visual.")).module
+    if getattr(visual, "proj", None) is None or getattr(visual, "attn_pool", None) is not None \
+            or getattr(visual, "final_ln_after_pool", False) or not hasattr(visual, "conv1"):
+        raise ValueError(f"milan teacher model_name {model_name!r}: not a CLIP ViT with ln_post and proj over every "
+                         f"token (e.g. ViT-B-16-quickgelu, OpenAI's)")
+    return frozen_teacher(visual, path, prefixes=("module.visual.", "visual."))
 
 
 class TeacherTargets(Target):
@@ -156,12 +165,13 @@ class ClipTargets(TeacherTargets):
     class-token attention to the patches (heads averaged, as ``nn.MultiheadAttention``'s
     ``need_weights``); ``ln_post`` of every token, then ``proj``."""
 
-    def __init__(self, visual: nn.Module) -> None:
+    def __init__(self, teacher: Teacher) -> None:
         super().__init__()
-        self.visual = visual
+        self.teacher = teacher
 
+    @torch.no_grad()
     def forward(self, tokens: Tokens, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        v: Any = self.visual
+        v: Any = self.teacher.module
         images = batch["inputs"] if isinstance(batch, Mapping) else batch  # the ImageNet-normalised image, as the reference
         x = v.conv1(images).flatten(2).transpose(1, 2)
         x = torch.cat([v.class_embedding.to(x.dtype).expand(len(x), 1, -1), x], dim=1) + v.positional_embedding.to(x.dtype)
@@ -171,7 +181,7 @@ class ClipTargets(TeacherTargets):
         x = x if batch_first else x.transpose(0, 1)
         for block in blocks[:-1]:
             x = block(x)
-        last = blocks[-1]
+        last = blocks[-1]  # its weights asked for separately: open_clip's block returns none
         normed = last.ln_1(x)
         _, weights = last.attn(normed, normed, normed, need_weights=True, average_attn_weights=True)
         x = last(x)
@@ -252,8 +262,13 @@ def milan(teacher: Mapping[str, Any], size: str | None = "base", img_size: int |
             raise ValueError(f"milan teacher: unknown key {unknown[0]!r} (expected kind, checkpoint, model_name)")
         if not spec.get("checkpoint"):
             raise ValueError("milan teacher needs checkpoint=<file> (a frozen teacher distils nothing untrained)")
-        visual = load_open_clip_visual(spec["checkpoint"], spec.get("model_name", "ViT-B-16-quickgelu"))
-        targets, width = ClipTargets(visual.requires_grad_(False).eval()), int(visual.output_dim)
+        clip = load_open_clip_visual(spec["checkpoint"], spec.get("model_name", "ViT-B-16-quickgelu"))
+        visual: Any = clip.module
+        if tuple(visual.grid_size) != tuple(base.decoder.grid_size):  # type: ignore[union-attr]
+            raise ValueError(f"milan teacher {spec.get('model_name', 'ViT-B-16-quickgelu')}: its {tuple(visual.grid_size)} "
+                             f"patch grid differs from the student's {tuple(base.decoder.grid_size)} "  # type: ignore[union-attr]
+                             f"(img_size and patch_size must give the same grid)")
+        targets, width = ClipTargets(clip), int(visual.output_dim)
     elif kind == "mae":
         frozen = image_mae_teacher(spec, img_size, student.patch_size[0], in_chans, "milan teacher")
         targets, width = MAETargets(frozen), int(frozen.module.embed_dim)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ Run alone with: MAEKIT_PLUGINS=maekit-distill python -m pytest plugins/distill/t
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 import torch
@@ -84,8 +85,12 @@ def test_milan_pass_matches_the_reference_decoder_loss_and_mae_stand_in_teacher(
     assert torch.allclose(losses["loss"], reference_loss(out.pred, out.target), atol=1e-6)
     panels = model.panels(images, (0.5,), (0.5,))  # input | what stays visible | importance
     assert len(panels) == 3 and len(panels[0]) == 3 and panels[0][2].shape == (32, 32, 3)
-    # visible tokens are fixed in the decoder: only the mask tokens' rows depend on the blocks
-    assert model.decoder.blocks[0].attn.query.in_features == 16
+    # the pass masks by the teacher's importance: the same noise through the masker alone gives its mask
+    from maekit_distill.milan import ImportanceMasker
+
+    tokens = model.tokenize({"inputs": images})
+    alone = ImportanceMasker(0.75)(replace(tokens, meta={**tokens.meta, "importance": importance}), noise=seeded_noise(3))
+    assert torch.equal(alone.ids_keep, mask.ids_keep)
     model.train()
     model({"inputs": images})["loss"].backward()
     assert all(p.grad is None for p in model.target.parameters())
@@ -111,6 +116,11 @@ def test_importance_sampling_has_the_law_of_torchs_multinomial_without_replaceme
     assert torch.allclose(first, importance[0], atol=0.015)  # the first kept patch ∝ importance
     with pytest.raises(ValueError, match=r"needs tokens.meta\['importance'\]"):
         masker(Tokens(torch.zeros(1, 4, 1), torch.zeros(1, 4, 2), {}))
+    for bad, message in ((torch.tensor([[0.1, float("nan"), 0.3, 0.4]]), "finite and non-negative"),
+                         (torch.tensor([[0.1, -0.2, 0.3, 0.4]]), "finite and non-negative"),
+                         (torch.ones(1, 3), r"importance must be \(batch, tokens\)")):
+        with pytest.raises(ValueError, match=message):
+            masker(Tokens(torch.zeros(1, 4, 1), torch.zeros(1, 4, 2), {"importance": bad}))
 
 
 def tiny_open_clip(tmp_path):
@@ -158,6 +168,11 @@ def test_clip_teachers_come_from_state_dicts_only(tmp_path):
         load_open_clip_visual(scripted, "maekit-tiny-quickgelu")
     with pytest.raises(ValueError, match="does not fit the teacher"):  # the CLIP file read as another tower
         load_open_clip_visual(path, "ViT-B-16-quickgelu")
+    teacher = load_open_clip_visual(path, "maekit-tiny-quickgelu")
+    assert teacher.mode == "frozen" and "sha256" in teacher.source  # a Teacher: frozen, its file recorded
+    with pytest.raises(ValueError, match=r"patch grid differs from the student's \(2, 2\)"):
+        build("model", dict(type="milan", **{**STUDENT, "in_chans": 3, "patch_size": 16},
+                            teacher=dict(kind="clip", checkpoint=str(path), model_name="maekit-tiny-quickgelu")))
     for bad, message in ((dict(kind="clip"), "milan teacher needs checkpoint"),
                          (dict(kind="clip", checkpoint=str(path), layers=2), "milan teacher: unknown key 'layers'"),
                          (dict(kind="siglip", checkpoint=str(path)), "kind must be 'clip' or 'mae'")):
