@@ -187,3 +187,13 @@ def test_finetune_passes_classifier_options_and_reports_the_classifiers_own_metr
     dataset = [{"inputs": torch.full((1, 2, 2), float(i)), "label": i % 3 if i < 4 else 0} for i in range(6)]
     metrics = evaluate_classifier(Fixed(), dataset, transform=lambda x: x, batch_size=4)
     assert metrics == {"seen": 6, "top1_accuracy": pytest.approx(4 / 6)}  # samples 4, 5 predicted 1, 2; labelled 0
+
+
+def test_patch_map_panels_scale_each_map_and_show_patches_as_blocks():
+    from maekit.eval.visualize import patch_map_panels
+
+    values = torch.tensor([[0.0, 1.0, 2.0, 3.0], [5.0, 5.0, 5.0, 7.0]])
+    first, second = patch_map_panels(values, (2, 2), (4, 4))
+    assert first.shape == (4, 4, 3) and first.dtype == np.uint8
+    assert first[0, 0, 0] == 0 and first[3, 3, 0] == 255 and first[0, 3, 0] == 85  # (1 - 0) / 3 of the range
+    assert (first[:2, :2] == 0).all() and (second[:2, :2] == 0).all() and second[3, 3, 0] == 255  # per map

@@ -9,12 +9,21 @@ import torch
 
 from maekit.structures import ForwardPass
 
-__all__ = ["reconstruction_panels", "uint8_panels", "save_grid"]
+__all__ = ["reconstruction_panels", "uint8_panels", "patch_map_panels", "save_grid"]
 
 
 def uint8_panels(pixels: torch.Tensor) -> list[np.ndarray]:
     """B×C×H×W pixels in [0, 1] (clamped) → B panels of H×W×C uint8."""
     return [(p.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for p in pixels.float().clamp(0, 1)]
+
+
+def patch_map_panels(values: torch.Tensor, grid: Sequence[int], size: Sequence[int]) -> list[np.ndarray]:
+    """One number per patch (B×N, N = h·w of ``grid``: an attention or importance map) → B grey
+    H×W×3 uint8 panels of ``size``, each map scaled to [0, 1] on its own, patches shown as blocks."""
+    maps = values.float().reshape(-1, 1, *grid)
+    low, high = maps.amin((2, 3), keepdim=True), maps.amax((2, 3), keepdim=True)
+    maps = torch.nn.functional.interpolate((maps - low) / (high - low + 1e-12), size=tuple(size), mode="nearest")
+    return uint8_panels(maps.expand(-1, 3, -1, -1))
 
 
 @torch.no_grad()

@@ -34,7 +34,7 @@ from maekit.nn.attention import CrossAttention
 from maekit.nn.base import Loss, Masker, NoiseSource, Target
 from maekit.nn.decoder import MAEDecoder
 from maekit.nn.masking import check_mask_ratio, draw_noise, num_visible
-from maekit.nn.teachers import Teacher, image_mae_teacher
+from maekit.nn.teachers import Teacher, frozen_teacher, image_mae_teacher
 from maekit.ops import gather, init_mae_weights
 from maekit.structures import ForwardPass, Mask, Prediction, Tokens
 
@@ -140,8 +140,6 @@ def load_open_clip_visual(checkpoint: str | Path, model_name: str = "ViT-B-16-qu
         import open_clip
     except ImportError:
         raise ValueError("a CLIP teacher needs open_clip: pip install 'maekit-distill[clip]'") from None
-    from maekit.nn.teachers import frozen_teacher
-
     visual = open_clip.create_model(model_name, pretrained=None).visual
     if getattr(visual, "proj", None) is None or getattr(visual, "attn_pool", None) is not None \
             or getattr(visual, "final_ln_after_pool", False) or not hasattr(visual, "conv1"):
@@ -151,9 +149,14 @@ def load_open_clip_visual(checkpoint: str | Path, model_name: str = "ViT-B-16-qu
 
 
 class TeacherTargets(Target):
-    """A target that also says which patches matter: ``forward(tokens, batch)`` gives the teacher's
-    features of every token (B×(1+N)×D, class token first) and the importance of each patch (B×N);
-    no inverse to pixels (pictures show the input, the mask and the importance)."""
+    """A target that also says which patches matter: ``forward(tokens, batch)`` gives the frozen
+    ``teacher``'s features of every token (B×(1+N)×D, class token first) and the importance of each
+    patch (B×N); no inverse to pixels (pictures show the input, the mask and the importance). The
+    :class:`~maekit.nn.teachers.Teacher` keeps its module in eval mode and without gradients."""
+
+    def __init__(self, teacher: Teacher) -> None:
+        super().__init__()
+        self.teacher = teacher
 
     def forward(self, tokens: Tokens, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         raise NotImplementedError
@@ -164,10 +167,6 @@ class ClipTargets(TeacherTargets):
     ``conv1``, class and position embeddings, ``ln_pre``, the residual blocks; the last block's
     class-token attention to the patches (heads averaged, as ``nn.MultiheadAttention``'s
     ``need_weights``); ``ln_post`` of every token, then ``proj``."""
-
-    def __init__(self, teacher: Teacher) -> None:
-        super().__init__()
-        self.teacher = teacher
 
     @torch.no_grad()
     def forward(self, tokens: Tokens, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,10 +193,6 @@ class MAETargets(TeacherTargets):
     """The stand-in teacher's targets and importance: a frozen MAE encoder's output (final norm)
     of every token and its last block's class-token attention to the patches, heads averaged."""
 
-    def __init__(self, teacher: Teacher) -> None:
-        super().__init__()
-        self.teacher = teacher
-
     @torch.no_grad()
     def forward(self, tokens: Tokens, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         encoder: Any = self.teacher.module
@@ -212,8 +207,7 @@ class MILAN(MaskedAutoencoder):
 
     def run_steps(self, batch: Any, noise: NoiseSource = None) -> ForwardPass:
         tokens = self.tokenize(batch)
-        with torch.no_grad():
-            target, importance = self.target(tokens, batch)  # the teacher reads the whole image first
+        target, importance = self.target(tokens, batch)  # the frozen teacher reads the whole image first
         mask = self.make_mask(replace(tokens, meta={**tokens.meta, "importance": importance}), noise)
         latents = self.encoder(tokens.take(mask.ids_keep))
         pred = self.decoder(latents, mask, tokens)
@@ -224,22 +218,13 @@ class MILAN(MaskedAutoencoder):
     def panels(self, images: torch.Tensor, mean: Any, std: Any, seed: int = 0) -> list[list[Any]]:
         """Per image: input | what stays visible (removed patches grey) | the teacher's importance
         per patch (scaled to [0, 1])."""
-        from maekit.eval.visualize import reconstruction_panels, uint8_panels
+        from maekit.eval.visualize import patch_map_panels, reconstruction_panels
         from maekit.model import seeded_noise
 
         self.eval()
         out = self.run_steps(images, noise=seeded_noise(seed))
-        importance = out.extras["importance"]
-        grid = tuple(out.tokens.meta["grid_size"])
-        low, high = importance.amin(1, keepdim=True), importance.amax(1, keepdim=True)
-        maps = ((importance - low) / (high - low + 1e-12)).reshape(-1, 1, *grid)
-        maps = F.interpolate(maps, size=images.shape[-2:], mode="nearest").expand(-1, 3, -1, -1)
-        return [[*row, picture] for row, picture in zip(reconstruction_panels(self, out, mean, std), uint8_panels(maps))]
-
-    def train(self, mode: bool = True) -> "MILAN":
-        super().train(mode)
-        self.target.eval()  # the frozen teacher never drops paths
-        return self
+        maps = patch_map_panels(out.extras["importance"], out.tokens.meta["grid_size"], images.shape[-2:])
+        return [[*row, picture] for row, picture in zip(reconstruction_panels(self, out, mean, std), maps)]
 
 
 def milan(teacher: Mapping[str, Any], size: str | None = "base", img_size: int | tuple[int, int] = 224,

@@ -121,7 +121,7 @@ class TinyMIM(nn.Module):
     def panels(self, images: torch.Tensor, mean: Sequence[float], std: Sequence[float], seed: int = 0) -> list[list[Any]]:
         """Per image: input | the teacher's class-token attention at its block | the student's at
         its last block (heads averaged, each map scaled to [0, 1])."""
-        from maekit.eval.visualize import uint8_panels
+        from maekit.eval.visualize import patch_map_panels, uint8_panels
 
         self.eval()
         tokens = self.patchifier(images)
@@ -129,10 +129,7 @@ class TinyMIM(nn.Module):
         maps = []
         for encoder, block in ((self.teacher.module, self.teacher_block), (self.encoder, len(self.encoder.blocks))):
             qk, _ = self.relations(encoder, tokens, block, self.num_heads)
-            cls = qk.exp()[:, :, 0, 1:].mean(1).reshape(-1, 1, *grid)
-            low, high = cls.amin((2, 3), keepdim=True), cls.amax((2, 3), keepdim=True)
-            cls = F.interpolate((cls - low) / (high - low + 1e-12), size=images.shape[-2:], mode="nearest")
-            maps.append(uint8_panels(cls.expand(-1, 3, -1, -1)))
+            maps.append(patch_map_panels(qk.exp()[:, :, 0, 1:].mean(1), grid, images.shape[-2:]))
         pixels = images.float() * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1)
         shown = pixels.expand(-1, 3, -1, -1) if pixels.shape[1] == 1 else pixels
         return [list(row) for row in zip(uint8_panels(shown.clamp(0, 1)), *maps)]
