@@ -41,6 +41,7 @@ CORE_COMPONENTS: list[tuple[str, str, str]] = [
     ("dataset", "augmented_view", "maekit.data.views:AugmentedView"),
     ("transform", "mae_augment", "maekit.data.views:MAEAugment"),
     ("transform", "eval_transform", "maekit.data.views:EvalTransform"),
+    ("transform", "resize_center_crop", "maekit.data.views:ResizeCenterCrop"),
 ]
 
 

@@ -192,3 +192,16 @@ def test_balanced_sampler_draws_by_the_datasets_weights_each_draw_its_own_virtua
         DATA_SAMPLERS.build(dict(_samplers("balanced", 0)["sampler"], dataset=AugmentedView([{"inputs": 0}])))
     with pytest.raises(ValueError, match="data.sampler must be one of shuffle, balanced"):
         _samplers("weighted", 0)
+
+
+def test_resize_center_crop_is_imagenets_test_view():
+    from maekit.data.views import ResizeCenterCrop
+
+    torch.manual_seed(0)
+    square = torch.rand(3, 256, 256)
+    view = ResizeCenterCrop(size=224, resize=256, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    assert torch.allclose(view(square), square[:, 16:240, 16:240])  # already at 256: only the centre crop
+    wide = ResizeCenterCrop(size=224, resize=256)(torch.rand(3, 300, 400))
+    assert wide.shape == (3, 224, 224)
+    with pytest.raises(ValueError, match="resize \\(200\\) must be at least the crop size \\(224\\)"):
+        ResizeCenterCrop(size=224, resize=200)

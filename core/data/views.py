@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["MAEAugment", "EvalTransform", "evaluation_transform", "TransformedView", "AugmentedView", "mix_seed", "default_mean_std",
+__all__ = ["MAEAugment", "EvalTransform", "ResizeCenterCrop", "evaluation_transform", "TransformedView", "AugmentedView", "mix_seed", "default_mean_std",
            "transform_naming_source"]
 
 
@@ -83,6 +83,24 @@ class EvalTransform:
             image = torch.nn.functional.interpolate(image[None], size=self.size, mode="bicubic",
                                                     align_corners=False)[0].clamp(0, 1)
         return _normalise(image, self.mean, self.std)
+
+
+class ResizeCenterCrop:
+    """The ImageNet test view of MAE's fine-tuning and of TTT-MAE: shorter side to ``resize``
+    (bicubic, antialiased, as torchvision's ``Resize(int)``), centre crop ``size``, normalise."""
+
+    def __init__(self, size: int = 224, resize: int = 256, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None) -> None:
+        if resize < size:
+            raise ValueError(f"resize_center_crop: resize ({resize}) must be at least the crop size ({size})")
+        self.size, self.resize, self.mean, self.std = size, resize, mean, std
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        from torchvision.transforms.v2 import InterpolationMode
+        from torchvision.transforms.v2 import functional as TF
+
+        resized = TF.resize(image, [self.resize], interpolation=InterpolationMode.BICUBIC, antialias=True)
+        return _normalise(TF.center_crop(resized, [self.size, self.size]).clamp(0, 1), self.mean, self.std)
 
 
 def evaluation_transform(dataset: Dataset, train_transform: dict | None = None, eval_transform: Any = None) -> Any:

@@ -11,13 +11,14 @@ fast ones and are used as they are.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["Attention", "CrossAttention", "CrossAttentionBlock", "attend", "attention_weights", "runs_attention_in_float32"]
+__all__ = ["Attention", "CrossAttention", "CrossAttentionBlock", "attend", "explicit_attention", "attention_weights", "runs_attention_in_float32"]
 
 
 def runs_attention_in_float32(q: torch.Tensor) -> bool:
@@ -26,10 +27,47 @@ def runs_attention_in_float32(q: torch.Tensor) -> bool:
             and torch.is_autocast_enabled("cpu"))
 
 
+_explicit_attention = False
+
+
+@contextmanager
+def explicit_attention(model: nn.Module | None = None) -> Iterator[None]:
+    """Within: :func:`attend` (and the timm attention layers of ``model``) write ``softmax(q kᵀ / √d) v``
+    out instead of calling the fused kernel. For passes under ``torch.func.vmap`` (test-time training adapts many
+    samples' weights at once): the fused CPU backward has no batching rule there and falls back to a
+    slow per-sample loop. Same computation, rounding apart."""
+    global _explicit_attention
+    timm_modules = [m for m in (model.modules() if model is not None else ()) if getattr(m, "fused_attn", None) is True]
+    previous, _explicit_attention = _explicit_attention, True
+    for module in timm_modules:
+        setattr(module, "fused_attn", False)  # noqa: B010 (a plain attribute of timm's Attention, not a submodule)
+    try:
+        yield
+    finally:
+        _explicit_attention = previous
+        for module in timm_modules:
+            setattr(module, "fused_attn", True)  # noqa: B010
+
+
+def _written_out(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: Optional[torch.Tensor],
+                 dropout_p: float, is_causal: bool) -> torch.Tensor:
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    if is_causal:
+        causal = torch.ones(scores.shape[-2:], dtype=torch.bool, device=q.device).tril()
+        scores = scores.masked_fill(~causal, float("-inf"))
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
+    weights = F.dropout(scores.softmax(dim=-1), dropout_p) if dropout_p else scores.softmax(dim=-1)
+    return weights @ v
+
+
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
            dropout_p: float = 0.0, is_causal: bool = False) -> torch.Tensor:
     """``softmax(q kᵀ / √d + mask) v`` by PyTorch's fused kernel (B×heads×N×d layout); in float32
-    under CPU autocast (see the module docstring), returned in the inputs' dtype."""
+    under CPU autocast (see the module docstring), returned in the inputs' dtype; written out
+    within :func:`explicit_attention`."""
+    if _explicit_attention:
+        return _written_out(q, k, v, attn_mask, dropout_p, is_causal)
     if not runs_attention_in_float32(q):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal)
     with torch.autocast("cpu", enabled=False):
