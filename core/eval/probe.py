@@ -19,14 +19,17 @@ def load_trained_model(model_cfg: dict, checkpoint: str | Path | None) -> torch.
     """Build the method from its config and load a checkpoint: a training checkpoint written by
     ``maekit train`` or weights in any layout ``maekit convert`` reads. None keeps random init."""
     from maekit.io.checkpoint import CheckpointError, load_state_dict
-    from maekit.io.convert import convert_state_dict, drop_classifier_head
+    from maekit.io.convert import convert_state_dict, drop_classifier_head, strip_runner_prefix
 
     model = build("model", model_cfg)
     if checkpoint is not None:
         try:  # a timm-layout encoder reads as the official layout's encoder part
-            state = convert_state_dict(load_state_dict(checkpoint))
+            raw = load_state_dict(checkpoint)
+            own = strip_runner_prefix(raw)
+            # a method with neither encoder nor decoder parts (TTT's ResNet Y) is read by its own names
+            state = own if own and set(own) <= set(model.state_dict()) else convert_state_dict(raw)
         except CheckpointError as error:  # its message names the file already
-            raise ValueError(str(error)) from error
+            raise ValueError(f"{checkpoint}: {error}" if str(checkpoint) not in str(error) else str(error)) from error
         if not any(key.startswith(("encoder.head.", "encoder.fc_norm.")) for key in model.state_dict()):
             state, notes = drop_classifier_head(state)  # a fine-tuned file read as pre-trained weights
             for note in notes:

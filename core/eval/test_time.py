@@ -30,7 +30,7 @@ from torch import nn
 from maekit.data.views import mix_seed
 from maekit.nn.attention import explicit_attention
 
-__all__ = ["TestTimeModel", "TestTimeSettings", "TestTimeResult", "FunctionalOptimizer", "select_trainable",
+__all__ = ["TestTimeModel", "TestTimeSettings", "TestTimeResult", "FunctionalOptimizer", "select_trainable", "reached_by_loss",
            "adapt_and_predict"]
 
 
@@ -67,6 +67,20 @@ class TestTimeSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        def number(value: Any, integer: bool = False) -> bool:
+            kinds = (int,) if integer else (int, float)
+            return isinstance(value, kinds) and not isinstance(value, bool)
+
+        types = [(all(number(getattr(self, k), True) for k in ("steps", "copies", "samples_per_batch", "seed")), "an integer"),
+                 (all(number(getattr(self, k)) for k in ("lr", "momentum", "weight_decay")), "a number"),
+                 (isinstance(self.betas, tuple) and len(self.betas) == 2 and all(map(number, self.betas)), "two numbers"),
+                 (isinstance(self.trainable, str) or (isinstance(self.trainable, tuple)
+                                                      and all(isinstance(p, str) for p in self.trainable)),
+                  "a preset name or a list of name patterns")]
+        for ok, expected in types:
+            if not ok:
+                bad = next(f.name for f in fields(self) if not _has_type(f.name, getattr(self, f.name)))
+                raise ValueError(f"test-time setting {bad}={getattr(self, bad)!r}: expected {expected}")
         checks = [(self.steps >= 0, "steps", "an integer ≥ 0"), (self.copies >= 1, "copies", "an integer ≥ 1"),
                   (self.lr > 0, "lr", "a positive number"), (self.optimizer in ("sgd", "adam", "adamw"), "optimizer", "'sgd', 'adam' or 'adamw'"),
                   (0 <= self.momentum < 1, "momentum", "in [0, 1)"), (self.weight_decay >= 0, "weight_decay", "≥ 0"),
@@ -86,11 +100,23 @@ class TestTimeSettings:
                 near = difflib.get_close_matches(key, known, n=1)
                 raise ValueError(f"config {where}.{key}: not a test-time setting"
                                  + (f" (did you mean {near[0]!r}?)" if near else f"; expected one of {', '.join(known)}"))
-        if isinstance(values.get("trainable"), list):
-            values["trainable"] = tuple(values["trainable"])
-        if "betas" in values:
-            values["betas"] = tuple(values["betas"])
+        for key in ("trainable", "betas"):  # config lists are tuples here
+            if isinstance(values.get(key), list):
+                values[key] = tuple(values[key])
         return cls(**values)
+
+
+def _has_type(name: str, value: Any) -> bool:
+    """Whether a setting's value has its type (for naming the wrong one)."""
+    if name in ("steps", "copies", "samples_per_batch", "seed"):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name in ("lr", "momentum", "weight_decay"):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if name == "betas":
+        return isinstance(value, tuple) and len(value) == 2 and all(isinstance(b, (int, float)) for b in value)
+    if name == "trainable":
+        return isinstance(value, str) or (isinstance(value, tuple) and all(isinstance(p, str) for p in value))
+    return True
 
 
 @dataclass
@@ -100,6 +126,7 @@ class TestTimeResult:
 
     logits: torch.Tensor
     losses: torch.Tensor
+    online_state: tuple | None = None  # online reset: where the stream stands, for the next call
     __test__ = False
 
     def accuracy_per_step(self, labels: torch.Tensor) -> list[float]:
@@ -132,9 +159,20 @@ def select_trainable(model: nn.Module, trainable: str | Sequence[str]) -> list[s
             raise ValueError(f"trainable pattern {pattern!r} matches no parameter of {type(model).__name__} "
                              f"(parameter names start with {', '.join(roots)})")
         chosen = chosen - set(found) if exclude else chosen | set(found)
-    if not chosen:
-        raise ValueError(f"trainable={trainable!r} leaves no parameter of {type(model).__name__} to adapt")
-    return [name for name in names if name in chosen and name not in fixed]
+    selected = [name for name in names if name in chosen and name not in fixed]
+    if not selected:
+        raise ValueError(f"trainable={trainable!r} leaves no parameter of {type(model).__name__} to adapt "
+                         f"(fixed tables such as sin-cos position embeddings never adapt)")
+    return selected
+
+
+def reached_by_loss(model: nn.Module, names: Sequence[str], views: dict[str, torch.Tensor]) -> list[str]:
+    """Those of ``names`` the self-supervised loss reaches. ``torch.func`` gives the others a zero
+    gradient, which weight decay or momentum would still move; torch.optim leaves them alone (no
+    gradient at all), and so does the loop."""
+    named = dict(model.named_parameters())
+    grads = torch.autograd.grad(model.test_time_loss(views), [named[n] for n in names], allow_unused=True)
+    return [name for name, grad in zip(names, grads) if grad is not None]
 
 
 class FunctionalOptimizer:
@@ -188,24 +226,38 @@ class _Call(nn.Module):
 
 
 def adapt_and_predict(model: nn.Module, images: torch.Tensor, settings: TestTimeSettings,
-                    indices: Iterable[int] | None = None, log: Callable[[str], Any] | None = None,
-                    keep_weights: bool = False) -> TestTimeResult | tuple[TestTimeResult, list[dict[str, torch.Tensor]]]:
-    """Adapt ``model`` to each of ``images`` (N×C×H×W, already normalised) and predict after every
-    step. ``indices``: each sample's position in the test set (its random stream; default 0..N-1).
-    ``keep_weights``: also return each sample's adapted trainable weights (episodic) or the final
-    ones (online), for inspection and tests. The model itself is left as it was."""
+                      indices: Iterable[int] | None = None, log: Callable[[str], Any] | None = None,
+                      keep_weights: bool = False, online_state: tuple | None = None
+                      ) -> TestTimeResult | tuple[TestTimeResult, list[dict[str, torch.Tensor]]]:
+    """Adapt ``model`` to each of ``images`` (N×C×H×W, already normalised, on the model's device)
+    and predict after every step. ``indices``: each sample's position in the test set (its random
+    stream; default 0..N-1). ``keep_weights``: also return each sample's adapted trainable weights
+    (episodic) or the weights after it (online), for inspection and tests. ``online_state``: an
+    earlier call's ``result.online_state``, to go on along a stream given in pieces. The model
+    itself is left as it was."""
     indices = list(range(len(images))) if indices is None else list(indices)
     if len(indices) != len(images):
         raise ValueError(f"{len(indices)} indices for {len(images)} images")
-    names = select_trainable(model, settings.trainable)
-    caller = _Call(model)
+    if not len(images):
+        raise ValueError("test-time training got no images")
     device = images.device
+    was_training = model.training
+    try:
+        model.train()
+        probe_views = {k: v.to(device) for k, v in model.test_time_views(
+            images[0].cpu(), settings.copies, torch.Generator().manual_seed(0)).items()}
+        names = reached_by_loss(model, select_trainable(model, settings.trainable), probe_views)
+    finally:
+        model.train(was_training)
+    if not names:
+        raise ValueError(f"trainable={settings.trainable!r}: the self-supervised loss of {type(model).__name__} reaches "
+                         f"none of these parameters")
+    caller = _Call(model)
     trained = {f"model.{k}": v.detach() for k, v in model.named_parameters()}
     fixed = {**{k: v for k, v in trained.items() if k[len("model."):] not in names},
              **{f"model.{k}": v for k, v in model.named_buffers()}}
     start = {k: trained[f"model.{k}"] for k in names}
     optimizer = FunctionalOptimizer(settings)
-    was_training = model.training
 
     def loss_of(params: dict[str, torch.Tensor], views: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.func.functional_call(caller, ({f"model.{k}": v for k, v in params.items()}, fixed),
@@ -219,7 +271,7 @@ def adapt_and_predict(model: nn.Module, images: torch.Tensor, settings: TestTime
     all_logits, all_losses, kept = [], [], []
     online = settings.reset == "online"
     chunk = 1 if online else settings.samples_per_batch
-    carried: tuple[dict, dict, int] | None = None
+    carried: tuple[dict, dict, int] | None = online_state if online else None
     try:
         with explicit_attention(model):
             for first in range(0, len(images), chunk):
@@ -235,7 +287,7 @@ def adapt_and_predict(model: nn.Module, images: torch.Tensor, settings: TestTime
                 for _ in range(settings.steps):
                     views = _stack([model.test_time_views(image.cpu(), settings.copies, g) for image, g in zip(batch, generators)], device)
                     model.train()
-                    grads, loss = step_grads(params, views)
+                    grads, loss = _vmapped(step_grads, params, views)
                     count += 1
                     params, state = optimizer.step(params, grads, state, count)
                     params = {k: v.detach() for k, v in params.items()}
@@ -251,8 +303,22 @@ def adapt_and_predict(model: nn.Module, images: torch.Tensor, settings: TestTime
                     log(f"test-time training: {min(first + chunk, len(images))}/{len(images)} samples")
     finally:
         model.train(was_training)
-    result = TestTimeResult(torch.cat(all_logits).cpu(), torch.cat(all_losses).cpu())
+    result = TestTimeResult(torch.cat(all_logits).cpu(), torch.cat(all_losses).cpu(), carried)
     return (result, kept) if keep_weights else result
+
+
+def _vmapped(step_grads: Callable, params: dict[str, torch.Tensor], views: dict[str, torch.Tensor]) -> Any:
+    """One batched step; what vmap cannot run is said in terms of the model."""
+    try:
+        return step_grads(params, views)
+    except RuntimeError as error:
+        text = str(error)
+        if "randomness" in text or "in-place" in text or "inplace" in text:
+            raise ValueError("test-time training runs every sample's own weights under torch.func.vmap, which cannot run "
+                             "random operations (dropout, drop-path: build the model with drop_path_rate=0) or update "
+                             "buffers in place (BatchNorm in training mode: use GroupNorm, as TTT does) in the "
+                             f"self-supervised pass ({text.splitlines()[0]})") from None
+        raise
 
 
 @torch.no_grad()

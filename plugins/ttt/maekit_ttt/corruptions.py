@@ -94,8 +94,10 @@ def gaussian_blur(x: Image, c: float, rng: np.random.Generator) -> Image:
 
 
 def glass_blur(x: Image, c: tuple, rng: np.random.Generator) -> Image:
-    """Blur, then ``iterations`` sweeps (bottom-right to top-left) swapping each pixel with one up to
-    ``delta - 1`` away (randint(-delta, delta)), then blur again; the reference rounds to uint8 between."""
+    """Blur, then ``iterations`` sweeps (bottom-right to top-left) giving each pixel the value of one
+    up to ``delta`` away (randint(-delta, delta)), then blur again; the reference rounds to uint8
+    between. Its "swap" (``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` on an RGB array) assigns through
+    NumPy views, so the second pixel keeps its value: a copy, reproduced here."""
     sigma, delta, iterations = c
     x = np.floor(_gaussian(x, sigma) * 255) / 255
     height, width = x.shape[:2]
@@ -103,8 +105,7 @@ def glass_blur(x: Image, c: tuple, rng: np.random.Generator) -> Image:
         for h in range(height - delta, delta, -1):
             for w in range(width - delta, delta, -1):
                 dx, dy = rng.integers(-delta, delta, size=2)
-                h2, w2 = h + dy, w + dx
-                x[h, w], x[h2, w2] = x[h2, w2].copy(), x[h, w].copy()
+                x[h, w] = x[h + dy, w + dx]
     return _clip(_gaussian(x, sigma))
 
 
@@ -292,6 +293,6 @@ def corrupt(image: torch.Tensor, name: str, severity: int, seed: int = 0, table:
     out = CORRUPTIONS[name](x, constant, np.random.default_rng(seed))
     if grey and out.shape[-1] == 3:
         out = out.mean(axis=-1, keepdims=True)
-    if quantise:
-        out = np.floor(out * 255) / 255
+    if quantise:  # np.uint8 truncates; the tolerance keeps float32 inputs on 8-bit levels where they were
+        out = np.floor(out * 255 + 1e-4) / 255
     return torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1).to(image.dtype)

@@ -21,10 +21,9 @@ def run_ttt_demo(out_dir: str | Path, max_iters: int | None = None, seed: int = 
     ``steps`` the test-time steps; ``conditions`` replaces ``ttt_eval``'s corruptions/severities."""
     from maekit.data.views import evaluation_transform
     from maekit.eval.demo import pretrain
-    from maekit.eval.probe import load_trained_model
     from maekit.eval.test_time import TestTimeSettings
     from maekit.registry import build
-    from maekit_ttt.evaluate import eval_options, evaluate_under_corruptions, run_probe_stage
+    from maekit_ttt.evaluate import eval_options, evaluate_under_corruptions, load_for_test_time, run_probe_stage
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -39,11 +38,12 @@ def run_ttt_demo(out_dir: str | Path, max_iters: int | None = None, seed: int = 
             checkpoint = run_probe_stage(cfg, str(checkpoint), out_dir / method / "probe", seed=seed, device="cpu")
         options = eval_options({**cfg.ttt_eval, **(conditions or {}), "limit": limit})
         settings = TestTimeSettings.from_config({**cfg.ttt, **({"steps": steps} if steps is not None else {})})
-        model = load_trained_model(cfg.model, checkpoint)
+        model = load_for_test_time(cfg.model, str(checkpoint))
         reference = build("dataset", options["test"])
         transform = evaluation_transform(reference, cfg.data.get("transform"), cfg.get("eval_transform"))
         log(f"{method}: trained in {time.perf_counter() - stage_started:.0f} s; test-time training on corrupted digits")
-        result = evaluate_under_corruptions(model, options, settings, transform, log=lambda line, name=method: log(f"{name} {line}"))
+        result = evaluate_under_corruptions(model, options, settings, transform, log=lambda line, name=method: log(f"{name} {line}"),
+                                            device="cpu", num_classes=cfg.model.num_classes)
         metrics[method] = {**result, "final_training_loss": final_loss, "checkpoint": str(checkpoint), "config": config}
     metrics["seconds"] = round(time.perf_counter() - started, 1)
     write_bytes(out_dir / "metrics.json", json.dumps(metrics, indent=2).encode())

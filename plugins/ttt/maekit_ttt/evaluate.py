@@ -22,7 +22,8 @@ from maekit.io.checkpoint import write_bytes
 from maekit_ttt.corruptions import CORRUPTIONS
 from maekit_ttt.data import CorruptedDataset
 
-__all__ = ["EVAL_KEYS", "eval_options", "conditions_to_test", "evaluate_under_corruptions", "probe_config", "run_probe_stage"]
+__all__ = ["EVAL_KEYS", "eval_options", "conditions_to_test", "condition_dataset", "chosen_indices", "evaluate_condition",
+           "evaluate_under_corruptions", "load_for_test_time", "probe_config", "run_probe_stage"]
 
 #: ImageNet-C's 19 corruption folders (15 benchmark + 4 held-out)
 IMAGENET_C = list(CORRUPTIONS) + ["snow", "frost", "elastic_transform", "spatter"]
@@ -47,10 +48,20 @@ def eval_options(section: Mapping[str, Any] | None, where: str = "ttt_eval") -> 
             raise ValueError(f"{root}: no ImageNet-C corruption folders (<root>/<corruption>/<severity>/<class>/<image>, "
                              f"corruption one of {', '.join(IMAGENET_C)})")
         options["corruptions"] = found
+    if "corrupted_root" in options and "severities" not in options:  # the severity folders it holds
+        root = Path(options["corrupted_root"])
+        options["severities"] = sorted({int(p.name) for name in options["corruptions"] if (root / name).is_dir()
+                                        for p in (root / name).iterdir() if p.name in ("1", "2", "3", "4", "5")}) or [1, 2, 3, 4, 5]
     options.setdefault("corruptions", list(CORRUPTIONS))
     options.setdefault("severities", [1, 2, 3, 4, 5])
     if isinstance(options["corruptions"], str):
         options["corruptions"] = [options["corruptions"]]
+    if isinstance(options["severities"], int):
+        options["severities"] = [options["severities"]]
+    if not isinstance(options["corruptions"], (list, tuple)) or not isinstance(options["severities"], (list, tuple)):
+        raise ValueError(f"config {where}.corruptions / severities: expected lists (e.g. ['fog'], [3, 5])")
+    options["corruptions"] = list(dict.fromkeys(options["corruptions"]))  # a name given twice runs once
+    options["severities"] = list(dict.fromkeys(options["severities"]))
     # a corrupted folder may hold every ImageNet-C corruption; only those written here can be made on the fly
     known = IMAGENET_C if "corrupted_root" in options else list(CORRUPTIONS)
     for name in options["corruptions"]:
@@ -84,49 +95,114 @@ def conditions_to_test(options: Mapping[str, Any]) -> tuple[list[tuple[str, int]
     return present, [f"{n}/{s}" for n, s in wanted if (n, s) not in present]
 
 
-def _condition_images(options: Mapping[str, Any], name: str, severity: int, transform: Any,
-                      clean_set: Any) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """The normalised images, labels and test indices of one condition."""
+def condition_dataset(options: Mapping[str, Any], name: str, severity: int, clean_set: Any) -> Any:
+    """The dataset of one condition: the clean test set, it corrupted on the fly, or a folder."""
     from maekit.registry import build
 
     if clean_set is not None:
-        dataset = clean_set if name == "clean" else CorruptedDataset(clean_set, name, severity, options.get("seed", 0),
-                                                                      options.get("table", "auto"))
-    else:
-        folder = Path(options["corrupted_root"]) / name / str(severity)
-        dataset = build("dataset", dict(type="image_folder", root=str(folder), channels=options.get("channels", 3),
-                                        **({"classes": options["classes"]} if options.get("classes") else {})))
-    count = len(dataset) if options.get("limit") is None else min(options["limit"], len(dataset))
-    samples = [dataset[i] for i in range(count)]
-    return (torch.stack([transform(s["inputs"]) for s in samples]), torch.tensor([int(s["label"]) for s in samples]),
-            list(range(count)))
+        return clean_set if name == "clean" else CorruptedDataset(clean_set, name, severity, options.get("seed", 0),
+                                                                   options.get("table", "auto"))
+    folder = Path(options["corrupted_root"]) / name / str(severity)
+    return build("dataset", dict(type="image_folder", root=str(folder), channels=options.get("channels", 3),
+                                 **({"classes": options["classes"]} if options.get("classes") else {})))
+
+
+def chosen_indices(size: int, limit: int | None) -> list[int]:
+    """Every index, or ``limit`` of them spread evenly over the set (class-sorted folders: every class)."""
+    if limit is None or limit >= size:
+        return list(range(size))
+    return sorted({int(round(i * (size - 1) / max(limit - 1, 1))) for i in range(limit)})
+
+
+def _check_labels(dataset: Any, where: str, num_classes: int | None) -> None:
+    classes = getattr(dataset, "classes", None)
+    if classes is not None and not classes:
+        raise ValueError(f"{where}: no class folders (<class>/<image>): test-time evaluation needs labelled images")
+    if classes is not None and num_classes is not None and len(classes) != num_classes:
+        raise ValueError(f"{where}: {len(classes)} class folders, the model predicts {num_classes} classes; give "
+                         f"ttt_eval.classes (the model's class folders, in its order)")
+
+
+def evaluate_condition(model: torch.nn.Module, dataset: Any, indices: list[int], settings: TestTimeSettings,
+                       transform: Any, device: torch.device, chunk: int = 256) -> dict[str, Any]:
+    """Accuracy per step and loss per step over ``indices`` of ``dataset``, streamed ``chunk`` images
+    at a time (memory stays flat on ImageNet-C's 50,000 images per condition)."""
+    correct = torch.zeros(settings.steps + 1)
+    loss_sum = torch.zeros(settings.steps)
+    online_state = None
+    for first in range(0, len(indices), chunk):
+        part = indices[first:first + chunk]
+        samples = [dataset[i] for i in part]
+        labels = torch.tensor([int(sample["label"]) for sample in samples])
+        if (labels < 0).any():
+            raise ValueError(f"sample {part[int((labels < 0).nonzero()[0])]}: no label; test-time evaluation needs labels")
+        images = torch.stack([transform(sample["inputs"]) for sample in samples]).to(device)
+        outcome = adapt_and_predict(model, images, settings, part, online_state=online_state)
+        online_state = outcome.online_state
+        correct += (outcome.logits.argmax(-1) == labels.view(-1, 1)).float().sum(0)
+        loss_sum += outcome.losses.sum(0)
+    accuracy = [float(v) for v in correct / len(indices)]
+    return {"before": accuracy[0], "after": accuracy[-1], "accuracy_per_step": accuracy,
+            "loss_per_step": [float(v) for v in loss_sum / len(indices)], "images": len(indices)}
 
 
 def evaluate_under_corruptions(model: torch.nn.Module, options: Mapping[str, Any], settings: TestTimeSettings,
-                               transform: Any, log: Callable[[str], Any] = print) -> dict[str, Any]:
+                               transform: Any, log: Callable[[str], Any] = print, device: str | torch.device | None = None,
+                               num_classes: int | None = None, partial: str | Path | None = None) -> dict[str, Any]:
     """Accuracy per (corruption, severity) without adaptation (step 0) and after every test-time
-    step, and the self-supervised loss per step; the means over the corrupted conditions."""
+    step, and the self-supervised loss per step; the means over the corrupted conditions. The
+    model runs on ``device`` (default: CUDA when present). ``partial``: a JSON file rewritten
+    after every condition, so a long run stopped midway keeps what it measured."""
     from maekit.registry import build
 
     started = time.perf_counter()
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
     clean_set = build("dataset", options["test"]) if "test" in options else None
-    results: dict[str, Any] = {}
     conditions, absent = conditions_to_test(options)
     if absent:
         log(f"not in {options['corrupted_root']}, so not tested: {', '.join(absent)}")
+    if clean_set is None and options.get("clean"):
+        log("clean: a corrupted folder has no clean images; the clean condition is not tested")
+    results: dict[str, Any] = {}
+
+    def report() -> dict[str, Any]:
+        corrupted = [v for k, v in results.items() if k != "clean"]
+        return {"conditions": results,
+                "mean_before": sum(v["before"] for v in corrupted) / max(len(corrupted), 1),
+                "mean_after": sum(v["after"] for v in corrupted) / max(len(corrupted), 1),
+                "absent_conditions": absent, "settings": dict(settings.__dict__), "device": str(device),
+                "seconds": round(time.perf_counter() - started, 1)}
+
     for name, severity in conditions:
-        images, labels, indices = _condition_images(options, name, severity, transform, clean_set)
-        outcome = adapt_and_predict(model, images, settings, indices)
-        accuracy = outcome.accuracy_per_step(labels)
         key = name if name == "clean" else f"{name}/{severity}"
-        results[key] = {"before": accuracy[0], "after": accuracy[-1], "accuracy_per_step": accuracy,
-                        "loss_per_step": outcome.loss_per_step(), "images": len(labels)}
-        log(f"{key}: accuracy {accuracy[0]:.3f} without adaptation, {accuracy[-1]:.3f} after {settings.steps} steps")
-    corrupted = [v for k, v in results.items() if k != "clean"]
-    summary = {"mean_before": sum(v["before"] for v in corrupted) / max(len(corrupted), 1),
-               "mean_after": sum(v["after"] for v in corrupted) / max(len(corrupted), 1)}
-    return {"conditions": results, **summary, "absent_conditions": absent, "settings": settings.__dict__ | {"trainable": settings.trainable},
-            "seconds": round(time.perf_counter() - started, 1)}
+        dataset = condition_dataset(options, name, severity, clean_set)
+        _check_labels(dataset, str(options.get("corrupted_root", "ttt_eval.test")) + ("" if clean_set else f"/{key}"),
+                      None if options.get("classes") else num_classes)
+        results[key] = evaluate_condition(model, dataset, chosen_indices(len(dataset), options.get("limit")), settings,
+                                          transform, device)
+        log(f"{key}: accuracy {results[key]['before']:.3f} without adaptation, {results[key]['after']:.3f} after "
+            f"{settings.steps} steps")
+        if partial is not None:
+            write_report(report(), partial)
+    return report()
+
+
+def load_for_test_time(model_cfg: Mapping[str, Any], checkpoint: str | None) -> torch.nn.Module:
+    """The trained model for test-time evaluation: TTT-MAE through its own loader (decoder and
+    classifier both required), any other method through core's; no weights at all is an error."""
+    from maekit.eval.probe import load_trained_model
+    from maekit.registry import build
+    from maekit_ttt.ttt_mae import load_mae_with_decoder
+
+    weights = checkpoint or model_cfg.get("checkpoint")
+    if not weights:
+        raise ValueError("test-time evaluation needs trained weights: give --checkpoint (or model.checkpoint)")
+    if model_cfg.get("type") != "ttt_mae":
+        return load_trained_model(dict(model_cfg), weights)
+    model = build("model", {**model_cfg, "checkpoint": None, "stage": "pretrain"})
+    load_mae_with_decoder(model, weights, require_classifier=True)
+    return model.eval()
 
 
 def probe_config(cfg: Any, checkpoint: str | None) -> Any:
@@ -147,12 +223,12 @@ def probe_config(cfg: Any, checkpoint: str | None) -> Any:
 
 
 def run_probe_stage(cfg: Any, checkpoint: str | None, work_dir: str | Path, seed: int | None = None,
-                    device: str | None = None) -> Path:
+                    device: str | None = None, launcher: str = "none") -> Path:
     """Train TTT-MAE's classifier on the frozen encoder; returns the final checkpoint (f, g and h)."""
     from maekit.engine import train
 
     probe_cfg = probe_config(cfg, checkpoint)
-    train(probe_cfg, work_dir, device=device, seed=seed)
+    train(probe_cfg, work_dir, device=device, seed=seed, launcher=launcher)
     return Path(work_dir) / f"iter_{probe_cfg.schedule.max_iters}.pth"
 
 

@@ -66,15 +66,16 @@ class RotationTTT(nn.Module):
     the main head on the images + cross-entropy of the rotation head on every image in all four
     rotations (the reference's ``rotation_type="expand"``), weighted 1:1.
 
-    Test time: ``copies`` views of the image, each randomly cropped (``crop_padding`` zero pixels
-    around, as the training augmentation) and flipped (``flip``), then turned by a random quarter
-    turn; the loss is the rotation head's cross-entropy. Preset ``shared_and_rotation`` (the
+    Test time: ``copies`` views of the image, each randomly cropped (``crop_padding`` pixels of
+    ``crop_fill`` around: the reference pads black before normalising, i.e. −1 after its 0.5/0.5
+    normalisation; set −mean/std for other statistics) and flipped (``flip``), then turned by a
+    random quarter turn; the loss is the rotation head's cross-entropy. Preset ``shared_and_rotation`` (the
     reference's) adapts the trunk and the rotation head; ``all`` adds the main head."""
 
     test_time_presets = {"shared_and_rotation": ("trunk.*", "rotation_head.*"), "all": ("*",)}
 
     def __init__(self, num_classes: int, in_chans: int = 3, depth: int = 26, width: int = 1, groups: int = 8,
-                 crop_padding: int = 4, flip: bool = True) -> None:
+                 crop_padding: int = 4, flip: bool = True, crop_fill: float = -1.0) -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"ttt_rotation depth must be 6n + 2 with n ≥ 1 (8, 14, 20, 26...), got {depth}")
@@ -84,17 +85,19 @@ class RotationTTT(nn.Module):
         self.trunk = ResNetTrunk(in_chans, blocks, width, groups)
         stage3 = _stage(32 * width, 64 * width, blocks, 2, groups)
         self.main_head = _Head(stage3, width, groups, num_classes)
-        self.rotation_head = _Head(copy.deepcopy(stage3), width, groups, 4)
-        self.crop_padding, self.flip = crop_padding, flip
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        # the reference builds the rotation head from a deep copy of the initialised main net's stage 3
+        self.rotation_head = _Head(copy.deepcopy(stage3), width, groups, 4)
+        self.crop_padding, self.flip, self.crop_fill = crop_padding, flip, crop_fill
 
     @staticmethod
     def _images(batch: Any) -> torch.Tensor:
         images = batch["inputs"] if isinstance(batch, dict) else batch
-        if images.shape[-1] != images.shape[-2]:
-            raise ValueError(f"rotation prediction needs square images, got {tuple(images.shape[-2:])}")
+        if images.shape[-1] != images.shape[-2] or images.shape[-1] % 4:
+            raise ValueError(f"ttt_rotation needs square images whose side is a multiple of 4 (quarter turns, two "
+                             f"stride-2 stages), got {tuple(images.shape[-2:])}")
         return images
 
     def forward(self, batch: Any, noise: Any = None) -> dict[str, torch.Tensor]:
@@ -121,7 +124,7 @@ class RotationTTT(nn.Module):
     def test_time_views(self, image: torch.Tensor, copies: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         self._images(image[None])
         pad, (height, width) = self.crop_padding, image.shape[-2:]
-        padded = F.pad(image, (pad, pad, pad, pad))
+        padded = F.pad(image, (pad, pad, pad, pad), value=self.crop_fill)
         views = []
         for _ in range(copies):
             top, left = (int(v) for v in torch.randint(0, 2 * pad + 1, (2,), generator=generator))
@@ -144,6 +147,6 @@ class RotationTTT(nn.Module):
 
 
 def ttt_rotation(num_classes: int, in_chans: int = 3, depth: int = 26, width: int = 1, groups: int = 8,
-                 crop_padding: int = 4, flip: bool = True) -> RotationTTT:
+                 crop_padding: int = 4, flip: bool = True, crop_fill: float = -1.0) -> RotationTTT:
     """TTT's ResNet-``depth`` (6n + 2; the paper's 26) with GroupNorm (``groups``, the paper's 8)."""
-    return RotationTTT(num_classes, in_chans, depth, width, groups, crop_padding, flip)
+    return RotationTTT(num_classes, in_chans, depth, width, groups, crop_padding, flip, crop_fill)

@@ -21,8 +21,9 @@ STAGES = ("pretrain", "probe")
 
 class TTTMAE(MaskedAutoencoder):
     """MAE plus ``classifier`` (h). ``stage="pretrain"``: the MAE loss, as core's MAE. ``stage="probe"``:
-    cross-entropy of h on f's tokens of the whole (unmasked) image, f under no_grad (the reference
-    freezes everything not named ``classifier``); the decoder is kept for test time.
+    cross-entropy of h on f's tokens of the whole (unmasked) image, label smoothing 0.1 (the
+    reference's ``main_prob.py`` default), f under no_grad and everything but h frozen, as the
+    reference; the decoder is kept for test time (a model built for test time is ``pretrain``).
 
     Test-time presets (the reference's ``--finetune_mode``, its names mapped to maekit's): ``encoder``
     adapts every parameter outside the decoder and the classifier, plus the decoder's mask token
@@ -36,11 +37,17 @@ class TTTMAE(MaskedAutoencoder):
         "all": ("*", "-classifier.*"),
     }
 
-    def __init__(self, classifier: nn.Module, stage: str = "pretrain", **components: Any) -> None:
+    def __init__(self, classifier: nn.Module, stage: str = "pretrain", label_smoothing: float = 0.1,
+                 **components: Any) -> None:
         super().__init__(**components)
         if stage not in STAGES:
             raise ValueError(f"ttt_mae stage must be one of {', '.join(STAGES)}, got {stage!r}")
-        self.classifier, self.stage = classifier, stage
+        self.classifier, self.stage, self.label_smoothing = classifier, stage, label_smoothing
+        # how many probe-stage steps trained the classifier: a pre-training checkpoint (0) is refused for evaluation
+        self.register_buffer("probe_iterations", torch.zeros((), dtype=torch.long))
+        if stage == "probe":  # as the reference: only the classifier is trainable (DDP sees no unused parameter)
+            for name, parameter in self.named_parameters():
+                parameter.requires_grad_(name.startswith("classifier."))
 
     def forward(self, batch: Any, noise: Any = None) -> dict[str, torch.Tensor]:
         if self.stage == "pretrain":
@@ -53,7 +60,10 @@ class TTTMAE(MaskedAutoencoder):
             tokens = self.encode(batch)
         logits = self.classifier(tokens)
         labels = torch.as_tensor(labels, device=logits.device)
-        return {"loss": F.cross_entropy(logits.float(), labels), "accuracy": (logits.argmax(-1) == labels).float().mean()}
+        if self.training:
+            self.probe_iterations += 1
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        return {"loss": loss, "accuracy": (logits.argmax(-1) == labels).float().mean()}
 
     def train(self, mode: bool = True) -> "TTTMAE":
         super().train(mode)
@@ -83,7 +93,7 @@ class TTTMAE(MaskedAutoencoder):
 
 
 def ttt_mae(num_classes: int, head: dict[str, Any] | None = None, stage: str = "pretrain",
-            checkpoint: str | list[str] | None = None, **mae_options: Any) -> TTTMAE:
+            checkpoint: str | list[str] | None = None, label_smoothing: float = 0.1, **mae_options: Any) -> TTTMAE:
     """TTT-MAE on core's MAE (every option of ``mae``: size, img_size, patch_size, mask_ratio,
     norm_pix_loss, encoder, decoder sizes). ``head``: ``{"type": "vit", "width", "depth", "num_heads"}``
     (the reference's ViT probe; 768/12/12 on ViT-L by default) or ``{"type": "linear"}`` (BatchNorm +
@@ -100,7 +110,7 @@ def ttt_mae(num_classes: int, head: dict[str, Any] | None = None, stage: str = "
         classifier = LinearProbeHead(encoder.embed_dim, num_classes, **head)
     else:
         raise ValueError(f"ttt_mae head type must be 'vit' or 'linear', got {kind!r}")
-    model = TTTMAE(classifier, stage, patchifier=base.patchifier, masker=base.masker, encoder=base.encoder,
+    model = TTTMAE(classifier, stage, label_smoothing, patchifier=base.patchifier, masker=base.masker, encoder=base.encoder,
                    decoder=base.decoder, target=base.target, loss=base.loss)
     if checkpoint is not None:
         load_mae_with_decoder(model, checkpoint)
@@ -120,18 +130,19 @@ def classifier_to_maekit(state: dict[str, torch.Tensor]) -> tuple[dict[str, torc
         if key == "classifier_pos_embed":
             continue
         renamed = next((new + key[len(old):] for old, new in OFFICIAL_CLASSIFIER if key.startswith(old)), None)
-        if renamed is not None or key.startswith("classifier."):
+        if renamed is not None or key.startswith("classifier.") or key == "probe_iterations":
             classifier[renamed or key] = value
         else:
             rest[key] = value
     return classifier, rest
 
 
-def load_mae_with_decoder(model: TTTMAE, checkpoint: str | list[str]) -> None:
+def load_mae_with_decoder(model: TTTMAE, checkpoint: str | list[str], require_classifier: bool = False) -> None:
     """Load pre-trained weights into ``model``: one file or several in order (the reference keeps the
     MAE, ``--resume_model``, and the probe head, ``--resume_finetune``, apart), in maekit's layout or
     the official one (``classifier_*`` names included). The decoder must come with them: test-time
-    training adapts through it. A classifier may be absent (the probe stage trains it)."""
+    training adapts through it. A classifier may be absent (the probe stage trains it) unless
+    ``require_classifier``."""
     from maekit.eval.probe import load_weights
     from maekit.io.checkpoint import CheckpointError, load_state_dict
     from maekit.io.convert import convert_state_dict, strip_runner_prefix
@@ -148,4 +159,9 @@ def load_mae_with_decoder(model: TTTMAE, checkpoint: str | list[str]) -> None:
         raise ValueError(f"{', '.join(map(str, files))}: no decoder weights; TTT-MAE adapts through the MAE decoder, so it "
                          f"needs a full pre-training checkpoint (maekit train's, or the official *_full file), not an "
                          f"encoder export")
-    load_weights(model, state, ", ".join(map(str, files)), may_lack=("classifier.",))
+    untrained = "probe_iterations" in state and int(state["probe_iterations"]) == 0  # maekit's files say; the reference's do not
+    if require_classifier and (untrained or not any(key.startswith("classifier.") for key in state)):
+        raise ValueError(f"{', '.join(map(str, files))}: no trained classifier (a pre-training checkpoint?); test-time "
+                         f"evaluation reads the probe head: give ttt-probe's checkpoint (or the reference's probe file "
+                         f"beside its MAE)")
+    load_weights(model, state, ", ".join(map(str, files)), may_lack=("classifier.", "probe_iterations"))

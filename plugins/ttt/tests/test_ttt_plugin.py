@@ -72,7 +72,8 @@ def test_probe_stage_trains_the_classifier_on_every_token_of_the_frozen_encoder(
     losses["loss"].backward()
     assert all(p.grad is None for p in model.encoder.parameters())
     assert all(p.grad is not None for p in model.classifier.parameters())
-    expected = F.cross_entropy(model.classifier(model.encoder(model.tokenize(batch["inputs"]))), batch["label"])
+    expected = F.cross_entropy(model.classifier(model.encoder(model.tokenize(batch["inputs"]))), batch["label"],
+                               label_smoothing=0.1)  # the reference main_prob.py's default
     assert torch.allclose(losses["loss"], expected, atol=1e-6)
     with pytest.raises(ValueError, match="no label"):
         model({"inputs": batch["inputs"], "label": torch.tensor([0, -1, 2, 3])})
@@ -88,7 +89,7 @@ def test_checkpoints_official_names_load_and_an_encoder_export_is_refused(tmp_pa
     torch.manual_seed(1)
     for p in source.parameters():
         p.data.normal_()
-    state = {k: v for k, v in source.state_dict().items() if not k.startswith("classifier.")}
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith("classifier.") and k != "probe_iterations"}
     official = convert_state_dict(state, source="maekit", target="official")
     renames = {"embed.": "classifier_embed.", "blocks.": "classifier_blocks.", "norm.": "classifier_norm.", "head.": "classifier_pred."}
     probe = {next(new + k[len(old):] for old, new in renames.items() if k.startswith(old)): v
@@ -100,6 +101,7 @@ def test_checkpoints_official_names_load_and_an_encoder_export_is_refused(tmp_pa
     load_mae_with_decoder(target, [str(tmp_path / "mae_full.pth"), str(tmp_path / "probe.pth")])
     for key, value in source.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), key
+    load_mae_with_decoder(tiny(TINY_MAE), [str(tmp_path / "mae_full.pth"), str(tmp_path / "probe.pth")], require_classifier=True)
     save_state_dict({k: v for k, v in state.items() if k.startswith("encoder.")}, tmp_path / "encoder.pth")
     with pytest.raises(ValueError, match="encoder.pth: no decoder weights"):
         load_mae_with_decoder(tiny(TINY_MAE), str(tmp_path / "encoder.pth"))
@@ -116,7 +118,7 @@ def test_rotation_model_joint_loss_views_and_trainable_set():
     # each copy: a crop of the zero-padded image (maybe flipped), then its quarter turn
     image = torch.rand(1, 16, 16)
     views = model.test_time_views(image, 8, torch.Generator().manual_seed(0))
-    padded = F.pad(image, (2, 2, 2, 2))
+    padded = F.pad(image, (2, 2, 2, 2), value=-1.0)  # black after the reference's 0.5/0.5 normalisation
     crops = [padded[:, t:t + 16, s:s + 16] for t in range(5) for s in range(5)]
     crops += [c.flip(-1) for c in crops]
     for view, turn in zip(views["images"], views["turns"]):
@@ -129,6 +131,11 @@ def test_rotation_model_joint_loss_views_and_trainable_set():
     assert {k.split(".")[0] for k in weights[0]} == {"trunk", "rotation_head"}
     with pytest.raises(ValueError, match="depth must be 6n \\+ 2"):
         tiny(TINY_ROTATION, depth=9)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        model.classify({"inputs": torch.rand(1, 1, 18, 18)})
+    # the rotation head starts as a copy of the initialised main head's stage 3, as the reference's
+    main_stage, rotation_stage = model.main_head[0].state_dict(), tiny(TINY_ROTATION).rotation_head[0].state_dict()
+    assert all(torch.equal(main_stage[k], rotation_stage[k]) for k in main_stage)
 
 
 def test_configs_state_the_references_settings():
@@ -182,7 +189,7 @@ def test_command_line_trains_probes_and_evaluates_on_digits_and_on_a_corrupted_f
     # a user's already corrupted folder (ImageNet-C layout, JPEG files of another size: resized to the model's)
     _write_imagenet_c(tmp_path / "imagenet-c", "frost", 2)
     run_cli("ttt-eval", str(config), "--checkpoint", probe, "--corrupted-root", str(tmp_path / "imagenet-c"),
-            "--reset", "online", "--out", str(tmp_path / "folder.json"))
+            "--reset", "online", "--out", str(tmp_path / "folder.json"), "--cfg-options", "ttt_eval.classes=['0','1']")
     found = json.loads((tmp_path / "folder.json").read_text())
     assert set(found["conditions"]) == {"frost/2"} and found["conditions"]["frost/2"]["images"] == 3
     assert found["settings"]["reset"] == "online"
@@ -192,6 +199,9 @@ def test_command_line_trains_probes_and_evaluates_on_digits_and_on_a_corrupted_f
     from maekit.cli import main
 
     _write_imagenet_c(tmp_path / "exports", "fog", 1)
+    flat = tmp_path / "flat" / "fog" / "1"
+    flat.mkdir(parents=True)
+    (tmp_path / "exports" / "fog" / "1" / "0" / "img0.JPEG").rename(flat / "img0.JPEG")
     from maekit.io.checkpoint import load_state_dict, save_state_dict
     save_state_dict({k: v for k, v in load_state_dict(probe).items() if ".decoder." not in k and not k.startswith("decoder.")},
                     tmp_path / "encoder_only.pth")
@@ -201,12 +211,29 @@ def test_command_line_trains_probes_and_evaluates_on_digits_and_on_a_corrupted_f
             ("ttt-eval", ["--cfg-options", "ttt.stesp=3"], "stesp"),
             ("ttt-eval", ["--corrupted-root", str(tmp_path / "probe")], "no ImageNet-C corruption folders"),
             ("ttt-eval", ["--corrupted-root", str(tmp_path / "exports"), "--severity", "4"], "none of the asked folders"),
+            ("ttt-eval", ["--corrupted-root", str(tmp_path / "flat")], "no class folders"),
+            ("ttt-eval", ["--corrupted-root", str(tmp_path / "exports")], "2 class folders, the model predicts 10 classes"),
+            ("ttt-eval", ["--cfg-options", "ttt.copies=2.5"], "copies=2.5: expected an integer"),
+            ("ttt-eval", ["--checkpoint", str(tmp_path / "mae" / "iter_2.pth")], "no trained classifier (a pre-training checkpoint?)"),
             ("ttt-probe", [], "encoder_only.pth: no decoder weights")):
         checkpoint = str(tmp_path / "encoder_only.pth") if command == "ttt-probe" else probe
         result = CliRunner().invoke(main, [command, str(config), "--checkpoint", checkpoint, *args], env={"MAEKIT_DEBUG": ""})
         errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
         assert result.exit_code == 1 and len(errors) == 1 and message in errors[0], result.output[-1500:]
         assert "Traceback" not in result.output
+
+
+def test_limit_spreads_over_the_set_and_the_loop_streams_in_chunks():
+    from maekit_ttt.evaluate import chosen_indices, evaluate_condition
+
+    assert chosen_indices(10, None) == list(range(10)) and chosen_indices(1000, 4) == [0, 333, 666, 999]
+    model = tiny(TINY_MAE)
+    dataset = [{"inputs": torch.rand(1, 16, 16), "label": i % 10} for i in range(5)]
+    settings = TestTimeSettings(steps=2, copies=3, lr=1e-3, samples_per_batch=2)
+    whole = evaluate_condition(model, dataset, list(range(5)), settings, lambda x: x, torch.device("cpu"))
+    pieces = evaluate_condition(model, dataset, list(range(5)), settings, lambda x: x, torch.device("cpu"), chunk=2)
+    assert whole["accuracy_per_step"] == pieces["accuracy_per_step"]
+    assert whole["loss_per_step"] == pytest.approx(pieces["loss_per_step"], abs=1e-6)
 
 
 def test_demo_smoke(tmp_path):
