@@ -80,3 +80,11 @@ def test_attention_benchmark_compares_both_attentions(tmp_path):
         assert set(run["seconds"]) == {"maekit (fp32 attention)", "timm (bf16 attention)"}
         # both are bf16 blocks: close to the float32 block, neither exact
         assert all(0 < error < 0.05 for error in run["mean_abs_error_vs_fp32"].values())
+
+
+def test_test_time_benchmark_compares_batched_adaptation_with_the_plain_loop(tmp_path):
+    out = tmp_path / "ttt.json"
+    result = run_script("test_time.py", "--quick", "--out", str(out))
+    assert "ratio plain loop / batched" in result.stdout
+    report = json.loads(out.read_text())
+    assert len(report["seconds_per_sample_step"]) == 3 and all(v > 0 for v in report["seconds_per_sample_step"].values())
