@@ -3,6 +3,8 @@ batched == one at a time, online carrying over, the functional optimisers agains
 and the probe heads."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -125,8 +127,8 @@ def test_trainable_patterns_and_settings_that_are_wrong_say_so():
     with pytest.raises(ValueError, match="optimizer='rmsprop'"):
         TestTimeSettings(optimizer="rmsprop")
     for key, value, expected in (("copies", 2.5, "an integer"), ("lr", "fast", "a number"), ("betas", 0.9, "two numbers"),
-                                 ("trainable", 5, "a preset name")):
-        with pytest.raises(ValueError, match=f"{key}={value!r}: expected {expected}"):
+                                 ("betas", (True, 0.9), "two numbers"), ("trainable", 5, "a preset name")):
+        with pytest.raises(ValueError, match=re.escape(f"{key}={value!r}: expected {expected}")):
             TestTimeSettings.from_config({key: value})
     with pytest.raises(ValueError, match="fixed tables .* never adapt"):
         select_trainable(model, ("fixed_table",))
@@ -141,6 +143,14 @@ def test_random_or_in_place_passes_say_what_vmap_cannot_run():
     model.trunk.insert(1, nn.BatchNorm1d(8))
     with pytest.raises(ValueError, match="BatchNorm in training mode"):
         adapt_and_predict(model, torch.randn(2, 6), settings())
+
+
+def test_adapting_under_no_grad_works_and_leaves_buffers_alone():
+    model, images = tiny(), torch.randn(2, 6)
+    expected = adapt_and_predict(model, images, settings())
+    with torch.no_grad():  # an evaluation loop's habit: the loop turns gradients on for its own steps
+        found = adapt_and_predict(model, images, settings())
+    assert torch.allclose(found.logits, expected.logits)
 
 
 def test_online_carries_weights_along_the_stream_and_episodic_does_not():

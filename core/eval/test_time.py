@@ -67,20 +67,10 @@ class TestTimeSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        def number(value: Any, integer: bool = False) -> bool:
-            kinds = (int,) if integer else (int, float)
-            return isinstance(value, kinds) and not isinstance(value, bool)
-
-        types = [(all(number(getattr(self, k), True) for k in ("steps", "copies", "samples_per_batch", "seed")), "an integer"),
-                 (all(number(getattr(self, k)) for k in ("lr", "momentum", "weight_decay")), "a number"),
-                 (isinstance(self.betas, tuple) and len(self.betas) == 2 and all(map(number, self.betas)), "two numbers"),
-                 (isinstance(self.trainable, str) or (isinstance(self.trainable, tuple)
-                                                      and all(isinstance(p, str) for p in self.trainable)),
-                  "a preset name or a list of name patterns")]
-        for ok, expected in types:
-            if not ok:
-                bad = next(f.name for f in fields(self) if not _has_type(f.name, getattr(self, f.name)))
-                raise ValueError(f"test-time setting {bad}={getattr(self, bad)!r}: expected {expected}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not _has_type(f.name, value):
+                raise ValueError(f"test-time setting {f.name}={value!r}: expected {_EXPECTED_TYPE.get(f.name, 'text')}")
         checks = [(self.steps >= 0, "steps", "an integer ≥ 0"), (self.copies >= 1, "copies", "an integer ≥ 1"),
                   (self.lr > 0, "lr", "a positive number"), (self.optimizer in ("sgd", "adam", "adamw"), "optimizer", "'sgd', 'adam' or 'adamw'"),
                   (0 <= self.momentum < 1, "momentum", "in [0, 1)"), (self.weight_decay >= 0, "weight_decay", "≥ 0"),
@@ -106,17 +96,26 @@ class TestTimeSettings:
         return cls(**values)
 
 
+_EXPECTED_TYPE = {**dict.fromkeys(("steps", "copies", "samples_per_batch", "seed"), "an integer"),
+                  **dict.fromkeys(("lr", "momentum", "weight_decay"), "a number"), "betas": "two numbers",
+                  "trainable": "a preset name or a list of name patterns"}
+
+
+def _is_number(value: Any, integer: bool = False) -> bool:
+    return isinstance(value, (int,) if integer else (int, float)) and not isinstance(value, bool)
+
+
 def _has_type(name: str, value: Any) -> bool:
-    """Whether a setting's value has its type (for naming the wrong one)."""
+    """Whether a setting's value has its type (each field checked on its own, so the error names it)."""
     if name in ("steps", "copies", "samples_per_batch", "seed"):
-        return isinstance(value, int) and not isinstance(value, bool)
+        return _is_number(value, integer=True)
     if name in ("lr", "momentum", "weight_decay"):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return _is_number(value)
     if name == "betas":
-        return isinstance(value, tuple) and len(value) == 2 and all(isinstance(b, (int, float)) for b in value)
+        return isinstance(value, tuple) and len(value) == 2 and all(_is_number(b) for b in value)
     if name == "trainable":
         return isinstance(value, str) or (isinstance(value, tuple) and all(isinstance(p, str) for p in value))
-    return True
+    return isinstance(value, str)  # optimizer, reset
 
 
 @dataclass
@@ -171,7 +170,13 @@ def reached_by_loss(model: nn.Module, names: Sequence[str], views: dict[str, tor
     gradient, which weight decay or momentum would still move; torch.optim leaves them alone (no
     gradient at all), and so does the loop."""
     named = dict(model.named_parameters())
-    grads = torch.autograd.grad(model.test_time_loss(views), [named[n] for n in names], allow_unused=True)
+    buffers = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    try:
+        with torch.enable_grad():  # also when the caller evaluates under no_grad
+            grads = torch.autograd.grad(model.test_time_loss(views), [named[n] for n in names], allow_unused=True)
+    finally:  # a pass in training mode may have moved running statistics: the model stays as it was
+        for name, buffer in model.named_buffers():
+            buffer.copy_(buffers[name])
     return [name for name, grad in zip(names, grads) if grad is not None]
 
 

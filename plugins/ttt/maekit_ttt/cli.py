@@ -41,7 +41,7 @@ def ttt_probe(config: str, checkpoint: str, work_dir: str | None, seed: int | No
 @click.option("--severity", "severities", multiple=True, type=click.IntRange(1, 5), help="Only these severities (repeatable).")
 @click.option("--corrupted-root", type=click.Path(exists=True, file_okay=False),
               help="An already corrupted folder, ImageNet-C's layout <root>/<corruption>/<severity>/<class>/<image>.")
-@click.option("--limit", type=click.IntRange(min=1), help="The first N images of each condition.")
+@click.option("--limit", type=click.IntRange(min=1), help="N images of each condition, spread evenly over it.")
 @click.option("--steps", type=click.IntRange(min=0), help="Test-time steps (default: the config's ttt.steps).")
 @click.option("--reset", type=click.Choice(["episodic", "online"]), help="Reset per image (episodic) or not (online).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Force a device (default: CUDA when present).")
@@ -54,6 +54,8 @@ def ttt_eval(config: str, checkpoint: str | None, corruptions: tuple[str, ...], 
     """Accuracy per corruption and severity without adaptation and after every test-time step (the
     config's ``ttt`` section: steps, copies, lr, optimizer, momentum, trainable, reset...), and the
     self-supervised loss per step."""
+    import torch
+
     from maekit.data.views import evaluation_transform
     from maekit.eval.test_time import TestTimeSettings
     from maekit.registry import build
@@ -62,25 +64,32 @@ def ttt_eval(config: str, checkpoint: str | None, corruptions: tuple[str, ...], 
     cfg = load_command_config(config, cfg_options + more_cfg_options)
     try:
         section = dict(cfg.get("ttt_eval") or {})
-        if corrupted_root:  # the folder's corruptions and severities, unless the command line names some
-            for key in ("test", "corruptions", "severities"):
+        if corrupted_root:
+            # a config written for on-the-fly corruptions lists what it makes; a folder's config (the
+            # ImageNet one: the paper's 15 at severity 5) lists what to read from it, and is kept
+            listed_for_folder = "corrupted_root" in section
+            for key in ("test",) if listed_for_folder else ("test", "corruptions", "severities"):
                 section.pop(key, None)
             section["corrupted_root"] = corrupted_root
-            section.setdefault("channels", int(cfg.model.get("in_chans", 3)))
         section.update({k: v for k, v in (("corruptions", list(corruptions)), ("severities", list(severities)),
                                           ("limit", limit)) if v})
         options = eval_options(section)
+        if "corrupted_root" in options:
+            options.setdefault("channels", int(cfg.model.get("in_chans", 3)))
+        if device == "cuda" and not torch.cuda.is_available():
+            fail("--device cuda: this machine has no CUDA device that torch can use")
         settings = TestTimeSettings.from_config({**(cfg.get("ttt") or {}), **({"steps": steps} if steps is not None else {}),
                                                  **({"reset": reset} if reset else {})})
         model = load_for_test_time(cfg.model, checkpoint)
         reference = build("dataset", options["test"]) if "test" in options else None
         transform = evaluation_transform(reference, cfg.data.get("transform"), cfg.get("eval_transform")) \
             if reference is not None else evaluation_transform_for_folder(cfg)
+        about = {"checkpoint": checkpoint or cfg.model.get("checkpoint"), "config": config}
         metrics = evaluate_under_corruptions(model, options, settings, transform, log=click.echo, device=device,
-                                             num_classes=cfg.model.get("num_classes"), partial=out)
+                                             num_classes=cfg.model.get("num_classes"), partial=out, about=about)
     except ValueError as error:
         fail(str(error))
-    write_metrics({**metrics, "checkpoint": checkpoint or cfg.model.get("checkpoint"), "config": config}, out)
+    write_metrics(metrics, out)
 
 
 def evaluation_transform_for_folder(cfg):

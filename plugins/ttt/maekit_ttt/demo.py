@@ -16,8 +16,8 @@ __all__ = ["run_ttt_demo"]
 def run_ttt_demo(out_dir: str | Path, max_iters: int | None = None, seed: int = 0, amp: str = "off", log: Any = print,
                  limit: int | None = 200, steps: int | None = None, conditions: dict[str, Any] | None = None) -> dict[str, Any]:
     """Both methods on the digits (configs ``ttt_mae_digits``, ``ttt_rotation_digits``): train, then
-    accuracy per corruption without adaptation and after each test-time step, on the first ``limit``
-    held-out images of each condition. ``max_iters`` shortens every training stage (tests);
+    accuracy per corruption without adaptation and after each test-time step, on ``limit`` held-out
+    images of each condition (spread evenly over the 360). ``max_iters`` shortens every training stage (tests);
     ``steps`` the test-time steps; ``conditions`` replaces ``ttt_eval``'s corruptions/severities."""
     from maekit.data.views import evaluation_transform
     from maekit.eval.demo import pretrain

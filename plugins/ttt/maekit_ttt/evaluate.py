@@ -3,7 +3,7 @@
 A config's ``ttt`` section holds the test-time settings (:class:`maekit.eval.test_time.TestTimeSettings`);
 its ``ttt_eval`` section says what to test on: ``test`` (a dataset of clean images, corrupted here
 by ``corruptions`` × ``severities``) or ``corrupted_root`` (a folder already corrupted in ImageNet-C's
-layout ``<root>/<corruption>/<severity>/<class>/<image>``), ``limit`` (the first N images of each),
+layout ``<root>/<corruption>/<severity>/<class>/<image>``), ``limit`` (N images of each, spread evenly),
 ``clean`` (also test the uncorrupted set), ``seed`` (the corruptions' random draws), ``table``
 (the severity constants: ``auto``, ``imagenet``, ``cifar``; see :func:`maekit_ttt.corruptions.corrupt`).
 """
@@ -41,6 +41,17 @@ def eval_options(section: Mapping[str, Any] | None, where: str = "ttt_eval") -> 
     if ("test" in options) == ("corrupted_root" in options):
         raise ValueError(f"config {where}: give either 'test' (clean images, corrupted here) or 'corrupted_root' "
                          f"(an ImageNet-C-style folder), not {'both' if 'test' in options else 'neither'}")
+    for key, single in (("corruptions", str), ("severities", int)):  # one value for a list of one
+        if isinstance(options.get(key), single) and not isinstance(options.get(key), bool):
+            options[key] = [options[key]]
+    if "corruptions" in options and not (isinstance(options["corruptions"], (list, tuple))
+                                         and all(isinstance(c, str) for c in options["corruptions"])):
+        raise ValueError(f"config {where}.corruptions: expected a list of corruption names, got {options['corruptions']!r}")
+    if "severities" in options and not (isinstance(options["severities"], (list, tuple)) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in options["severities"])):
+        raise ValueError(f"config {where}.severities: expected a list of severities 1–5, got {options['severities']!r}")
+    if not isinstance(options.get("clean", True), bool):
+        raise ValueError(f"config {where}.clean: expected True or False, got {options['clean']!r}")
     if "corrupted_root" in options and "corruptions" not in options:  # the corruption folders it holds
         root = Path(options["corrupted_root"])
         found = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name in IMAGENET_C) if root.is_dir() else []
@@ -54,12 +65,6 @@ def eval_options(section: Mapping[str, Any] | None, where: str = "ttt_eval") -> 
                                         for p in (root / name).iterdir() if p.name in ("1", "2", "3", "4", "5")}) or [1, 2, 3, 4, 5]
     options.setdefault("corruptions", list(CORRUPTIONS))
     options.setdefault("severities", [1, 2, 3, 4, 5])
-    if isinstance(options["corruptions"], str):
-        options["corruptions"] = [options["corruptions"]]
-    if isinstance(options["severities"], int):
-        options["severities"] = [options["severities"]]
-    if not isinstance(options["corruptions"], (list, tuple)) or not isinstance(options["severities"], (list, tuple)):
-        raise ValueError(f"config {where}.corruptions / severities: expected lists (e.g. ['fog'], [3, 5])")
     options["corruptions"] = list(dict.fromkeys(options["corruptions"]))  # a name given twice runs once
     options["severities"] = list(dict.fromkeys(options["severities"]))
     # a corrupted folder may hold every ImageNet-C corruption; only those written here can be made on the fly
@@ -76,7 +81,7 @@ def eval_options(section: Mapping[str, Any] | None, where: str = "ttt_eval") -> 
     if options.get("table", "auto") not in ("auto", "imagenet", "cifar"):
         raise ValueError(f"config {where}.table: expected 'auto', 'imagenet' or 'cifar', got {options['table']!r}")
     limit = options.get("limit")
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ValueError(f"config {where}.limit: expected a positive number of images, got {limit!r}")
     return options
 
@@ -108,7 +113,7 @@ def condition_dataset(options: Mapping[str, Any], name: str, severity: int, clea
 
 
 def chosen_indices(size: int, limit: int | None) -> list[int]:
-    """Every index, or ``limit`` of them spread evenly over the set (class-sorted folders: every class)."""
+    """Every index, or ``limit`` of them spread evenly over the set (a class-sorted folder keeps every class)."""
     if limit is None or limit >= size:
         return list(range(size))
     return sorted({int(round(i * (size - 1) / max(limit - 1, 1))) for i in range(limit)})
@@ -119,14 +124,16 @@ def _check_labels(dataset: Any, where: str, num_classes: int | None) -> None:
     if classes is not None and not classes:
         raise ValueError(f"{where}: no class folders (<class>/<image>): test-time evaluation needs labelled images")
     if classes is not None and num_classes is not None and len(classes) != num_classes:
-        raise ValueError(f"{where}: {len(classes)} class folders, the model predicts {num_classes} classes; give "
-                         f"ttt_eval.classes (the model's class folders, in its order)")
+        raise ValueError(f"{where}: {len(classes)} class folders, the model predicts {num_classes} classes; the "
+                         f"folders must be the model's classes (ttt_eval.classes names them in the model's order)")
 
 
 def evaluate_condition(model: torch.nn.Module, dataset: Any, indices: list[int], settings: TestTimeSettings,
                        transform: Any, device: torch.device, chunk: int = 256) -> dict[str, Any]:
     """Accuracy per step and loss per step over ``indices`` of ``dataset``, streamed ``chunk`` images
-    at a time (memory stays flat on ImageNet-C's 50,000 images per condition)."""
+    at a time (memory stays flat on ImageNet-C's 50,000 images per condition). An online run goes
+    through the images in this order (a class-sorted folder: class by class) and starts afresh
+    for every condition."""
     correct = torch.zeros(settings.steps + 1)
     loss_sum = torch.zeros(settings.steps)
     online_state = None
@@ -138,6 +145,8 @@ def evaluate_condition(model: torch.nn.Module, dataset: Any, indices: list[int],
             raise ValueError(f"sample {part[int((labels < 0).nonzero()[0])]}: no label; test-time evaluation needs labels")
         images = torch.stack([transform(sample["inputs"]) for sample in samples]).to(device)
         outcome = adapt_and_predict(model, images, settings, part, online_state=online_state)
+        if int(labels.max()) >= outcome.logits.shape[-1]:
+            raise ValueError(f"label {int(labels.max())} is outside the model's {outcome.logits.shape[-1]} classes")
         online_state = outcome.online_state
         correct += (outcome.logits.argmax(-1) == labels.view(-1, 1)).float().sum(0)
         loss_sum += outcome.losses.sum(0)
@@ -148,11 +157,13 @@ def evaluate_condition(model: torch.nn.Module, dataset: Any, indices: list[int],
 
 def evaluate_under_corruptions(model: torch.nn.Module, options: Mapping[str, Any], settings: TestTimeSettings,
                                transform: Any, log: Callable[[str], Any] = print, device: str | torch.device | None = None,
-                               num_classes: int | None = None, partial: str | Path | None = None) -> dict[str, Any]:
+                               num_classes: int | None = None, partial: str | Path | None = None,
+                               about: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Accuracy per (corruption, severity) without adaptation (step 0) and after every test-time
     step, and the self-supervised loss per step; the means over the corrupted conditions. The
     model runs on ``device`` (default: CUDA when present). ``partial``: a JSON file rewritten
-    after every condition, so a long run stopped midway keeps what it measured."""
+    after every condition (``"complete": false`` until the end), so a long run stopped midway
+    keeps what it measured; ``about`` (checkpoint, config) is written into it."""
     from maekit.registry import build
 
     started = time.perf_counter()
@@ -166,9 +177,9 @@ def evaluate_under_corruptions(model: torch.nn.Module, options: Mapping[str, Any
         log("clean: a corrupted folder has no clean images; the clean condition is not tested")
     results: dict[str, Any] = {}
 
-    def report() -> dict[str, Any]:
+    def report(complete: bool) -> dict[str, Any]:
         corrupted = [v for k, v in results.items() if k != "clean"]
-        return {"conditions": results,
+        return {**(about or {}), "complete": complete, "conditions": results,
                 "mean_before": sum(v["before"] for v in corrupted) / max(len(corrupted), 1),
                 "mean_after": sum(v["after"] for v in corrupted) / max(len(corrupted), 1),
                 "absent_conditions": absent, "settings": dict(settings.__dict__), "device": str(device),
@@ -178,14 +189,14 @@ def evaluate_under_corruptions(model: torch.nn.Module, options: Mapping[str, Any
         key = name if name == "clean" else f"{name}/{severity}"
         dataset = condition_dataset(options, name, severity, clean_set)
         _check_labels(dataset, str(options.get("corrupted_root", "ttt_eval.test")) + ("" if clean_set else f"/{key}"),
-                      None if options.get("classes") else num_classes)
+                      num_classes)
         results[key] = evaluate_condition(model, dataset, chosen_indices(len(dataset), options.get("limit")), settings,
                                           transform, device)
         log(f"{key}: accuracy {results[key]['before']:.3f} without adaptation, {results[key]['after']:.3f} after "
             f"{settings.steps} steps")
-        if partial is not None:
-            write_report(report(), partial)
-    return report()
+        if partial is not None:  # the means cover the conditions done so far until "complete" is true
+            write_report(report(complete=False), partial)
+    return report(complete=True)
 
 
 def load_for_test_time(model_cfg: Mapping[str, Any], checkpoint: str | None) -> torch.nn.Module:
@@ -199,7 +210,9 @@ def load_for_test_time(model_cfg: Mapping[str, Any], checkpoint: str | None) -> 
     if not weights:
         raise ValueError("test-time evaluation needs trained weights: give --checkpoint (or model.checkpoint)")
     if model_cfg.get("type") != "ttt_mae":
-        return load_trained_model(dict(model_cfg), weights)
+        if not isinstance(weights, str):
+            raise ValueError(f"{model_cfg.get('type')}: one checkpoint file is read, got {weights!r}")
+        return load_trained_model({k: v for k, v in model_cfg.items() if k != "checkpoint"}, weights)
     model = build("model", {**model_cfg, "checkpoint": None, "stage": "pretrain"})
     load_mae_with_decoder(model, weights, require_classifier=True)
     return model.eval()

@@ -152,6 +152,8 @@ def load_mae_with_decoder(model: TTTMAE, checkpoint: str | list[str], require_cl
     for path in files:
         try:
             classifier, rest = classifier_to_maekit(strip_runner_prefix(load_state_dict(path)))
+            if any(k.startswith("classifier.") for k in classifier) and "probe_iterations" not in classifier:
+                state.pop("probe_iterations", None)  # a later (reference) probe file replaces an earlier count
             state.update({**(convert_state_dict(rest) if rest else {}), **classifier})
         except CheckpointError as error:
             raise ValueError(str(error)) from error

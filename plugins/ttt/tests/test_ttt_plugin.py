@@ -102,6 +102,13 @@ def test_checkpoints_official_names_load_and_an_encoder_export_is_refused(tmp_pa
     for key, value in source.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), key
     load_mae_with_decoder(tiny(TINY_MAE), [str(tmp_path / "mae_full.pth"), str(tmp_path / "probe.pth")], require_classifier=True)
+    # a maekit pre-training file counts 0 probe steps (its classifier is untrained) ...
+    save_state_dict(tiny(TINY_MAE).state_dict(), tmp_path / "maekit_pretrain.pth")
+    with pytest.raises(ValueError, match="no trained classifier"):
+        load_mae_with_decoder(tiny(TINY_MAE), str(tmp_path / "maekit_pretrain.pth"), require_classifier=True)
+    # ... and the reference's probe file after it replaces that count
+    load_mae_with_decoder(tiny(TINY_MAE), [str(tmp_path / "maekit_pretrain.pth"), str(tmp_path / "probe.pth")],
+                          require_classifier=True)
     save_state_dict({k: v for k, v in state.items() if k.startswith("encoder.")}, tmp_path / "encoder.pth")
     with pytest.raises(ValueError, match="encoder.pth: no decoder weights"):
         load_mae_with_decoder(tiny(TINY_MAE), str(tmp_path / "encoder.pth"))
@@ -152,11 +159,11 @@ def test_configs_state_the_references_settings():
     assert (rotation.ttt.lr, rotation.ttt.momentum, rotation.ttt.copies, rotation.ttt.steps) == (1e-3, 0.0, 32, 10)
 
 
-def _write_imagenet_c(root, corruption: str, severity: int, count: int = 3) -> None:
+def _write_imagenet_c(root, corruption: str, severity: int, count: int = 1, classes: int = 10) -> None:
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    for label in ("0", "1"):
+    for label in map(str, range(classes)):
         folder = root / corruption / str(severity) / label
         folder.mkdir(parents=True)
         for i in range(count):
@@ -189,16 +196,17 @@ def test_command_line_trains_probes_and_evaluates_on_digits_and_on_a_corrupted_f
     # a user's already corrupted folder (ImageNet-C layout, JPEG files of another size: resized to the model's)
     _write_imagenet_c(tmp_path / "imagenet-c", "frost", 2)
     run_cli("ttt-eval", str(config), "--checkpoint", probe, "--corrupted-root", str(tmp_path / "imagenet-c"),
-            "--reset", "online", "--out", str(tmp_path / "folder.json"), "--cfg-options", "ttt_eval.classes=['0','1']")
+            "--reset", "online", "--out", str(tmp_path / "folder.json"))
     found = json.loads((tmp_path / "folder.json").read_text())
-    assert set(found["conditions"]) == {"frost/2"} and found["conditions"]["frost/2"]["images"] == 3
+    assert set(found["conditions"]) == {"frost/2"} and found["conditions"]["frost/2"]["images"] == 3  # ttt_eval.limit
+    assert found["complete"] is True and found["checkpoint"] == probe
     assert found["settings"]["reset"] == "online"
     # mistakes: one Error line naming the value (in this process: the same click command)
     from click.testing import CliRunner
 
     from maekit.cli import main
 
-    _write_imagenet_c(tmp_path / "exports", "fog", 1)
+    _write_imagenet_c(tmp_path / "exports", "fog", 1, count=2, classes=2)
     flat = tmp_path / "flat" / "fog" / "1"
     flat.mkdir(parents=True)
     (tmp_path / "exports" / "fog" / "1" / "0" / "img0.JPEG").rename(flat / "img0.JPEG")
@@ -229,11 +237,16 @@ def test_limit_spreads_over_the_set_and_the_loop_streams_in_chunks():
     assert chosen_indices(10, None) == list(range(10)) and chosen_indices(1000, 4) == [0, 333, 666, 999]
     model = tiny(TINY_MAE)
     dataset = [{"inputs": torch.rand(1, 16, 16), "label": i % 10} for i in range(5)]
-    settings = TestTimeSettings(steps=2, copies=3, lr=1e-3, samples_per_batch=2)
-    whole = evaluate_condition(model, dataset, list(range(5)), settings, lambda x: x, torch.device("cpu"))
-    pieces = evaluate_condition(model, dataset, list(range(5)), settings, lambda x: x, torch.device("cpu"), chunk=2)
-    assert whole["accuracy_per_step"] == pieces["accuracy_per_step"]
-    assert whole["loss_per_step"] == pytest.approx(pieces["loss_per_step"], abs=1e-6)
+    for reset in ("episodic", "online"):  # online: the stream goes on across chunks
+        settings = TestTimeSettings(steps=2, copies=3, lr=1e-2, samples_per_batch=2, reset=reset)
+        whole = evaluate_condition(model, dataset, list(range(5)), settings, lambda x: x, torch.device("cpu"))
+        pieces = evaluate_condition(model, dataset, list(range(5)), settings, lambda x: x, torch.device("cpu"), chunk=1)
+        assert whole["accuracy_per_step"] == pieces["accuracy_per_step"], reset
+        assert whole["loss_per_step"] == pytest.approx(pieces["loss_per_step"], abs=1e-6), reset
+    online = evaluate_condition(model, dataset, list(range(5)), settings, lambda x: x, torch.device("cpu"))
+    episodic = evaluate_condition(model, dataset, list(range(5)), TestTimeSettings(
+        steps=2, copies=3, lr=1e-2, samples_per_batch=2), lambda x: x, torch.device("cpu"))
+    assert online["loss_per_step"] != pytest.approx(episodic["loss_per_step"], abs=1e-6)
 
 
 def test_demo_smoke(tmp_path):
