@@ -224,10 +224,11 @@ def probe_config(cfg: Any, checkpoint: str | None) -> Any:
     from mmengine.config import Config
 
     section = cfg.get("ttt_probe")
+    if cfg.model.get("type") != "ttt_mae":
+        raise ValueError(f"config {cfg.filename}: the probe stage is TTT-MAE's (model type ttt_mae), got "
+                         f"{cfg.model.get('type')!r} (TTT trains jointly: maekit train)")
     if not section or "data" not in section or "schedule" not in section:
         raise ValueError(f"config {cfg.filename}: no 'ttt_probe' section with 'data' and 'schedule' (the classifier's training)")
-    if cfg.model.get("type") != "ttt_mae":
-        raise ValueError(f"config {cfg.filename}: the probe stage is TTT-MAE's (model type ttt_mae), got {cfg.model.get('type')!r}")
     if checkpoint is None:
         raise ValueError("the probe stage reads a pre-trained MAE: give --checkpoint (a maekit train checkpoint with the decoder)")
     return Config(dict(model={**cfg.model, "stage": "probe", "checkpoint": str(checkpoint)}, data=section["data"],

@@ -155,8 +155,8 @@ def load_mae_with_decoder(model: TTTMAE, checkpoint: str | list[str], require_cl
             if any(k.startswith("classifier.") for k in classifier) and "probe_iterations" not in classifier:
                 state.pop("probe_iterations", None)  # a later (reference) probe file replaces an earlier count
             state.update({**(convert_state_dict(rest) if rest else {}), **classifier})
-        except CheckpointError as error:
-            raise ValueError(str(error)) from error
+        except CheckpointError as error:  # e.g. a TTT rotation checkpoint given to a TTT-MAE config
+            raise ValueError(f"{path}: not an MAE checkpoint this TTT-MAE config can read ({error})") from error
     if not any(key.startswith("decoder.") for key in state):
         raise ValueError(f"{', '.join(map(str, files))}: no decoder weights; TTT-MAE adapts through the MAE decoder, so it "
                          f"needs a full pre-training checkpoint (maekit train's, or the official *_full file), not an "
