@@ -107,10 +107,9 @@ def _is_number(value: Any, integer: bool = False) -> bool:
 
 def _has_type(name: str, value: Any) -> bool:
     """Whether a setting's value has its type (each field checked on its own, so the error names it)."""
-    if name in ("steps", "copies", "samples_per_batch", "seed"):
-        return _is_number(value, integer=True)
-    if name in ("lr", "momentum", "weight_decay"):
-        return _is_number(value)
+    expected = _EXPECTED_TYPE.get(name)
+    if expected in ("an integer", "a number"):
+        return _is_number(value, integer=expected == "an integer")
     if name == "betas":
         return isinstance(value, tuple) and len(value) == 2 and all(_is_number(b) for b in value)
     if name == "trainable":
@@ -128,12 +127,6 @@ class TestTimeResult:
     online_state: tuple | None = None  # online reset: where the stream stands, for the next call
     __test__ = False
 
-    def accuracy_per_step(self, labels: torch.Tensor) -> list[float]:
-        correct = self.logits.argmax(-1) == labels.view(-1, 1)
-        return [float(v) for v in correct.float().mean(0)]
-
-    def loss_per_step(self) -> list[float]:
-        return [float(v) for v in self.losses.mean(0)] if self.losses.numel() else []
 
 
 def select_trainable(model: nn.Module, trainable: str | Sequence[str]) -> list[str]:

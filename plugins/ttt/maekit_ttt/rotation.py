@@ -138,13 +138,6 @@ class RotationTTT(nn.Module):
     def test_time_loss(self, views: dict[str, torch.Tensor]) -> torch.Tensor:
         return F.cross_entropy(self.rotation_head(self.trunk(views["images"])), views["turns"])
 
-    def rotation_accuracy(self, images: torch.Tensor) -> torch.Tensor:
-        """Per image: how many of its four rotations the rotation head gets right (0–1)."""
-        turns = torch.arange(4).repeat_interleave(len(images))
-        rotated = torch.cat([torch.rot90(images, k, dims=(-2, -1)) for k in range(4)])
-        correct = self.rotation_head(self.trunk(rotated)).argmax(-1).cpu() == turns
-        return correct.view(4, -1).float().mean(0)
-
 
 def ttt_rotation(num_classes: int, in_chans: int = 3, depth: int = 26, width: int = 1, groups: int = 8,
                  crop_padding: int = 4, flip: bool = True, crop_fill: float = -1.0) -> RotationTTT:
