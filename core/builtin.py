@@ -16,6 +16,7 @@ CORE_COMPONENTS: list[tuple[str, str, str]] = [
     ("masker", "blockwise_mask", "maekit.nn.masking:BlockwiseMasker"),
     ("masker", "given_mask", "maekit.nn.masking:GivenMasker"),
     ("masker", "block_plus_random_mask", "maekit.nn.masking:BlockPlusRandomMasker"),
+    ("masker", "grid_block_mask", "maekit.nn.masking:GridBlockMasker"),
     ("encoder", "vit_encoder", "maekit.nn.encoder:ViTEncoder"),
     ("encoder", "transformer_encoder", "maekit.nn.encoder:TransformerEncoder"),
     ("decoder", "mae_decoder", "maekit.nn.decoder:MAEDecoder"),
@@ -42,6 +43,7 @@ CORE_COMPONENTS: list[tuple[str, str, str]] = [
     ("transform", "mae_augment", "maekit.data.views:MAEAugment"),
     ("transform", "eval_transform", "maekit.data.views:EvalTransform"),
     ("transform", "resize_center_crop", "maekit.data.views:ResizeCenterCrop"),
+    ("transform", "views", "maekit.data.multiview:MultiView"),
 ]
 
 

@@ -146,6 +146,8 @@ class AugmentedView(Dataset):
     Items are ``{"inputs", "label", "index": v}``; ``index`` also seeds the model's masking noise.
     The dataset's read runs under the same seed, so a dataset that samples while reading (a
     video clip's frames) must draw from torch's global generator.
+    A transform returning named views (a dict, :class:`~maekit.data.multiview.MultiView`) puts
+    them under ``"views"`` and the first under ``"inputs"``.
     Any other field of the dataset's samples (e.g. a caption's token ids, ``"text"``) travels
     with them untouched into the batch the method receives.
     """
@@ -170,4 +172,7 @@ class AugmentedView(Dataset):
             image = sample["inputs"]
             if self.transform is not None:
                 image = transform_naming_source(self.transform, image, self.dataset, position)
+        if isinstance(image, dict):  # named views (maekit.data.multiview): the first is the inputs
+            return {**sample, "inputs": next(iter(image.values())), "views": image, "label": sample.get("label", -1),
+                    "index": virtual_index}
         return {**sample, "inputs": image, "label": sample.get("label", -1), "index": virtual_index}

@@ -50,10 +50,15 @@ class MAEDecoder(Decoder):
         return torch.cat([prefix, fill_mask_tokens(visible, mask.ids_restore, self.mask_token)], dim=1)
 
     def forward(self, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> torch.Tensor:
+        return self.forward_with_prefix(latents, mask, tokens)[:, self.num_prefix_tokens:]
+
+    def forward_with_prefix(self, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> torch.Tensor:
+        """The prediction at the prefix (cls) positions too: B×(P+N)×out (SDMAE's contrastive head
+        reads the decoder's cls position)."""
         x = self.with_mask_tokens(latents, mask)
         x = x + self.position_embedding(tokens).to(x.dtype)
         x = self.norm(self.run_blocks(x, tokens))
-        return self.pred(x)[:, self.num_prefix_tokens:]
+        return self.pred(x)
 
     def run_blocks(self, x: torch.Tensor, tokens: Tokens) -> torch.Tensor:
         """The blocks over prefix + every token (B×(P+N)×D). A decoder whose blocks see the token

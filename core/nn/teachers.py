@@ -43,12 +43,16 @@ class Teacher(nn.Module):
     ``mode``: "frozen" or "ema". ``momentum``: a number or schedule (EMA only). ``update_every``:
     "iter" or "epoch". ``student``: the dotted path, inside the owning method, of the module it
     follows. ``source``: where a frozen teacher's weights came from (with their sha256).
+    ``batch_stats``: its BatchNorm layers normalise with the batch's own statistics while the
+    owner trains, as a momentum branch left in train mode does (CMAE's target projector, SDMAE's
+    momentum head, MoCo); otherwise (and in eval) with their running statistics.
     """
 
     updates: torch.Tensor
 
     def __init__(self, module: nn.Module, mode: str = "ema", momentum: Schedule | float | Mapping[str, Any] = 0.999,
-                 update_every: str = "iter", student: str = "encoder", source: str | None = None) -> None:
+                 update_every: str = "iter", student: str = "encoder", source: str | None = None,
+                 batch_stats: bool = False) -> None:
         super().__init__()
         if mode not in ("frozen", "ema"):
             raise ValueError(f"teacher mode must be 'frozen' or 'ema', got {mode!r}")
@@ -56,6 +60,7 @@ class Teacher(nn.Module):
             raise ValueError(f"teacher update_every must be 'iter' or 'epoch', got {update_every!r}")
         self.module = module.requires_grad_(False).eval()
         self.mode, self.update_every, self.student, self.source = mode, update_every, student, source
+        self.batch_stats = bool(batch_stats)
         self.momentum = build_schedule(momentum)
         if mode == "ema" and update_every == "epoch" and not self.momentum.by_epoch and not isinstance(self.momentum, ConstantSchedule):
             raise ValueError(f"a teacher updated once per epoch needs a momentum schedule counted in epochs "
@@ -66,6 +71,10 @@ class Teacher(nn.Module):
     def train(self, mode: bool = True) -> "Teacher":
         super().train(mode)
         self.module.eval()  # a teacher never drops paths or tokens
+        if mode and self.batch_stats:
+            for layer in self.module.modules():
+                if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)):
+                    layer.train()
         return self
 
     @torch.no_grad()
@@ -168,13 +177,13 @@ def update_teachers(model: nn.Module, iteration: int, iters_per_epoch: int | Non
 
 
 def ema_teacher(module: nn.Module | dict, momentum: Schedule | float | Mapping[str, Any] = 0.999,
-                update_every: str = "iter", student: str = "encoder") -> Teacher:
+                update_every: str = "iter", student: str = "encoder", batch_stats: bool = False) -> Teacher:
     """An EMA teacher around ``module`` (built, or a config of a registered encoder). Give a copy of
     the student to start from its weights (BootMAE), or a fresh module to start from its own
-    random init (SdAE)."""
+    random init (SdAE). ``batch_stats``: see :class:`Teacher`."""
     from maekit.registry import build
 
-    return Teacher(build("encoder", module), "ema", momentum, update_every, student)
+    return Teacher(build("encoder", module), "ema", momentum, update_every, student, batch_stats=batch_stats)
 
 
 def frozen_teacher(module: nn.Module | dict, checkpoint: str | Path | None = None,

@@ -8,25 +8,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from maekit.nn.base import Loss
+from maekit.nn.contrastive import gather_features  # every process's features, this one's with gradient
 from maekit.structures import Mask
 
 __all__ = ["ContrastiveLoss", "gather_features"]
 
 MAX_LOGIT_SCALE = math.log(100.0)
-
-
-def gather_features(features: torch.Tensor) -> torch.Tensor:
-    """Every process's features concatenated in rank order, this process's part keeping its
-    gradient (open_clip's default, ``gather_with_grad=False``); the local tensor when not
-    distributed. Each rank then computes the loss over the global batch."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return features
-    gathered = [torch.empty_like(features) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, features.detach().contiguous())
-    gathered[dist.get_rank()] = features
-    return torch.cat(gathered)
 
 
 class ContrastiveLoss(Loss):

@@ -1,0 +1,144 @@
+"""Contrast between views: projector/predictor MLPs, features gathered across processes, and
+InfoNCE with in-batch negatives (gathered under DDP) or a memory bank of negatives.
+
+Under DDP, :class:`InfoNCE` follows MoCo v3 and CMAE: each process scores its own queries against
+the keys of every process (gathered, without gradient), the positive of local query ``i`` being
+global key ``rank·B + i``. Each process's loss is the mean over its own queries, so the mean of
+the processes' losses — which DDP's gradient averaging differentiates — is exactly the loss of
+the global batch (``tests/test_contrastive.py`` checks it with two gloo processes).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["gather_features", "MLPProjector", "InfoNCE", "symmetric_info_nce", "rank_and_world"]
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the process count (0, 1 when not distributed)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_features(features: torch.Tensor, keep_gradient: bool = True) -> torch.Tensor:
+    """Every process's ``features`` concatenated in rank order; this process's own part keeps its
+    gradient when ``keep_gradient`` (open_clip's default ``gather_with_grad=False``), the others
+    never do. The local tensor when not distributed."""
+    import torch.distributed as dist
+
+    rank, world = rank_and_world()
+    if world == 1:
+        return features if keep_gradient else features.detach()
+    gathered = [torch.empty_like(features) for _ in range(world)]
+    dist.all_gather(gathered, features.detach().contiguous())
+    if keep_gradient:
+        gathered[rank] = features
+    return torch.cat(gathered)
+
+
+class MLPProjector(nn.Sequential):
+    """Linear → BatchNorm → ReLU, repeated, then a last Linear (and optionally a last BatchNorm):
+    mmselfsup's ``NonLinearNeck`` (CMAE's projector and predictor: 2 layers, bias on all but the
+    last Linear, no last BN, BN eps 1e-6) and MoCo v3's ``_build_mlp`` (SDMAE: no biases, a last BN
+    without affine). ``layers`` counts the Linears. Input B×D (or B×1×D, squeezed)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2, bias: bool = True,
+                 last_bias: bool = False, last_bn: bool = False, last_bn_affine: bool = True, bn_eps: float = 1e-5) -> None:
+        if layers < 1:
+            raise ValueError(f"a projector has at least one layer, got {layers}")
+        modules: list[nn.Module] = []
+        for i in range(layers):
+            last = i == layers - 1
+            width_in, width_out = in_dim if i == 0 else hidden_dim, out_dim if last else hidden_dim
+            modules.append(nn.Linear(width_in, width_out, bias=last_bias if last else bias))
+            if not last:
+                modules += [nn.BatchNorm1d(width_out, eps=bn_eps), nn.ReLU(inplace=True)]
+            elif last_bn:
+                modules.append(nn.BatchNorm1d(width_out, eps=bn_eps, affine=last_bn_affine))
+        super().__init__(*modules)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3 and x.shape[1] == 1:
+            x = x[:, 0]
+        return super().forward(x)
+
+
+class InfoNCE(nn.Module):
+    """One direction of InfoNCE: ``CE(q·kᵀ/τ, positives)`` over unit-normalised queries and keys.
+
+    ``tau``: temperature. ``scale_2tau``: multiply by 2τ (MoCo v3, CMAE, SDMAE). ``gather``:
+    "keys" scores local queries against every process's keys (module docstring), "none" against
+    the local keys only (SDMAE's local-batch negatives). ``queue``: size of a memory bank of past
+    keys used as further negatives (MoCo v2; MACRL): logits = [q·k₊, q·bank], the positive first;
+    after each training call the (gathered) keys replace the oldest entries. The bank starts as
+    random unit vectors, as MoCo's, and is a buffer: checkpoints carry it.
+
+    Returns ``{"loss": value, "accuracy": share of queries whose positive scores highest}``.
+    """
+
+    bank: torch.Tensor
+    bank_pointer: torch.Tensor
+
+    def __init__(self, tau: float = 0.07, scale_2tau: bool = False, gather: str = "keys", queue: int = 0,
+                 dim: int | None = None) -> None:
+        super().__init__()
+        if not tau > 0:
+            raise ValueError(f"InfoNCE temperature tau must be positive, got {tau!r}")
+        if gather not in ("keys", "none"):
+            raise ValueError(f"InfoNCE gather must be 'keys' or 'none', got {gather!r}")
+        if queue < 0 or (queue and not dim):
+            raise ValueError(f"an InfoNCE memory bank needs queue >= 0 and the feature dim, got queue={queue}, dim={dim}")
+        self.tau, self.scale_2tau, self.gather, self.queue = float(tau), bool(scale_2tau), gather, int(queue)
+        if queue:
+            self.register_buffer("bank", F.normalize(torch.randn(queue, int(dim or 0)), dim=1))
+            self.register_buffer("bank_pointer", torch.zeros((), dtype=torch.long))
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor) -> dict[str, torch.Tensor]:
+        if query.dim() != 2 or query.shape != key.shape:
+            raise ValueError(f"InfoNCE expects queries and keys of one shape B×D, got {tuple(query.shape)} and {tuple(key.shape)}")
+        query = F.normalize(query.float(), dim=1)
+        key = F.normalize(key.float(), dim=1).detach()
+        rank, world = rank_and_world()
+        if self.queue:
+            everyone = gather_features(key, keep_gradient=False) if self.gather == "keys" else key
+            positives = (query * key).sum(dim=1, keepdim=True)
+            logits = torch.cat([positives, query @ self.bank.t().to(query.dtype)], dim=1) / self.tau
+            labels = torch.zeros(len(query), dtype=torch.long, device=query.device)
+            if self.training:
+                self.enqueue(everyone)
+        else:
+            keys = gather_features(key, keep_gradient=False) if self.gather == "keys" else key
+            offset = rank * len(query) if self.gather == "keys" else 0
+            logits = query @ keys.t() / self.tau
+            labels = torch.arange(len(query), device=query.device) + offset
+        loss = F.cross_entropy(logits, labels)
+        if self.scale_2tau:
+            loss = loss * (2 * self.tau)
+        accuracy = (logits.argmax(dim=1) == labels).float().mean().detach()
+        return {"loss": loss, "accuracy": accuracy}
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        """The newest keys replace the oldest entries of the bank (wrapping around)."""
+        keys = keys[-self.queue:]
+        start = int(self.bank_pointer)
+        rows = (torch.arange(len(keys), device=keys.device) + start) % self.queue
+        self.bank[rows] = keys.to(self.bank.dtype)
+        self.bank_pointer.fill_((start + len(keys)) % self.queue)
+
+    def extra_repr(self) -> str:
+        return f"tau={self.tau}, scale_2tau={self.scale_2tau}, gather={self.gather!r}, queue={self.queue}"
+
+
+def symmetric_info_nce(loss: InfoNCE, first: Sequence[torch.Tensor], second: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``loss(q₁, k₂) + loss(q₂, k₁)`` for (query, key) pairs ``first`` = (q₁, k₁) and
+    ``second`` = (q₂, k₂) (MoCo v3's and SDMAE's symmetric sum); accuracy averaged."""
+    one, two = loss(first[0], second[1]), loss(second[0], first[1])
+    return {"loss": one["loss"] + two["loss"], "accuracy": (one["accuracy"] + two["accuracy"]) / 2}

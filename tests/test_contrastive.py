@@ -1,0 +1,214 @@
+"""Views of one sample, grid-block masking, projectors, InfoNCE (in-batch, gathered across two gloo
+processes, with a memory bank) and a teacher whose BatchNorm uses batch statistics — each checked
+against a direct computation."""
+from __future__ import annotations
+
+import re
+import socket
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from maekit.data.multiview import MultiView
+from maekit.data.views import AugmentedView, mix_seed
+from maekit.nn.contrastive import InfoNCE, MLPProjector, gather_features, symmetric_info_nce
+from maekit.nn.masking import GridBlockMasker
+from maekit.nn.teachers import ema_teacher
+from maekit.structures import Tokens
+
+
+class Ramp(torch.utils.data.Dataset):
+    """Images whose pixel values say where they came from (a crop's offset is readable)."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> dict:
+        y, x = torch.meshgrid(torch.arange(40.0), torch.arange(40.0), indexing="ij")
+        return {"inputs": ((y * 40 + x) / 2000 + index / 100).expand(3, 40, 40).clone(), "label": index}
+
+
+def shift_views(max_shift: int = 7) -> MultiView:
+    return MultiView(views=dict(online=[dict(type="crop", size=32, position="top_left")],
+                                target=[dict(type="crop", size=32, position="shift", max_shift=max_shift),
+                                        dict(type="color_jitter", p=0.0)]),
+                     mean=(0.0,) * 3, std=(1.0,) * 3)
+
+
+def test_views_are_named_shift_as_cmae_and_travel_in_the_batch():
+    views = AugmentedView(Ramp(), shift_views(), seed=3)
+    sample = views[5]
+    assert list(sample["views"]) == ["online", "target"]
+    assert torch.equal(sample["inputs"], sample["views"]["online"])
+    image = Ramp()[5 % 4]["inputs"]
+    assert torch.equal(sample["views"]["online"], image[:, :32, :32])  # the unshifted top-left crop
+    target = sample["views"]["target"]
+    # the target is the same image shifted by (dy, dx) in 0..7: find the offset from its corner
+    corner = (target[0, 0, 0] - (5 % 4) / 100) * 2000
+    dy, dx = int(round(corner.item())) // 40, int(round(corner.item())) % 40
+    assert 0 <= dy <= 7 and 0 <= dx <= 7
+    assert torch.equal(target, image[:, dy:dy + 32, dx:dx + 32])
+    offsets = set()
+    for index in range(40):
+        corner = int(round(((views[index]["views"]["target"][0, 0, 0] - (index % 4) / 100) * 2000).item()))
+        offsets.add((corner // 40, corner % 40))
+    assert len(offsets) > 10 and all(0 <= dy <= 7 and 0 <= dx <= 7 for dy, dx in offsets)
+    # seeded per (seed, virtual index): the same item again is the same; a resumed run sees it
+    assert torch.equal(views[5]["views"]["target"], target)
+    batch = torch.utils.data.default_collate([views[i] for i in range(3)])
+    assert batch["views"]["target"].shape == (3, 3, 32, 32)
+
+
+def test_views_share_the_shared_steps_and_draw_their_own_independently():
+    shared = [dict(type="resized_crop", size=36, scale=(0.3, 1.0)), dict(type="hflip")]
+    plain = MultiView(views=dict(a=[dict(type="crop", size=32, position="random")], b=[dict(type="crop", size=32, position="random")]),
+                      shared=shared, mean=(0.0,) * 3, std=(1.0,) * 3)
+    # b's draws do not depend on a's: a view that draws more (noise) leaves b as it was
+    noisy = MultiView(views=dict(a=[dict(type="crop", size=32, position="random"), dict(type="noise", std=0.1)],
+                                 b=[dict(type="crop", size=32, position="random")]),
+                      shared=shared, mean=(0.0,) * 3, std=(1.0,) * 3)
+    image = torch.rand(3, 48, 48)
+    torch.manual_seed(mix_seed(0, 11))
+    first = plain(image)
+    torch.manual_seed(mix_seed(0, 11))
+    second = noisy(image)
+    assert torch.equal(first["b"], second["b"])
+    assert not torch.equal(first["a"], second["a"])
+
+
+@pytest.mark.parametrize("spec, message", [
+    (dict(online=[dict(type="croop", size=8)]), "unknown view step 'croop' (did you mean 'crop'?)"),
+    (dict(online=[dict(type="crop", size=8, positon="random")]), "crop has no argument 'positon' (did you mean 'position'?)"),
+    (dict(online=[dict(type="crop", size=8, position="left")]), "views.online[0]: crop position must be one of"),
+    (dict(online=dict(type="crop", size=8)), "views.online: a view is a list of steps"),
+])
+def test_view_errors_name_the_step(spec, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        MultiView(views=spec)
+
+
+def test_a_shift_larger_than_the_image_allows_is_an_error():
+    views = MultiView(views=dict(t=[dict(type="crop", size=32, position="shift", max_shift=31)]))
+    with pytest.raises(ValueError, match="needs an image of at least 63 px a side, got 40×40"):
+        views(torch.rand(3, 40, 40))
+
+
+def test_grid_block_mask_removes_whole_blocks_at_the_reference_count():
+    grid = (14, 14)
+    tokens = Tokens(torch.zeros(3, 196, 1), torch.zeros(3, 196, 2), {"grid_size": grid})
+    masker = GridBlockMasker(0.65, block=2)
+    noise = torch.rand(3, 49)
+    mask = masker(tokens, noise=noise)
+    assert mask.num_visible == 68 and int(mask.masked[0].sum()) == 128  # int(49·0.35) = 17 blocks
+    blocks = mask.masked.view(3, 7, 2, 7, 2).permute(0, 1, 3, 2, 4).reshape(3, 49, 4)
+    assert torch.all((blocks.sum(-1) == 0) | (blocks.sum(-1) == 4))  # every 2×2 block whole
+    # the 17 blocks of lowest noise are the visible ones (the reference's argsort rule)
+    expected = torch.ones(3, 49)
+    expected.scatter_(1, torch.argsort(noise, dim=1)[:, :17], 0.0)
+    torch.testing.assert_close(blocks[..., 0], expected)
+    assert torch.equal(torch.gather(mask.masked, 1, mask.ids_keep), torch.zeros(3, 68))
+    with pytest.raises(ValueError, match="does not divide into 3×3 blocks"):
+        GridBlockMasker(0.5, block=3)(tokens)
+
+
+def test_projector_layouts_match_the_references():
+    cmae = MLPProjector(768, 1536, 256, layers=2, bias=True, last_bias=False, last_bn=False, bn_eps=1e-6)
+    assert [type(m).__name__ for m in cmae] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+    assert cmae[0].bias is not None and cmae[3].bias is None and cmae[1].eps == 1e-6
+    sdmae = MLPProjector(768, 4096, 768, layers=3, bias=False, last_bn=True, last_bn_affine=False)
+    assert [type(m).__name__ for m in sdmae] == ["Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU",
+                                                 "Linear", "BatchNorm1d"]
+    assert sdmae[-1].weight is None and all(m.bias is None for m in sdmae if isinstance(m, torch.nn.Linear))
+    assert cmae(torch.randn(4, 1, 768)).shape == (4, 256)
+
+
+def direct_info_nce(q: torch.Tensor, k: torch.Tensor, tau: float) -> torch.Tensor:
+    q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
+    rows = [-(torch.exp(q[i] @ k[i] / tau) / torch.exp(q[i] @ k.t() / tau).sum()).log() for i in range(len(q))]
+    return torch.stack(rows).mean()
+
+
+def test_info_nce_is_the_direct_formula_and_scales_by_two_tau():
+    torch.manual_seed(0)
+    q, k = torch.randn(6, 5), torch.randn(6, 5)
+    out = InfoNCE(tau=0.07, scale_2tau=True, gather="none")(q, k)
+    torch.testing.assert_close(out["loss"], 2 * 0.07 * direct_info_nce(q, k, 0.07))
+    both = symmetric_info_nce(InfoNCE(tau=1.0, gather="none"), (q, k), (k.flip(0), q.flip(0)))
+    torch.testing.assert_close(both["loss"], direct_info_nce(q, q.flip(0), 1.0) + direct_info_nce(k.flip(0), k, 1.0))
+
+
+def test_memory_bank_negatives_and_wraparound():
+    torch.manual_seed(0)
+    loss = InfoNCE(tau=0.2, gather="none", queue=5, dim=4)
+    bank = loss.bank.clone()
+    q, k = torch.randn(3, 4), torch.randn(3, 4)
+    out = loss(q, k)
+    qn, kn = F.normalize(q, dim=1), F.normalize(k, dim=1)
+    logits = torch.cat([(qn * kn).sum(1, keepdim=True), qn @ bank.t()], dim=1) / 0.2
+    torch.testing.assert_close(out["loss"], F.cross_entropy(logits, torch.zeros(3, dtype=torch.long)))
+    torch.testing.assert_close(loss.bank[:3], kn)  # the keys took the oldest places
+    loss(q, k)  # 3 more: two at the end, one wrapping to the start
+    torch.testing.assert_close(loss.bank[3:], kn[:2])
+    torch.testing.assert_close(loss.bank[0], kn[2])
+    assert int(loss.bank_pointer) == 1
+    loss.eval()
+    before = loss.bank.clone()
+    loss(q, k)
+    assert torch.equal(loss.bank, before)  # evaluation leaves the bank alone
+
+
+def _two_process_info_nce(rank: int, port: int, q: torch.Tensor, k: torch.Tensor, results) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        half = len(q) // 2
+        local_q = q[rank * half:(rank + 1) * half].clone().requires_grad_(True)
+        out = InfoNCE(tau=0.1, scale_2tau=True)(local_q, k[rank * half:(rank + 1) * half])
+        out["loss"].backward()
+        gathered = gather_features(local_q.detach())
+        results[rank] = (out["loss"].item(), local_q.grad.clone(), gathered)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_together_compute_the_global_batch_loss_and_gradient():
+    import torch.multiprocessing as mp
+
+    torch.manual_seed(0)
+    q, k = torch.randn(8, 5), torch.randn(8, 5)
+    whole = q.clone().requires_grad_(True)
+    expected = InfoNCE(tau=0.1, scale_2tau=True)(whole, k)["loss"]
+    expected.backward()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_two_process_info_nce, args=(port, q, k, results), nprocs=2, join=True)
+    losses = [results[rank][0] for rank in range(2)]
+    # each rank: its own queries against all 8 keys; DDP averages the ranks, which is the global loss
+    assert sum(losses) / 2 == pytest.approx(expected.item(), rel=1e-6)
+    assert losses[0] != pytest.approx(losses[1])
+    for rank in range(2):
+        # DDP's average of the ranks' gradients: half of each rank's own rows' gradient
+        torch.testing.assert_close(results[rank][1] / 2, whole.grad[rank * 4:(rank + 1) * 4])
+        torch.testing.assert_close(results[rank][2], q)  # gathered in rank order
+
+
+def test_batch_stats_teacher_normalises_with_the_batch_and_stays_out_of_gradients():
+    torch.manual_seed(0)
+    student = MLPProjector(4, 8, 3, layers=2)
+    teacher = ema_teacher(MLPProjector(4, 8, 3, layers=2), momentum=0.9, student="projector", batch_stats=True)
+    teacher.copy_from(student)
+    teacher.train()
+    x = torch.randn(16, 4) * 3 + 2
+    student.train()
+    torch.testing.assert_close(teacher(x), student(x))  # train-mode BN on both: batch statistics
+    assert not any(p.requires_grad for p in teacher.parameters())
+    teacher.eval()
+    student.eval()
+    torch.testing.assert_close(teacher(x), student(x))
+    frozen = ema_teacher(MLPProjector(4, 8, 3, layers=2), student="projector")
+    frozen.train()
+    assert not frozen.module[1].training  # without batch_stats every layer stays in eval
