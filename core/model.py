@@ -11,7 +11,7 @@ from maekit.nn.base import Decoder, Encoder, Loss, Masker, NoiseSource, Patchifi
 from maekit.registry import build
 from maekit.structures import ForwardPass, Mask, Prediction, Tokens
 
-__all__ = ["MaskedAutoencoder", "MaskTokenModel", "ComponentSpec", "build_model", "seeded_noise"]
+__all__ = ["MaskedAutoencoder", "MaskTokenModel", "ComponentSpec", "build_model", "seeded_noise", "noise_for_views"]
 
 ComponentSpec = Union[nn.Module, dict[str, Any]]
 
@@ -85,10 +85,11 @@ class MaskedAutoencoder(nn.Module):
         return {}
 
     # -- the pass ---------------------------------------------------------------------------
-    def run_steps(self, batch: Any, noise: NoiseSource = None) -> ForwardPass:
-        """The whole pass, top to bottom."""
+    def run_steps(self, batch: Any, noise: NoiseSource = None, masker: Masker | None = None) -> ForwardPass:
+        """The whole pass, top to bottom. ``masker``: one other than the model's own for this pass
+        (MACRL's second branch masks at its own ratio)."""
         tokens = self.tokenize(batch)
-        mask = self.make_mask(tokens, noise)
+        mask = self.make_mask(tokens, noise) if masker is None else masker(tokens, noise=noise)
         target = self.make_target(tokens, batch, mask)
         latents, taps = self.encode_visible(self.encoder_input(batch, tokens, mask))
         pred = self.decode(latents, mask, tokens, taps)
@@ -141,6 +142,26 @@ def seeded_noise(seed: int) -> Callable[[tuple[int, ...], torch.device], torch.T
         return torch.rand(shape, generator=torch.Generator().manual_seed(seed)).to(device)
 
     return draw
+
+
+def noise_for_views(noise: NoiseSource, views: int) -> list[Callable[[tuple[int, ...], torch.device], torch.Tensor]]:
+    """Masking noise for ``views`` passes over the same samples: source ``k`` gives rows ``k::views``
+    of one draw of ``views·B`` rows (sample-major, the training engine's convention for several
+    views of a sample: view 0 draws what a single view would), drawn once and reused. One view:
+    the same mask for every pass that asks (SDMAE's two views share a mask); two: independent
+    masks per branch (MACRL)."""
+    drawn: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def source(view: int) -> Callable[[tuple[int, ...], torch.device], torch.Tensor]:
+        def draw(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+            if shape not in drawn:
+                from maekit.nn.masking import draw_noise
+
+                drawn[shape] = draw_noise((shape[0] * views, *shape[1:]), noise, device)
+            return drawn[shape][view::views]
+        return draw
+
+    return [source(view) for view in range(views)]
 
 
 def build_model(cfg: dict[str, Any]) -> nn.Module:

@@ -45,10 +45,11 @@ class DigitsDataset(Dataset):
     """scikit-learn's handwritten digits (1797 8×8 images, 10 classes), upsampled to ``size``.
 
     ``split`` is a fixed stratified 80/20 split ("train" 1437 images, "test" 360) or "all".
-    Values are scaled from 0–16 to [0, 1]; one channel, or three replicated.
+    Values are scaled from 0–16 to [0, 1]; one channel, or three replicated. ``fraction`` keeps a
+    stratified share of the split (0.1 of "train": 143 images), the same for a given ``seed``.
     """
 
-    def __init__(self, split: str = "train", size: int = 32, channels: int = 1, seed: int = 0) -> None:
+    def __init__(self, split: str = "train", size: int = 32, channels: int = 1, seed: int = 0, fraction: float = 1.0) -> None:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
 
@@ -61,6 +62,13 @@ class DigitsDataset(Dataset):
             train, test = train_test_split(np.arange(len(labels)), test_size=0.2, stratify=digits.target,
                                            random_state=seed)
             keep = torch.from_numpy(train if split == "train" else test)
+            images, labels = images[keep], labels[keep]
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"digits fraction must be in (0, 1], got {fraction!r}")
+        if fraction < 1.0:  # a stratified share of the split (small-data experiments)
+            share, _ = train_test_split(np.arange(len(labels)), train_size=fraction, stratify=labels.numpy(),
+                                        random_state=seed)
+            keep = torch.from_numpy(np.sort(share))
             images, labels = images[keep], labels[keep]
         images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
         self.images = images.expand(-1, channels, -1, -1).contiguous()

@@ -109,7 +109,8 @@ class InfoNCE(nn.Module):
         if self.queue:
             everyone = gather_features(key, keep_gradient=False) if self.gather == "keys" else key
             positives = (query * key).sum(dim=1, keepdim=True)
-            logits = torch.cat([positives, query @ self.bank.t().to(query.dtype)], dim=1) / self.tau
+            # a copy: the bank changes in place below, and backward needs the negatives as they were
+            logits = torch.cat([positives, query @ self.bank.clone().t().to(query.dtype)], dim=1) / self.tau
             labels = torch.zeros(len(query), dtype=torch.long, device=query.device)
             if self.training:
                 self.enqueue(everyone)

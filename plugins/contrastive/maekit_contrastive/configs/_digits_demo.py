@@ -1,0 +1,14 @@
+# What the contrastive demos share with core's mae_demo_digits: its encoder (128 wide, 4 blocks,
+# patch 4 on 32×32 digits: an 8×8 grid), data, schedule (1000 iterations of batch 64, blr 5e-3) and
+# probe, so `maekit demo cmae|macrl|sdmae` compares with plain MAE at the same budget.
+data = dict(
+    dataset=dict(type="digits", split="train", size=32, channels=1),
+    batch_size=64,
+    num_workers=0,
+)
+schedule = dict(max_iters=1000, warmup_iters=50, blr=5e-3, weight_decay=0.05, betas=(0.9, 0.95))
+checkpoint_interval = 500
+log_interval = 50
+seed = 0
+probe = dict(train=dict(type="digits", split="train", size=32, channels=1),
+             test=dict(type="digits", split="test", size=32, channels=1))
