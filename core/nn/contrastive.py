@@ -77,7 +77,7 @@ class InfoNCE(nn.Module):
     "keys" scores local queries against every process's keys (module docstring), "none" against
     the local keys only (SDMAE's local-batch negatives). ``queue``: size of a memory bank of past
     keys used as further negatives (MoCo v2; MACRL): logits = [q·k₊, q·bank], the positive first;
-    after each training call the (gathered) keys replace the oldest entries. The bank starts as
+    after each training call the (gathered) keys replace the oldest entries (:meth:`remember`). The bank starts as
     random unit vectors, as MoCo's, and is a buffer: checkpoints carry it.
 
     Returns ``{"loss": value, "accuracy": share of queries whose positive scores highest}``.
@@ -100,23 +100,23 @@ class InfoNCE(nn.Module):
             self.register_buffer("bank", F.normalize(torch.randn(queue, int(dim or 0)), dim=1))
             self.register_buffer("bank_pointer", torch.zeros((), dtype=torch.long))
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, query: torch.Tensor, key: torch.Tensor, remember: bool = True) -> dict[str, torch.Tensor]:
+        """The loss of ``query`` against ``key``; with a bank, a training call then stores the
+        keys (``remember=False`` leaves that to the caller, e.g. after both directions)."""
         if query.dim() != 2 or query.shape != key.shape:
             raise ValueError(f"InfoNCE expects queries and keys of one shape B×D, got {tuple(query.shape)} and {tuple(key.shape)}")
         query = F.normalize(query.float(), dim=1)
         key = F.normalize(key.float(), dim=1).detach()
-        rank, world = rank_and_world()
         if self.queue:
-            everyone = gather_features(key, keep_gradient=False) if self.gather == "keys" else key
             positives = (query * key).sum(dim=1, keepdim=True)
-            # a copy: the bank changes in place below, and backward needs the negatives as they were
-            logits = torch.cat([positives, query @ self.bank.clone().t().to(query.dtype)], dim=1) / self.tau
+            # a copy: the bank changes in place when keys are stored, and backward needs it as it was
+            logits = torch.cat([positives, query @ self.bank.clone().t()], dim=1) / self.tau
             labels = torch.zeros(len(query), dtype=torch.long, device=query.device)
-            if self.training:
-                self.enqueue(everyone)
+            if remember:
+                self.remember(key)
         else:
             keys = gather_features(key, keep_gradient=False) if self.gather == "keys" else key
-            offset = rank * len(query) if self.gather == "keys" else 0
+            offset = rank_and_world()[0] * len(query) if self.gather == "keys" else 0
             logits = query @ keys.t() / self.tau
             labels = torch.arange(len(query), device=query.device) + offset
         loss = F.cross_entropy(logits, labels)
@@ -126,8 +126,13 @@ class InfoNCE(nn.Module):
         return {"loss": loss, "accuracy": accuracy}
 
     @torch.no_grad()
-    def enqueue(self, keys: torch.Tensor) -> None:
-        """The newest keys replace the oldest entries of the bank (wrapping around)."""
+    def remember(self, key: torch.Tensor) -> None:
+        """In training, the keys (unit-normalised, every process's when gathering) replace the
+        oldest entries of the bank, wrapping around; nothing without a bank or in evaluation."""
+        if not self.queue or not self.training:
+            return
+        key = F.normalize(key.float(), dim=1)
+        keys = gather_features(key, keep_gradient=False) if self.gather == "keys" else key
         keys = keys[-self.queue:]
         start = int(self.bank_pointer)
         rows = (torch.arange(len(keys), device=keys.device) + start) % self.queue
@@ -139,7 +144,12 @@ class InfoNCE(nn.Module):
 
 
 def symmetric_info_nce(loss: InfoNCE, first: Sequence[torch.Tensor], second: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``loss(q₁, k₂) + loss(q₂, k₁)`` for (query, key) pairs ``first`` = (q₁, k₁) and
-    ``second`` = (q₂, k₂) (MoCo v3's and SDMAE's symmetric sum); accuracy averaged."""
-    one, two = loss(first[0], second[1]), loss(second[0], first[1])
+    """``loss(q₁, k₂) + loss(q₂, k₁)`` for the (query, key) pairs of two views, ``first`` = (q₁, k₁)
+    and ``second`` = (q₂, k₂) (MoCo v3's and SDMAE's symmetric sum); accuracy averaged. With a
+    bank, both directions score the same bank, then k₁ and k₂ are stored (in that order), so no
+    query meets its own key among the negatives."""
+    one = loss(first[0], second[1], remember=False)
+    two = loss(second[0], first[1], remember=False)
+    loss.remember(first[1])
+    loss.remember(second[1])
     return {"loss": one["loss"] + two["loss"], "accuracy": (one["accuracy"] + two["accuracy"]) / 2}

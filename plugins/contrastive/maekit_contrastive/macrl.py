@@ -55,7 +55,7 @@ class MACRL(MaskedAutoencoder):
         out_b = self.run_steps({**batch, "inputs": weak}, noise_b, masker=self.weak_masker)
         reconstruction_a, reconstruction_b = self.compute_loss(out_a)["loss"], self.compute_loss(out_b)["loss"]
         z_a, z_b = self.projection(out_a), self.projection(out_b)
-        contrast = symmetric_info_nce(self.contrastive, (z_a, z_b), (z_b, z_a))
+        contrast = symmetric_info_nce(self.contrastive, (z_a, z_a), (z_b, z_b))  # each branch's z: query and key
         contrastive = contrast["loss"] / 2  # the mean of the two directions
         total = reconstruction_a + reconstruction_b + self.contrastive_weight * contrastive
         return {"loss": total, "reconstruction_strong": reconstruction_a.detach(),
