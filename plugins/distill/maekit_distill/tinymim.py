@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from maekit.data.multiview import MultiView
 from maekit.methods.mae import encoder_name_for
 from maekit.nn.encoder import ViTEncoder
 from maekit.nn.patchify import ImagePatchifier
@@ -28,32 +29,22 @@ from maekit.structures import Tokens
 __all__ = ["TinyMIM", "TeacherStudentViews", "attention_relations", "relation_kl", "tinymim"]
 
 
-class TeacherStudentViews:
-    """TinyMIM's ``TwoCropsTransform``: one RandomResizedCrop (scale 0.2–1, bicubic) and flip, then
-    the teacher's view as is and the student's after ColorJitter(``jitter``), both normalised;
-    returns (2, C, H, W): teacher view first."""
+class TeacherStudentViews(MultiView):
+    """TinyMIM's ``TwoCropsTransform`` as core views (:class:`~maekit.data.multiview.MultiView`):
+    one RandomResizedCrop (scale 0.2–1, bicubic) and flip shared, then the teacher's view as is and
+    the student's after ColorJitter(``jitter``), both normalised; returns (2, C, H, W): teacher
+    view first."""
 
     def __init__(self, size: int | Sequence[int] = 224, scale: Sequence[float] = (0.2, 1.0), flip: bool = True,
                  jitter: Sequence[float] = (0.4, 0.4, 0.4), mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None) -> None:
-        from torchvision.transforms import v2
-
-        from maekit.data.views import MAEAugment
-
-        self.crop = MAEAugment(size, scale, flip=flip).augment  # MAE's crop and flip, before normalising
         brightness, contrast, saturation = (float(j) for j in jitter)
-        self.jitter = v2.ColorJitter(brightness, contrast, saturation)
-        self.size, self.mean, self.std = size, mean, std
+        shared = [dict(type="resized_crop", size=size, scale=tuple(scale))] + ([dict(type="hflip")] if flip else [])
+        student = [dict(type="color_jitter", brightness=brightness, contrast=contrast, saturation=saturation, hue=0.0, p=1.0)]
+        super().__init__(views=dict(teacher=[], student=student), shared=shared, mean=mean, std=std)
 
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        from maekit.data.views import default_mean_std
-
-        view = self.crop(image).clamp(0, 1)
-        student = self.jitter(view)
-        default_mean, default_std = default_mean_std(view.shape[0])
-        mean = torch.tensor(self.mean or default_mean).view(-1, 1, 1)
-        std = torch.tensor(self.std or default_std).view(-1, 1, 1)
-        return torch.stack([(view - mean) / std, (student.clamp(0, 1) - mean) / std])
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return torch.stack(list(super().__call__(image).values()))
 
 
 def attention_relations(attn: Any, x: torch.Tensor, num_heads: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
