@@ -56,6 +56,11 @@ class MaskedAutoencoder(nn.Module):
                              f"inside the encoder (MaskTokenModel, e.g. MaskFeat, BEiT)")
         return tokens.take(mask.ids_keep)
 
+    #: State-dict prefixes of parts trained beside the encoder only for pre-training (a method's
+    #: projection heads, EMA copies, memory banks): an encoder-only file (``maekit export``, an
+    #: official release) loads without them, as it does without the decoder.
+    pretraining_only: tuple[str, ...] = ()
+
     #: Encoder states (block indices, as ``forward_intermediates`` counts them) that
     #: :meth:`encode_visible` keeps for the decoder, e.g. BootMAE's first and last blocks.
     encoder_taps: tuple[int, ...] = ()

@@ -69,6 +69,11 @@ def test_views_share_the_shared_steps_and_draw_their_own_independently():
                                  b=[dict(type="crop", size=32, position="random")]),
                       shared=shared, mean=(0.0,) * 3, std=(1.0,) * 3)
     image = torch.rand(3, 48, 48)
+    # two views with no steps of their own are the shared crop itself, the same for both
+    bare = MultiView(views=dict(a=[], b=[]), shared=shared, mean=(0.0,) * 3, std=(1.0,) * 3)
+    torch.manual_seed(mix_seed(0, 11))
+    both = bare(image)
+    assert torch.equal(both["a"], both["b"]) and both["a"].shape == (3, 36, 36)
     torch.manual_seed(mix_seed(0, 11))
     first = plain(image)
     torch.manual_seed(mix_seed(0, 11))
@@ -86,6 +91,29 @@ def test_views_share_the_shared_steps_and_draw_their_own_independently():
 def test_view_errors_name_the_step(spec, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         MultiView(views=spec)
+
+
+def test_the_evaluation_transform_takes_the_first_views_size():
+    from maekit.data.multiview import first_view_size
+    from maekit.data.views import EvalTransform
+
+    config = dict(type="views", shared=[dict(type="resized_crop", size=36)],
+                  views=dict(online=[dict(type="crop", size=32, position="top_left")], other=[]), mean=(0.5,), std=(0.5,))
+    assert first_view_size(config) == 32
+    assert first_view_size(dict(type="views", shared=[dict(type="resized_crop", size=(20, 24))], views=dict(a=[]))) == (20, 24)
+    assert first_view_size(dict(type="views", shared=[dict(type="resize", size=36)], views=dict(a=[]))) is None
+    evaluation = EvalTransform.matching(Ramp(), config)  # Ramp's images are 40×40
+    assert evaluation.size == (32, 32) and evaluation.mean == (0.5,)
+
+
+def test_a_shift_without_max_shift_is_an_error():
+    with pytest.raises(ValueError, match=r"views.t\[0\]: crop position='shift' needs max_shift >= 1"):
+        MultiView(views=dict(t=[dict(type="crop", size=32, position="shift")]))
+
+
+def test_a_memory_bank_needs_every_processs_keys():
+    with pytest.raises(ValueError, match="gather='keys' with queue > 0"):
+        InfoNCE(gather="none", queue=8, dim=4)
 
 
 def test_a_shift_larger_than_the_image_allows_is_an_error():
@@ -140,7 +168,7 @@ def test_info_nce_is_the_direct_formula_and_scales_by_two_tau():
 
 def test_memory_bank_negatives_and_wraparound():
     torch.manual_seed(0)
-    loss = InfoNCE(tau=0.2, gather="none", queue=5, dim=4)
+    loss = InfoNCE(tau=0.2, queue=5, dim=4)  # one process: "keys" gathers just its own
     bank = loss.bank.clone()
     q, k = torch.randn(3, 4), torch.randn(3, 4)
     out = loss(q, k)
@@ -201,7 +229,7 @@ def test_batch_stats_teacher_normalises_with_the_batch_and_stays_out_of_gradient
     student = MLPProjector(4, 8, 3, layers=2)
     teacher = ema_teacher(MLPProjector(4, 8, 3, layers=2), momentum=0.9, student="projector", batch_stats=True)
     teacher.copy_from(student)
-    teacher.train()
+    assert teacher.module[1].training  # from construction on, not only after .train()
     x = torch.randn(16, 4) * 3 + 2
     student.train()
     torch.testing.assert_close(teacher(x), student(x))  # train-mode BN on both: batch statistics
@@ -212,3 +240,38 @@ def test_batch_stats_teacher_normalises_with_the_batch_and_stays_out_of_gradient
     frozen = ema_teacher(MLPProjector(4, 8, 3, layers=2), student="projector")
     frozen.train()
     assert not frozen.module[1].training  # without batch_stats every layer stays in eval
+
+
+def test_ddp_two_processes_see_the_views_one_process_sees(tmp_path):
+    """Views are seeded per sample: 2 processes × 8 train exactly as 1 × 16 (MAE reading the first view)."""
+    import os
+    import subprocess
+    import sys
+
+    from maekit.io.checkpoint import load_state_dict
+    from tests.test_training import write_tiny_config
+
+    views = ('data["dataset"]["size"] = 20\n'
+             'data["transform"] = dict(_delete_=True, type="views", '
+             'shared=[dict(type="resized_crop", size=18, scale=(0.5, 1.0))], '
+             'views=dict(online=[dict(type="crop", size=16, position="shift", max_shift=2), dict(type="noise", std=0.1)], '
+             'other=[dict(type="crop", size=16, position="random")]))\n'
+             'optim_wrapper = dict(type="MaekitOptimWrapper", optimizer=dict(type="SGD", lr=0.5))\n')
+    configs = {}
+    for name, batch in (("one", 16), ("two", 8)):
+        (tmp_path / name).mkdir()
+        configs[name] = write_tiny_config(tmp_path / name, batch=batch, iters=3, interval=3)
+        configs[name].write_text(configs[name].read_text() + views)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = [sys.executable, "-m", "maekit.cli", "train", str(configs["one"]), "--work-dir", str(tmp_path / "w1"),
+              "--device", "cpu"]
+    double = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29523",
+              "-m", "maekit.cli", "train", str(configs["two"]), "--work-dir", str(tmp_path / "w2"), "--device", "cpu",
+              "--launcher", "pytorch"]
+    for command in (single, double):
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    a, b = load_state_dict(tmp_path / "w1" / "iter_3.pth"), load_state_dict(tmp_path / "w2" / "iter_3.pth")
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6, rtol=1e-5), (key, (a[key] - b[key]).abs().max())
+    assert (a["model.encoder.norm.weight"] - 1).abs().max() > 1e-3  # it trained

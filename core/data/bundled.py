@@ -66,6 +66,9 @@ class DigitsDataset(Dataset):
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"digits fraction must be in (0, 1], got {fraction!r}")
         if fraction < 1.0:  # a stratified share of the split (small-data experiments)
+            if round(fraction * len(labels)) < 10:
+                raise ValueError(f"digits fraction {fraction} of the {split} split keeps {round(fraction * len(labels))} "
+                                 f"images: a stratified share needs at least one per class (10)")
             share, _ = train_test_split(np.arange(len(labels)), train_size=fraction, stratify=labels.numpy(),
                                         random_state=seed)
             keep = torch.from_numpy(np.sort(share))

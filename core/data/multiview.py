@@ -21,7 +21,7 @@ import torch
 
 from maekit.data.views import _normalise, mix_seed
 
-__all__ = ["MultiView", "ViewSteps", "VIEW_STEPS", "view_step"]
+__all__ = ["MultiView", "ViewSteps", "VIEW_STEPS", "view_step", "first_view_size"]
 
 Step = Callable[[torch.Tensor], torch.Tensor]
 
@@ -70,6 +70,8 @@ def crop(size: int, position: str = "center", max_shift: int = 0) -> Step:
         raise ValueError(f"crop position must be one of {', '.join(positions)}, got {position!r}")
     if position != "shift" and max_shift:
         raise ValueError(f"crop max_shift is for position='shift' (got position={position!r})")
+    if position == "shift" and not (isinstance(max_shift, int) and max_shift >= 1):
+        raise ValueError(f"crop position='shift' needs max_shift >= 1 (CMAE: 31 at 224 from 256), got {max_shift!r}")
 
     def apply(image: torch.Tensor) -> torch.Tensor:
         height, width = image.shape[-2:]
@@ -170,6 +172,22 @@ def view_step(spec: Mapping[str, Any], where: str) -> Step:
         return make(**arguments)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{where}: {error}") from None
+
+
+def first_view_size(config: Mapping[str, Any]) -> int | tuple[int, ...] | None:
+    """The size (side, or (h, w)) the first view of a ``views`` transform config comes out at:
+    that of its last crop or resized crop, else of the shared steps'; None when the steps leave
+    it to the image (a ``resize`` sets only the shorter side)."""
+    views = config.get("views") or {}
+    first = next(iter(views.values()), []) if isinstance(views, Mapping) else []
+    for step in [*reversed(list(first)), *reversed(list(config.get("shared") or []))]:
+        kind = step.get("type") if isinstance(step, Mapping) else None
+        if kind in ("crop", "resized_crop"):
+            size = step.get("size")
+            return tuple(size) if isinstance(size, (list, tuple)) else size
+        if kind == "resize":
+            return None
+    return None
 
 
 class ViewSteps:

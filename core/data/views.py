@@ -70,12 +70,18 @@ class EvalTransform:
 
     @classmethod
     def matching(cls, dataset: Dataset, train_transform: dict | None = None) -> "EvalTransform":
-        """The evaluation twin of a training transform config: its size and statistics (else the
-        dataset's own image size and the default statistics for its channel count)."""
+        """The evaluation twin of a training transform config: its size (a ``views`` transform's:
+        the first view's) and statistics (else the dataset's own image size and the default
+        statistics for its channel count)."""
         sample = dataset[0]["inputs"]
         train_transform = dict(train_transform or {})
         default_mean, default_std = default_mean_std(sample.shape[0])
-        return cls(train_transform.get("size", tuple(sample.shape[-2:])),
+        size = train_transform.get("size")
+        if train_transform.get("type") == "views":  # named views: the size the first view comes out at
+            from maekit.data.multiview import first_view_size
+
+            size = first_view_size(train_transform)
+        return cls(size or tuple(sample.shape[-2:]),
                    train_transform.get("mean") or default_mean, train_transform.get("std") or default_std)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,9 @@ def load_trained_model(model_cfg: dict, checkpoint: str | Path | None) -> torch.
         # an encoder-only file (exported, or the official mae_pretrain_*) leaves the decoder as initialised,
         # and a method's teachers (target.* / teacher.*: frozen ones load their own files), their
         # projections (DMAE's) and loss state as built
-        load_weights(model, state, checkpoint, may_lack=("decoder.", "target.", "loss.", "teacher.", "projection."))
+        # (and whatever else the method names in ``pretraining_only``: heads and EMA copies it trains beside the encoder)
+        load_weights(model, state, checkpoint, may_lack=("decoder.", "target.", "loss.", "teacher.", "projection.",
+                                                         *getattr(model, "pretraining_only", ())))
     return model.eval()
 
 

@@ -95,6 +95,8 @@ class InfoNCE(nn.Module):
             raise ValueError(f"InfoNCE gather must be 'keys' or 'none', got {gather!r}")
         if queue < 0 or (queue and not dim):
             raise ValueError(f"an InfoNCE memory bank needs queue >= 0 and the feature dim, got queue={queue}, dim={dim}")
+        if queue and gather != "keys":  # every process must store the same keys, or the banks drift apart
+            raise ValueError("an InfoNCE memory bank stores every process's keys: use gather='keys' with queue > 0")
         self.tau, self.scale_2tau, self.gather, self.queue = float(tau), bool(scale_2tau), gather, int(queue)
         if queue:
             self.register_buffer("bank", F.normalize(torch.randn(queue, int(dim or 0)), dim=1))

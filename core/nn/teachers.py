@@ -67,6 +67,7 @@ class Teacher(nn.Module):
                              f"(by_epoch=True), got {self.momentum!r}")
         # how many EMA updates it has taken (in checkpoints: a resumed run can say where it is)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self.train(self.training)  # built in train mode: batch_stats BatchNorm layers train already
 
     def train(self, mode: bool = True) -> "Teacher":
         super().train(mode)

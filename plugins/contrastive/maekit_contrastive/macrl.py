@@ -43,6 +43,8 @@ class MACRL(MaskedAutoencoder):
         self.contrastive = InfoNCE(temperature, gather="keys", queue=queue, dim=projector[-1].out_features)
         self.contrastive_weight = float(contrastive_weight)
 
+    pretraining_only = ("weak_masker.", "projector.", "contrastive.")
+
     def projection(self, out: ForwardPass) -> torch.Tensor:
         """The projector of the mean of the branch's visible patch latents (cls left out)."""
         prefix = out.latents.shape[1] - out.mask.num_visible

@@ -70,10 +70,15 @@ class SDMAE(MaskedAutoencoder):
         for head in (locator, descriptor, predictor):  # the reference's xavier init of every Linear
             head.apply(init_mae_weights)
         self.teacher_descriptor = ema_teacher(copy.deepcopy(descriptor), momentum, student="descriptor", batch_stats=True)
+        # the reference copies the head into its key head, then initialize_weights() re-draws every
+        # Linear of both: the key head starts from an independent init, not as a copy (kept)
+        self.teacher_descriptor.module.apply(init_mae_weights)
         self.contrastive = InfoNCE(temperature, scale_2tau=True, gather="none")
         self.contrastive_weight, self.location_weight = float(contrastive_weight), float(location_weight)
         if frozen_patch_embed:  # the reference's stop_grad_conv1: the random patch projection stays
             self.encoder.patch_embed.requires_grad_(False)
+
+    pretraining_only = ("locator.", "descriptor.", "predictor.", "teacher_descriptor.", "contrastive.")
 
     def location_loss(self, out: ForwardPass) -> torch.Tensor:
         """MSE between each visible latent's location logits (B×K×N) and the one-hot of its index."""
@@ -116,6 +121,10 @@ def sdmae(size: str | None = "base", img_size: Any = 224, patch_size: int | None
     p, q = vit.patch_size
     grid, width, pixels = grid_of(vit, img_size), vit.embed_dim, p * q * in_chans
     heads = contrastive_heads or vit.blocks[0].attn.num_heads
+    if pixels % heads:
+        raise ValueError(f"sdmae: the contrastive head works at the decoder's pixel width p²·C = {pixels}, which "
+                         f"{'contrastive_heads' if contrastive_heads else 'the encoder head count'} {heads} does not "
+                         f"divide; set contrastive_heads to a divisor of {pixels}")
     descriptor = DescriptorHead(pixels, mlp_dim, contrastive_depth, heads)
     return SDMAE(
         patchifier=dict(type="image_patches", patch_size=(p, q), in_chans=in_chans),

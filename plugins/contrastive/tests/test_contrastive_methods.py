@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from maekit_contrastive.cmae import cmae
+from maekit_contrastive.macrl import macrl
+from maekit_contrastive.sdmae import sdmae
 from torch.nn import functional as F
 
 from maekit.model import seeded_noise
 from maekit.nn.teachers import update_teachers
-from maekit_contrastive.cmae import cmae
-from maekit_contrastive.macrl import macrl
-from maekit_contrastive.sdmae import sdmae
 
 TINY = dict(size=None, encoder_name="vit_tiny_patch16_224", img_size=16, patch_size=4, in_chans=3,
             encoder=dict(embed_dim=48, depth=2, num_heads=3), decoder_embed_dim=24, decoder_num_heads=2)
@@ -84,12 +84,49 @@ def test_cmae_target_branch_starts_as_a_copy_and_follows_by_ema_after_each_step(
     assert model.teacher_projector.module[1].training and not model.teacher_encoder.module.training
 
 
+def test_cmae_reads_its_views_by_name_whatever_their_order():
+    torch.manual_seed(0)
+    model = cmae(**TINY, decoder_depth=1, projector_dim=16).eval()  # eval: BatchNorm on running statistics
+    online, target = torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16)
+    one = model(batch_of({"online": online, "target": target}), noise=seeded_noise(1))
+    swapped = model(batch_of({"target": target, "online": online}), noise=seeded_noise(1))
+    assert torch.equal(one["loss"], swapped["loss"])
+
+
+def test_encoder_only_files_load_into_each_method(tmp_path):
+    from maekit.eval.probe import load_trained_model
+    from maekit.io.export import export_encoder
+
+    for config in (dict(type="cmae", **TINY, decoder_depth=1, projector_dim=16),
+                   dict(type="sdmae", **{**TINY, "decoder_num_heads": 4}, decoder_depth=1, contrastive_heads=4, mlp_dim=32),
+                   dict(type="macrl", **TINY, decoder_depth=1, projector_hidden=32, projector_dim=16, queue=64)):
+        from maekit.registry import build
+
+        trained = build("model", config)
+        path, _ = export_encoder(trained, tmp_path / config["type"])
+        loaded = load_trained_model(config, path)
+        for name, value in trained.encoder.state_dict().items():
+            assert torch.equal(loaded.encoder.state_dict()[name], value), (config["type"], name)
+
+
+def test_cmae_sync_bn_converts_every_projection_batchnorm():
+    model = cmae(**TINY, decoder_depth=1, projector_dim=16, sync_bn=True).train()
+    for head in (model.projector, model.predictor, model.teacher_projector.module):
+        assert isinstance(head[1], torch.nn.SyncBatchNorm)
+    views = {"online": torch.randn(4, 3, 16, 16), "target": torch.randn(4, 3, 16, 16)}
+    assert torch.isfinite(model(batch_of(views))["loss"])  # one process: plain batch statistics
+    with pytest.raises(ValueError, match=r"cmae: the 4×4 token grid .* does not divide into mask_block=3 blocks"):
+        cmae(**TINY, mask_block=3)
+
+
 def test_cmae_without_views_says_what_the_config_needs():
     model = cmae(**TINY, decoder_depth=1, projector_dim=16)
     with pytest.raises(ValueError, match=r"cmae trains on named views: set data.transform=dict\(type='views'"):
         model({"inputs": torch.randn(2, 3, 16, 16)})
     with pytest.raises(ValueError, match="cmae needs the view.s. target; data.transform's views are online, second"):
         model(batch_of({"online": torch.randn(2, 3, 16, 16), "second": torch.randn(2, 3, 16, 16)}))
+    with pytest.raises(ValueError, match="cmae needs the view.s. online; data.transform's views are first, target"):
+        model(batch_of({"first": torch.randn(2, 3, 16, 16), "target": torch.randn(2, 3, 16, 16)}))
 
 
 # -- SDMAE ------------------------------------------------------------------------------------
@@ -137,8 +174,13 @@ def test_sdmae_freezes_the_random_patch_embedding_and_averages_only_its_head():
     assert model.teacher_descriptor.student == "descriptor"
     last_bn = model.descriptor.head[-1]
     assert isinstance(last_bn, torch.nn.BatchNorm1d) and last_bn.weight is None  # MoCo v3's last BN, no affine
-    with pytest.raises(ValueError, match="its width 48 .* not divisible by contrastive_heads=5"):
+    # the key head starts from its own init, as the reference's (initialize_weights runs after the copy)
+    fresh = sdmae_tiny()
+    assert not torch.equal(fresh.teacher_descriptor.module.head[0].weight, fresh.descriptor.head[0].weight)
+    with pytest.raises(ValueError, match="pixel width p²·C = 48, which contrastive_heads 5 does not divide"):
         sdmae(**TINY, decoder_depth=1, contrastive_heads=5)
+    with pytest.raises(ValueError, match="pixel width p²·C = 16, which the encoder head count 3 does not divide"):
+        sdmae(**{**TINY, "in_chans": 1}, decoder_depth=1)
 
 
 # -- MACRL ------------------------------------------------------------------------------------

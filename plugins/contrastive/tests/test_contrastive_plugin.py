@@ -129,8 +129,9 @@ def test_configs_state_the_references_recipes_and_the_demos_match_maes_budget():
 
 def test_demo_runs_sdmae_and_mae_on_all_and_on_a_tenth_of_the_digits(tmp_path):
     # the smoke test: two iterations and a small probe (the full demo is `maekit demo sdmae`)
-    from maekit.configs import find_config
     from maekit_contrastive.demo import run_contrastive_demo
+
+    from maekit.configs import find_config
 
     probe = ("probe = dict(train=dict(type='digits', split='test', size=32, channels=1),\n"
              "             test=dict(type='digits', split='test', size=32, channels=1), pools=('mean',))\n")
@@ -141,9 +142,10 @@ def test_demo_runs_sdmae_and_mae_on_all_and_on_a_tenth_of_the_digits(tmp_path):
         assert 0 <= metrics[f"{run}_probe_accuracy_pretrained"] <= 1, run
         assert (tmp_path / "out" / run / "metrics.json").is_file()
     # the small setting: pre-training and probe on the same stratified tenth of the training split
+    from maekit_contrastive.demo import SMALL_DATA
+
     from maekit.engine import load_config
     from maekit.registry import build
-    from maekit_contrastive.demo import SMALL_DATA
 
     small = load_config("sdmae_demo_digits", SMALL_DATA)
     pretraining, labelled = build("dataset", small.data.dataset), build("dataset", small.probe.train)
