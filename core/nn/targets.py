@@ -178,11 +178,12 @@ class FeatureTarget(Target):
     the whole image); "folds" — the removed tokens, in the masker's order, split into ``num_folds``
     groups of ``fold_size`` that go through the teacher separately, each with its own prefix tokens
     (SdAE's multi-fold); rows of tokens the teacher did not see are zeros. ``norm`` is one of
-    :data:`FEATURE_NORMS`, applied per token.
+    :data:`FEATURE_NORMS`, applied per token. ``keep_prefix`` (feed "full" only): the prefix (cls)
+    rows first, B×(P+N)×D (MimCo's image-level target is the teacher's cls output).
     """
 
     def __init__(self, teacher: Teacher | dict, tap: Tap = -1, norm: str = "none", feed: str = "full",
-                 num_folds: int = 1, fold_size: int | None = None) -> None:
+                 num_folds: int = 1, fold_size: int | None = None, keep_prefix: bool = False) -> None:
         super().__init__()
         from maekit.registry import build
 
@@ -195,11 +196,15 @@ class FeatureTarget(Target):
         self.teacher, self.tap, self.norm, self.feed = teacher, tap, norm, feed
         self.num_folds, self.fold_size = num_folds, fold_size
         self.needs_mask = feed == "folds"
+        if keep_prefix and feed != "full":
+            raise ValueError("a feature target keeps the prefix rows only when the teacher sees every token (feed='full')")
+        self.keep_prefix = bool(keep_prefix)
 
     def forward(self, tokens: Tokens, batch: Any = None, mask: Mask | None = None) -> torch.Tensor:
         prefix = self.teacher.num_prefix_tokens
         if self.feed == "full":
-            return normalize_features(self.teacher.features(tokens, self.tap)[:, prefix:], self.norm)
+            first = 0 if self.keep_prefix else prefix
+            return normalize_features(self.teacher.features(tokens, self.tap)[:, first:], self.norm)
         if mask is None:
             raise ValueError("a feature target fed with folds of removed tokens needs the mask")
         ids = masked_folds(mask, self.num_folds, self.fold_size)  # B×F×S

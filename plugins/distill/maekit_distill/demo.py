@@ -27,9 +27,10 @@ def run_sdae_demo(out_dir: str | Path, config: str = "sdae_demo_digits", max_ite
 
 
 #: the distillation demo's students, each against its random init: DMAE, TinyMIM, MILAN (the MAE
-#: teacher standing in for CLIP), and the same student trained as plain MAE at the same budget
+#: teacher standing in for CLIP), MimCo (standing in for MoCo v3), and the same student trained as
+#: plain MAE at the same budget
 DISTILL_STUDENTS = {"dmae": "dmae_demo_digits", "tinymim": "tinymim_demo_digits", "milan": "milan_demo_digits",
-                    "mae_student": "mae_student_demo_digits"}
+                    "mimco": "mimco_demo_digits", "mae_student": "mae_student_demo_digits"}
 
 
 def run_distill_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: int | None = None, seed: int = 0,

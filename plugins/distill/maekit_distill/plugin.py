@@ -13,6 +13,8 @@ COMPONENTS: list[tuple[str, str, str]] = [
     ("model", "tinymim", "maekit_distill.tinymim:tinymim"),
     ("transform", "tinymim_views", "maekit_distill.tinymim:TeacherStudentViews"),
     ("model", "milan", "maekit_distill.milan:milan"),
+    ("model", "mimco", "maekit_distill.mimco:mimco"),
+    ("loss", "contrastive_reconstruction", "maekit_distill.mimco:ContrastiveReconstructionLoss"),
     ("masker", "importance_mask", "maekit_distill.milan:ImportanceMasker"),
     ("loss", "cosine_distance", "maekit_distill.milan:CosineDistanceLoss"),
     ("loss", "centre_weighted_mse", "maekit_distill.bootmae:CentreWeightedMSELoss"),
