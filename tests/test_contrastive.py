@@ -4,12 +4,12 @@ against a direct computation."""
 from __future__ import annotations
 
 import re
-import socket
 
 import pytest
 import torch
 from torch.nn import functional as F
 
+from maekit.authoring.testing import free_port
 from maekit.data.multiview import MultiView
 from maekit.data.views import AugmentedView, mix_seed
 from maekit.nn.contrastive import InfoNCE, MLPProjector, gather_features, symmetric_info_nce
@@ -209,11 +209,8 @@ def test_two_processes_together_compute_the_global_batch_loss_and_gradient():
     whole = q.clone().requires_grad_(True)
     expected = InfoNCE(tau=0.1, scale_2tau=True)(whole, k)["loss"]
     expected.backward()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     results = mp.Manager().dict()
-    mp.spawn(_two_process_info_nce, args=(port, q, k, results), nprocs=2, join=True)
+    mp.spawn(_two_process_info_nce, args=(free_port(), q, k, results), nprocs=2, join=True)
     losses = [results[rank][0] for rank in range(2)]
     # each rank: its own queries against all 8 keys; DDP averages the ranks, which is the global loss
     assert sum(losses) / 2 == pytest.approx(expected.item(), rel=1e-6)
@@ -244,11 +241,7 @@ def test_batch_stats_teacher_normalises_with_the_batch_and_stays_out_of_gradient
 
 def test_ddp_two_processes_see_the_views_one_process_sees(tmp_path):
     """Views are seeded per sample: 2 processes × 8 train exactly as 1 × 16 (MAE reading the first view)."""
-    import os
-    import subprocess
-    import sys
-
-    from maekit.io.checkpoint import load_state_dict
+    from maekit.authoring.testing import one_and_two_processes
     from tests.test_training import write_tiny_config
 
     views = ('data["dataset"]["size"] = 20\n'
@@ -262,16 +255,7 @@ def test_ddp_two_processes_see_the_views_one_process_sees(tmp_path):
         (tmp_path / name).mkdir()
         configs[name] = write_tiny_config(tmp_path / name, batch=batch, iters=3, interval=3)
         configs[name].write_text(configs[name].read_text() + views)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = [sys.executable, "-m", "maekit.cli", "train", str(configs["one"]), "--work-dir", str(tmp_path / "w1"),
-              "--device", "cpu"]
-    double = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29523",
-              "-m", "maekit.cli", "train", str(configs["two"]), "--work-dir", str(tmp_path / "w2"), "--device", "cpu",
-              "--launcher", "pytorch"]
-    for command in (single, double):
-        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    a, b = load_state_dict(tmp_path / "w1" / "iter_3.pth"), load_state_dict(tmp_path / "w2" / "iter_3.pth")
+    a, b = one_and_two_processes(configs["one"], configs["two"], tmp_path, iters=3, port=29523)
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6, rtol=1e-5), (key, (a[key] - b[key]).abs().max())
     assert (a["model.encoder.norm.weight"] - 1).abs().max() > 1e-3  # it trained

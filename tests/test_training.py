@@ -1,8 +1,6 @@
 """Training through mmengine's Runner: resume equivalence, safe and atomic checkpoints, the NaN
 guard, the optimisation recipe and DDP."""
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +8,7 @@ import torch
 from mmengine.config import Config
 
 import maekit
-from maekit.authoring.testing import Interrupted, interrupt_after
+from maekit.authoring.testing import Interrupted, interrupt_after, one_and_two_processes
 from maekit.configs import CONFIG_DIR
 from maekit.engine import load_config, runner_config, train
 from maekit.io.checkpoint import CheckpointError, load_state_dict
@@ -239,16 +237,7 @@ def test_ddp_two_processes_match_one_process(tmp_path):
         (tmp_path / name).mkdir()
         configs[name] = write_tiny_config(tmp_path / name, batch=batch, iters=3, interval=3)
         configs[name].write_text(configs[name].read_text() + sgd)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = [sys.executable, "-m", "maekit.cli", "train", str(configs["one"]), "--work-dir", str(tmp_path / "w1"),
-              "--device", "cpu"]
-    double = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-              "-m", "maekit.cli", "train", str(configs["two"]), "--work-dir", str(tmp_path / "w2"), "--device", "cpu",
-              "--launcher", "pytorch"]
-    for command in (single, double):
-        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    a, b = load_state_dict(tmp_path / "w1" / "iter_3.pth"), load_state_dict(tmp_path / "w2" / "iter_3.pth")
+    a, b = one_and_two_processes(configs["one"], configs["two"], tmp_path, iters=3, port=29517)
     assert a.keys() == b.keys()
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6, rtol=1e-5), (key, (a[key] - b[key]).abs().max())

@@ -8,8 +8,10 @@
 
 And :func:`run_cli`, which runs the ``maekit`` command in a fresh process (real entry-point discovery),
 two checks every plugin's own tests make: :func:`check_registers_only_its_names` and
-:func:`check_listed_alone`; and :func:`interrupt_after`, a crash in the middle of training for
-resume tests.
+:func:`check_listed_alone`; :func:`interrupt_after`, a crash in the middle of training for
+resume tests, and the runs behind the two equivalence checks every trainer owes:
+:func:`straight_and_resumed` and :func:`one_and_two_processes`; :func:`free_port` for a test's own
+process group.
 """
 from __future__ import annotations
 
@@ -138,3 +140,48 @@ def interrupt_after(iteration: int) -> dict:
 
     HOOKS.register_module(name="MaekitTestInterrupt", module=InterruptAfterIter, force=True)
     return dict(type="MaekitTestInterrupt", iteration=iteration)
+
+
+def straight_and_resumed(config: Any, work_root: Any, iters: int, interrupt_at: int) -> tuple[dict, dict]:
+    """Train ``config`` for ``iters`` iterations straight, then again interrupted after
+    ``interrupt_at`` (which must be a checkpoint iteration) and resumed; the two final
+    checkpoints' state dicts, which a correct resume makes bit-identical."""
+    from pathlib import Path
+
+    from maekit.engine import train
+    from maekit.io.checkpoint import load_state_dict
+
+    root = Path(work_root)
+    train(config, root / "straight", device="cpu")
+    with pytest.raises(Interrupted):
+        train(config, root / "resumed", device="cpu", overrides={"custom_hooks": [interrupt_after(interrupt_at)]})
+    train(config, root / "resumed", device="cpu", resume="auto")
+    return load_state_dict(root / "straight" / f"iter_{iters}.pth"), load_state_dict(root / "resumed" / f"iter_{iters}.pth")
+
+
+def one_and_two_processes(one: Any, two: Any, work_root: Any, iters: int, port: int | None = None) -> tuple[dict, dict]:
+    """Train config ``one`` in one process and ``two`` (half the batch) in two DDP processes on CPU
+    (``torch.distributed.run``, gloo); the final checkpoints' state dicts."""
+    from pathlib import Path
+
+    from maekit.io.checkpoint import load_state_dict
+
+    root = Path(work_root)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = [sys.executable, "-m", "maekit.cli", "train", str(one), "--work-dir", str(root / "w1"), "--device", "cpu"]
+    double = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+              str(port or free_port()), "-m", "maekit.cli", "train", str(two), "--work-dir", str(root / "w2"),
+              "--device", "cpu", "--launcher", "pytorch"]
+    for command in (single, double):
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return load_state_dict(root / "w1" / f"iter_{iters}.pth"), load_state_dict(root / "w2" / f"iter_{iters}.pth")
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now (for a test's own process group)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

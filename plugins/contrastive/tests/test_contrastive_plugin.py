@@ -14,9 +14,7 @@ import pytest
 import torch
 from maekit_contrastive import plugin
 
-from maekit.authoring.testing import Interrupted, interrupt_after
-from maekit.io.checkpoint import load_state_dict
-from maekit.registry import KINDS, registry_for
+from maekit.authoring.testing import check_registers_only_its_names, straight_and_resumed
 
 TINY = ('size=None, encoder_name="vit_tiny_patch16_224", img_size=16, patch_size=4, in_chans=1, '
         'encoder=dict(embed_dim=32, depth=1, num_heads=2), decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2')
@@ -49,24 +47,13 @@ def tiny_config(folder: Path, method: str, iters: int = 6, batch: int = 8) -> Pa
 
 
 def test_contrastive_registers_only_its_own_names(fresh_registries):
-    record = fresh_registries.load("maekit-contrastive", maekit_contrastive.__version__, lambda: plugin)
-    assert record.status == "loaded", record.error
-    registered = {(kind, entry.name) for kind in KINDS for entry in registry_for(kind).entries.values()}
-    assert registered == {(kind, name) for kind, name, _ in plugin.COMPONENTS}
-    for kind, name, _ in plugin.COMPONENTS:
-        assert (registry_for(kind).get(name).__doc__ or "").strip(), f"{kind} {name} needs a docstring"
+    check_registers_only_its_names(fresh_registries, "maekit-contrastive", maekit_contrastive.__version__, plugin,
+                                   prefixes=("cmae", "macrl", "sdmae"))
 
 
 @pytest.mark.parametrize("method", ["cmae", "macrl"])
 def test_resume_in_the_middle_is_bit_identical_with_teachers_and_the_bank(tmp_path, method):
-    from maekit.engine import train
-
-    config = tiny_config(tmp_path, method)
-    train(config, tmp_path / "straight", device="cpu")
-    with pytest.raises(Interrupted):
-        train(config, tmp_path / "resumed", device="cpu", overrides={"custom_hooks": [interrupt_after(3)]})
-    train(config, tmp_path / "resumed", device="cpu", resume="auto")
-    straight, resumed = load_state_dict(tmp_path / "straight" / "iter_6.pth"), load_state_dict(tmp_path / "resumed" / "iter_6.pth")
+    straight, resumed = straight_and_resumed(tiny_config(tmp_path, method), tmp_path, iters=6, interrupt_at=3)
     assert straight.keys() == resumed.keys()
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key

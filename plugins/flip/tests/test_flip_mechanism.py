@@ -181,9 +181,9 @@ def _two_process_loss(rank: int, port: int, image: torch.Tensor, text: torch.Ten
 
 
 def test_two_processes_compute_the_global_batch_loss_with_local_gradients():
-    import socket
-
     import torch.multiprocessing as mp
+
+    from maekit.authoring.testing import free_port
 
     torch.manual_seed(0)
     image = torch.nn.functional.normalize(torch.randn(6, 5), dim=-1)
@@ -191,11 +191,8 @@ def test_two_processes_compute_the_global_batch_loss_with_local_gradients():
     whole = image.clone().requires_grad_(True)
     expected = ContrastiveLoss()(whole, text)["loss"]
     expected.backward()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     results = mp.Manager().dict()
-    mp.spawn(_two_process_loss, args=(port, image, text, results), nprocs=2, join=True)
+    mp.spawn(_two_process_loss, args=(free_port(), image, text, results), nprocs=2, join=True)
     for rank in range(2):
         loss, grad = results[rank]
         assert loss == pytest.approx(expected.item(), rel=1e-6)  # every rank: the loss over all 6 pairs

@@ -6,7 +6,8 @@ data = dict(
     batch_size=64,
     num_workers=0,
 )
-schedule = dict(max_iters=1000, warmup_iters=50, blr=5e-3, weight_decay=0.05, betas=(0.9, 0.95))
+schedule = dict(max_iters=1000, warmup_iters=50, blr=5e-3, weight_decay=0.05, betas=(0.9, 0.95), accumulate=1,
+                clip_grad=None, nonfinite="stop", min_lr=0.0)
 checkpoint_interval = 500
 log_interval = 50
 seed = 0
