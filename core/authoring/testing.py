@@ -155,6 +155,9 @@ def straight_and_resumed(config: Any, work_root: Any, iters: int, interrupt_at: 
     train(config, root / "straight", device="cpu")
     with pytest.raises(Interrupted):
         train(config, root / "resumed", device="cpu", overrides={"custom_hooks": [interrupt_after(interrupt_at)]})
+    # the interruption left a checkpoint to resume from and nothing later (else "resume" trains afresh)
+    assert (root / "resumed" / f"iter_{interrupt_at}.pth").is_file(), f"no checkpoint at iteration {interrupt_at}"
+    assert not (root / "resumed" / f"iter_{iters}.pth").exists()
     train(config, root / "resumed", device="cpu", resume="auto")
     return load_state_dict(root / "straight" / f"iter_{iters}.pth"), load_state_dict(root / "resumed" / f"iter_{iters}.pth")
 

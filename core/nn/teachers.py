@@ -260,7 +260,11 @@ def image_mae_teacher(spec: Mapping[str, Any], img_size: Any, patch_size: int | 
     if layout not in TEACHER_LAYOUTS:
         raise ValueError(f"{method} layout must be one of {', '.join(TEACHER_LAYOUTS)}, got {layout!r}")
     name = encoder_name_for(spec.get("size", "base"), spec.get("encoder_name"), method)
-    module = dict(type="vit_encoder", model_name=name, img_size=img_size, in_chans=in_chans, **dict(spec.get("encoder") or {}))
+    overrides = dict(spec.get("encoder") or {})
+    if layout == "mocov3" and spec.get("size", "base") == "small" and not spec.get("encoder_name"):
+        # MoCo v3's ViT-S has 12 heads, timm's vit_small 6: the same weight shapes, other features
+        overrides = {"num_heads": 12, **overrides}
+    module = dict(type="vit_encoder", model_name=name, img_size=img_size, in_chans=in_chans, **overrides)
     if patch_size is not None:
         module["patch_size"] = patch_size
     if layout == "mocov3":

@@ -14,13 +14,13 @@ import pytest
 import torch
 from maekit_contrastive import plugin
 
-from maekit.authoring.testing import check_registers_only_its_names, straight_and_resumed
+from maekit.authoring.testing import check_registers_only_its_names, free_port, straight_and_resumed
 
 TINY = ('size=None, encoder_name="vit_tiny_patch16_224", img_size=16, patch_size=4, in_chans=1, '
         'encoder=dict(embed_dim=32, depth=1, num_heads=2), decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2')
 MODELS = {
     "cmae": f'dict(type="cmae", {TINY}, projector_dim=8, projector_hidden=16)',
-    "macrl": f'dict(type="macrl", {TINY}, projector_dim=8, projector_hidden=16, queue=12)',
+    "macrl": f'dict(type="macrl", {TINY}, projector_dim=8, projector_hidden=16, queue=20)',
     "sdmae": f'dict(type="sdmae", {TINY}, contrastive_heads=2, mlp_dim=16)',
 }
 VIEWS = {
@@ -59,8 +59,8 @@ def test_resume_in_the_middle_is_bit_identical_with_teachers_and_the_bank(tmp_pa
         assert torch.equal(straight[key], resumed[key]), key
     if method == "cmae":  # both EMA copies moved at every step and came back with the checkpoint
         assert int(straight["model.teacher_encoder.updates"]) == 6 and int(straight["model.teacher_projector.updates"]) == 6
-    else:  # 6 steps × 2 branches × 8 keys into a bank of 12
-        assert int(straight["model.contrastive.bank_pointer"]) == (6 * 2 * 8) % 12
+    else:  # 6 steps × 2 branches × 8 keys into a bank of 20 (at the interruption it stood at 48 % 20 = 8)
+        assert int(straight["model.contrastive.bank_pointer"]) == (6 * 2 * 8) % 20 == 16
 
 
 def test_two_process_ddp_keeps_the_ema_branch_equal_on_every_rank(tmp_path):
@@ -76,7 +76,7 @@ def test_two_process_ddp_keeps_the_ema_branch_equal_on_every_rank(tmp_path):
         torch.save(state, f"{sys.argv[2]}/teacher_rank{runner.rank}.pt")
     """))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
                str(script), str(config), str(tmp_path / "work")]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

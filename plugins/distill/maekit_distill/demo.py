@@ -36,7 +36,7 @@ DISTILL_STUDENTS = {"dmae": "dmae_demo_digits", "tinymim": "tinymim_demo_digits"
 def run_distill_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: int | None = None, seed: int = 0,
                      amp: str = "off", log: Any = print, students: dict[str, str] | None = None) -> dict[str, Any]:
     """``maekit demo distill``: train the teacher first — core's tiny MAE on the digits
-    (``config``; no MAE-L can be fetched here) — then DMAE, TinyMIM and MILAN students of half
+    (``config``; no MAE-L can be fetched here) — then DMAE, TinyMIM, MILAN and MimCo students of half
     its width from its checkpoint, and the same student as plain MAE, at one budget; probe each against
     its random init (core's demo per student, in ``out_dir/<student>/``) and the teacher too.
     ``metrics.json`` holds every figure, prefixed by the student's name."""

@@ -43,8 +43,9 @@ class ContrastiveReconstructionLoss(Loss):
     def __init__(self, patch_temperature: float = 0.2, image_temperature: float = 0.2, patch_weight: float = 1.0,
                  image_weight: float = 1.0) -> None:
         super().__init__()
-        if not patch_temperature > 0:
-            raise ValueError(f"mimco patch_temperature must be positive, got {patch_temperature!r}")
+        for name, value in (("patch_temperature", patch_temperature), ("image_temperature", image_temperature)):
+            if not value > 0:
+                raise ValueError(f"mimco {name} must be positive, got {value!r}")
         self.patch_temperature = float(patch_temperature)
         self.image = InfoNCE(image_temperature, gather="keys")
         self.patch_weight, self.image_weight = float(patch_weight), float(image_weight)
@@ -63,6 +64,9 @@ class ContrastiveReconstructionLoss(Loss):
             raise ValueError(f"mimco compares predictions and teacher features of one shape B×(1+N)×D, got "
                              f"{getattr(pred, 'shape', type(pred))} and {getattr(target, 'shape', type(target))}")
         prefix = pred.shape[1] - mask.masked.shape[1]
+        if prefix < 1:
+            raise ValueError("mimco's image-level term reads the cls row: the target needs FeatureTarget(keep_prefix=True) "
+                             "and the prediction the decoder's forward_with_prefix (B×(1+N)×D)")
         patch = self.patch_term(pred[:, prefix:], target[:, prefix:], mask)
         image = self.image(pred[:, 0], target[:, 0])["loss"]
         return {"loss": self.patch_weight * patch + self.image_weight * image, "patch_contrast": patch.detach(),
@@ -88,8 +92,8 @@ def mimco(teacher: Mapping[str, Any], size: str | None = "small", img_size: int 
     """MimCo with the paper's pairing (a ViT-S student, a MoCo v3 ViT-S teacher) and our settings
     for the rest (module docstring). ``teacher``: ``dict(checkpoint=<file>, layout="mocov3" |
     "official" | "maekit", size=... or encoder_name=..., encoder=dict(...))`` — MoCo v3's
-    ``vit-s-300ep.pth.tar`` (``module.base_encoder.*``; its projection head is not read) by
-    default."""
+    ``vit-s-300ep.pth.tar`` (``module.base_encoder.*``; its projection head is not read; its ViT-S
+    has 12 heads, which core's loader sets for ``size="small"``) by default."""
     base = mae(size, img_size, patch_size, in_chans, mask_ratio, False, encoder_name, encoder, decoder_embed_dim,
                decoder_depth, decoder_num_heads, drop_path_rate=drop_path_rate)
     student: Any = base.encoder

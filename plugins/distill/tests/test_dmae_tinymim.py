@@ -249,7 +249,8 @@ def test_both_train_from_the_command_line_and_the_demo_runs(tmp_path):
     probe = dict(train=dict(type="digits", split="test", size=32, channels=1),
                  test=dict(type="digits", split="test", size=32, channels=1), pools=("mean",))
     students = {}
-    for name, base in (("dmae", "dmae_demo_digits"), ("tinymim", "tinymim_demo_digits"), ("milan", "milan_demo_digits")):
+    for name, base in (("dmae", "dmae_demo_digits"), ("tinymim", "tinymim_demo_digits"), ("milan", "milan_demo_digits"),
+                       ("mimco", "mimco_demo_digits")):
         from maekit.configs import find_config
 
         path = tmp_path / f"{name}_small.py"

@@ -67,10 +67,31 @@ def test_targets_are_the_teachers_output_of_the_whole_image_cls_first(tmp_path):
     losses = model(images)
     losses["loss"].backward()
     assert set(losses) == {"loss", "patch_contrast", "image_contrast"}
-    assert all(p.grad is None for p in model.target.teacher.parameters())
+    assert not out.target.requires_grad and all(p.grad is None for p in model.target.teacher.parameters())
     assert model.encoder.blocks[0].attn.qkv.weight.grad is not None
 
 
 def test_mimco_needs_a_teacher_file():
     with pytest.raises(ValueError, match="mimco teacher needs checkpoint=<file>"):
         mimco(dict(TEACHER), **STUDENT)
+
+
+def test_the_default_teacher_is_moco_v3s_twelve_head_vit_small(tmp_path):
+    import timm
+
+    vit = timm.create_model("vit_small_patch16_224", img_size=32, num_heads=12, num_classes=0)  # MoCo v3's vits.py
+    path = tmp_path / "vit-s-300ep.pth.tar"
+    torch.save({"state_dict": {f"module.base_encoder.{k}": v for k, v in vit.state_dict().items()}}, path)
+    model = mimco(dict(checkpoint=str(path)), size=None, encoder_name="vit_tiny_patch16_224", img_size=32,
+                  encoder=dict(embed_dim=32, depth=1, num_heads=4), decoder_embed_dim=16, decoder_depth=1,
+                  decoder_num_heads=4)
+    assert model.target.teacher.module.blocks[0].attn.num_heads == 12
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.run_steps(images).target, vit.eval().forward_features(images), rtol=1e-4, atol=1e-5)
+
+
+def test_the_loss_refuses_predictions_without_the_cls_row():
+    mask = Mask(torch.zeros(2, 1, dtype=torch.long), torch.zeros(2, 4, dtype=torch.long), torch.ones(2, 4))
+    with pytest.raises(ValueError, match="reads the cls row"):
+        ContrastiveReconstructionLoss()(torch.randn(2, 4, 8), torch.randn(2, 4, 8), mask)

@@ -1,9 +1,10 @@
 # MimCo ViT-S/16 from a frozen MoCo v3 ViT-S/16 (the paper's 82.53 % pairing: 100 epochs). The paper's
 # recipe could not be read here: everything but the pairing and the 100 epochs is ours — MAE's
-# recipe (batch 4096 = 8 processes x 128 x 4 accumulated, blr 1.5e-4, AdamW (0.9, 0.95), weight decay
-# 0.05, 10 warm-up epochs), mask 0.75, decoder 512 x 8, temperatures 0.2. The teacher is MoCo v3's
-# release file vit-s-300ep.pth.tar (module.base_encoder.* in timm's names; the projection head is not read).
-_processes, _per_process, _accumulate = 8, 128, 4
+# recipe (batch 4096 = 16 processes x 256 in one step, no accumulation: the image-level InfoNCE then
+# scores 4096 gathered keys; blr 1.5e-4, AdamW (0.9, 0.95), weight decay 0.05, 10 warm-up epochs),
+# mask 0.75, decoder 512 x 8, temperatures 0.2. The teacher is MoCo v3's release file
+# vit-s-300ep.pth.tar (module.base_encoder.* in timm's names, 12 heads; the projection head is not read).
+_processes, _per_process, _accumulate = 16, 256, 1
 _iters_per_epoch = 1281167 // (_processes * _per_process)
 model = dict(type="mimco", size="small", img_size=224, mask_ratio=0.75,
              teacher=dict(size="small", layout="mocov3", checkpoint="checkpoints/vit-s-300ep.pth.tar"))
