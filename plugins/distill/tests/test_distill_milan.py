@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from test_dmae_tinymim import reference_encoder_states, teacher_file
+from test_distill_dmae_tinymim import reference_encoder_states, teacher_file
 
 from maekit.io.checkpoint import save_state_dict
 from maekit.model import seeded_noise
