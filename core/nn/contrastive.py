@@ -3,9 +3,11 @@ InfoNCE with in-batch negatives (gathered under DDP) or a memory bank of negativ
 
 Under DDP, :class:`InfoNCE` follows MoCo v3 and CMAE: each process scores its own queries against
 the keys of every process (gathered, without gradient), the positive of local query ``i`` being
-global key ``rank·B + i``. Each process's loss is the mean over its own queries, so the mean of
-the processes' losses — which DDP's gradient averaging differentiates — is exactly the loss of
-the global batch (``tests/test_contrastive.py`` checks it with two gloo processes).
+global key ``rank·B + i``. The mean over the processes' queries is then averaged across processes
+(a differentiable all-reduce of one number), so every process reports the loss of the global
+batch, and each process's gradient is that of its own queries' mean — which DDP's gradient
+averaging turns into exactly the global batch's gradient (``tests/test_contrastive.py`` checks
+both with two gloo processes).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["gather_features", "MLPProjector", "InfoNCE", "symmetric_info_nce", "rank_and_world"]
+__all__ = ["gather_features", "mean_over_processes", "MLPProjector", "InfoNCE", "symmetric_info_nce", "rank_and_world"]
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -25,6 +27,18 @@ def rank_and_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def mean_over_processes(value: torch.Tensor) -> torch.Tensor:
+    """The mean of a scalar over processes, differentiable: its backward hands every process's own
+    ``value`` a gradient of 1 in total, so DDP's averaging of parameter gradients is unchanged
+    while every process reports the global figure. The value itself when not distributed."""
+    _, world = rank_and_world()
+    if world == 1:
+        return value
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(value) / world
 
 
 def gather_features(features: torch.Tensor, keep_gradient: bool = True) -> torch.Tensor:
@@ -74,8 +88,9 @@ class InfoNCE(nn.Module):
     """One direction of InfoNCE: ``CE(q·kᵀ/τ, positives)`` over unit-normalised queries and keys.
 
     ``tau``: temperature. ``scale_2tau``: multiply by 2τ (MoCo v3, CMAE, SDMAE). ``gather``:
-    "keys" scores local queries against every process's keys (module docstring), "none" against
-    the local keys only (SDMAE's local-batch negatives). ``queue``: size of a memory bank of past
+    "keys" scores local queries against every process's keys and reports the global batch's loss
+    (module docstring), "none" against the local keys only (SDMAE's local-batch negatives: each
+    process its own loss, as the reference). ``queue``: size of a memory bank of past
     keys used as further negatives (MoCo v2; MACRL): logits = [q·k₊, q·bank], the positive first;
     after each training call the (gathered) keys replace the oldest entries (:meth:`remember`). The bank starts as
     random unit vectors, as MoCo's, and is a buffer: checkpoints carry it.
@@ -124,6 +139,8 @@ class InfoNCE(nn.Module):
         loss = F.cross_entropy(logits, labels)
         if self.scale_2tau:
             loss = loss * (2 * self.tau)
+        if self.gather == "keys":  # every process: the global batch's loss (module docstring)
+            loss = mean_over_processes(loss)
         accuracy = (logits.argmax(dim=1) == labels).float().mean().detach()
         return {"loss": loss, "accuracy": accuracy}
 
