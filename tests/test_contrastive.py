@@ -87,6 +87,7 @@ def test_views_share_the_shared_steps_and_draw_their_own_independently():
     (dict(online=[dict(type="crop", size=8, positon="random")]), "crop has no argument 'positon' (did you mean 'position'?)"),
     (dict(online=[dict(type="crop", size=8, position="left")]), "views.online[0]: crop position must be one of"),
     (dict(online=dict(type="crop", size=8)), "views.online: a view is a list of steps"),
+    (dict(online=[dict(type="crop", size=(8, 6))]), "views.online[0]: crop size is one side in pixels"),
 ])
 def test_view_errors_name_the_step(spec, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -104,6 +105,8 @@ def test_the_evaluation_transform_takes_the_first_views_size():
     assert first_view_size(dict(type="views", shared=[dict(type="resize", size=36)], views=dict(a=[]))) is None
     evaluation = EvalTransform.matching(Ramp(), config)  # Ramp's images are 40×40
     assert evaluation.size == (32, 32) and evaluation.mean == (0.5,)
+    with pytest.raises(ValueError, match="first view has no fixed size"):
+        EvalTransform.matching(Ramp(), dict(type="views", shared=[dict(type="resize", size=36)], views=dict(a=[])))
 
 
 def test_a_shift_without_max_shift_is_an_error():

@@ -66,6 +66,8 @@ def crop(size: int, position: str = "center", max_shift: int = 0) -> Step:
     from torchvision.transforms.v2 import functional as TF
 
     positions = ("top_left", "center", "random", "shift")
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"crop size is one side in pixels (a square crop), got {size!r}")
     if position not in positions:
         raise ValueError(f"crop position must be one of {', '.join(positions)}, got {position!r}")
     if position != "shift" and max_shift:
@@ -177,7 +179,7 @@ def view_step(spec: Mapping[str, Any], where: str) -> Step:
 def first_view_size(config: Mapping[str, Any]) -> int | tuple[int, ...] | None:
     """The size (side, or (h, w)) the first view of a ``views`` transform config comes out at:
     that of its last crop or resized crop, else of the shared steps'; None when the steps leave
-    it to the image (a ``resize`` sets only the shorter side)."""
+    it to the image (a ``resize`` sets only the shorter side), which evaluation refuses."""
     views = config.get("views") or {}
     first = next(iter(views.values()), []) if isinstance(views, Mapping) else []
     for step in [*reversed(list(first)), *reversed(list(config.get("shared") or []))]:

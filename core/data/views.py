@@ -81,6 +81,9 @@ class EvalTransform:
             from maekit.data.multiview import first_view_size
 
             size = first_view_size(train_transform)
+            if size is None:  # a resize alone: the trained size depends on each image
+                raise ValueError("the views transform's first view has no fixed size (no crop or resized_crop): end it "
+                                 "in a crop, or give the config an eval_transform")
         return cls(size or tuple(sample.shape[-2:]),
                    train_transform.get("mean") or default_mean, train_transform.get("std") or default_std)
 

@@ -23,12 +23,13 @@ from typing import Any, Mapping
 import torch
 from torch.nn import functional as F
 
-from maekit.methods.mae import mae
+from maekit.methods.mae import encoder_name_for
 from maekit.model import MaskedAutoencoder
 from maekit.nn.base import Loss
 from maekit.nn.contrastive import InfoNCE
 from maekit.nn.targets import FeatureTarget
 from maekit.nn.teachers import image_mae_teacher
+from maekit.registry import build
 from maekit.structures import Mask, Prediction, Tokens
 
 __all__ = ["MimCo", "ContrastiveReconstructionLoss", "mimco"]
@@ -94,15 +95,15 @@ def mimco(teacher: Mapping[str, Any], size: str | None = "small", img_size: int 
     "official" | "maekit", size=... or encoder_name=..., encoder=dict(...))`` — MoCo v3's
     ``vit-s-300ep.pth.tar`` (``module.base_encoder.*``; its projection head is not read; its ViT-S
     has 12 heads, which core's loader sets for ``size="small"``) by default."""
-    base = mae(size, img_size, patch_size, in_chans, mask_ratio, False, encoder_name, encoder, decoder_embed_dim,
-               decoder_depth, decoder_num_heads, drop_path_rate=drop_path_rate)
-    student: Any = base.encoder
-    frozen = image_mae_teacher({"size": "small", "layout": "mocov3", **teacher}, img_size, student.patch_size[0], in_chans,
-                               "mimco teacher")
+    student: Any = build("encoder", dict(type="vit_encoder", model_name=encoder_name_for(size, encoder_name, "mimco"),
+                                         img_size=img_size, patch_size=patch_size, in_chans=in_chans,
+                                         drop_path_rate=drop_path_rate, **(encoder or {})))
+    p, q = student.patch_size
+    frozen = image_mae_teacher({"size": "small", "layout": "mocov3", **teacher}, img_size, p, in_chans, "mimco teacher")
     width = int(frozen.module.embed_dim)  # type: ignore[arg-type]
-    decoder: Any = base.decoder
-    return MimCo(patchifier=base.patchifier, masker=base.masker, encoder=student,
-                 decoder=dict(type="mae_decoder", encoder_dim=student.embed_dim, out_dim=width, grid_size=decoder.grid_size,
+    return MimCo(patchifier=dict(type="image_patches", patch_size=(p, q), in_chans=in_chans),
+                 masker=dict(type="random_mask", mask_ratio=mask_ratio), encoder=student,
+                 decoder=dict(type="mae_decoder", encoder_dim=student.embed_dim, out_dim=width, grid_size=student.grid_size,
                               embed_dim=decoder_embed_dim, depth=decoder_depth, num_heads=decoder_num_heads),
                  target=FeatureTarget(frozen, tap="output", keep_prefix=True),
                  loss=ContrastiveReconstructionLoss(patch_temperature, image_temperature, patch_weight, image_weight))
