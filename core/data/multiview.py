@@ -222,10 +222,6 @@ class MultiView:
         self.views = {str(name): ViewSteps(steps, f"views.{name}") for name, steps in views.items()}
         self.mean, self.std = mean, std
 
-    @property
-    def names(self) -> list[str]:
-        return list(self.views)
-
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         base = self.shared(image).clamp(0, 1)
         # one number from the sample's generator seeds every view's own generator
@@ -234,8 +230,5 @@ class MultiView:
         for position, (name, steps) in enumerate(self.views.items()):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(mix_seed(sample_seed, position))
-                out[name] = self.normalise(steps(base).clamp(0, 1))
+                out[name] = _normalise(steps(base).clamp(0, 1), self.mean, self.std)
         return out
-
-    def normalise(self, view: torch.Tensor) -> torch.Tensor:
-        return _normalise(view, self.mean, self.std)

@@ -181,7 +181,6 @@ class AugmentedView(Dataset):
             image = sample["inputs"]
             if self.transform is not None:
                 image = transform_naming_source(self.transform, image, self.dataset, position)
-        if isinstance(image, dict):  # named views (maekit.data.multiview): the first is the inputs
-            return {**sample, "inputs": next(iter(image.values())), "views": image, "label": sample.get("label", -1),
-                    "index": virtual_index}
-        return {**sample, "inputs": image, "label": sample.get("label", -1), "index": virtual_index}
+        # named views (maekit.data.multiview): the first is the inputs
+        inputs = {"inputs": next(iter(image.values())), "views": image} if isinstance(image, dict) else {"inputs": image}
+        return {**sample, **inputs, "label": sample.get("label", -1), "index": virtual_index}

@@ -35,10 +35,9 @@ def load_trained_model(model_cfg: dict, checkpoint: str | Path | None) -> torch.
             for note in notes:
                 logging.getLogger("maekit").warning("%s: fine-tuned checkpoint: %s", checkpoint, note)
         # an encoder-only file (exported, or the official mae_pretrain_*) leaves the decoder as initialised,
-        # and a method's teachers (target.* / teacher.*: frozen ones load their own files), their
-        # projections (DMAE's) and loss state as built
-        # (and whatever else the method names in ``pretraining_only``: heads and EMA copies it trains beside the encoder)
-        load_weights(model, state, checkpoint, may_lack=("decoder.", "target.", "loss.", "teacher.", "projection.",
+        # a method's teachers (target.* / teacher.*: frozen ones load their own files) and loss state as
+        # built, and whatever else the method names in ``pretraining_only`` (heads, EMA copies, banks)
+        load_weights(model, state, checkpoint, may_lack=("decoder.", "target.", "loss.", "teacher.",
                                                          *getattr(model, "pretraining_only", ())))
     return model.eval()
 

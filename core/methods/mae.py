@@ -6,7 +6,7 @@ from typing import Any
 from maekit.model import MaskedAutoencoder
 from maekit.nn.patchify import as_pair
 
-__all__ = ["MAE_PRESETS", "mae", "encoder_name_for"]
+__all__ = ["MAE_PRESETS", "mae", "encoder_name_for", "build_vit_encoder"]
 
 # Encoder sizes of the paper (ViT-B/L/H) and the common smaller ViTs, as timm names.
 MAE_PRESETS: dict[str, str] = {
@@ -29,8 +29,7 @@ def mae(size: str | None = "base", img_size: int | tuple[int, int] = 224, patch_
     ``size`` picks a preset (tiny, small, base, large, huge) or pass ``encoder_name`` (any timm
     ViT) and free sizes in ``encoder`` (``embed_dim``, ``depth``, ``num_heads``, ...).
     """
-    encoder_name = encoder_name_for(size, encoder_name)
-    encoder_module = _build_encoder(encoder_name, img_size, patch_size, in_chans, drop_path_rate, encoder or {})
+    encoder_module = build_vit_encoder(size, encoder_name, img_size, patch_size, in_chans, encoder, drop_path_rate)
     p, q = encoder_module.patch_size
     grid = tuple(s // k for s, k in zip(as_pair(img_size, "img_size"), (p, q)))
     return MaskedAutoencoder(
@@ -45,12 +44,19 @@ def mae(size: str | None = "base", img_size: int | tuple[int, int] = 224, patch_
     )
 
 
-def _build_encoder(name: str, img_size: Any, patch_size: int | None, in_chans: int, drop_path_rate: float,
-                   overrides: dict[str, Any]):
+def build_vit_encoder(size: str | None, encoder_name: str | None, img_size: Any, patch_size: int | None, in_chans: int,
+                      overrides: dict[str, Any] | None = None, drop_path_rate: float | None = None,
+                      method: str = "mae") -> Any:
+    """A ``vit_encoder`` at a size preset (:data:`MAE_PRESETS`) or a timm ``encoder_name``, with
+    free ``overrides`` (``embed_dim``, ``depth``, ``num_heads``, ...); ``method`` names the caller
+    in a bad size's error. Every MAE-family method builds its encoder here."""
     from maekit.registry import build
 
-    return build("encoder", dict(type="vit_encoder", model_name=name, img_size=img_size, patch_size=patch_size,
-                                 in_chans=in_chans, drop_path_rate=drop_path_rate, **overrides))
+    spec = dict(type="vit_encoder", model_name=encoder_name_for(size, encoder_name, method), img_size=img_size,
+                patch_size=patch_size, in_chans=in_chans)
+    if drop_path_rate is not None:
+        spec["drop_path_rate"] = drop_path_rate
+    return build("encoder", dict(**spec, **(overrides or {})))  # a key given twice is an error, not an override
 
 
 def encoder_name_for(size: str | None, encoder_name: str | None = None, method: str = "mae") -> str:

@@ -146,13 +146,11 @@ class InfoNCE(nn.Module):
 
     @torch.no_grad()
     def remember(self, key: torch.Tensor) -> None:
-        """In training, the keys (unit-normalised, every process's when gathering) replace the
-        oldest entries of the bank, wrapping around; nothing without a bank or in evaluation."""
+        """In training, every process's keys (unit-normalised; a bank always gathers them) replace
+        the oldest entries of the bank, wrapping around; nothing without a bank or in evaluation."""
         if not self.queue or not self.training:
             return
-        key = F.normalize(key.float(), dim=1)
-        keys = gather_features(key, keep_gradient=False) if self.gather == "keys" else key
-        keys = keys[-self.queue:]
+        keys = gather_features(F.normalize(key.float(), dim=1), keep_gradient=False)[-self.queue:]
         start = int(self.bank_pointer)
         rows = (torch.arange(len(keys), device=keys.device) + start) % self.queue
         self.bank[rows] = keys.to(self.bank.dtype)

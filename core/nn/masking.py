@@ -123,7 +123,7 @@ class GridBlockMasker(Masker):
 
     def forward(self, tokens: Tokens, noise: NoiseSource = None) -> Mask:
         rows, cols = self.groups(tokens)
-        noise = draw_noise(self.noise_shape(tokens), noise, tokens.values.device, "(batch, blocks)")
+        noise = draw_noise((tokens.batch_size, rows * cols), noise, tokens.values.device, "(batch, blocks)")
         keep = num_visible(rows * cols, self.mask_ratio)
         ranks = torch.argsort(torch.argsort(noise, dim=1), dim=1)  # each block's place in the noise order
         removed = (ranks >= keep).view(-1, rows, 1, cols, 1)

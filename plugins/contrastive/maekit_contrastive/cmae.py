@@ -25,13 +25,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from maekit.methods.mae import build_vit_encoder
 from maekit.model import MaskedAutoencoder
 from maekit.nn.contrastive import InfoNCE, MLPProjector
 from maekit.nn.decoder import MAEDecoder
 from maekit.nn.schedules import Schedule
 from maekit.nn.teachers import ema_teacher
 from maekit.structures import ForwardPass, Tokens
-from maekit_contrastive.views import grid_of, named_views, vit_encoder
+from maekit_contrastive.views import named_views
 
 __all__ = ["CMAE", "cmae"]
 
@@ -98,9 +99,9 @@ def cmae(size: str | None = "base", img_size: Any = 224, patch_size: int | None 
     norm-pix target, EMA momentum 0.996, τ 0.07, both loss weights 1. ``sync_bn``: the projector's,
     predictor's and EMA projector's BatchNorm synchronised across processes, as the reference's
     SyncBN (CUDA DDP; a single process runs it as plain BatchNorm)."""
-    vit = vit_encoder(size, encoder_name, img_size, patch_size, in_chans, encoder, "cmae")
+    vit = build_vit_encoder(size, encoder_name, img_size, patch_size, in_chans, encoder, method="cmae")
     p, q = vit.patch_size
-    grid, width = grid_of(vit, img_size), vit.embed_dim
+    grid, width = vit.grid_size, vit.embed_dim
     if grid[0] % mask_block or grid[1] % mask_block:
         raise ValueError(f"cmae: the {grid[0]}×{grid[1]} token grid (img_size {img_size}, patch {p}) does not divide into "
                          f"mask_block={mask_block} blocks")

@@ -21,12 +21,13 @@ from typing import Any
 
 import torch
 
+from maekit.methods.mae import build_vit_encoder
 from maekit.model import MaskedAutoencoder, noise_for_views
 from maekit.nn.base import NoiseSource
 from maekit.nn.contrastive import InfoNCE, MLPProjector, symmetric_info_nce
 from maekit.registry import build
 from maekit.structures import ForwardPass
-from maekit_contrastive.views import grid_of, named_views, vit_encoder
+from maekit_contrastive.views import named_views
 
 __all__ = ["MACRL", "macrl"]
 
@@ -43,7 +44,7 @@ class MACRL(MaskedAutoencoder):
         self.contrastive = InfoNCE(temperature, gather="keys", queue=queue, dim=projector[-1].out_features)
         self.contrastive_weight = float(contrastive_weight)
 
-    pretraining_only = ("weak_masker.", "projector.", "contrastive.")
+    pretraining_only = ("projector.", "contrastive.")
 
     def projection(self, out: ForwardPass) -> torch.Tensor:
         """The projector of the mean of the branch's visible patch latents (cls left out)."""
@@ -75,14 +76,14 @@ def macrl(size: str | None = "base", img_size: Any = 224, patch_size: int | None
     if not strong_mask_ratio > weak_mask_ratio:
         raise ValueError(f"macrl: branch A masks more than branch B (strong_mask_ratio > weak_mask_ratio), "
                          f"got {strong_mask_ratio} and {weak_mask_ratio}")
-    vit = vit_encoder(size, encoder_name, img_size, patch_size, in_chans, encoder, "macrl")
+    vit = build_vit_encoder(size, encoder_name, img_size, patch_size, in_chans, encoder, method="macrl")
     p, q = vit.patch_size
     return MACRL(
         patchifier=dict(type="image_patches", patch_size=(p, q), in_chans=in_chans),
         masker=dict(type="random_mask", mask_ratio=strong_mask_ratio),
         weak_masker=dict(type="random_mask", mask_ratio=weak_mask_ratio),
         encoder=vit,
-        decoder=dict(type="mae_decoder", encoder_dim=vit.embed_dim, out_dim=p * q * in_chans, grid_size=grid_of(vit, img_size),
+        decoder=dict(type="mae_decoder", encoder_dim=vit.embed_dim, out_dim=p * q * in_chans, grid_size=vit.grid_size,
                      embed_dim=decoder_embed_dim, depth=decoder_depth, num_heads=decoder_num_heads),
         target=dict(type="norm_pixels" if norm_pix_loss else "pixels"),
         loss=dict(type="masked_l1", name="reconstruction"),

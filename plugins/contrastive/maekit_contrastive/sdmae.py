@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from maekit.methods.mae import build_vit_encoder
 from maekit.model import MaskedAutoencoder, noise_for_views
 from maekit.nn.base import NoiseSource
 from maekit.nn.contrastive import InfoNCE, MLPProjector, symmetric_info_nce
@@ -36,7 +37,7 @@ from maekit.nn.encoder import make_blocks
 from maekit.nn.teachers import ema_teacher
 from maekit.ops import init_mae_weights
 from maekit.structures import ForwardPass
-from maekit_contrastive.views import grid_of, named_views, vit_encoder
+from maekit_contrastive.views import named_views
 
 __all__ = ["SDMAE", "DescriptorHead", "sdmae"]
 
@@ -117,9 +118,9 @@ def sdmae(size: str | None = "base", img_size: Any = 224, patch_size: int | None
     1 block × 16 heads (the model's name says 512d8b), contrastive head of 2 blocks (heads: the
     encoder's) and MLP dim 4096, EMA 0.999, τ 1, weight 0.1, mask 0.75, raw-pixel target, frozen
     random patch embedding."""
-    vit = vit_encoder(size, encoder_name, img_size, patch_size, in_chans, encoder, "sdmae")
+    vit = build_vit_encoder(size, encoder_name, img_size, patch_size, in_chans, encoder, method="sdmae")
     p, q = vit.patch_size
-    grid, width, pixels = grid_of(vit, img_size), vit.embed_dim, p * q * in_chans
+    grid, width, pixels = vit.grid_size, vit.embed_dim, p * q * in_chans
     heads = contrastive_heads or vit.blocks[0].attn.num_heads
     if pixels % heads:
         raise ValueError(f"sdmae: the contrastive head works at the decoder's pixel width p²·C = {pixels}, which "

@@ -32,6 +32,8 @@ class DMAE(MaskedAutoencoder):
     ``teacher``'s ``teacher_tap`` on the same visible tokens (L1 between unit vectors, weight
     ``distill_weight``)."""
 
+    pretraining_only = ("projection.",)  # the Linear to the teacher's width
+
     def __init__(self, *args: Any, teacher: Teacher, student_tap: int, teacher_tap: int, projection: nn.Module,
                  distill_weight: float = 1.0, **components: Any) -> None:
         super().__init__(*args, **components)

@@ -23,13 +23,12 @@ from typing import Any, Mapping
 import torch
 from torch.nn import functional as F
 
-from maekit.methods.mae import encoder_name_for
+from maekit.methods.mae import build_vit_encoder
 from maekit.model import MaskedAutoencoder
 from maekit.nn.base import Loss
 from maekit.nn.contrastive import InfoNCE
 from maekit.nn.targets import FeatureTarget
 from maekit.nn.teachers import image_mae_teacher
-from maekit.registry import build
 from maekit.structures import Mask, Prediction, Tokens
 
 __all__ = ["MimCo", "ContrastiveReconstructionLoss", "mimco"]
@@ -95,9 +94,7 @@ def mimco(teacher: Mapping[str, Any], size: str | None = "small", img_size: int 
     "official" | "maekit", size=... or encoder_name=..., encoder=dict(...))`` — MoCo v3's
     ``vit-s-300ep.pth.tar`` (``module.base_encoder.*``; its projection head is not read; its ViT-S
     has 12 heads, which core's loader sets for ``size="small"``) by default."""
-    student: Any = build("encoder", dict(type="vit_encoder", model_name=encoder_name_for(size, encoder_name, "mimco"),
-                                         img_size=img_size, patch_size=patch_size, in_chans=in_chans,
-                                         drop_path_rate=drop_path_rate, **(encoder or {})))
+    student: Any = build_vit_encoder(size, encoder_name, img_size, patch_size, in_chans, encoder, drop_path_rate, "mimco")
     p, q = student.patch_size
     frozen = image_mae_teacher({"size": "small", "layout": "mocov3", **teacher}, img_size, p, in_chans, "mimco teacher")
     width = int(frozen.module.embed_dim)  # type: ignore[arg-type]
