@@ -36,7 +36,7 @@ def maekit_register(registry: "Registrar") -> None:
     Call ``registry.register(kind, target, name=None, summary="")`` once per component (or
     ``registry.register_all(rows)`` with ``(kind, name, target)`` rows), where
     ``kind`` is one of ``maekit.registry.KINDS`` (model, patchifier, masker, encoder, decoder,
-    target, loss, teacher, dataset, transform) and ``target`` is the class/function or its lazy dotted path
+    target, loss, teacher, tokenizer, dataset, transform) and ``target`` is the class/function or its lazy dotted path
     ``"package.module:Name"``. A name another plugin already registered in that kind is an error
     that names both plugins; the plugin is then reported as failed and none of its components
     stay registered.

@@ -119,6 +119,23 @@ class MaskedAutoencoder(nn.Module):
         tokens = self.tokenize(batch)
         return self.encoder(tokens if mask is None else tokens.take(mask.ids_keep))
 
+    def encode_layer(self, batch: Any, layer: int) -> torch.Tensor:
+        """Features B×(P+N)×D after encoder block ``layer`` (1..depth, negative from the end; 0 the
+        embeddings) over every token, layer-normalised without affine: the intermediate features a
+        probe of a middle layer reads (iGPT's best probe layer is not the last; BEiT's per-layer
+        probes)."""
+        encoder: Any = self.encoder
+        if not hasattr(encoder, "forward_intermediates"):
+            raise ValueError(f"{type(encoder).__name__} does not give intermediate layers; probe its output instead "
+                             f"(no layer)")
+        depth = len(encoder.blocks)
+        if not isinstance(layer, int) or not -depth - 1 <= layer <= depth:
+            raise ValueError(f"probe layer {layer!r} is outside the encoder's {depth} blocks (1..{depth}, or negative "
+                             f"from the end)")
+        tap = encoder.resolve_tap(layer)
+        state = encoder.forward_intermediates(self.tokenize(batch), [tap]).features[tap]
+        return nn.functional.layer_norm(state.float(), state.shape[-1:])
+
     @torch.no_grad()
     def panels(self, images: torch.Tensor, mean: Sequence[float], std: Sequence[float], seed: int = 0) -> list[list[Any]]:
         """Picture rows for ``maekit visualize`` and the demo (H×W×C uint8 panels per image):

@@ -64,6 +64,9 @@ class Mask:
     #: only an encoder that sees every token (mask tokens inside it) can take such a mask;
     #: ``ids_keep`` then lists each row's first ``min`` visible tokens only.
     variable_count: bool = False
+    #: Each token's place in a generation order (B×N; smaller = earlier), for methods that predict
+    #: tokens in an order instead of hiding some (SAIM's random order); None for a plain mask.
+    order: torch.Tensor | None = None
 
     @property
     def num_visible(self) -> int:

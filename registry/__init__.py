@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 __all__ = [
     "KINDS", "Provider", "Entry", "ComponentRegistry", "DuplicateComponentError",
     "UnknownComponentError", "MODELS", "PATCHIFIERS", "MASKERS", "ENCODERS", "DECODERS",
-    "TARGETS", "LOSSES", "TEACHERS", "DATASETS", "TRANSFORMS", "registry_for", "entries", "build", "get", "import_target",
+    "TARGETS", "LOSSES", "TEACHERS", "TOKENIZERS", "DATASETS", "TRANSFORMS", "registry_for", "entries", "build", "get", "import_target",
 ]
 
 
@@ -179,9 +179,11 @@ DECODERS = ComponentRegistry("decoder")
 TARGETS = ComponentRegistry("target")
 LOSSES = ComponentRegistry("loss")
 TEACHERS = ComponentRegistry("teacher")
+TOKENIZERS = ComponentRegistry("tokenizer")
 
 _BY_KIND: dict[str, ComponentRegistry] = {
-    r.kind: r for r in (MODELS, PATCHIFIERS, MASKERS, ENCODERS, DECODERS, TARGETS, LOSSES, TEACHERS, DATASETS, TRANSFORMS)
+    r.kind: r for r in (MODELS, PATCHIFIERS, MASKERS, ENCODERS, DECODERS, TARGETS, LOSSES, TEACHERS, TOKENIZERS, DATASETS,
+              TRANSFORMS)
 }
 KINDS: tuple[str, ...] = tuple(_BY_KIND)
 

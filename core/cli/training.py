@@ -66,12 +66,15 @@ def configs(ctx: click.Context, as_json: bool) -> None:
 @click.option("--pool", type=click.Choice(["cls", "mean"]), default=None,
               help="Features to probe [the config's probe.pools first entry, else cls].")
 @click.option("--k", default=20, show_default=True, help="Neighbours for k-NN.")
+@click.option("--layer", type=int, default=None,
+              help="Probe the layer-normed output of this encoder block (1..depth, negative from the end) "
+                   "[the config's probe.layer, else the encoder's output].")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the metrics JSON here too.")
 @cfg_options_option
 @click.pass_context
-def probe(ctx: click.Context, config: str, checkpoint: str | None, pool: str | None, k: int, out: str | None,
-          cfg_options: tuple[str, ...], more_cfg_options: tuple[str, ...]) -> None:
-    """Linear probe (logistic regression) and k-NN on frozen encoder features."""
+def probe(ctx: click.Context, config: str, checkpoint: str | None, pool: str | None, k: int, layer: int | None,
+          out: str | None, cfg_options: tuple[str, ...], more_cfg_options: tuple[str, ...]) -> None:
+    """Linear probe (logistic regression) and k-NN on frozen encoder features (of one block with --layer)."""
     _load(ctx)
     from maekit.data.views import evaluation_transform
     from maekit.eval.probe import load_trained_model
@@ -86,8 +89,9 @@ def probe(ctx: click.Context, config: str, checkpoint: str | None, pool: str | N
     train_set, test_set = build("dataset", section["train"]), build("dataset", section["test"])
     transform = evaluation_transform(train_set, (cfg.get("data") or {}).get("transform"), cfg.get("eval_transform"))
     model = load_trained_model(cfg.model, checkpoint)
-    metrics = run_probe(model, train_set, test_set, transform, pool=pool, k=k)
-    write_metrics({**metrics, "checkpoint": checkpoint, "pool": pool}, out)
+    layer = section.get("layer") if layer is None else layer
+    metrics = run_probe(model, train_set, test_set, transform, pool=pool, k=k, layer=layer)
+    write_metrics({**metrics, "checkpoint": checkpoint, "pool": pool, "layer": layer}, out)
 
 
 @main.command()

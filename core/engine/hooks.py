@@ -12,6 +12,7 @@ from mmengine.registry import HOOKS
 from maekit.io.checkpoint import remove_stale_temporaries, write_bytes
 
 __all__ = ["ThroughputHook", "DataOnlyCheckpointHook", "SafeCheckpointHook", "TeacherUpdateHook", "LossWeightHook",
+           "TokenizerFitHook",
            "nonfinite_tensors", "method_of", "iters_per_epoch_of"]
 
 
@@ -103,6 +104,41 @@ class TeacherUpdateHook(_EpochAwareHook):
         used = update_teachers(method_of(runner), runner.iter, self.iters_per_epoch, stepped)
         if used:
             runner.message_hub.update_scalar("train/teacher_momentum", next(iter(used.values())))
+
+
+@HOOKS.register_module(name="MaekitTokenizerFitHook")
+class TokenizerFitHook(Hook):
+    """Before the first step, fits the method's trainable tokenizers that are not fitted yet (iGPT's
+    colour palette) on the run's training images, in order, through the training transform
+    (:func:`maekit.nn.tokenizers.fit_tokenizers`). Every process fits from the same images and seed;
+    under DDP rank 0's result is broadcast so all ranks hold one vocabulary. The fitted state is in
+    the model's buffers (every checkpoint has it; a resumed run does not refit), and each
+    tokenizer's own file (``save_fitted``) is written into the work folder."""
+
+    priority = "VERY_HIGH"
+
+    def before_train(self, runner: Any) -> None:
+        import torch
+        from torch.utils.data import DataLoader
+
+        from maekit.nn.tokenizers import fit_tokenizers, tokenizers_in
+
+        method = method_of(runner)
+        if all(tokenizer.fitted for _, tokenizer in tokenizers_in(method)):
+            return
+        source = runner.train_dataloader
+        loader = DataLoader(source.dataset, batch_size=source.batch_size, shuffle=False, collate_fn=source.collate_fn)
+        fitted = fit_tokenizers(method, loader, seed=int(runner.seed))
+        for name, tokenizer in tokenizers_in(method):
+            if name not in fitted:
+                continue
+            if get_world_size() > 1:
+                for buffer in tokenizer.buffers():
+                    torch.distributed.broadcast(buffer.data, src=0)
+            if is_main_process():
+                written = tokenizer.save_fitted(Path(runner.work_dir))
+                runner.logger.info(f"fitted tokenizer {name} ({type(tokenizer).__name__}) on the training images"
+                                   + (f"; written: {', '.join(map(str, written))}" if written else ""))
 
 
 def _to_plain(value: Any) -> Any:

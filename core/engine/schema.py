@@ -19,7 +19,7 @@ DATA = ["dataset", "transform", "batch_size", "num_workers", "sampler"]
 
 CORE_KEYS: dict[str, list[str] | None] = {
     "model": None, "data": DATA, "schedule": SCHEDULE,
-    "probe": ["train", "test", "pools"],
+    "probe": ["train", "test", "pools", "layer"],
     "finetune": ["num_classes", "drop_path_rate", "label_smoothing", "classifier", "classifier_options", "data",
                  "test", "schedule", "eval_transform", "test_batch_size"],
     "eval_transform": None, "custom_hooks": None,

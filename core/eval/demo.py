@@ -35,13 +35,16 @@ def pretrain(out_dir: Path, config: str, max_iters: int | None = None, seed: int
 
 def trained_and_untrained(model_cfg: dict, checkpoint: Path, seed: int = 0) -> dict[str, torch.nn.Module]:
     """``{"pretrained": …, "random_init": …}``: the demo's model with the checkpoint loaded, and the
-    same architecture built from the same seed, untrained, to compare against."""
+    same architecture built from the same seed, untrained, to compare against (with the trained
+    run's fitted tokenizers, e.g. iGPT's palette: the vocabulary is the data's, not learned)."""
     from maekit.eval.probe import load_trained_model
+    from maekit.nn.tokenizers import share_fitted_tokenizers
 
     models = {}
     for name, weights in (("pretrained", checkpoint), ("random_init", None)):
         torch.manual_seed(seed)
         models[name] = load_trained_model(model_cfg, weights)
+    share_fitted_tokenizers(models["pretrained"], models["random_init"])
     return models
 
 
@@ -74,7 +77,7 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
     models = trained_and_untrained(cfg.model, checkpoint, seed)
     metrics: dict[str, Any] = {}
     for name, model in models.items():
-        for pool, scores in probe_pools(model, train_set, test_set, transform, pools).items():
+        for pool, scores in probe_pools(model, train_set, test_set, transform, pools, layer=probe_cfg.get("layer")).items():
             prefix = "" if pool == pools[0] else f"{pool}_"
             metrics[f"{prefix}probe_accuracy_{name}"] = scores["linear_probe_accuracy"]
             metrics[f"{prefix}knn_accuracy_{name}"] = scores["knn_accuracy"]
@@ -89,7 +92,8 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
                      scale=getattr(model, "picture_scale", 4))
 
     metrics.update({
-        "probe_features": f"{pools[0]}-pooled encoder tokens" + "".join(f"; {p}_*: {p} pool" for p in pools[1:]),
+        "probe_features": (f"{pools[0]}-pooled encoder tokens" + "".join(f"; {p}_*: {p} pool" for p in pools[1:])
+                           + ("" if probe_cfg.get("layer") is None else f" of block {probe_cfg['layer']} (layer-normed)")),
         "final_loss": final_loss,
         "iterations": int(cfg.schedule.max_iters),
         "seconds": round(time.perf_counter() - started, 1),

@@ -107,15 +107,20 @@ def recalibrate_batchnorm(model: torch.nn.Module, dataset: Dataset, transform: A
 
 @torch.no_grad()
 def pooled_features(model: torch.nn.Module, dataset: Dataset, transform: Any = None, batch_size: int = 128,
-                    pools: Sequence[str] = ("cls",)) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Frozen encoder features (no masking), pooled each way in ``pools`` from one pass, and labels."""
+                    pools: Sequence[str] = ("cls",), layer: int | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Frozen encoder features (no masking), pooled each way in ``pools`` from one pass, and labels;
+    ``layer``: the layer-normalised output of that encoder block instead of the encoder's output
+    (``MaskedAutoencoder.encode_layer``)."""
     prefixes = {pool: check_pool(model, pool) for pool in pools}
+    if layer is not None and not hasattr(model, "encode_layer"):
+        raise ValueError(f"{type(model).__name__} cannot give an intermediate layer's features; probe without a layer")
     model.eval()
     device = next(model.parameters()).device
     features: dict[str, list[np.ndarray]] = {pool: [] for pool in pools}
     labels = []
     for batch in _batches(dataset, transform, batch_size):
-        tokens = model.encode({"inputs": batch["inputs"].to(device)})
+        inputs = {"inputs": batch["inputs"].to(device)}
+        tokens = model.encode(inputs) if layer is None else model.encode_layer(inputs, layer)
         for pool, prefix in prefixes.items():
             pooled = tokens[:, 0] if pool == "cls" else tokens[:, prefix:].mean(1)
             features[pool].append(pooled.float().cpu().numpy())
@@ -160,23 +165,24 @@ def knn_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
 
 
 def probe(model: torch.nn.Module, train: Dataset, test: Dataset, transform: Any = None, pool: str = "cls",
-          k: int = 20) -> dict[str, float]:
-    """Linear-probe and k-NN accuracy of a model's frozen encoder, for one pool."""
-    return probe_pools(model, train, test, transform, (pool,), k)[pool]
+          k: int = 20, layer: int | None = None) -> dict[str, float]:
+    """Linear-probe and k-NN accuracy of a model's frozen encoder, for one pool (of one ``layer``)."""
+    return probe_pools(model, train, test, transform, (pool,), k, layer)[pool]
 
 
 def probe_pools(model: torch.nn.Module, train: Dataset, test: Dataset, transform: Any = None,
-                pools: Sequence[str] = ("mean", "cls"), k: int = 20) -> dict[str, dict[str, float]]:
+                pools: Sequence[str] = ("mean", "cls"), k: int = 20, layer: int | None = None) -> dict[str, dict[str, float]]:
     """Linear-probe and k-NN accuracy per pool, from one encoder pass over each dataset (BatchNorm
     statistics, if any, re-estimated on ``train`` for the probe: see :func:`recalibrate_batchnorm`;
-    the model's own buffers are restored afterwards)."""
+    the model's own buffers are restored afterwards). ``layer``: features of that encoder block
+    (see :func:`pooled_features`), None: the encoder's output."""
     for pool in pools:
         check_pool(model, pool)
     saved = {name: buffer.clone() for name, buffer in model.named_buffers()}
     try:
         recalibrate_batchnorm(model, train, transform)
-        train_x, train_y = pooled_features(model, train, transform, pools=pools)
-        test_x, test_y = pooled_features(model, test, transform, pools=pools)
+        train_x, train_y = pooled_features(model, train, transform, pools=pools, layer=layer)
+        test_x, test_y = pooled_features(model, test, transform, pools=pools, layer=layer)
     finally:
         with torch.no_grad():
             for name, buffer in model.named_buffers():

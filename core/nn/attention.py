@@ -139,11 +139,13 @@ class CrossAttention(nn.Module):
         self.key_value = nn.Linear(dim if context_dim is None else context_dim, 2 * inner, bias=qkv_bias)
         self.proj = nn.Linear(inner, dim)
 
-    def forward(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, queries: torch.Tensor, context: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``attn_mask`` (B×1×N×M or N×M; bool True = may attend, or additive) limits which context
+        tokens each query sees (SAIM's query stream: strictly earlier tokens only)."""
         batch, length, _ = queries.shape
         q = self.query(queries).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
         k, v = self.key_value(context).view(batch, context.shape[1], 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        out = attend(q, k, v)
+        out = attend(q, k, v, attn_mask)
         return self.proj(out.transpose(1, 2).reshape(batch, length, -1))
 
 
@@ -156,14 +158,15 @@ class CrossAttentionBlock(nn.Module):
     none, SiamMAE's cross-only ablation): SiamMAE's decoder is ("cross", "self", "mlp").
     ``norm_first=False`` makes it post-norm, ``x = norm(x + sublayer(x))`` with the context used
     as given (PyTorch's ``TransformerDecoderLayer``, which CropMAE's SiamMAE block is, in the
-    order ("cross", "mlp", "self")).
+    order ("cross", "mlp", "self")). ``shared_norm=True`` normalises the context with the queries'
+    own LayerNorm (SAIM's query stream: one ``norm1`` for q, k and v).
     """
 
     SUBLAYERS = ("self", "cross", "mlp")
 
     def __init__(self, dim: int, num_heads: int, context_dim: int | None = None, mlp_ratio: float = 4.0,
                  head_dim: int | None = None, norm_eps: float = 1e-6, order: tuple[str, ...] = ("self", "cross", "mlp"),
-                 norm_first: bool = True) -> None:
+                 norm_first: bool = True, shared_norm: bool = False) -> None:
         super().__init__()
         from timm.layers import Mlp
 
@@ -176,23 +179,33 @@ class CrossAttentionBlock(nn.Module):
             self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
             self.attn = Attention(dim, num_heads, head_dim)
         self.norm_query = nn.LayerNorm(dim, eps=norm_eps)
-        self.norm_context = nn.LayerNorm(context_dim, eps=norm_eps) if norm_first else nn.Identity()
+        if shared_norm and (context_dim != dim or not norm_first):
+            raise ValueError("shared_norm normalises the context with the queries' LayerNorm: it needs a pre-norm "
+                             "block whose context has the queries' width")
+        self.shared_norm = shared_norm
+        self.norm_context = nn.LayerNorm(context_dim, eps=norm_eps) if norm_first and not shared_norm else nn.Identity()
         self.cross_attn = CrossAttention(dim, num_heads, context_dim, head_dim)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def sublayer(self, name: str, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def sublayer(self, name: str, x: torch.Tensor, context: torch.Tensor,
+                 attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         if name == "self":
             return self.attn(x)
-        return self.cross_attn(x, self.norm_context(context)) if name == "cross" else self.mlp(x)
+        if name == "mlp":
+            return self.mlp(x)
+        context = self.norm_query(context) if self.shared_norm else self.norm_context(context)
+        return self.cross_attn(x, context, attn_mask)
 
     def norm_of(self, name: str) -> nn.Module:
         return self.norm1 if name == "self" else self.norm_query if name == "cross" else self.norm2
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``attn_mask`` applies to the cross-attention (see :meth:`CrossAttention.forward`)."""
         for name in self.order:
             norm = self.norm_of(name)
-            x = x + self.sublayer(name, norm(x), context) if self.norm_first else norm(x + self.sublayer(name, x, context))
+            x = (x + self.sublayer(name, norm(x), context, attn_mask) if self.norm_first
+                 else norm(x + self.sublayer(name, x, context, attn_mask)))
         return x
 
 

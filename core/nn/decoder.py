@@ -138,14 +138,21 @@ class CrossAttentionDecoder(MAEDecoder):
 class LinearHead(Decoder):
     """No decoder: a Linear from the encoder's output of every token to the target (MaskFeat's
     head; the encoder saw every token, see :class:`~maekit.model.MaskTokenModel`). Prefix (cls)
-    outputs are dropped. Init: truncated normal ``std`` (MaskFeat 0.02), zero bias."""
+    outputs are dropped. Init: truncated normal ``std`` (MaskFeat 0.02), zero bias; ``std=0``
+    starts at zero (iGPT's output table ``wtet``), ``bias=False`` has none (iGPT, BEiT's lm_head
+    over a vocabulary of ``out_dim`` ids)."""
 
-    def __init__(self, encoder_dim: int, out_dim: int, num_prefix_tokens: int = 1, std: float = 0.02) -> None:
+    def __init__(self, encoder_dim: int, out_dim: int, num_prefix_tokens: int = 1, std: float = 0.02,
+                 bias: bool = True) -> None:
         super().__init__()
         self.num_prefix_tokens = num_prefix_tokens
-        self.pred = nn.Linear(encoder_dim, out_dim)
-        nn.init.trunc_normal_(self.pred.weight, std=std)
-        nn.init.zeros_(self.pred.bias)
+        self.pred = nn.Linear(encoder_dim, out_dim, bias=bias)
+        if std > 0:
+            nn.init.trunc_normal_(self.pred.weight, std=std)
+        else:
+            nn.init.zeros_(self.pred.weight)
+        if self.pred.bias is not None:
+            nn.init.zeros_(self.pred.bias)
 
     def forward(self, latents: torch.Tensor, mask: Mask, tokens: Tokens) -> torch.Tensor:
         if latents.shape[1] != self.num_prefix_tokens + tokens.num_tokens:

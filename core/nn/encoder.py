@@ -120,8 +120,10 @@ class TokenEncoder(Encoder):
         return None
 
     def attention_mask(self, tokens: Tokens) -> torch.Tensor | None:
-        """A mask every block's attention takes (True = may attend), or None."""
-        return None
+        """A mask every block's attention takes (True = may attend; B×1×(P+N)×(P+N) or
+        (P+N)×(P+N), prefix tokens first), or None: the one the tokens carry as ``meta["attn_mask"]``
+        (a method that orders its tokens, SAIM's content stream), else none."""
+        return tokens.meta.get("attn_mask")
 
     def forward(self, tokens: Tokens) -> torch.Tensor:
         x = self.block_inputs(tokens)

@@ -6,12 +6,14 @@ from typing import Any, Mapping
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from maekit.nn.base import Loss
 from maekit.nn.schedules import Schedule, ScheduledValues
 from maekit.structures import Mask, Prediction
 
-__all__ = ["MaskedMSELoss", "MaskedL1Loss", "MaskedSmoothL1Loss", "MaskedReconstructionLoss", "NamedLosses"]
+__all__ = ["MaskedMSELoss", "MaskedL1Loss", "MaskedSmoothL1Loss", "MaskedReconstructionLoss", "NamedLosses",
+           "MaskedCrossEntropyLoss"]
 
 
 class MaskedReconstructionLoss(Loss):
@@ -122,3 +124,40 @@ class NamedLosses(Loss):
             total = weight * terms["loss"] if total is None else total + weight * terms["loss"]
         assert total is not None
         return {"loss": total, **out}
+
+
+class MaskedCrossEntropyLoss(Loss):
+    """Cross-entropy of vocabulary logits (B×N×V) against ids (B×N), over the removed tokens
+    (``over="removed"``: BEiT, iGPT's BERT objective) or every token (``over="all"``: iGPT's
+    autoregressive objective, which hides nothing). ``reduction="token_mean"`` averages over all
+    counted tokens of the batch (BEiT); ``"image_mean"`` per image first, then over the images
+    (iGPT; an image with no counted token is left out). Returns ``{"loss", name, name_accuracy}``
+    (the accuracy of the arg-max over the counted tokens, not differentiated)."""
+
+    def __init__(self, name: str = "cross_entropy", weight: float = 1.0, over: str = "removed",
+                 reduction: str = "token_mean") -> None:
+        super().__init__()
+        if over not in ("removed", "all"):
+            raise ValueError(f"cross-entropy 'over' must be 'removed' or 'all', got {over!r}")
+        if reduction not in ("token_mean", "image_mean"):
+            raise ValueError(f"cross-entropy reduction must be 'token_mean' (BEiT) or 'image_mean' (iGPT), got {reduction!r}")
+        self.name, self.weight, self.over, self.reduction = name, weight, over, reduction
+
+    def forward(self, pred: Prediction, target: Prediction, mask: Mask) -> dict[str, torch.Tensor]:
+        if not isinstance(pred, torch.Tensor) or not isinstance(target, torch.Tensor) or target.is_floating_point():
+            raise TypeError("masked_cross_entropy compares logits B×N×V with integer ids B×N")
+        if pred.shape[:2] != target.shape:
+            raise ValueError(f"logits {tuple(pred.shape)} and ids {tuple(target.shape)} cover different tokens")
+        per_token = F.cross_entropy(pred.float().flatten(0, 1), target.flatten(), reduction="none").view_as(target)
+        counted = mask.masked.float() if self.over == "removed" else torch.ones_like(per_token)
+        correct = (pred.detach().argmax(-1) == target).float()
+        if self.reduction == "token_mean":
+            total = counted.sum().clamp_min(1)
+            value, accuracy = (per_token * counted).sum() / total, (correct * counted).sum() / total
+        else:
+            per_image = counted.sum(1)
+            present = (per_image > 0).float()
+            images = present.sum().clamp_min(1)
+            value = ((per_token * counted).sum(1) / per_image.clamp_min(1) * present).sum() / images
+            accuracy = ((correct * counted).sum(1) / per_image.clamp_min(1) * present).sum() / images
+        return {"loss": self.weight * value, self.name: value, f"{self.name}_accuracy": accuracy}

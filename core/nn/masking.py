@@ -11,7 +11,7 @@ from maekit.nn.base import Masker, NoiseSource
 from maekit.ops import gather
 from maekit.structures import Mask, Tokens
 
-__all__ = ["RandomMasker", "TubeMasker", "BlockMasker", "BlockPlusRandomMasker", "BlockwiseMasker", "GridBlockMasker", "GivenMasker", "beit_block_mask", "block_mask_3d", "masked_folds",
+__all__ = ["RandomMasker", "TubeMasker", "BlockMasker", "BlockPlusRandomMasker", "BlockwiseMasker", "GridBlockMasker", "GivenMasker", "BernoulliMasker", "beit_block_mask", "block_mask_3d", "masked_folds",
            "check_mask_ratio", "num_visible", "draw_noise", "NoiseSource"]
 
 
@@ -167,6 +167,23 @@ class TubeMasker(Masker):
 
     def extra_repr(self) -> str:
         return f"mask_ratio={self.mask_ratio}"
+
+
+class BernoulliMasker(Masker):
+    """Each token removed on its own with ``probability`` (iGPT's BERT objective: 0.15), so counts
+    vary per sample: for an encoder that sees every token (:class:`~maekit.model.MaskTokenModel`).
+    Token i is removed when its noise u_i < ``probability``; 0 removes nothing (iGPT's
+    autoregressive objective, which hides nothing and predicts every token)."""
+
+    def __init__(self, probability: float = 0.15) -> None:
+        super().__init__()
+        if not isinstance(probability, (int, float)) or not 0.0 <= probability < 1.0:
+            raise ValueError(f"bernoulli_mask probability must be in [0, 1), got {probability!r}")
+        self.probability = float(probability)
+
+    def forward(self, tokens: Tokens, noise: NoiseSource = None) -> Mask:
+        noise = draw_noise(self.noise_shape(tokens), noise, tokens.values.device)
+        return Mask.from_masked(noise < self.probability)
 
 
 class GivenMasker(Masker):

@@ -15,7 +15,7 @@ from maekit.nn.teachers import Tap, Teacher
 from maekit.ops import denorm_pix, norm_pix
 from maekit.structures import Mask, Prediction, Tokens
 
-__all__ = ["PixelTarget", "NormPixelTarget", "HOGTarget", "hog_cells", "FeatureTarget", "NamedTargets", "FEATURE_NORMS", "normalize_features"]
+__all__ = ["PixelTarget", "NormPixelTarget", "HOGTarget", "hog_cells", "FeatureTarget", "NamedTargets", "TokenTarget", "FEATURE_NORMS", "normalize_features"]
 
 
 class PixelTarget(Target):
@@ -243,3 +243,29 @@ class NamedTargets(Target):
         if self.picture is None or not isinstance(pred, dict):
             raise NotImplementedError("these named targets name no picture part")
         return self.parts[self.picture].to_values(pred[self.picture], tokens)
+
+
+class TokenTarget(Target):
+    """Discrete ids B×N (long) for a vocabulary head: a tokenizer's ids of the batch's
+    ``tokenizer.view`` images, row-major (BEiT, PeCo), or, with no tokenizer, the tokens' own ids
+    (``tokens.values[..., 0]``: a patchifier that already tokenized, iGPT's palette pixels)."""
+
+    def __init__(self, tokenizer: Any = None) -> None:
+        super().__init__()
+        from maekit.registry import build
+
+        self.tokenizer = None if tokenizer is None else build("tokenizer", tokenizer)
+
+    def forward(self, tokens: Tokens, batch: Any = None) -> torch.Tensor:
+        if self.tokenizer is None:
+            if tokens.values.is_floating_point() or tokens.values.shape[-1] != 1:
+                raise ValueError(f"token_ids without a tokenizer reads ids from the tokens (B×N×1 integers); these "
+                                 f"tokens hold {tuple(tokens.values.shape)} {tokens.values.dtype} values — give a tokenizer")
+            return tokens.values[..., 0].long()
+        view = self.tokenizer.view
+        images = batch[view] if isinstance(batch, Mapping) else batch
+        ids = self.tokenizer.encode(images).flatten(1)
+        if ids.shape[1] != tokens.num_tokens:
+            raise ValueError(f"the tokenizer gives {ids.shape[1]} ids per image of batch[{view!r}] "
+                             f"{tuple(images.shape[-2:])}, but there are {tokens.num_tokens} tokens: their grids must match")
+        return ids
