@@ -125,6 +125,9 @@ class MaskedAutoencoder(nn.Module):
         probe of a middle layer reads (iGPT's best probe layer is not the last; BEiT's per-layer
         probes)."""
         encoder: Any = self.encoder
+        if type(self).encode is not MaskedAutoencoder.encode:  # its own encode (padding, bodies) would be skipped
+            raise ValueError(f"{type(self).__name__} encodes its inputs in its own way and gives no intermediate layer; "
+                             f"probe its output instead (no layer)")
         if not hasattr(encoder, "forward_intermediates"):
             raise ValueError(f"{type(encoder).__name__} does not give intermediate layers; probe its output instead "
                              f"(no layer)")

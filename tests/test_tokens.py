@@ -159,3 +159,12 @@ def test_probing_a_layer_reads_that_blocks_layer_normed_output():
     assert torch.allclose(torch.from_numpy(features["mean"]), first[:, 1:].mean(1), atol=1e-5)
     with pytest.raises(ValueError, match="probe layer 4 is outside"):
         model.encode_layer(images, 4)
+
+
+def test_a_method_that_encodes_in_its_own_way_refuses_a_probe_layer():
+    model = mae(size=None, encoder_name="vit_tiny_patch16_224", img_size=16, patch_size=4, in_chans=1,
+                encoder=dict(embed_dim=32, depth=1, num_heads=2), decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    # e.g. MeshMAE fills padding, SkeletonMAE splits bodies: a layer read past that would be wrong
+    model.__class__ = type("OwnEncode", (type(model),), {"encode": lambda self, batch, mask=None: self.encoder(self.tokenize(batch))})
+    with pytest.raises(ValueError, match="encodes its inputs in its own way"):
+        model.encode_layer(torch.zeros(1, 1, 16, 16), 1)

@@ -127,7 +127,8 @@ class TokenizerFitHook(Hook):
         if all(tokenizer.fitted for _, tokenizer in tokenizers_in(method)):
             return
         source = runner.train_dataloader
-        loader = DataLoader(source.dataset, batch_size=source.batch_size, shuffle=False, collate_fn=source.collate_fn)
+        # a loader with a batch sampler (concat_sources) has no batch_size: read in batches of 32
+        loader = DataLoader(source.dataset, batch_size=source.batch_size or 32, shuffle=False, collate_fn=source.collate_fn)
         fitted = fit_tokenizers(method, loader, seed=int(runner.seed))
         for name, tokenizer in tokenizers_in(method):
             if name not in fitted:

@@ -146,7 +146,7 @@ class MaskedCrossEntropyLoss(Loss):
     def forward(self, pred: Prediction, target: Prediction, mask: Mask) -> dict[str, torch.Tensor]:
         if not isinstance(pred, torch.Tensor) or not isinstance(target, torch.Tensor) or target.is_floating_point():
             raise TypeError("masked_cross_entropy compares logits B×N×V with integer ids B×N")
-        if pred.shape[:2] != target.shape:
+        if pred.dim() != 3 or pred.shape[:2] != target.shape:
             raise ValueError(f"logits {tuple(pred.shape)} and ids {tuple(target.shape)} cover different tokens")
         per_token = F.cross_entropy(pred.float().flatten(0, 1), target.flatten(), reduction="none").view_as(target)
         counted = mask.masked.float() if self.over == "removed" else torch.ones_like(per_token)

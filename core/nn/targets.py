@@ -263,7 +263,9 @@ class TokenTarget(Target):
                                  f"tokens hold {tuple(tokens.values.shape)} {tokens.values.dtype} values — give a tokenizer")
             return tokens.values[..., 0].long()
         view = self.tokenizer.view
-        images = batch[view] if isinstance(batch, Mapping) else batch
+        images = batch[view] if isinstance(batch, Mapping) and view in batch else batch
+        if not isinstance(images, torch.Tensor):
+            raise ValueError(f"token_ids encodes the batch's images (batch[{view!r}]); got {type(batch).__name__}")
         ids = self.tokenizer.encode(images).flatten(1)
         if ids.shape[1] != tokens.num_tokens:
             raise ValueError(f"the tokenizer gives {ids.shape[1]} ids per image of batch[{view!r}] "

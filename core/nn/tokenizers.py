@@ -63,7 +63,12 @@ class Tokenizer(nn.Module):
 
 
 def tokenizers_in(module: nn.Module) -> Iterator[tuple[str, Tokenizer]]:
-    """Every tokenizer inside ``module``, with its name (outermost first; one inside another is skipped)."""
+    """Every tokenizer inside ``module``, with its name (outermost first; one inside another is
+    skipped; ``module`` itself when it is one, named ""). A method whose patchifier and target
+    each build a tokenizer has two (each fitted on its own): share one instance to fit it once."""
+    if isinstance(module, Tokenizer):
+        yield "", module
+        return
     seen: list[str] = []
     for name, child in module.named_modules():
         if isinstance(child, Tokenizer) and not any(name.startswith(f"{outer}.") for outer in seen):

@@ -38,11 +38,11 @@ class GPTAttention(nn.Module):
     """Multi-head attention without biases, iGPT's names (``q_proj``, ``k_proj``, ``v_proj``,
     ``c_proj``); iGPT's per-head [H, D/H, D] tables are these matrices' rows head by head."""
 
-    def __init__(self, dim: int, num_heads: int) -> None:
+    def __init__(self, dim: int, num_heads: int, causal: bool = False) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"iGPT width {dim} must be divisible by num_heads {num_heads}")
-        self.num_heads = num_heads
+        self.num_heads, self.causal = num_heads, causal
         self.q_proj, self.k_proj, self.v_proj = (nn.Linear(dim, dim, bias=False) for _ in range(3))
         self.c_proj = nn.Linear(dim, dim, bias=False)
 
@@ -50,7 +50,9 @@ class GPTAttention(nn.Module):
         batch, length, dim = x.shape
         q, k, v = (proj(x).view(batch, length, self.num_heads, -1).transpose(1, 2)
                    for proj in (self.q_proj, self.k_proj, self.v_proj))
-        out = attend(q, k, v, attn_mask)  # scaled by head_dim ** -0.5, as iGPT's rsqrt(v.shape[-1])
+        # scaled by head_dim ** -0.5, as iGPT's rsqrt(v.shape[-1]); causal as a flag, not an N×N mask,
+        # so fused attention kernels apply
+        out = attend(q, k, v, attn_mask, is_causal=self.causal and attn_mask is None)
         return self.c_proj(out.transpose(1, 2).reshape(batch, length, dim))
 
 
@@ -68,10 +70,11 @@ class GPTBlock(nn.Module):
     """iGPT's pre-norm block: norms that scale without centring or bias (x·rsqrt(mean(x²) + 1e-5)·g,
     ``nn.RMSNorm``), attention and MLP (4× wide) without biases."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, norm_eps: float = 1e-5) -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, norm_eps: float = 1e-5,
+                 causal: bool = False) -> None:
         super().__init__()
         self.ln_1 = nn.RMSNorm(dim, eps=norm_eps)
-        self.attn = GPTAttention(dim, num_heads)
+        self.attn = GPTAttention(dim, num_heads, causal)
         self.ln_2 = nn.RMSNorm(dim, eps=norm_eps)
         self.mlp = GPTMLP(dim, int(dim * mlp_ratio))
 
@@ -105,9 +108,10 @@ class GPTEncoder(TokenEncoder):
         self.grid_size: tuple[int, int] = as_pair(grid_size, "grid_size")
         self.wte = nn.Embedding(vocab_size, embed_dim)
         self.wpe = nn.Embedding(self.grid_size[0] * self.grid_size[1], embed_dim)
-        self.sos = nn.Parameter(torch.zeros(embed_dim))
+        # only the autoregressive objective has a start vector (BERT's would get no gradient: DDP refuses that)
+        self.sos = nn.Parameter(torch.zeros(embed_dim)) if self.causal else None
         self.norm_pre = nn.Identity()
-        self.blocks = nn.ModuleList(GPTBlock(embed_dim, num_heads, mlp_ratio, norm_eps) for _ in range(depth))
+        self.blocks = nn.ModuleList(GPTBlock(embed_dim, num_heads, mlp_ratio, norm_eps, self.causal) for _ in range(depth))
         self.norm = nn.RMSNorm(embed_dim, eps=norm_eps)
         self.reset_parameters()
 
@@ -118,7 +122,8 @@ class GPTEncoder(TokenEncoder):
     def reset_parameters(self) -> None:
         nn.init.normal_(self.wte.weight, std=0.02)
         nn.init.normal_(self.wpe.weight, std=0.01)
-        nn.init.normal_(self.sos, std=0.02)
+        if self.sos is not None:
+            nn.init.normal_(self.sos, std=0.02)
         depth, dim = len(self.blocks), self.embed_dim
         for module in self.blocks.modules():
             if isinstance(module, GPTAttention):
@@ -147,21 +152,15 @@ class GPTEncoder(TokenEncoder):
         masked = tokens.meta.get("masked")
         if masked is not None:  # BERT: hidden pixels' embeddings multiplied by 0
             x = x * (1 - masked.to(x.dtype)).unsqueeze(-1)
-        if self.causal:  # [sos] + pixels[:-1]: position i sees pixels before i only
+        if self.sos is not None:  # [sos] + pixels[:-1]: with causal attention, output i sees pixels before i only
             x = torch.cat([self.sos.to(x.dtype).expand(x.shape[0], 1, -1), x[:, :-1]], dim=1)
         return x + self.position_embedding(tokens)
 
     def prefix_tokens(self) -> torch.Tensor:
-        return self.sos.new_zeros(1, 0, self.embed_dim)
-
-    def attention_mask(self, tokens: Tokens) -> torch.Tensor | None:
-        if not self.causal:
-            return None
-        length = tokens.num_tokens
-        return torch.ones(length, length, dtype=torch.bool, device=tokens.values.device).tril()
+        return self.wte.weight.new_zeros(1, 0, self.embed_dim)
 
     def no_weight_decay(self) -> set[str]:
-        return {"wte.weight", "wpe.weight", "sos"}
+        return {"wte.weight", "wpe.weight"} | ({"sos"} if self.sos is not None else set())
 
 
 class IGPT(MaskTokenModel):
@@ -190,6 +189,8 @@ class IGPT(MaskTokenModel):
             raise ValueError("only an autoregressive iGPT completes images; this one was trained with the BERT objective")
         ids = ids.clone()
         flat = ids.view(ids.shape[0], -1)
+        if not 0 <= given <= flat.shape[1]:
+            raise ValueError(f"given must be a pixel count in 0..{flat.shape[1]}, got {given}")
         channels = int(getattr(self.patchifier.tokenizer, "channels", 3))
         for position in range(given, flat.shape[1]):
             logits = self.logits(PalettePixels.tokens_of(ids, channels))[:, position].float() / temperature
@@ -271,6 +272,8 @@ def _transformers_pairs(depth: int) -> list[tuple[str, str, bool]]:
 def to_transformers(model: IGPT) -> dict[str, torch.Tensor]:
     """Our weights in transformers' ``ImageGPTForCausalImageModeling`` layout (vocab_size =
     colours + 1: the start token is ``wte``'s last row; biases, which iGPT has none of, zero)."""
+    if model.objective != "autoregressive":
+        raise ValueError("transformers' ImageGPT is the autoregressive iGPT; a BERT-objective model has no start token")
     state, depth = model.state_dict(), len(model.encoder.blocks)
     out = {theirs: (state[ours].T if transposed else state[ours]).clone() for ours, theirs, transposed in _transformers_pairs(depth)}
     out["transformer.wte.weight"] = torch.cat([state["encoder.wte.weight"], state["encoder.sos"][None]])

@@ -124,10 +124,13 @@ class BlurredNormPixelTarget(NormPixelTarget):
 
     def pixels(self, tokens: Tokens) -> torch.Tensor:
         grid, patch = tokens.meta["grid_size"], tokens.meta["patch_size"]
-        images = unpatchify(tokens.values, grid, patch)
+        images = unpatchify(tokens.values, grid, patch).float()
         channels = images.shape[1]
-        weight = self.kernel.to(images.dtype).expand(channels, 1, -1, -1)
-        return patchify(F.conv2d(images, weight, padding=self.kernel_size // 2, groups=channels), patch)
+        weight = self.kernel.expand(channels, 1, -1, -1)
+        # float32 under autocast too: per-patch statistics of blurred (low-variance) patches need it
+        with torch.autocast(images.device.type, enabled=False):
+            blurred = F.conv2d(images, weight, padding=self.kernel_size // 2, groups=channels)
+        return patchify(blurred, patch)
 
     def forward(self, tokens: Tokens, batch: Any = None) -> torch.Tensor:
         return super().forward(tokens, batch) if self.norm_pix else self.pixels(tokens)
@@ -147,11 +150,15 @@ class SAIM(MaskedAutoencoder):
         super().__init__(*args, **kwargs)
         depth = len(self.encoder.blocks)  # type: ignore[arg-type]
         query_depth = depth if query_depth is None else query_depth
-        if query_depth < 1 or depth % query_depth:
+        if not isinstance(query_depth, int) or query_depth < 1 or depth % query_depth:
             raise ValueError(f"SAIM's query stream has one block per depth/query_depth encoder blocks: query_depth "
                              f"{query_depth} must divide the encoder's depth {depth}")
         step = depth // query_depth
         self.encoder_taps = tuple(range(step, depth + 1, step))
+        # The reference's pre-training ViT has no final norm (the query stream reads block outputs):
+        # ours stays at its identity init, untrained, so DDP finds no parameter without a gradient
+        # and downstream code starts from the norm a fresh ViT would have.
+        self.encoder.norm.requires_grad_(False)
 
     def encoder_input(self, batch: Any, tokens: Tokens, mask: Mask) -> Tokens:
         if mask.order is None:
@@ -172,6 +179,9 @@ def saim(size: str | None = "base", encoder_name: str | None = None, img_size: i
     the encoder's depth, the reference's 12 for ViT-B); an MLP head; the 9×9, σ 1 blurred,
     per-patch normalised target; MSE over every patch."""
     vit = build_vit_encoder(size, encoder_name, img_size, patch_size, in_chans, encoder, drop_path_rate, method="saim")
+    for block in vit.blocks:  # the reference's blocks have separate q, k, v matrices, each xavier-initialised
+        for part in block.attn.qkv.weight.data.chunk(3):
+            nn.init.xavier_uniform_(part)
     patch = tuple(vit.patch_size)
     depth, heads = len(vit.blocks), vit.blocks[0].attn.num_heads
     mlp_ratio = vit.blocks[0].mlp.fc1.out_features / vit.embed_dim

@@ -187,3 +187,21 @@ def test_probe_layer_reads_the_layer_normed_middle_block():
     assert torch.allclose(found, torch.nn.functional.layer_norm(middle, (32,)), atol=1e-6)
     with pytest.raises(ValueError, match="probe layer 5"):
         model.encode_layer({"inputs": x}, 5)
+
+
+def test_palette_ids_are_the_same_under_bf16_autocast():
+    palette = fitted_palette(512, seed=2)
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = palette.encode(x)
+    assert torch.equal(under_autocast, palette.encode(x))
+
+
+@pytest.mark.parametrize("objective", ["autoregressive", "bert"])
+def test_every_trainable_parameter_gets_a_gradient(objective):
+    # DDP (find_unused_parameters=False) refuses a parameter that one backward pass leaves without one
+    model = tiny_igpt(objective).train()
+    model({"inputs": images(4)})["loss"].backward()
+    missing = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, missing
+    assert (model.encoder.sos is None) == (objective == "bert")

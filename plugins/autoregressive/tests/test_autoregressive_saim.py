@@ -106,3 +106,20 @@ def test_query_depth_must_divide_the_encoder_and_a_mask_without_order_is_refused
     tokens = model.tokenize(torch.randn(1, 1, 16, 16))
     with pytest.raises(ValueError, match="random_order"):
         model.encoder_input(None, tokens, Mask.keep_all(1, tokens.num_tokens))
+
+
+def test_every_trainable_parameter_gets_a_gradient_and_the_unused_final_norm_is_frozen():
+    model = tiny_saim().train()
+    model(torch.randn(2, 1, 16, 16))["loss"].backward()
+    missing = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, missing
+    assert not model.encoder.norm.weight.requires_grad  # the reference's pre-training ViT has no final norm
+
+
+def test_blurred_target_is_float32_and_the_same_under_bf16_autocast():
+    model, images = tiny_saim(), torch.randn(2, 1, 16, 16)
+    tokens = model.tokenize(images)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = model.make_target(tokens, images)
+    assert under_autocast.dtype == torch.float32
+    assert torch.allclose(under_autocast, model.make_target(tokens, images), atol=1e-5)
