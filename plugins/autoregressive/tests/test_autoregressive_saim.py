@@ -103,6 +103,8 @@ def test_query_depth_must_divide_the_encoder_and_a_mask_without_order_is_refused
         tiny_saim(query_depth=3)
     model = tiny_saim(query_depth=1)
     assert model.encoder_taps == (2,)
+    rows = model.panels(torch.rand(2, 1, 16, 16), mean=(0.5,), std=(0.5,))  # input | blurred target | prediction
+    assert len(rows) == 2 and [panel.shape for panel in rows[0]] == [(16, 16, 1)] * 3
     tokens = model.tokenize(torch.randn(1, 1, 16, 16))
     with pytest.raises(ValueError, match="random_order"):
         model.encoder_input(None, tokens, Mask.keep_all(1, tokens.num_tokens))
