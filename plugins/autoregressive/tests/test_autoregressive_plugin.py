@@ -103,3 +103,35 @@ def test_demos_run_and_draw_their_pictures(tmp_path):
     saim_config.write_text(f"_base_ = [{str(find_config('saim_demo_digits'))!r}]\n" + probe.format(size=32, layer=""))
     metrics = run_saim_demo(tmp_path / "saim", config=str(saim_config), max_iters=2, log=lambda *_: None)
     assert 0 <= metrics["mae_probe_accuracy_pretrained"] <= 1 and Path(metrics["picture"]).is_file()
+
+
+def test_the_shipped_folder_configs_train_on_an_image_folder(tmp_path):
+    # the real configs (iGPT-S on a folder, SAIM ViT-B on ImageNet's layout), shrunk by overrides,
+    # on PNG files in class folders: an RGB palette fitted on them, then two steps each
+    from PIL import Image
+
+    from maekit.configs import find_config
+
+    generator = np.random.default_rng(0)
+    for label in ("cats", "dogs"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for index in range(6):
+            pixels = (generator.random((20, 24, 3)) * 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "images" / label / f"{index}.png")
+    shrink = {
+        "igpt_s_folder": "model = dict(img_size=8, num_colors=8, embed_dim=32, depth=2, num_heads=2, palette=dict(fit_samples=12))\n"
+                         "data = dict(dataset=dict(root=ROOT), transform=dict(size=8), batch_size=4, num_workers=0)\n",
+        "saim_vit_base_in1k": "model = dict(size=None, encoder_name='vit_tiny_patch16_224', img_size=16, patch_size=4, "
+                              "encoder=dict(embed_dim=32, depth=2, num_heads=2), query_depth=2)\n"
+                              "data = dict(dataset=dict(root=ROOT), transform=dict(size=16), batch_size=4, num_workers=0)\n",
+    }
+    for name, overrides in shrink.items():
+        config = tmp_path / f"{name}.py"
+        config.write_text(f"_base_ = [{str(find_config(name))!r}]\n"
+                          + overrides.replace("ROOT", repr(str(tmp_path / "images")))
+                          + "schedule = dict(max_iters=2, warmup_iters=0, accumulate=1)\ncheckpoint_interval = 2\n")
+        result = run_maekit("train", str(config), "--work-dir", str(tmp_path / name))
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert (tmp_path / name / "iter_2.pth").is_file()
+    palette = np.load(tmp_path / "igpt_s_folder" / "palette.npy")
+    assert palette.shape == (8, 3) and np.abs(palette).max() <= 1
