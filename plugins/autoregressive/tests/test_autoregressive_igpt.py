@@ -176,6 +176,11 @@ def test_completion_keeps_the_given_half_and_samples_palette_ids():
     assert len(rows) == 2 and len(rows[0]) == 4 and rows[0][0].shape == (GRID, GRID, 3)
     with pytest.raises(ValueError, match="BERT"):
         tiny_igpt("bert").complete(ids, given)
+    with pytest.raises(ValueError, match="given must be"):
+        model.complete(ids, GRID * GRID + 1)
+    # BERT's picture: hidden pixels grey | arg-max predictions filled in | the image in palette colours
+    rows = tiny_igpt("bert").panels(images(2), mean=(0.5,) * 3, std=(0.5,) * 3)
+    assert len(rows) == 2 and len(rows[0]) == 3 and rows[0][1].shape == (GRID, GRID, 3)
 
 
 def test_probe_layer_reads_the_layer_normed_middle_block():
