@@ -191,9 +191,11 @@ class IGPT(MaskTokenModel):
         flat = ids.view(ids.shape[0], -1)
         if not 0 <= given <= flat.shape[1]:
             raise ValueError(f"given must be a pixel count in 0..{flat.shape[1]}, got {given}")
-        channels = int(getattr(self.patchifier.tokenizer, "channels", 3))
+        grid = PalettePixels.tokens_of(ids, int(getattr(self.patchifier.tokenizer, "channels", 3)))
         for position in range(given, flat.shape[1]):
-            logits = self.logits(PalettePixels.tokens_of(ids, channels))[:, position].float() / temperature
+            # attention is causal: the pixels up to this one give the same logits here as the whole image
+            prefix = Tokens(values=flat[:, : position + 1, None], coords=grid.coords[:, : position + 1], meta=grid.meta)
+            logits = self.logits(prefix)[:, position].float() / temperature
             flat[:, position] = torch.multinomial(logits.softmax(-1).cpu(), 1, generator=generator)[:, 0].to(ids)
         return ids
 
@@ -223,7 +225,8 @@ class IGPT(MaskTokenModel):
             lower[..., height // 2:, :] = True
             generator = torch.Generator().manual_seed(seed)
             columns = [to_uint8(quantised, lower.expand(len(images), quantised.shape[1], -1, -1))]
-            columns += [to_uint8(tokenizer.decode(self.complete(ids, given, generator))) for _ in range(completions)]
+            samples = self.complete(ids.repeat(completions, 1, 1), given, generator)  # all completions in one batch
+            columns += [to_uint8(tokenizer.decode(sample)) for sample in samples.split(len(images))]
         else:
             out = self.run_steps(images, noise=seeded_noise(seed))
             hidden = out.mask.masked.bool().view(-1, 1, height, width).expand_as(quantised)

@@ -133,6 +133,10 @@ def test_autoregressive_output_i_sees_only_earlier_pixels():
         before, after = model.logits(tokens), model.logits(PalettePixels.tokens_of(changed.view(2, GRID, GRID), 3))
     assert torch.equal(before[:, : j + 1], after[:, : j + 1])  # outputs up to j predict pixels ≤ j from pixels < j
     assert not torch.allclose(before[:, j + 1:], after[:, j + 1:])
+    # so the first j + 1 pixels alone give the same first j + 1 outputs (what sampling relies on)
+    prefix = type(tokens)(values=tokens.values[:, : j + 1], coords=tokens.coords[:, : j + 1], meta=tokens.meta)
+    with torch.no_grad():
+        assert torch.allclose(model.logits(prefix), before[:, : j + 1], atol=1e-5)
 
 
 def test_bert_hides_pixels_by_zeroing_and_averages_per_image_then_batch():

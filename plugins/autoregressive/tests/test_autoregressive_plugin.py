@@ -81,27 +81,39 @@ def test_an_untrained_igpt_is_refused_with_a_clear_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_demos_run_and_draw_their_pictures(tmp_path):
-    # the smoke test: two iterations and a small probe (the full demos are `maekit demo igpt` / `saim`)
-    from maekit_autoregressive.demo import run_igpt_demo, run_saim_demo
+PROBE = ("probe = dict(train=dict(type='digits', split='test', size={size}, channels=1),\n"
+         "             test=dict(type='digits', split='test', size={size}, channels=1), pools=('mean',){layer})\n")
 
-    from maekit.configs import find_config
+
+def test_demos_are_offered_by_name():
     from maekit.plugins import demos
 
     assert {name: demos()[name] for name in ("igpt", "saim")} == {
         "igpt": "maekit_autoregressive.demo:run_igpt_demo", "saim": "maekit_autoregressive.demo:run_saim_demo"}
-    probe = ("probe = dict(train=dict(type='digits', split='test', size={size}, channels=1),\n"
-             "             test=dict(type='digits', split='test', size={size}, channels=1), pools=('mean',){layer})\n")
-    igpt_config = tmp_path / "igpt.py"
-    igpt_config.write_text(f"_base_ = [{str(find_config('igpt_demo_digits'))!r}]\n"
-                           + probe.format(size=16, layer=", layer=2"))
-    metrics = run_igpt_demo(tmp_path / "igpt", config=str(igpt_config), max_iters=2, log=lambda *_: None)
+
+
+def test_igpt_demo_runs_and_draws_completions(tmp_path):
+    # the smoke test: two iterations and a small probe (the full demo is `maekit demo igpt`)
+    from maekit_autoregressive.demo import run_igpt_demo
+
+    from maekit.configs import find_config
+
+    config = tmp_path / "igpt.py"
+    config.write_text(f"_base_ = [{str(find_config('igpt_demo_digits'))!r}]\n" + PROBE.format(size=16, layer=", layer=2"))
+    metrics = run_igpt_demo(tmp_path / "igpt", config=str(config), max_iters=2, log=lambda *_: None)
     assert 0 <= metrics["probe_accuracy_pretrained"] <= 1 and "block 2" in metrics["probe_features"]
     picture = Path(metrics["reconstructions"])
     assert picture.is_file() and picture.stat().st_size > 0
-    saim_config = tmp_path / "saim.py"
-    saim_config.write_text(f"_base_ = [{str(find_config('saim_demo_digits'))!r}]\n" + probe.format(size=32, layer=""))
-    metrics = run_saim_demo(tmp_path / "saim", config=str(saim_config), max_iters=2, log=lambda *_: None)
+
+
+def test_saim_demo_runs_beside_mae(tmp_path):
+    from maekit_autoregressive.demo import run_saim_demo
+
+    from maekit.configs import find_config
+
+    config = tmp_path / "saim.py"
+    config.write_text(f"_base_ = [{str(find_config('saim_demo_digits'))!r}]\n" + PROBE.format(size=32, layer=""))
+    metrics = run_saim_demo(tmp_path / "saim", config=str(config), max_iters=2, log=lambda *_: None)
     assert 0 <= metrics["mae_probe_accuracy_pretrained"] <= 1 and Path(metrics["picture"]).is_file()
 
 
