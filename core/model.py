@@ -132,10 +132,13 @@ class MaskedAutoencoder(nn.Module):
             raise ValueError(f"{type(encoder).__name__} does not give intermediate layers; probe its output instead "
                              f"(no layer)")
         depth = len(encoder.blocks)
-        if not isinstance(layer, int) or not -depth - 1 <= layer <= depth:
+        try:
+            tap = encoder.resolve_tap(layer) if isinstance(layer, int) else None
+        except ValueError:
+            tap = None
+        if tap is None:
             raise ValueError(f"probe layer {layer!r} is outside the encoder's {depth} blocks (1..{depth}, or negative "
                              f"from the end)")
-        tap = encoder.resolve_tap(layer)
         state = encoder.forward_intermediates(self.tokenize(batch), [tap]).features[tap]
         return nn.functional.layer_norm(state.float(), state.shape[-1:])
 

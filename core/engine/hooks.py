@@ -124,15 +124,14 @@ class TokenizerFitHook(Hook):
         from maekit.nn.tokenizers import fit_tokenizers, tokenizers_in
 
         method = method_of(runner)
-        if all(tokenizer.fitted for _, tokenizer in tokenizers_in(method)):
+        tokenizers = dict(tokenizers_in(method))
+        if all(tokenizer.fitted for tokenizer in tokenizers.values()):
             return
         source = runner.train_dataloader
         # a loader with a batch sampler (concat_sources) has no batch_size: read in batches of 32
         loader = DataLoader(source.dataset, batch_size=source.batch_size or 32, shuffle=False, collate_fn=source.collate_fn)
-        fitted = fit_tokenizers(method, loader, seed=int(runner.seed))
-        for name, tokenizer in tokenizers_in(method):
-            if name not in fitted:
-                continue
+        for name in fit_tokenizers(method, loader, seed=int(runner.seed)):
+            tokenizer = tokenizers[name]
             if get_world_size() > 1:
                 for buffer in tokenizer.buffers():
                     torch.distributed.broadcast(buffer.data, src=0)

@@ -9,12 +9,23 @@ import torch
 
 from maekit.structures import ForwardPass
 
-__all__ = ["reconstruction_panels", "uint8_panels", "patch_map_panels", "save_grid"]
+__all__ = ["reconstruction_panels", "uint8_panels", "denormalised_panels", "patch_map_panels", "save_grid"]
 
 
 def uint8_panels(pixels: torch.Tensor) -> list[np.ndarray]:
     """B×C×H×W pixels in [0, 1] (clamped) → B panels of H×W×C uint8."""
     return [(p.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for p in pixels.float().clamp(0, 1)]
+
+
+def denormalised_panels(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
+                        grey: torch.Tensor | None = None) -> list[np.ndarray]:
+    """Normalised images B×C×H×W → B panels of H×W×C uint8 (x·std + mean, clamped to [0, 1]);
+    pixels where ``grey`` (broadcast to the images) is true are shown mid-grey (removed patches)."""
+    mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+    x = (images.float().cpu() * std_t + mean_t).clamp(0, 1)
+    if grey is not None:
+        x = torch.where(grey.bool().cpu(), torch.full_like(x, 0.5), x)
+    return uint8_panels(x)
 
 
 def patch_map_panels(values: torch.Tensor, grid: Sequence[int], size: Sequence[int]) -> list[np.ndarray]:
@@ -43,19 +54,11 @@ def reconstruction_panels(model: Any, out: ForwardPass, mean: Sequence[float],
     unpatchify = model.patchifier.unpatchify
     images = unpatchify(tokens.values, tokens.meta)
     masked_input = unpatchify(tokens.values * (1 - removed), tokens.meta)
-    mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
-
-    def to_uint8(x: torch.Tensor, blank: torch.Tensor | None = None) -> list[np.ndarray]:
-        x = (x.float() * std_t + mean_t).clamp(0, 1)
-        if blank is not None:  # removed patches shown grey
-            x = torch.where(blank.bool(), torch.full_like(x, 0.5), x)
-        return uint8_panels(x)
-
-    removed_pixels = unpatchify(removed.expand_as(tokens.values), tokens.meta)
-    columns = [to_uint8(images), to_uint8(masked_input, removed_pixels)]
+    removed_pixels = unpatchify(removed.expand_as(tokens.values), tokens.meta)  # removed patches shown grey
+    columns = [denormalised_panels(images, mean, std), denormalised_panels(masked_input, mean, std, removed_pixels)]
     if pred is not None:
         pasted = tokens.values * (1 - removed) + pred * removed
-        columns += [to_uint8(unpatchify(pred, tokens.meta)), to_uint8(unpatchify(pasted, tokens.meta))]
+        columns += [denormalised_panels(unpatchify(x, tokens.meta), mean, std) for x in (pred, pasted)]
     return [list(row) for row in zip(*columns)]
 
 

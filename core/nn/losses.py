@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from maekit.nn.base import Loss
 from maekit.nn.schedules import Schedule, ScheduledValues
+from maekit.ops import masked_mean
 from maekit.structures import Mask, Prediction
 
 __all__ = ["MaskedMSELoss", "MaskedL1Loss", "MaskedSmoothL1Loss", "MaskedReconstructionLoss", "NamedLosses",
@@ -150,14 +151,13 @@ class MaskedCrossEntropyLoss(Loss):
             raise ValueError(f"logits {tuple(pred.shape)} and ids {tuple(target.shape)} cover different tokens")
         per_token = F.cross_entropy(pred.float().flatten(0, 1), target.flatten(), reduction="none").view_as(target)
         counted = mask.masked.float() if self.over == "removed" else torch.ones_like(per_token)
-        correct = (pred.detach().argmax(-1) == target).float()
-        if self.reduction == "token_mean":
-            total = counted.sum().clamp_min(1)
-            value, accuracy = (per_token * counted).sum() / total, (correct * counted).sum() / total
-        else:
-            per_image = counted.sum(1)
-            present = (per_image > 0).float()
-            images = present.sum().clamp_min(1)
-            value = ((per_token * counted).sum(1) / per_image.clamp_min(1) * present).sum() / images
-            accuracy = ((correct * counted).sum(1) / per_image.clamp_min(1) * present).sum() / images
+
+        def reduce(values: torch.Tensor) -> torch.Tensor:  # 0 where nothing is counted
+            if self.reduction == "token_mean":
+                return masked_mean(values, counted, empty=0.0)
+            per_image = masked_mean(values, counted, dim=1, empty=0.0)
+            return masked_mean(per_image, counted.sum(1) > 0, empty=0.0)
+
+        value = reduce(per_token)
+        accuracy = reduce((pred.detach().argmax(-1) == target).float())
         return {"loss": self.weight * value, self.name: value, f"{self.name}_accuracy": accuracy}

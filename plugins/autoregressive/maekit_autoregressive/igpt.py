@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -205,16 +204,10 @@ class IGPT(MaskTokenModel):
         """Autoregressive: the top half given (bottom grey) | ``completions`` samples | the image in
         the palette's colours. BERT: the image in palette colours | hidden pixels grey | the
         arg-max predictions filled in."""
-        from maekit.eval.visualize import uint8_panels
+        from maekit.eval.visualize import denormalised_panels
         from maekit.model import seeded_noise
 
         self.eval()
-        mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
-
-        def to_uint8(x: torch.Tensor, grey: torch.Tensor | None = None) -> list[np.ndarray]:
-            x = (x.float().cpu() * std_t + mean_t).clamp(0, 1)
-            return uint8_panels(x if grey is None else torch.where(grey.cpu(), torch.full_like(x, 0.5), x))
-
         tokenizer = self.patchifier.tokenizer
         ids = tokenizer.encode(images)
         quantised = tokenizer.decode(ids)
@@ -224,15 +217,16 @@ class IGPT(MaskTokenModel):
             lower = torch.zeros(1, 1, height, width, dtype=torch.bool)
             lower[..., height // 2:, :] = True
             generator = torch.Generator().manual_seed(seed)
-            columns = [to_uint8(quantised, lower.expand(len(images), quantised.shape[1], -1, -1))]
+            columns = [denormalised_panels(quantised, mean, std, lower)]
             samples = self.complete(ids.repeat(completions, 1, 1), given, generator)  # all completions in one batch
-            columns += [to_uint8(tokenizer.decode(sample)) for sample in samples.split(len(images))]
+            columns += [denormalised_panels(tokenizer.decode(sample), mean, std) for sample in samples.split(len(images))]
         else:
             out = self.run_steps(images, noise=seeded_noise(seed))
-            hidden = out.mask.masked.bool().view(-1, 1, height, width).expand_as(quantised)
+            hidden = out.mask.masked.bool().view(-1, 1, height, width)
             predicted = torch.where(out.mask.masked.bool(), out.pred.argmax(-1), ids.flatten(1)).view_as(ids)
-            columns = [to_uint8(quantised, hidden), to_uint8(tokenizer.decode(predicted))]
-        columns.append(to_uint8(quantised))
+            columns = [denormalised_panels(quantised, mean, std, hidden),
+                       denormalised_panels(tokenizer.decode(predicted), mean, std)]
+        columns.append(denormalised_panels(quantised, mean, std))
         return [list(row) for row in zip(*columns)]
 
 

@@ -20,5 +20,6 @@ COMPONENTS: list[tuple[str, str, str]] = [
 maekit_register, maekit_config_dirs, maekit_demos, maekit_commands = standard_hooks(
     COMPONENTS,
     config_dir=Path(__file__).parent / "configs",
-    demos={"igpt": "maekit_autoregressive.demo:run_igpt_demo", "saim": "maekit_autoregressive.demo:run_saim_demo"},
+    # iGPT's demo is core's generic one on its config (its model draws the completions picture)
+    demos={"igpt": "igpt_demo_digits", "saim": "maekit_autoregressive.demo:run_saim_demo"},
 )

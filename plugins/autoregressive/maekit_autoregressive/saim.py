@@ -174,14 +174,13 @@ class SAIM(MaskedAutoencoder):
         """input | the blurred target | the prediction of every patch from the patches before it in a
         random order (norm-pix predictions get each blurred patch's mean and variance back). Nothing
         is hidden, so core's masked / pasted panels would only repeat the input."""
-        from maekit.eval.visualize import uint8_panels
+        from maekit.eval.visualize import denormalised_panels
         from maekit.model import seeded_noise
 
         self.eval()
         out = self.run_steps(images, noise=seeded_noise(seed))
         target: Any = self.target  # a BlurredNormPixelTarget
-        mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
-        columns = [uint8_panels((self.patchifier.unpatchify(values, out.tokens.meta).float().cpu() * std_t + mean_t))
+        columns = [denormalised_panels(self.patchifier.unpatchify(values, out.tokens.meta), mean, std)
                    for values in (out.tokens.values, target.pixels(out.tokens), target.to_values(out.pred, out.tokens))]
         return [list(row) for row in zip(*columns)]
 

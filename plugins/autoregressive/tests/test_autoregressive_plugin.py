@@ -89,18 +89,17 @@ def test_demos_are_offered_by_name():
     from maekit.plugins import demos
 
     assert {name: demos()[name] for name in ("igpt", "saim")} == {
-        "igpt": "maekit_autoregressive.demo:run_igpt_demo", "saim": "maekit_autoregressive.demo:run_saim_demo"}
+        "igpt": "igpt_demo_digits", "saim": "maekit_autoregressive.demo:run_saim_demo"}
 
 
 def test_igpt_demo_runs_and_draws_completions(tmp_path):
     # the smoke test: two iterations and a small probe (the full demo is `maekit demo igpt`)
-    from maekit_autoregressive.demo import run_igpt_demo
-
     from maekit.configs import find_config
+    from maekit.eval.demo import run_named_demo
 
     config = tmp_path / "igpt.py"
     config.write_text(f"_base_ = [{str(find_config('igpt_demo_digits'))!r}]\n" + PROBE.format(size=16, layer=", layer=2"))
-    metrics = run_igpt_demo(tmp_path / "igpt", config=str(config), max_iters=2, log=lambda *_: None)
+    metrics = run_named_demo("igpt", tmp_path / "igpt", config=str(config), max_iters=2, log=lambda *_: None)
     assert 0 <= metrics["probe_accuracy_pretrained"] <= 1 and "block 2" in metrics["probe_features"]
     picture = Path(metrics["reconstructions"])
     assert picture.is_file() and picture.stat().st_size > 0

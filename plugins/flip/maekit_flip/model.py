@@ -55,17 +55,14 @@ class FLIP(MaskedAutoencoder):
     @torch.no_grad()
     def panels(self, images: torch.Tensor, mean: Sequence[float], std: Sequence[float], seed: int = 0) -> list[list[Any]]:
         """Input | what the image tower sees (removed patches grey), per image."""
-        from maekit.eval.visualize import uint8_panels
+        from maekit.eval.visualize import denormalised_panels
 
         self.eval()
         tokens = self.tokenize(images)
         removed = self.make_mask(tokens, seeded_noise(seed)).masked.unsqueeze(-1).expand_as(tokens.values)
         seen = self.patchifier.unpatchify(tokens.values, tokens.meta)
-        grey = self.patchifier.unpatchify(removed, tokens.meta).bool()
-        mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
-        inputs = (seen * std_t + mean_t).clamp(0, 1)
-        return [list(row) for row in zip(uint8_panels(inputs),
-                                         uint8_panels(torch.where(grey, torch.full_like(inputs, 0.5), inputs)))]
+        grey = self.patchifier.unpatchify(removed, tokens.meta)
+        return [list(row) for row in zip(denormalised_panels(seen, mean, std), denormalised_panels(seen, mean, std, grey))]
 
 
 def flip(encoder_name: str = "vit_base_patch16_clip_224", img_size: int | tuple[int, int] = 224,
