@@ -41,6 +41,7 @@ CORE_COMPONENTS: list[tuple[str, str, str]] = [
     ("dataset", "image_arrays", "maekit.data.images:ArrayDataset"),
     ("dataset", "digits", "maekit.data.bundled:DigitsDataset"),
     ("dataset", "image_tiles", "maekit.data.bundled:ImageTilesDataset"),
+    ("dataset", "idx_images", "maekit.data.idx:IdxImagesDataset"),
     ("dataset", "concat_sources", "maekit.data.sources:ConcatSources"),
     ("dataset", "augmented_view", "maekit.data.views:AugmentedView"),
     ("transform", "mae_augment", "maekit.data.views:MAEAugment"),

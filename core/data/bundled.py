@@ -49,6 +49,8 @@ class DigitsDataset(Dataset):
     stratified share of the split (0.1 of "train": 143 images), the same for a given ``seed``.
     """
 
+    modality = "image"
+
     def __init__(self, split: str = "train", size: int = 32, channels: int = 1, seed: int = 0, fraction: float = 1.0) -> None:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
@@ -90,6 +92,8 @@ class ImageTilesDataset(Dataset):
 
     Tiles of ``tile`` pixels on a ``stride`` grid, RGB in [0, 1] (grayscale sources replicated).
     """
+
+    modality = "image"
 
     def __init__(self, sources: Sequence[str] = TILE_SOURCES, tile: int = 64, stride: int | None = None) -> None:
         import skimage.data

@@ -70,6 +70,8 @@ class ImageFolderDataset(Dataset):
     (``skipped`` counts them; per process: DataLoader workers keep their own).
     """
 
+    modality = "image"
+
     def __init__(self, root: str | Path, channels: int = 3, classes: Sequence[str] | None = None,
                  exclude: Sequence[str] = (), extensions: Sequence[str] = IMAGE_EXTENSIONS,
                  on_error: str = "raise") -> None:
@@ -127,6 +129,8 @@ class ImageFolderDataset(Dataset):
 class ArrayDataset(Dataset):
     """Images held in memory: an array N×H×W, N×H×W×C or N×C×H×W (uint8 in 0–255, uint16 in
     0–65535, or float in [0, 1]; anything else is refused), with optional integer labels."""
+
+    modality = "image"
 
     def __init__(self, images: np.ndarray | torch.Tensor, labels: Sequence[int] | np.ndarray | None = None,
                  channels_last: bool | None = None) -> None:
