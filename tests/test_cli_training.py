@@ -43,6 +43,10 @@ def test_train_probe_visualize_export_finetune(tmp_path):
                             pretrained_cfg_overlay=dict(file=str(tmp_path / "export" / "model.safetensors")),
                             **exported["model_args"])
     assert vit.patch_embed.proj.in_channels == 1
+    run("export", str(work / "iter_6.pth"), "--config", str(config), "--out", str(tmp_path / "hf"), "--format", "transformers")
+    from transformers import ViTMAEForPreTraining
+
+    assert ViTMAEForPreTraining.from_pretrained(tmp_path / "hf").config.num_channels == 1
 
     printed = run("finetune", str(config), "--checkpoint", str(work / "iter_6.pth"), "--work-dir",
                   str(tmp_path / "ft"), "--device", "cpu").stdout

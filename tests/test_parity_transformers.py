@@ -70,3 +70,44 @@ def test_transformers_4_key_layout_converts_the_same():
     converted_v5 = convert_state_dict(v5, "auto", "maekit")
     assert converted_v4.keys() == converted_v5.keys()
     assert all(torch.equal(converted_v4[k], converted_v5[k]) for k in converted_v5)
+
+
+@pytest.mark.parametrize("norm_pix_loss", [True, False])
+def test_exported_transformers_folder_loads_offline_with_identical_outputs(tmp_path, norm_pix_loss):
+    """`maekit export --format transformers`: ViTMAEForPreTraining and ViTMAEModel load the folder
+    with every weight in place (one channel, another mask ratio) and give our loss, predictions,
+    mask and latents."""
+    from transformers import ViTMAEModel
+
+    from maekit.io.export import export_transformers
+
+    torch.manual_seed(0)
+    ours = tiny_mae(img_size=40, in_chans=1, decoder_depth=2, mask_ratio=0.6, norm_pix_loss=norm_pix_loss).eval()
+    export_transformers(ours, tmp_path / "hf")
+    peer, info = ViTMAEForPreTraining.from_pretrained(tmp_path / "hf", output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
+    assert peer.config.norm_pix_loss is norm_pix_loss and peer.config.mask_ratio == 0.6
+    images, noise = torch.randn(3, 1, 40, 40), torch.rand(3, 25)
+    with torch.no_grad():
+        expected = peer.eval()(pixel_values=images, noise=noise)
+        pred, mask, _ = ours.reconstruct(images, noise)
+        loss = ours(images, noise)["loss"]
+        features = ours.encode(images)
+        encoder_only = ViTMAEModel.from_pretrained(tmp_path / "hf", mask_ratio=0.0).eval()
+        hidden = encoder_only(pixel_values=images, noise=torch.arange(25.0).expand(3, -1)).last_hidden_state
+    assert torch.allclose(loss, expected.loss, rtol=1e-5, atol=0)
+    assert torch.allclose(pred, expected.logits, atol=1e-5)
+    assert torch.equal(mask.masked, expected.mask)
+    assert torch.allclose(hidden, features, atol=1e-5)
+
+
+def test_export_to_transformers_refuses_what_vitmae_cannot_be(tmp_path):
+    from maekit.io.export import export_transformers
+
+    with pytest.raises(ValueError, match="no equivalent of this model's masker BlockMasker"):
+        export_transformers(tiny_mae(masking="block_mask"), tmp_path / "a")
+    with pytest.raises(ValueError, match="no equivalent of this model's loss MaskedL1Loss"):
+        export_transformers(tiny_mae(loss="masked_l1"), tmp_path / "b")
+    with pytest.raises(ValueError, match="square images"):
+        export_transformers(tiny_mae(img_size=(32, 48)), tmp_path / "c")
+    assert not any((tmp_path / name).exists() for name in "abc")

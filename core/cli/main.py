@@ -227,7 +227,7 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
 @click.option("--from", "source_layout", default="auto", show_default=True,
               type=click.Choice(["auto", "maekit", "official", "transformers"]), help="Key layout of SOURCE.")
 @click.option("--to", "target_layout", default="maekit", show_default=True,
-              type=click.Choice(["maekit", "official", "timm"]), help="Key layout to write.")
+              type=click.Choice(["maekit", "official", "timm", "transformers"]), help="Key layout to write.")
 def convert(source: str, destination: str, source_layout: str, target_layout: str) -> None:
     """Convert an MAE checkpoint between key layouts (.safetensors or weights-only .pth out; an
     official-layout .pth is written as {"model": ...}, as the official scripts read it)."""

@@ -145,15 +145,19 @@ def visualize(ctx: click.Context, checkpoint: str, config: str, out: str, num: i
 @click.argument("checkpoint", type=click.Path(exists=True))
 @click.option("--config", required=True, help="The config the checkpoint was trained with.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for model.safetensors + config.json.")
+@click.option("--format", "layout", type=click.Choice(["timm", "transformers"]), default="timm", show_default=True,
+              help="timm: the encoder, for timm.create_model; transformers: the whole mae model, for "
+                   "ViTMAEForPreTraining.from_pretrained(OUT) (or ViTMAEModel).")
 @click.pass_context
-def export(ctx: click.Context, checkpoint: str, config: str, out: str) -> None:
-    """Export the encoder as safetensors + config JSON that timm loads."""
+def export(ctx: click.Context, checkpoint: str, config: str, out: str, layout: str) -> None:
+    """Export a trained model: its encoder for timm, or (mae) the whole model for transformers."""
     _load(ctx)
     from maekit.eval.probe import load_trained_model
-    from maekit.io.export import export_encoder
+    from maekit.io.export import export_encoder, export_transformers
 
     cfg = load_command_config(config, ())
-    weights, config_path = export_encoder(load_trained_model(cfg.model, checkpoint), out)
+    write = export_transformers if layout == "transformers" else export_encoder
+    weights, config_path = write(load_trained_model(cfg.model, checkpoint), out)
     click.echo(f"wrote {weights} and {config_path}")
 
 

@@ -15,7 +15,7 @@ import torch
 from maekit.io.checkpoint import CheckpointError
 
 __all__ = ["LAYOUTS", "strip_runner_prefix", "detect_layout", "official_to_maekit", "maekit_to_official", "transformers_to_maekit",
-           "maekit_to_timm", "convert_state_dict", "resize_pos_embeds", "rename_keys", "strip_module_prefix",
+           "maekit_to_transformers", "maekit_to_timm", "convert_state_dict", "resize_pos_embeds", "rename_keys", "strip_module_prefix",
            "drop_classifier_head"]
 
 StateDict = dict[str, torch.Tensor]
@@ -161,6 +161,52 @@ def _fuse_qkv(state_dict: StateDict) -> StateDict:
     return out
 
 
+# maekit → transformers' 4.x ViTMAE names (the hub's checkpoints use them; 5.x loads them too)
+_TO_HF_OUTER = [
+    (r"encoder\.cls_token$", "vit.embeddings.cls_token"),
+    (r"encoder\.pos_embed$", "vit.embeddings.position_embeddings"),
+    (r"encoder\.patch_embed\.proj\.", "vit.embeddings.patch_embeddings.projection."),
+    (r"encoder\.blocks\.(\d+)\.", r"vit.encoder.layer.\1."),
+    (r"encoder\.norm\.", "vit.layernorm."),
+    (r"decoder\.embed\.", "decoder.decoder_embed."),
+    (r"decoder\.mask_token$", "decoder.mask_token"),
+    (r"decoder\.pos_embed$", "decoder.decoder_pos_embed"),
+    (r"decoder\.blocks\.(\d+)\.", r"decoder.decoder_layers.\1."),
+    (r"decoder\.norm\.", "decoder.decoder_norm."),
+    (r"decoder\.pred\.", "decoder.decoder_pred."),
+]
+_TO_HF_BLOCK = [
+    (r"attn\.proj\.", "attention.output.dense."),
+    (r"mlp\.fc1\.", "intermediate.dense."),
+    (r"mlp\.fc2\.", "output.dense."),
+    (r"norm1\.", "layernorm_before."),
+    (r"norm2\.", "layernorm_after."),
+]
+
+
+def maekit_to_transformers(state_dict: StateDict) -> StateDict:
+    """maekit ``mae`` keys → transformers ``ViTMAEForPreTraining`` keys (4.x names, which the hub's
+    checkpoints carry and 5.x still loads), the fused ``qkv`` split into query, key and value."""
+    out: StateDict = {}
+    for key, value in strip_runner_prefix(state_dict).items():
+        outer = _apply_first(_TO_HF_OUTER, key)
+        if outer is None:
+            raise CheckpointError(f"{key!r} has no place in transformers' ViTMAE (only mae's ViT encoder and MAE decoder do)")
+        prefix, rest = outer
+        if re.search(r"layers?\.\d+\.$", prefix):  # a block: fused qkv → three projections, the rest renamed
+            qkv = re.match(r"attn\.qkv\.(weight|bias)$", rest)
+            if qkv:
+                for name, part in zip(("query", "key", "value"), value.chunk(3, dim=0)):
+                    out[f"{prefix}attention.attention.{name}.{qkv.group(1)}"] = part.clone()
+                continue
+            inner = _apply_first(_TO_HF_BLOCK, rest)
+            if inner is None:
+                raise CheckpointError(f"block key {key!r} has no place in transformers' ViTMAE layer")
+            prefix, rest = prefix + inner[0], inner[1]
+        out[prefix + rest] = value
+    return out
+
+
 def maekit_to_timm(state_dict: StateDict) -> StateDict:
     """The encoder of a maekit ``mae`` state dict, with timm ``VisionTransformer`` keys."""
     encoder = {k[len("encoder."):]: v for k, v in state_dict.items() if k.startswith("encoder.")}
@@ -198,12 +244,12 @@ LAYOUTS = ("maekit", "official", "transformers", "timm")
 _TO_MAEKIT: dict[str, Callable[[StateDict], StateDict]] = {
     "maekit": _identity, "official": official_to_maekit, "transformers": transformers_to_maekit}
 _FROM_MAEKIT: dict[str, Callable[[StateDict], StateDict]] = {
-    "maekit": _identity, "official": maekit_to_official, "timm": maekit_to_timm}
+    "maekit": _identity, "official": maekit_to_official, "timm": maekit_to_timm, "transformers": maekit_to_transformers}
 
 
 def convert_state_dict(state_dict: StateDict, source: str = "auto", target: str = "maekit") -> StateDict:
     """Convert between layouts through maekit's: source in maekit/official/transformers (or auto),
-    target in maekit/official/timm."""
+    target in maekit/official/timm/transformers."""
     state_dict = strip_runner_prefix(state_dict)
     source = detect_layout(state_dict) if source == "auto" else source
     if source not in _TO_MAEKIT:
