@@ -152,6 +152,13 @@ class MaskedAutoencoder(nn.Module):
         self.eval()
         return reconstruction_panels(self, self.run_steps(images, noise=seeded_noise(seed)), mean, std)
 
+    def panel_titles(self) -> Any:
+        """The labels of :meth:`panels`' columns (or rows), a :class:`~maekit.eval.visualize.PanelTitles`:
+        a method that overrides ``panels`` overrides this with its own."""
+        from maekit.eval.visualize import reconstruction_titles
+
+        return reconstruction_titles(self.target)
+
 
 class MaskTokenModel(MaskedAutoencoder):
     """Masked modelling with the mask tokens inside the encoder (BEiT, MaskFeat): the encoder sees

@@ -70,10 +70,11 @@ def configs(ctx: click.Context, as_json: bool) -> None:
               help="Probe the layer-normed output of this encoder block (1..depth, negative from the end) "
                    "[the config's probe.layer, else the encoder's output].")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the metrics JSON here too.")
+@click.option("--confusion", type=click.Path(dir_okay=False), help="Write the linear probe's confusion matrix as this PNG.")
 @cfg_options_option
 @click.pass_context
 def probe(ctx: click.Context, config: str, checkpoint: str | None, pool: str | None, k: int, layer: int | None,
-          out: str | None, cfg_options: tuple[str, ...], more_cfg_options: tuple[str, ...]) -> None:
+          out: str | None, confusion: str | None, cfg_options: tuple[str, ...], more_cfg_options: tuple[str, ...]) -> None:
     """Linear probe (logistic regression) and k-NN on frozen encoder features (of one block with --layer)."""
     _load(ctx)
     from maekit.data.views import evaluation_transform
@@ -90,7 +91,16 @@ def probe(ctx: click.Context, config: str, checkpoint: str | None, pool: str | N
     transform = evaluation_transform(train_set, (cfg.get("data") or {}).get("transform"), cfg.get("eval_transform"))
     model = load_trained_model(cfg.model, checkpoint)
     layer = section.get("layer") if layer is None else layer
-    metrics = run_probe(model, train_set, test_set, transform, pool=pool, k=k, layer=layer)
+    metrics = run_probe(model, train_set, test_set, transform, pool=pool, k=k, layer=layer, confusion=bool(confusion))
+    if confusion:
+        from maekit.eval.plots import confusion_matrix_png
+
+        matrix = metrics.pop("confusion_matrix")
+        classes = list(getattr(test_set, "classes", None) or range(len(matrix)))
+        classes += [str(c) for c in range(len(classes), len(matrix))]  # labels beyond the named classes
+        metrics["confusion_png"] = str(confusion_matrix_png(matrix, [str(c) for c in classes[:len(matrix)]], confusion,
+                                                            title=f"linear probe ({pool} features): accuracy "
+                                                                  f"{metrics['linear_probe_accuracy']:.3f}"))
     write_metrics({**metrics, "checkpoint": checkpoint, "pool": pool, "layer": layer}, out)
 
 
@@ -118,16 +128,16 @@ def finetune(ctx: click.Context, config: str, checkpoint: str | None, work_dir: 
 @click.option("--out", default="reconstructions.png", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--num", default=8, show_default=True, help="How many images.")
 @click.option("--seed", default=0, show_default=True, help="Seeds the masks.")
-@click.option("--scale", default=4, show_default=True, help="Upscale factor of the PNG.")
+@click.option("--scale", type=int, default=None, help="Upscale factor of the PNG [the method's own, else 4].")
 @click.pass_context
-def visualize(ctx: click.Context, checkpoint: str, config: str, out: str, num: int, seed: int, scale: int) -> None:
+def visualize(ctx: click.Context, checkpoint: str, config: str, out: str, num: int, seed: int, scale: int | None) -> None:
     """Write a PNG grid: input | masked | reconstruction | reconstruction with visible patches."""
     _load(ctx)
     import torch
 
     from maekit.data.views import evaluation_transform
     from maekit.eval.probe import load_trained_model
-    from maekit.eval.visualize import save_grid
+    from maekit.eval.visualize import save_panels
     from maekit.registry import build
 
     cfg = load_command_config(config, ())
@@ -136,8 +146,8 @@ def visualize(ctx: click.Context, checkpoint: str, config: str, out: str, num: i
     transform = evaluation_transform(dataset, data.get("transform"), cfg.get("eval_transform"))
     images = torch.stack([transform(dataset[i]["inputs"]) for i in range(min(num, len(dataset)))])
     model = load_trained_model(cfg.model, checkpoint)
-    path = save_grid(model.panels(images, getattr(transform, "mean", None), getattr(transform, "std", None),
-                                  seed=seed), out, scale=scale)
+    path = save_panels(model, images, getattr(transform, "mean", None), getattr(transform, "std", None), out, seed=seed,
+                       scale=scale)
     click.echo(f"wrote {path}")
 
 
@@ -188,3 +198,39 @@ def demo(ctx: click.Context, name: str, out: str, iters: int | None, seed: int, 
         fail(str(error))
     picture = metrics.get("reconstructions") or metrics.get("picture")  # a plugin's demo may draw something else
     click.echo(f"wrote {Path(out) / 'metrics.json'}" + (f" and {picture}" if picture else ""))
+
+
+@main.command()
+@click.argument("configs", nargs=-1, required=True)
+@click.option("--data", default="fashion_mnist", show_default=True,
+              help="fashion_mnist (Debian's IDX files), digits, or a folder of MNIST-family IDX files.")
+@click.option("--iters", type=int, help="Pre-training iterations for every method [each config's own].")
+@click.option("--batch", type=int, help="Batch size for every method [each config's own].")
+@click.option("--minutes", type=float, help="A wall-clock budget instead: each method gets the iterations that fit, "
+                                            "from its speed measured here.")
+@click.option("--seeds", default=1, show_default=True, help="Runs per method (seeds 0..K-1): mean ± std.")
+@click.option("--eval-points", default=1, show_default=True,
+              help="Evaluate after this many evenly spaced parts of the run (plus random init) for accuracy vs budget.")
+@click.option("--probe-train-size", type=int, help="Probe on a seeded stratified share of the train split (IDX data).")
+@click.option("--probe-test-size", type=int, help="Test the probe on a seeded stratified share of the test split (IDX data).")
+@click.option("--finetune", "finetune_too", is_flag=True, help="Also fine-tune each final encoder (MAE's recipe).")
+@click.option("--finetune-iters", default=300, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Where runs, compare.json/.md and plots go.")
+@click.pass_context
+def compare(ctx: click.Context, configs: tuple[str, ...], data: str, iters: int | None, batch: int | None,
+            minutes: float | None, seeds: int, eval_points: int, probe_train_size: int | None, probe_test_size: int | None,
+            finetune_too: bool, finetune_iters: int, device: str, out: str) -> None:
+    """Which masked autoencoder for my data? Pre-train CONFIGS (names from `maekit configs`, or
+    files) on the same data with the same budget and seeds, probe every encoder the same way, and
+    write a ranked table and plots into OUT. Started again with the same arguments, it resumes."""
+    _load(ctx)
+    from maekit.eval.compare import CompareProgress, CompareSettings
+    from maekit.eval.compare import compare as run_compare
+
+    settings = CompareSettings(configs=list(configs), data=data, iters=iters, batch=batch, minutes=minutes, seeds=seeds,
+                               eval_points=eval_points, probe_train_size=probe_train_size, probe_test_size=probe_test_size,
+                               finetune=finetune_too, finetune_iters=finetune_iters, device=device)
+    report = run_compare(settings, out, log=console.print, progress=CompareProgress(console))
+    click.echo((Path(out) / "compare.md").read_text())
+    click.echo(f"wrote {Path(out) / 'compare.json'}, compare.md and " + ", ".join(Path(p).name for p in report["pictures"].values()))

@@ -12,7 +12,7 @@ from mmengine.registry import HOOKS
 from maekit.io.checkpoint import remove_stale_temporaries, write_bytes
 
 __all__ = ["ThroughputHook", "DataOnlyCheckpointHook", "SafeCheckpointHook", "TeacherUpdateHook", "LossWeightHook",
-           "TokenizerFitHook",
+           "TokenizerFitHook", "LossCurveHook", "loss_history",
            "nonfinite_tensors", "method_of", "iters_per_epoch_of"]
 
 
@@ -139,6 +139,54 @@ class TokenizerFitHook(Hook):
                 written = tokenizer.save_fitted(Path(runner.work_dir))
                 runner.logger.info(f"fitted tokenizer {name} ({type(tokenizer).__name__}) on the training images"
                                    + (f"; written: {', '.join(map(str, written))}" if written else ""))
+
+
+def loss_history(message_hub: Any, last_iter: int) -> dict[str, Any]:
+    """The run's logged terms, one value per iteration (mmengine's message hub keeps every one and
+    checkpoints carry them, so a resumed run has its whole history): ``{"iterations": [...],
+    "terms": {name: [...]}}`` up to ``last_iter``; learning rate and timings left out."""
+    from maekit.eval.plots import NOT_A_LOSS
+
+    terms = {}
+    for key, buffer in message_hub.log_scalars.items():
+        name = key[len("train/"):]
+        if key.startswith("train/") and name not in NOT_A_LOSS:
+            values, _ = buffer.data
+            terms[name] = [float(v) for v in values[-last_iter:]]
+    length = max((len(v) for v in terms.values()), default=0)
+    # a term logged from a later iteration on (a scheduled loss weight) is padded in front with NaN
+    terms = {name: [float("nan")] * (length - len(v)) + v for name, v in terms.items()}
+    return {"iterations": list(range(last_iter - length + 1, last_iter + 1)), "terms": terms}
+
+
+@HOOKS.register_module(name="MaekitLossCurveHook")
+class LossCurveHook(Hook):
+    """Writes ``loss_history.json`` and ``loss_curve.png`` (every logged term against the
+    iteration) into the work folder at every checkpoint and at the end: a run stopped at any point
+    leaves the curve of what it did."""
+
+    priority = "LOW"
+
+    def after_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        self.write(runner, runner.iter)
+
+    def after_train(self, runner: Any) -> None:
+        self.write(runner, runner.iter)
+
+    def write(self, runner: Any, last_iter: int) -> None:
+        import json
+
+        from maekit.eval.plots import loss_curve_png
+
+        if not is_main_process() or last_iter < 1:
+            return
+        history = loss_history(runner.message_hub, last_iter)
+        if not history["terms"]:
+            return
+        work = Path(runner.work_dir)
+        write_bytes(work / "loss_history.json", json.dumps(history).encode())
+        run_name = work.parent.name if work.name == "work" else work.name  # a demo trains in <out>/work
+        loss_curve_png(history["iterations"], history["terms"], work / "loss_curve.png", title=f"{run_name}: training loss")
 
 
 def _to_plain(value: Any) -> Any:

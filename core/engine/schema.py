@@ -24,7 +24,7 @@ CORE_KEYS: dict[str, list[str] | None] = {
                  "test", "schedule", "eval_transform", "test_batch_size"],
     "eval_transform": None, "custom_hooks": None,
     "checkpoint_interval": [], "log_interval": [], "max_keep_checkpoints": [], "seed": [], "compile": None,
-    "strategy": [], "dist_backend": [], "load_from": [], "find_unused_parameters": [],
+    "strategy": [], "dist_backend": [], "load_from": [], "find_unused_parameters": [], "log_level": [],
 }
 # Sections of the expanded mmengine Runner config a maekit config may set directly (passed through).
 RUNNER_KEYS = ["optim_wrapper", "param_scheduler", "default_hooks", "log_processor", "visualizer", "env_cfg",

@@ -116,7 +116,8 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
             checkpoint=dict(type="MaekitCheckpointHook", interval=interval, by_epoch=False,
                             max_keep_ckpts=int(cfg.get("max_keep_checkpoints", 3)), save_last=True)),
         custom_hooks=[dict(type="MaekitThroughputHook"), dict(type="MaekitDataOnlyCheckpointHook"),
-                      dict(type="MaekitTokenizerFitHook"),  # a no-op for a method without a trainable tokenizer
+                      dict(type="MaekitTokenizerFitHook"),
+                      dict(type="MaekitLossCurveHook"),  # loss_history.json + loss_curve.png in the work folder  # a no-op for a method without a trainable tokenizer
                       # teachers and scheduled loss weights (no-ops for a method without them)
                       dict(type="MaekitLossWeightHook", iters_per_epoch=schedule.get("iters_per_epoch")),
                       dict(type="MaekitTeacherUpdateHook", iters_per_epoch=schedule.get("iters_per_epoch")),
@@ -128,6 +129,7 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
         env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend=cfg.get("dist_backend", "nccl" if _cuda() else "gloo"))),
         randomness=dict(seed=seed, deterministic=False),
         launcher=launcher,
+        log_level=cfg.get("log_level", "INFO"),  # maekit compare keeps the console to warnings
         # DDP over a method whose pass leaves some parameters without a gradient (TinyMIM's last block
         # beyond its attention relations): mmengine's CUDA wrapper reads this key
         find_unused_parameters=bool(cfg.get("find_unused_parameters", False)),
@@ -230,8 +232,9 @@ def check_resume(resume: str | None, work_dir: str | Path) -> None:
 
 def train(config: str | Path | Config, work_dir: str | Path, overrides: dict[str, Any] | None = None,
           amp: str = "off", device: str | None = None, seed: int | None = None, resume: str | None = None,
-          launcher: str = "none"):
-    """Train a config; returns the Runner after training."""
+          launcher: str = "none", hooks: list[Any] | None = None):
+    """Train a config; returns the Runner after training. ``hooks``: mmengine ``Hook`` objects
+    registered on the Runner besides the config's (a caller's progress display)."""
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # mmengine places the model on CUDA whenever it sees one
     if launcher == "pytorch" and not _cuda():
@@ -241,6 +244,8 @@ def train(config: str | Path | Config, work_dir: str | Path, overrides: dict[str
         cfg.merge_from_dict(overrides)
     check_resume(resume, work_dir)
     runner = build_runner(runner_config(cfg, work_dir, amp=amp, seed=seed, resume=resume, launcher=launcher))
+    for hook in hooks or ():
+        runner.register_hook(hook)
     note = warmup_note(cfg)
     if note:
         runner.logger.warning(note)

@@ -18,8 +18,8 @@ def pretrain(out_dir: Path, config: str, max_iters: int | None = None, seed: int
              overrides: dict[str, Any] | None = None):
     """Pre-train a demo config on CPU into ``out_dir/work``; ``max_iters`` shortens it (warm-up
     kept to a tenth); ``overrides`` sets dotted keys first (e.g. a teacher's checkpoint that an
-    earlier step of the demo wrote). Returns the config, the final logged loss and the last
-    checkpoint."""
+    earlier step of the demo wrote). The run's ``loss_curve.png`` is copied into ``out_dir``.
+    Returns the config, the final logged loss and the last checkpoint."""
     from maekit.engine import load_config, train
 
     cfg = load_config(config)
@@ -30,6 +30,9 @@ def pretrain(out_dir: Path, config: str, max_iters: int | None = None, seed: int
                              "schedule.warmup_iters": min(cfg.schedule.get("warmup_iters", 0), max_iters // 10)})
     runner = train(cfg, out_dir / "work", amp=amp, device="cpu", seed=seed)
     final_loss = float(runner.message_hub.get_scalar("train/loss").current())
+    curve = out_dir / "work" / "loss_curve.png"  # the run's loss curve, next to the demo's metrics too
+    if curve.is_file():
+        write_bytes(out_dir / "loss_curve.png", curve.read_bytes())
     return cfg, final_loss, out_dir / "work" / f"iter_{cfg.schedule.max_iters}.pth"
 
 
@@ -58,7 +61,7 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
     ``overrides``: dotted keys set on the config first (see :func:`pretrain`)."""
     from maekit.data.views import evaluation_transform
     from maekit.eval.probe import probe_pools
-    from maekit.eval.visualize import save_grid
+    from maekit.eval.visualize import save_panels
     from maekit.registry import build
 
     started = time.perf_counter()
@@ -87,9 +90,8 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
 
     images = torch.stack([transform(test_set[i]["inputs"]) for i in range(8)])
     mean, std = getattr(transform, "mean", None), getattr(transform, "std", None)
-    model = models["pretrained"]  # a method whose panels are drawn at full size sets picture_scale = 1
-    grid = save_grid(model.panels(images, mean, std, seed=seed), out_dir / "reconstructions.png",
-                     scale=getattr(model, "picture_scale", 4))
+    # a method whose panels are drawn at full size sets picture_scale = 1
+    grid = save_panels(models["pretrained"], images, mean, std, out_dir / "reconstructions.png", seed=seed)
 
     metrics.update({
         "probe_features": (f"{pools[0]}-pooled encoder tokens" + "".join(f"; {p}_*: {p} pool" for p in pools[1:])
@@ -101,6 +103,7 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
         "seed": seed,
         "checkpoint": str(checkpoint),
         "reconstructions": str(grid),
+        "loss_curve": str(out_dir / "loss_curve.png"),
     })
     write_bytes(out_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
     log(f"linear probe: pretrained {metrics['probe_accuracy_pretrained']:.3f} vs random init "

@@ -1,6 +1,8 @@
-"""Reconstruction grids: input | masked | reconstruction | reconstruction with visible patches."""
+"""Reconstruction grids: input | masked | reconstruction | reconstruction with visible patches,
+each column (or, for strips such as a clip's frames, each row) labelled."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -9,7 +11,28 @@ import torch
 
 from maekit.structures import ForwardPass
 
-__all__ = ["reconstruction_panels", "uint8_panels", "denormalised_panels", "patch_map_panels", "save_grid"]
+__all__ = ["reconstruction_panels", "uint8_panels", "denormalised_panels", "patch_map_panels", "save_grid", "save_panels",
+           "PanelTitles", "RECONSTRUCTION_TITLES", "reconstruction_titles"]
+
+RECONSTRUCTION_TITLES = ("input", "masked", "reconstruction", "reconstruction + visible")
+
+
+@dataclass(frozen=True)
+class PanelTitles:
+    """Labels of a picture grid: one per column, and/or row labels repeated down the grid (a method
+    that draws one row per panel kind, e.g. a clip's frames left to right, labels its rows)."""
+
+    columns: Sequence[str] = ()
+    rows: Sequence[str] = ()
+
+
+def reconstruction_titles(target: Any) -> PanelTitles:
+    """The columns :func:`reconstruction_panels` draws for a method with this target: all four, or
+    input | masked when the target has no inverse to pixels (a teacher's features, HOG)."""
+    from maekit.nn.base import Target
+
+    has_inverse = type(target).to_values is not Target.to_values
+    return PanelTitles(columns=RECONSTRUCTION_TITLES if has_inverse else RECONSTRUCTION_TITLES[:2])
 
 
 def uint8_panels(pixels: torch.Tensor) -> list[np.ndarray]:
@@ -62,13 +85,20 @@ def reconstruction_panels(model: Any, out: ForwardPass, mean: Sequence[float],
     return [list(row) for row in zip(*columns)]
 
 
-def save_grid(rows: list[list[np.ndarray]], path: str | Path, scale: int = 1, gap: int = 2) -> Path:
-    """Write rows of equally sized panels as one PNG (grayscale panels are shown as RGB)."""
+def save_grid(rows: list[list[np.ndarray]], path: str | Path, scale: int = 1, gap: int = 2,
+              titles: PanelTitles | None = None) -> Path:
+    """Write rows of equally sized panels as one PNG (grayscale panels are shown as RGB), with the
+    column titles above and the row labels (repeated down the rows) on the left when given."""
     from PIL import Image
 
     panels = [[np.repeat(p, 3, axis=-1) if p.shape[-1] == 1 else p for p in row] for row in rows]
     height, width = panels[0][0].shape[:2]
     columns = len(panels[0])
+    titles = titles or PanelTitles()
+    if titles.columns and len(titles.columns) != columns:
+        raise ValueError(f"{len(titles.columns)} column titles ({', '.join(titles.columns)}) for a grid of {columns} columns")
+    if titles.rows and len(panels) % len(titles.rows):
+        raise ValueError(f"{len(titles.rows)} row labels ({', '.join(titles.rows)}) do not repeat evenly over {len(panels)} rows")
     canvas = np.full(((height + gap) * len(panels) + gap, (width + gap) * columns + gap, 3), 255, np.uint8)
     for r, row in enumerate(panels):
         for c, panel in enumerate(row):
@@ -77,7 +107,55 @@ def save_grid(rows: list[list[np.ndarray]], path: str | Path, scale: int = 1, ga
     image = Image.fromarray(canvas)
     if scale > 1:
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    if titles.columns or titles.rows:
+        image = _label(image, titles, len(panels), columns, (height + gap) * scale, (width + gap) * scale, gap * scale)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     return path
+
+
+def _wrap(draw: Any, text: str, font: Any, width: float) -> list[str]:
+    """``text`` broken at spaces into lines no wider than ``width`` (a single long word stays whole)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def _label(image: Any, titles: PanelTitles, row_count: int, column_count: int, row_step: int, column_step: int,
+           gap: int) -> Any:
+    """The grid with a band of column titles on top and a band of row labels on the left."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=12)
+    measure = ImageDraw.Draw(image)
+    line = 15
+    left = 0
+    if titles.rows:
+        left = int(max(measure.textlength(label, font=font) for label in titles.rows)) + 10
+    wrapped = [_wrap(measure, title, font, column_step - gap - 4) for title in titles.columns]
+    top = (max(len(lines) for lines in wrapped) * line + 6) if wrapped else 0
+    canvas = Image.new("RGB", (image.width + left, image.height + top), "white")
+    canvas.paste(image, (left, top))
+    draw = ImageDraw.Draw(canvas)
+    for c, lines in enumerate(wrapped):
+        centre = left + gap + c * column_step + (column_step - gap) / 2
+        for i, text in enumerate(lines):
+            draw.text((centre, 3 + i * line), text, fill="black", font=font, anchor="ma")
+    for r in range(row_count if titles.rows else 0):
+        label = titles.rows[r % len(titles.rows)]
+        draw.text((left - 5, top + gap + r * row_step + (row_step - gap) / 2), label, fill="black", font=font, anchor="rm")
+    return canvas
+
+
+def save_panels(model: Any, images: Any, mean: Sequence[float] | None, std: Sequence[float] | None, path: str | Path,
+                seed: int = 0, scale: int | None = None) -> Path:
+    """``model``'s picture of ``images`` (its ``panels``, labelled by its ``panel_titles``) as one
+    PNG, upscaled by ``scale`` (default: the model's ``picture_scale``, else 4)."""
+    rows = model.panels(images, mean, std, seed=seed)
+    return save_grid(rows, path, scale=getattr(model, "picture_scale", 4) if scale is None else scale,
+                     titles=model.panel_titles())

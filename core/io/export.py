@@ -41,7 +41,8 @@ def export_encoder(model: Any, out_dir: str | Path) -> tuple[Path, Path]:
 def transformers_config(model: Any) -> dict:
     """transformers' ``ViTMAEConfig`` (as JSON) of an ``mae`` model: ViT encoder with a cls token
     and MAE's decoder; anything else is refused with what does not fit."""
-    encoder, decoder = getattr(model, "encoder", None), getattr(model, "decoder", None)
+    encoder: Any = getattr(model, "encoder", None)
+    decoder: Any = getattr(model, "decoder", None)
     parts = ("patch_embed", "blocks", "norm", "cls_token")
     if not (hasattr(encoder, "model_name") and all(hasattr(encoder, p) for p in parts) and encoder.cls_token is not None
             and all(hasattr(decoder, p) for p in ("embed", "blocks", "norm", "pred", "mask_token", "pos_embed"))):
