@@ -2,6 +2,7 @@
 import json
 
 import timm
+from PIL import Image
 
 from tests.test_cli import run
 from tests.test_training import write_tiny_config
@@ -27,15 +28,23 @@ def test_train_probe_visualize_export_finetune(tmp_path):
     run("train", str(config), "--work-dir", str(work), "--device", "cpu", "--resume",
         "--cfg-options", "schedule.max_iters=6", "schedule.warmup_iters=1")
     assert (work / "iter_6.pth").exists()
+    # the loss curve covers the whole run, the 4 iterations before the resume too (checkpoints carry them)
+    history = json.loads((work / "loss_history.json").read_text())
+    assert history["iterations"] == [1, 2, 3, 4, 5, 6] and len(history["terms"]["loss"]) == 6
+    assert set(history["terms"]) == {"loss", "mse"}  # the logged terms, not lr, timings or throughput
+    assert Image.open(work / "loss_curve.png").size[0] > 400
 
     probe = json.loads(run("probe", str(config), "--checkpoint", str(work / "iter_6.pth"),
-                           "--out", str(tmp_path / "probe.json")).stdout)
+                           "--out", str(tmp_path / "probe.json"), "--confusion", str(tmp_path / "confusion.png")).stdout)
     assert 0.1 < probe["linear_probe_accuracy"] <= 1.0 and 0.1 < probe["knn_accuracy"] <= 1.0
     assert json.loads((tmp_path / "probe.json").read_text())["checkpoint"] == str(work / "iter_6.pth")
+    assert probe["confusion_png"] == str(tmp_path / "confusion.png") and Image.open(tmp_path / "confusion.png").size[1] > 400
 
     grid = tmp_path / "grid.png"
     run("visualize", str(work / "iter_6.pth"), "--config", str(config), "--out", str(grid), "--num", "3")
-    assert grid.stat().st_size > 0
+    # 3 rows of 4 panels of 16 px (+2 px gaps), ×4, and a band of column titles on top
+    width, height = Image.open(grid).size
+    assert width == (4 * 18 + 2) * 4 and height > (3 * 18 + 2) * 4
 
     run("export", str(work / "iter_6.pth"), "--config", str(config), "--out", str(tmp_path / "export"))
     exported = json.loads((tmp_path / "export" / "config.json").read_text())
@@ -73,6 +82,7 @@ def test_demo_writes_metrics_and_picture(tmp_path):
     for key in ("probe_accuracy_pretrained", "probe_accuracy_random_init", "final_loss", "seconds"):
         assert key in metrics
     assert metrics["iterations"] == 4 and (out / "reconstructions.png").exists()
+    assert metrics["loss_curve"] == str(out / "loss_curve.png") and Image.open(out / "loss_curve.png").size[0] > 400
     assert "linear probe: pretrained" in printed
 
 

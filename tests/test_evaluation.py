@@ -197,3 +197,48 @@ def test_patch_map_panels_scale_each_map_and_show_patches_as_blocks():
     assert first.shape == (4, 4, 3) and first.dtype == np.uint8
     assert first[0, 0, 0] == 0 and first[3, 3, 0] == 255 and first[0, 3, 0] == 85  # (1 - 0) / 3 of the range
     assert (first[:2, :2] == 0).all() and (second[:2, :2] == 0).all() and second[3, 3, 0] == 255  # per map
+
+
+def test_save_grid_titles_columns_and_rows_and_refuses_a_miscount(tmp_path):
+    from maekit.eval.visualize import PanelTitles
+
+    panels = [[np.zeros((8, 8, 1), np.uint8)] * 3 for _ in range(4)]
+    plain = Image.open(save_grid(panels, tmp_path / "plain.png", scale=4)).size
+    titled = Image.open(save_grid(panels, tmp_path / "titled.png", scale=4, titles=PanelTitles(columns=("a", "b", "c")))).size
+    rows = Image.open(save_grid(panels, tmp_path / "rows.png", scale=4, titles=PanelTitles(rows=("input", "masked")))).size
+    assert titled[0] == plain[0] and titled[1] > plain[1]  # a band on top
+    assert rows[1] == plain[1] and rows[0] > plain[0]  # a band on the left
+    header = np.asarray(Image.open(tmp_path / "titled.png").convert("L"))[: titled[1] - plain[1]]
+    assert header.min() < 128  # text was drawn
+    with pytest.raises(ValueError, match="2 column titles \\(a, b\\) for a grid of 3 columns"):
+        save_grid(panels, tmp_path / "bad.png", titles=PanelTitles(columns=("a", "b")))
+    with pytest.raises(ValueError, match="3 row labels .* do not repeat evenly over 4 rows"):
+        save_grid(panels, tmp_path / "bad.png", titles=PanelTitles(rows=("a", "b", "c")))
+
+
+def test_core_panel_titles_follow_whether_the_target_turns_back_into_pixels():
+    from maekit.eval.visualize import RECONSTRUCTION_TITLES
+    from tests.conftest import tiny_mae
+
+    model = tiny_mae()
+    assert tuple(model.panel_titles().columns) == RECONSTRUCTION_TITLES
+    rows = model.panels(torch.rand(2, 3, 32, 32), (0.5,) * 3, (0.5,) * 3)
+    assert len(rows[0]) == len(RECONSTRUCTION_TITLES)
+
+
+def test_loss_curve_png_draws_each_term_once_and_the_history_reader_skips_lr(tmp_path):
+    from mmengine.logging import MessageHub
+
+    from maekit.engine.hooks import loss_history
+    from maekit.eval.plots import loss_curve_png
+
+    hub = MessageHub.get_instance("loss_history_test")
+    for i in range(5):
+        hub.update_scalar("train/loss", 1.0 / (i + 1))
+        hub.update_scalar("train/mse", 1.0 / (i + 1))
+        hub.update_scalar("train/lr", 0.1)
+    history = loss_history(hub, 5)
+    assert history["iterations"] == [1, 2, 3, 4, 5] and set(history["terms"]) == {"loss", "mse"}
+    assert history["terms"]["loss"] == pytest.approx([1, 1 / 2, 1 / 3, 1 / 4, 1 / 5])
+    path = loss_curve_png(history["iterations"], history["terms"], tmp_path / "curve.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
