@@ -12,7 +12,7 @@ import torch
 from maekit.structures import ForwardPass
 
 __all__ = ["reconstruction_panels", "uint8_panels", "denormalised_panels", "patch_map_panels", "save_grid", "save_panels",
-           "PanelTitles", "RECONSTRUCTION_TITLES", "reconstruction_titles"]
+           "PanelTitles", "RECONSTRUCTION_TITLES", "reconstruction_titles", "has_pixel_inverse"]
 
 RECONSTRUCTION_TITLES = ("input", "masked", "reconstruction", "reconstruction + visible")
 
@@ -26,13 +26,21 @@ class PanelTitles:
     rows: Sequence[str] = ()
 
 
+def has_pixel_inverse(target: Any) -> bool:
+    """Whether ``target`` turns a prediction back into token values (``to_values``), so pictures
+    show a reconstruction: not a feature or HOG target, nor named targets without a picture part."""
+    from maekit.nn.base import Target
+    from maekit.nn.targets import NamedTargets
+
+    if isinstance(target, NamedTargets):
+        return target.picture is not None and has_pixel_inverse(target.parts[target.picture])
+    return type(target).to_values is not Target.to_values
+
+
 def reconstruction_titles(target: Any) -> PanelTitles:
     """The columns :func:`reconstruction_panels` draws for a method with this target: all four, or
     input | masked when the target has no inverse to pixels (a teacher's features, HOG)."""
-    from maekit.nn.base import Target
-
-    has_inverse = type(target).to_values is not Target.to_values
-    return PanelTitles(columns=RECONSTRUCTION_TITLES if has_inverse else RECONSTRUCTION_TITLES[:2])
+    return PanelTitles(columns=RECONSTRUCTION_TITLES if has_pixel_inverse(target) else RECONSTRUCTION_TITLES[:2])
 
 
 def uint8_panels(pixels: torch.Tensor) -> list[np.ndarray]:
@@ -69,10 +77,7 @@ def reconstruction_panels(model: Any, out: ForwardPass, mean: Sequence[float],
     mean and variance back, as the reference visualisation does). A method that predicts no pixels
     (a teacher's features, SdAE) gets input | masked only."""
     tokens, mask = out.tokens, out.mask
-    try:
-        pred = model.target.to_values(out.pred, tokens)
-    except NotImplementedError:
-        pred = None
+    pred = model.target.to_values(out.pred, tokens) if has_pixel_inverse(model.target) else None
     removed = mask.masked.unsqueeze(-1).to(tokens.values.dtype)
     unpatchify = model.patchifier.unpatchify
     images = unpatchify(tokens.values, tokens.meta)

@@ -25,6 +25,7 @@ from timm.layers import Mlp
 from torch import nn
 
 from maekit.eval.finetune import Classifier
+from maekit.eval.visualize import PanelTitles, reconstruction_titles
 from maekit.model import MaskedAutoencoder, seeded_noise
 from maekit.nn.base import Masker, NoiseSource
 from maekit.nn.decoder import MAEDecoder
@@ -295,6 +296,11 @@ class AudioMAE(MaskedAutoencoder):
         self.eval()
         rows = reconstruction_panels(self, self.run_steps(images, noise=seeded_noise(seed)), (0.5,), (0.25,))
         return [[panel.transpose(1, 0, 2)[::-1].copy() for panel in row] for row in rows]
+
+    def panel_titles(self) -> PanelTitles:
+        """core's columns, each a spectrogram: input | masked | reconstruction | reconstruction +
+        visible (the first two alone for a target without an inverse)."""
+        return reconstruction_titles(self.target)
 
 
 def _encoder_name(size: str | None, encoder_name: str | None) -> str:

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from maekit.eval.visualize import PanelTitles
 from maekit.model import MaskTokenModel
 from maekit.nn.attention import attend
 from maekit.nn.encoder import TokenEncoder
@@ -202,8 +203,8 @@ class IGPT(MaskTokenModel):
     def panels(self, images: torch.Tensor, mean: Sequence[float], std: Sequence[float], seed: int = 0,
                completions: int = 3) -> list[list[Any]]:
         """Autoregressive: the top half given (bottom grey) | ``completions`` samples | the image in
-        the palette's colours. BERT: the image in palette colours | hidden pixels grey | the
-        arg-max predictions filled in."""
+        the palette's colours. BERT: hidden pixels grey | the arg-max predictions filled in | the
+        image in the palette's colours. Labelled by :meth:`panel_titles`."""
         from maekit.eval.visualize import denormalised_panels
         from maekit.model import seeded_noise
 
@@ -228,6 +229,14 @@ class IGPT(MaskTokenModel):
                        denormalised_panels(tokenizer.decode(predicted), mean, std)]
         columns.append(denormalised_panels(quantised, mean, std))
         return [list(row) for row in zip(*columns)]
+
+    def panel_titles(self, completions: int = 3) -> PanelTitles:
+        """The columns of :meth:`panels` with the same ``completions`` (its default, 3, for the demo
+        and ``maekit visualize``)."""
+        if self.objective == "autoregressive":
+            samples = tuple(f"completion {i + 1}" for i in range(completions))
+            return PanelTitles(columns=("top half given", *samples, "input (palette colours)"))
+        return PanelTitles(columns=("masked", "reconstruction + visible", "input (palette colours)"))
 
 
 def igpt(objective: str = "autoregressive", img_size: int | Sequence[int] = 32, channels: int = 3,

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from maekit.eval.visualize import PanelTitles
 from maekit.methods.mae import build_vit_encoder
 from maekit.model import MaskedAutoencoder
 from maekit.nn.attention import CrossAttentionBlock
@@ -183,6 +184,10 @@ class SAIM(MaskedAutoencoder):
         columns = [denormalised_panels(self.patchifier.unpatchify(values, out.tokens.meta), mean, std)
                    for values in (out.tokens.values, target.pixels(out.tokens), target.to_values(out.pred, out.tokens))]
         return [list(row) for row in zip(*columns)]
+
+    def panel_titles(self) -> PanelTitles:
+        """The columns of :meth:`panels`."""
+        return PanelTitles(columns=("input", "blurred target", "prediction (random order)"))
 
 
 def saim(size: str | None = "base", encoder_name: str | None = None, img_size: int | Sequence[int] = 224,

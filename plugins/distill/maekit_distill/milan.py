@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from maekit.eval.visualize import PanelTitles, reconstruction_titles
 from maekit.methods.mae import mae
 from maekit.model import MaskedAutoencoder
 from maekit.nn.attention import CrossAttention
@@ -225,6 +226,11 @@ class MILAN(MaskedAutoencoder):
         out = self.run_steps(images, noise=seeded_noise(seed))
         maps = patch_map_panels(out.extras["importance"], out.tokens.meta["grid_size"], images.shape[-2:])
         return [[*row, picture] for row, picture in zip(reconstruction_panels(self, out, mean, std), maps)]
+
+    def panel_titles(self) -> PanelTitles:
+        """The columns of :meth:`panels`: core's (input | masked for a teacher's features) and the
+        teacher's importance."""
+        return PanelTitles(columns=(*reconstruction_titles(self.target).columns, "teacher importance"))
 
 
 def milan(teacher: Mapping[str, Any], size: str | None = "base", img_size: int | tuple[int, int] = 224,

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from maekit.data.multiview import MultiView
+from maekit.eval.visualize import PanelTitles
 from maekit.methods.mae import encoder_name_for
 from maekit.nn.encoder import ViTEncoder
 from maekit.nn.patchify import ImagePatchifier
@@ -124,6 +125,11 @@ class TinyMIM(nn.Module):
         pixels = images.float() * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1)
         shown = pixels.expand(-1, 3, -1, -1) if pixels.shape[1] == 1 else pixels
         return [list(row) for row in zip(uint8_panels(shown.clamp(0, 1)), *maps)]
+
+    def panel_titles(self) -> PanelTitles:
+        """The columns of :meth:`panels`: the class token's attention maps, with their blocks."""
+        return PanelTitles(columns=("input", f"teacher attention (block {self.teacher_block})",
+                                    f"student attention (block {len(self.encoder.blocks)})"))
 
 
 def tinymim(teacher: Mapping[str, Any], size: str | None = "base", img_size: int | tuple[int, int] = 224,

@@ -20,7 +20,7 @@ def run_flip_demo(out_dir: str | Path, config: str = "flip_demo_digits", max_ite
     ``metrics.json`` and ``masked_inputs.png`` (input | what the image tower saw)."""
     from maekit.data.views import EvalTransform
     from maekit.eval.demo import pretrain, trained_and_untrained
-    from maekit.eval.visualize import save_grid
+    from maekit.eval.visualize import save_panels
     from maekit.registry import build
     from maekit_flip.evaluate import retrieval_recall, zero_shot_accuracy
 
@@ -38,8 +38,8 @@ def run_flip_demo(out_dir: str | Path, config: str = "flip_demo_digits", max_ite
         recall = retrieval_recall(model, retrieval_set, transform, ks=(1, 5))
         metrics.update({f"{key}_{name}": value for key, value in recall.items() if "@" in key})
     images = torch.stack([transform(test_set[i]["inputs"]) for i in range(8)])
-    grid = save_grid(models["pretrained"].panels(images, transform.mean, transform.std, seed=seed),
-                     out_dir / "masked_inputs.png", scale=4)
+    grid = save_panels(models["pretrained"], images, transform.mean, transform.std, out_dir / "masked_inputs.png",
+                       seed=seed, scale=4)
     metrics.update({"final_loss": final_loss, "iterations": int(cfg.schedule.max_iters),
                     "seconds": round(time.perf_counter() - started, 1), "config": config, "seed": seed,
                     "checkpoint": str(checkpoint), "picture": str(grid),

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from maekit.eval.visualize import PanelTitles
 from maekit.model import MaskedAutoencoder, seeded_noise
 from maekit.nn.patchify import as_pair
 from maekit.registry import build
@@ -63,6 +64,11 @@ class FLIP(MaskedAutoencoder):
         seen = self.patchifier.unpatchify(tokens.values, tokens.meta)
         grey = self.patchifier.unpatchify(removed, tokens.meta)
         return [list(row) for row in zip(denormalised_panels(seen, mean, std), denormalised_panels(seen, mean, std, grey))]
+
+    def panel_titles(self) -> PanelTitles:
+        """The columns of :meth:`panels`: FLIP reconstructs nothing (unless as an ablation), so
+        the picture is the input and what the image tower sees."""
+        return PanelTitles(columns=("input", "masked (what the image tower sees)"))
 
 
 def flip(encoder_name: str = "vit_base_patch16_clip_224", img_size: int | tuple[int, int] = 224,

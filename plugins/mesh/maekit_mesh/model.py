@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from maekit.eval.visualize import PanelTitles
 from maekit.model import MaskedAutoencoder
 from maekit.nn.base import Decoder, Loss, Masker, NoiseSource, Patchifier, Target
 from maekit.nn.encoder import TokenEncoder, make_blocks, run_blocks
@@ -228,6 +229,11 @@ class MeshMAE(MaskedAutoencoder):
         from maekit_mesh.visualize import mesh_panels
 
         return mesh_panels(self, meshes, seed=seed)
+
+    def panel_titles(self) -> PanelTitles:
+        """The columns of :meth:`panels`: the mesh, its removed patches grey, and the visible
+        patches with the predicted vertices of the removed ones (red dots)."""
+        return PanelTitles(columns=("input", "masked", "reconstruction (red vertices) + visible"))
 
 
 def mesh_mae(embed_dim: int = 768, depth: int = 12, num_heads: int = 12, decoder_embed_dim: int = 512,

@@ -9,9 +9,11 @@ from typing import Any, Sequence
 import torch
 
 from maekit.data.views import default_mean_std
+from maekit.eval.visualize import PanelTitles
 from maekit.model import ComponentSpec, MaskedAutoencoder, seeded_noise
 from maekit.nn.patchify import as_pair
 from maekit.structures import Mask, Tokens
+from maekit_mfm.corruption import DownUpSampleCorruption, FrequencyMasker, GaussianBlurCorruption, GaussianNoiseCorruption
 
 __all__ = ["MFM", "mfm", "CORRUPTIONS"]
 
@@ -71,9 +73,9 @@ class MFM(MaskedAutoencoder):
 
     @torch.no_grad()
     def panels(self, images: torch.Tensor, mean: Sequence[float], std: Sequence[float], seed: int = 0) -> list[list[Any]]:
-        """input | corrupted input | reconstruction, and for frequency masking also the kept
-        frequencies (white = kept, centred spectrum) and the reconstruction with the input's kept
-        frequencies pasted back (the loss only supervises the removed ones)."""
+        """input | corrupted input | reconstruction; for frequency masking input | kept frequencies
+        (white = kept, centred spectrum) | corrupted input | reconstruction | the reconstruction with
+        the input's kept frequencies pasted back (the loss only supervises the removed ones)."""
         from maekit.eval.visualize import uint8_panels
         from maekit_mfm.corruption import paste_frequencies
 
@@ -90,6 +92,15 @@ class MFM(MaskedAutoencoder):
         if kept is not None:
             columns.append(paste_frequencies(source, prediction, kept))
         return [list(row) for row in zip(*(uint8_panels(column) for column in columns))]
+
+    def panel_titles(self) -> PanelTitles:
+        """The columns of :meth:`panels` for this model's corruption."""
+        if isinstance(self.masker, FrequencyMasker):
+            return PanelTitles(columns=("input", "kept frequencies", "masked", "reconstruction",
+                                        "reconstruction + kept frequencies"))
+        names = {DownUpSampleCorruption: "down- and up-sampled", GaussianBlurCorruption: "blurred",
+                 GaussianNoiseCorruption: "noisy"}
+        return PanelTitles(columns=("input", names.get(type(self.masker), "corrupted"), "reconstruction"))
 
 
 def _is_vit(model_name: str) -> bool:

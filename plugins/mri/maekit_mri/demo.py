@@ -20,7 +20,7 @@ def run_mri_demo(out_dir: str | Path, config: str = "edge_mae_demo", max_iters: 
     from maekit.engine import load_config, train
     from maekit.eval.demo import pretrain
     from maekit.eval.probe import load_trained_model
-    from maekit.eval.visualize import save_grid
+    from maekit.eval.visualize import save_panels
     from maekit.registry import build
     from maekit_mri.synthesis import evaluate_synthesis
 
@@ -30,7 +30,7 @@ def run_mri_demo(out_dir: str | Path, config: str = "edge_mae_demo", max_iters: 
     edge_mae = load_trained_model(cfg.model, checkpoint)
     test_slices = build("dataset", dict(type="mri_demo_slices", split="test", size=cfg.model.img_size))
     images = torch.stack([test_slices[i]["inputs"] for i in range(0, len(test_slices), max(1, len(test_slices) // 8))][:8])
-    picture = save_grid(edge_mae.panels(images, (0.0,), (1.0,), seed=seed), out_dir / "reconstructions.png", scale=4)
+    picture = save_panels(edge_mae, images, (0.0,), (1.0,), out_dir / "reconstructions.png", seed=seed, scale=4)
 
     metrics: dict[str, Any] = {"final_loss": final_loss, "iterations": int(cfg.schedule.max_iters), "config": config}
     for name, pretrained in (("pretrained", str(checkpoint)), ("from_scratch", None)):

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from maekit.eval.visualize import PanelTitles
 from maekit.model import MaskedAutoencoder, seeded_noise
 from maekit.nn.base import Loss, Target
 from maekit.nn.decoder import MAEDecoder
@@ -125,6 +126,11 @@ class EdgeMAE(MaskedAutoencoder):
                    show(tokens.values * (1 - removed) + pred[..., :half] * removed),
                    show(target[..., half:]), show(target[..., half:] * (1 - removed) + pred[..., half:] * removed)]
         return [list(row) for row in zip(*columns)]
+
+    def panel_titles(self) -> PanelTitles:
+        """The columns of :meth:`panels`."""
+        return PanelTitles(columns=("input", "masked", "reconstruction + visible", "Sobel edges",
+                                    "predicted edges + visible"))
 
 
 def edge_mae(img_size: int | tuple[int, int] = 256, patch_size: int = 8, embed_dim: int = 128, depth: int = 12,

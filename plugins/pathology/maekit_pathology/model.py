@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from maekit.eval.visualize import PanelTitles
 from maekit.model import MaskedAutoencoder, seeded_noise
 from maekit.nn.attention import CrossAttention
 from maekit.nn.base import Decoder, Loss, Masker, NoiseSource, Patchifier, Target
@@ -438,6 +439,15 @@ class MMAE(MaskedAutoencoder):
             columns.append(to_unit(self.patchifier.unpatchify(pasted, meta), 0))
         rows = [uint8_panels(column) for column in columns]
         return [list(row) for row in zip(*rows)]
+
+    def panel_titles(self) -> PanelTitles:
+        """The columns of :meth:`panels`: each modality's input, each modality masked, and — when
+        the first output predicts RGB — its reconstruction with the visible patches."""
+        names = [name for name, _ in self.patchifier.modalities]
+        columns = [*(f"{name} input" for name in names), *(f"{name} masked" for name in names)]
+        if self.decoder.outputs[0]["source"] == "rgb":
+            columns.append("rgb reconstruction + visible")
+        return PanelTitles(columns=tuple(columns))
 
 
 def mmae(img_size: int = 224, patch_size: int = 16, modalities: Sequence[Sequence[Any]] = MODALITIES,

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from maekit.eval.visualize import PanelTitles
 from maekit.model import MaskedAutoencoder
 from maekit.nn.attention import Attention
 from maekit.nn.base import Decoder, Loss, Patchifier, Target
@@ -391,6 +392,11 @@ class PointCloudMAE(MaskedAutoencoder):
         from maekit_pointcloud.visualize import point_cloud_panels
 
         return point_cloud_panels(self, clouds, seed=seed)
+
+    def panel_titles(self) -> PanelTitles:
+        """The columns of :meth:`panels`: the reconstruction is the visible points (black) with
+        the predicted masked groups, or MAE3D's completed cloud, in red."""
+        return PanelTitles(columns=("input", "masked", "reconstruction (red) + visible"))
 
 
 def point_mae(num_points: int = 1024, num_groups: int = 64, group_size: int = 32, mask_ratio: float = 0.6,

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from maekit.eval.visualize import PanelTitles
 from maekit.model import MaskedAutoencoder
 from maekit.nn.base import Masker, NoiseSource, Patchifier, Target
 from maekit.nn.decoder import MAEDecoder
@@ -277,6 +278,11 @@ class SkeletonMAE(MaskedAutoencoder):
         from maekit_skeleton.visualize import skeleton_panels
 
         return skeleton_panels(self, images, seed=seed)
+
+    def panel_titles(self) -> PanelTitles:
+        """The columns of :meth:`panels` (each a strip of frames): the reconstruction keeps the
+        visible joints (black) and draws the predicted removed ones in red."""
+        return PanelTitles(columns=("input", "masked", "reconstruction (red) + visible"))
 
 
 def skeleton_mae(num_frames: int = 120, segment: int = 4, num_joints: int = 25, channels: int = 3,

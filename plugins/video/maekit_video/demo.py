@@ -61,7 +61,7 @@ def run_siammae_demo(out_dir: str | Path, config: str = "siammae_demo_moving_dig
     from PIL import Image
 
     from maekit.eval.demo import pretrain, trained_and_untrained
-    from maekit.eval.visualize import save_grid
+    from maekit.eval.visualize import save_grid, save_panels
     from maekit.io.checkpoint import write_bytes
     from maekit.registry import build
     from maekit_video.demo_data import write_moving_digit_davis
@@ -93,7 +93,7 @@ def run_siammae_demo(out_dir: str | Path, config: str = "siammae_demo_moving_dig
     pictures = save_grid(rows, out_dir / "propagation.png", scale=4)
     transform = build("transform", dict(type="video_eval", size=int(cfg.model.img_size)))
     pairs = torch.stack([transform(test_clips[i]["inputs"]) for i in range(min(8, len(test_clips)))])
-    grid = save_grid(models["pretrained"].panels(pairs, seed=seed), out_dir / "reconstructions.png", scale=4)
+    grid = save_panels(models["pretrained"], pairs, None, None, out_dir / "reconstructions.png", seed=seed, scale=4)
 
     metrics.update({"final_loss": final_loss, "iterations": int(cfg.schedule.max_iters), "sequences": len(davis),
                     "seconds": round(time.perf_counter() - started, 1), "config": config, "seed": seed,

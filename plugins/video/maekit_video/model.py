@@ -16,6 +16,7 @@ from torch import nn
 
 from maekit.data.samples import IMAGENET_MEAN, IMAGENET_STD
 from maekit.eval.finetune import ViTClassifier
+from maekit.eval.visualize import PanelTitles
 from maekit.model import MaskedAutoencoder, MaskTokenModel
 from maekit.nn.base import NoiseSource
 from maekit.nn.decoder import MAEDecoder
@@ -230,6 +231,13 @@ class VideoMAE(MaskedAutoencoder):
         with torch.no_grad():
             out = self.run_steps(images, noise=seeded_noise(seed))
         return clip_panels(self, out, mean or IMAGENET_MEAN, std or IMAGENET_STD)
+
+    def panel_titles(self) -> PanelTitles:
+        """:meth:`panels` draws one row per kind and clip (frames left to right): input | masked |
+        reconstruction + visible, the last only for a target that turns back into pixels."""
+        from maekit_video.visualize import clip_titles
+
+        return clip_titles(self)
 
 
 class MaskFeat(MaskTokenModel, VideoMAE):

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from maekit.eval.visualize import PanelTitles, has_pixel_inverse
 from maekit.methods.mae import encoder_name_for
 from maekit.model import MaskedAutoencoder
 from maekit.nn.base import NoiseSource
@@ -104,6 +105,11 @@ class SiamMAE(MaskedAutoencoder):
         past = self.frames(images)[0].float() * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1)
         rows = reconstruction_panels(self, out, mean, std)
         return [[panel, *row] for panel, row in zip(uint8_panels(past.clamp(0, 1)), rows)]
+
+    def panel_titles(self) -> PanelTitles:
+        """The columns of :meth:`panels` (the predictions only for a target that turns back into pixels)."""
+        titles = ("past frame", "future frame", "future masked", "reconstruction", "reconstruction + visible")
+        return PanelTitles(columns=titles if has_pixel_inverse(self.target) else titles[:3])
 
 
 def siammae(size: str | None = "small", img_size: int = 224, patch_size: int = 16, in_chans: int = 3,
