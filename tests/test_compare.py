@@ -158,3 +158,21 @@ def test_compare_command_over_core_mae_mfm_supmae_and_second_wave_methods_on_fas
         assert runs[0]["iterations"] == 2 and runs[0]["batch"] == 8
     bad = run_cli("compare", "mae_demo_digits", "--data", "nowhere", "--out", str(tmp_path / "bad"), check=False)
     assert bad.returncode == 1 and bad.stderr.strip().startswith("Error: --data nowhere")
+
+
+def test_every_installed_dataset_says_its_modality_and_compare_refuses_other_modalities(tmp_path):
+    """Core's suite runs with every plugin installed: each dataset declares what it holds (wrappers
+    of another dataset excepted), and compare refuses a video or point-cloud method on images."""
+    from maekit import plugins
+    from maekit.eval.compare import plan_method
+    from maekit.registry import entries
+
+    plugins.load_plugins()
+    wrappers = {"augmented_view", "concat_sources", "pathology_label_subset"}
+    undeclared = [e.name for e in entries("dataset") if e.name not in wrappers and not isinstance(
+        getattr(e.load(), "modality", None), str)]
+    assert not undeclared, undeclared
+    settings = CompareSettings(configs=[], data="digits")
+    for config, modality in (("videomae_demo_moving_digits", "video"), ("point_mae_demo", "point_cloud")):
+        with pytest.raises(ValueError, match=f"config {config} trains on {modality} data"):
+            plan_method(config, settings)

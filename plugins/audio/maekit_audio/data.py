@@ -101,6 +101,8 @@ class AudioFolder(AudioDataset):
     """Any folder of audio (or video) files, searched recursively, for pre-training (label −1); with
     ``class_folders=True`` the first-level folders are the classes (sorted names)."""
 
+    modality = "audio"
+
     def __init__(self, root: str | Path, class_folders: bool = False, extensions: Sequence[str] = AUDIO_EXTENSIONS,
                  **options: Any) -> None:
         super().__init__(**options)
@@ -133,6 +135,8 @@ class ESC50(AudioDataset):
     """ESC-50 as distributed: ``meta/esc50.csv`` (filename, fold, target, category, esc10, src_file,
     take) and ``audio/``; ``folds`` picks the rows (the reference's 5-fold protocol trains on four
     folds and tests on the fifth); ``esc10=True`` keeps the ESC-10 subset (labels renumbered)."""
+
+    modality = "audio"
 
     COLUMNS = ["filename", "fold", "target", "category", "esc10", "src_file", "take"]
 
@@ -172,6 +176,8 @@ class SpeechCommands(AudioDataset):
     """Google Speech Commands (v1/v2) as distributed: ``<word>/<speaker>_nohash_<n>.wav``,
     ``validation_list.txt`` and ``testing_list.txt``; ``split="train"`` is every file in neither
     list. Classes are the word folders (sorted; ``_background_noise_`` excluded) or ``words``."""
+
+    modality = "audio"
 
     def __init__(self, root: str | Path, split: str = "train", words: Sequence[str] | None = None,
                  **options: Any) -> None:
@@ -239,6 +245,8 @@ class AudioSetSegments(AudioDataset):
     527-way multi-hot vector). Files are found in ``audio_dir`` as ``filename`` formatted with
     ``ytid``, ``start`` and ``end`` (the CSV's text), with any of ``extensions``."""
 
+    modality = "audio"
+
     def __init__(self, segments: str | Path, class_labels: str | Path, audio_dir: str | Path,
                  filename: str = "{ytid}", extensions: Sequence[str] = AUDIO_EXTENSIONS, **options: Any) -> None:
         super().__init__(**options)
@@ -258,6 +266,8 @@ class AudioSetSegments(AudioDataset):
 class AudioSetJSON(AudioDataset):
     """The AST / Audio-MAE datafile: ``{"data": [{"wav": path, "labels": "mid1,mid2"}, ...]}`` with
     ``class_labels_indices.csv``; relative paths are read from the JSON file's folder."""
+
+    modality = "audio"
 
     def __init__(self, datafile: str | Path, class_labels: str | Path, **options: Any) -> None:
         super().__init__(**options)
@@ -279,6 +289,8 @@ class VGGSound(AudioDataset):
     """VGGSound's ``vggsound.csv`` (no header: YouTube id, start second, label text, train|test);
     files ``filename`` formatted with ``ytid`` and ``start`` (an int) in ``audio_dir``. Classes are
     the sorted label texts of the whole CSV (309 in the release), so both splits number them alike."""
+
+    modality = "audio"
 
     def __init__(self, csv_file: str | Path, audio_dir: str | Path, split: str = "train",
                  filename: str = "{ytid}_{start:06d}", extensions: Sequence[str] = AUDIO_EXTENSIONS,

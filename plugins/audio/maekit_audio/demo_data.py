@@ -81,6 +81,8 @@ class SpokenDigits(Dataset):
     system's temporary directory named by the settings, made on first use), read with
     :class:`~maekit_audio.data.SpeechCommands`; ``split`` train / validation / test."""
 
+    modality = "audio"
+
     def __init__(self, split: str = "train", accents: Sequence[str] = ACCENTS, variants: Sequence[str] = VARIANTS,
                  speeds: Sequence[int] = SPEEDS, pitches: Sequence[int] = PITCHES, root: str | Path | None = None,
                  **options: Any) -> None:

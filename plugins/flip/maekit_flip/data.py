@@ -91,6 +91,8 @@ class CsvCaptions(CaptionPairs):
     files, "," for .csv, unless given. Relative image paths are read against the table's folder
     (open_clip reads them against the working directory)."""
 
+    modality = "image_text"
+
     def __init__(self, path: str | Path, img_key: str = "filepath", caption_key: str = "title", sep: str | None = None,
                  image_root: str | Path | None = None, **options: Any) -> None:
         path = Path(path)
@@ -119,6 +121,8 @@ class CocoCaptions(CaptionPairs):
     """COCO-captions JSON (``captions_train2017.json``): ``images`` [{id, file_name}] and
     ``annotations`` [{image_id, caption}], one pair per caption; images under ``image_root``
     (default: the JSON's folder)."""
+
+    modality = "image_text"
 
     def __init__(self, annotations: str | Path, image_root: str | Path | None = None, **options: Any) -> None:
         annotations = Path(annotations)
@@ -183,6 +187,8 @@ class WebDatasetCaptions(CaptionPairs):
     loader workers need no open tar handles. A sample missing its image or caption is an error
     (or skipped and counted with ``on_error="skip"``)."""
 
+    modality = "image_text"
+
     def __init__(self, shards: str | Sequence[str], image_key: str | None = None, text_key: str = "txt",
                  **options: Any) -> None:
         pairs: list[tuple[Any, str, int, str]] = []
@@ -238,6 +244,8 @@ DIGIT_TEMPLATES = ("a photo of the number {}.", "a handwritten {}.", "the digit 
 class DigitsCaptions(Dataset):
     """The demo pairs: scikit-learn's digits (real scans, core's ``digits`` split) with templated
     captions, "a photo of the number seven." — template ``index % len(templates)``."""
+
+    modality = "image_text"
 
     def __init__(self, split: str = "train", size: int = 32, channels: int = 3,
                  templates: Sequence[str] = DIGIT_TEMPLATES, tokenizer: Any = "open_clip",

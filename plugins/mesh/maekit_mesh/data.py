@@ -175,6 +175,8 @@ class MeshFolder(_Meshes):
     ``root/<class>/**/<file>`` with ``split=None`` (ShapeNet-style pre-training folders, your own
     meshes). ``shape_id`` groups a shape's remeshed variants (``<shape>-<k>``) for voting."""
 
+    modality = "mesh"
+
     def __init__(self, root: str | Path, split: str | None = "train", classes: Sequence[str] | None = None,
                  layout: str = "auto", base_faces: int = 96, max_patches: int = 256, cache: str | Path | None = None,
                  skip_invalid: bool = False, normalise: bool = True) -> None:
@@ -209,6 +211,8 @@ class MeshSegmentation(_Meshes):
     """HumanBody / COSEG-style segmentation: ``root/<split>/**/<name>.obj`` each with
     ``<name>.json`` holding 1-based per-face ``sub_labels``; the packed array carries the 0-based
     label of every face (−1 for padding); the sample label is −1."""
+
+    modality = "mesh"
 
     def __init__(self, root: str | Path, split: str = "train", layout: str = "auto", base_faces: int = 96,
                  max_patches: int = 256, cache: str | Path | None = None, skip_invalid: bool = False,

@@ -59,6 +59,8 @@ class DemoMeshes(Dataset):
     faces each, packed (``max_patches`` = ``base_faces``: simplification may stop a few faces short,
     so meshes carry padding too)."""
 
+    modality = "mesh"
+
     def __init__(self, split: str = "train", per_class: int = 24, base_faces: int = 32, seed: int = 0,
                  shapes: tuple[str, ...] = SHAPES) -> None:
         if split not in ("train", "test"):

@@ -125,6 +125,8 @@ class MRISlices(_SubjectSlices):
     ``<subject>-T1.nii.gz`` …), ``contrasts``, ``split`` of the subjects (80/20 by ``seed``),
     ``preprocessing`` (crop, slices, size, axis, percentiles), or ``cache`` (``maekit mri-preprocess``)."""
 
+    modality = "image"
+
     def __init__(self, root: str | Path | None = None, layout: str = "brats", contrasts: Sequence[str] = BRATS_CONTRASTS,
                  split: str = "train", train_fraction: float = 0.8, seed: int = 0,
                  preprocessing: dict | None = None, cache: str | Path | None = None, on_error: str = "raise") -> None:
@@ -142,6 +144,8 @@ class MRISlices(_SubjectSlices):
 class MRIPairs(_SubjectSlices):
     """Aligned source/target slices for synthesis (MT-Net: T1 → T2): ``{"inputs": source,
     "target": target, "subject", "slice"}``; the same data arguments as :class:`MRISlices`."""
+
+    modality = "image"
 
     def __init__(self, root: str | Path | None = None, layout: str = "brats", source: str = "t1", target: str = "t2",
                  split: str = "train", train_fraction: float = 0.8, seed: int = 0,
@@ -252,6 +256,8 @@ class DemoVolumeSlices(Dataset):
     (:func:`simulated_contrast`), unpaired, as Edge-MAE pre-trains on every contrast.
     ``pairs=True`` serves T1 → simulated pairs for synthesis instead, of every ``paired_every``-th
     slice (the few paired slices a synthesis task has, while pre-training sees all)."""
+
+    modality = "image"
 
     def __init__(self, split: str = "train", size: int = 32, pairs: bool = False,
                  contrasts: Sequence[str] = ("t1",), paired_every: int = 1) -> None:

@@ -73,6 +73,8 @@ class MRIVolumes(Dataset):
     every ``.nii``/``.nii.gz`` under ``root`` (or the given ``files``; nibabel's bundled T1 with
     ``files=["nibabel:anatomical.nii"]``)."""
 
+    modality = "volume"
+
     def __init__(self, root: str | Path | None = None, files: Sequence[str] | None = None, size: int = 96) -> None:
         from maekit_mri.nifti import load_volume, normalise_volume
 

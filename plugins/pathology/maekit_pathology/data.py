@@ -168,6 +168,8 @@ class DemoTiles(Dataset):
     by source image (a tile-source classification probe). Every fifth tile of each source is held
     out (``split="test"``). ``stains`` as :class:`PathologyTiles` (``"ruifrok"`` to pre-train)."""
 
+    modality = "image"
+
     def __init__(self, split: str = "train", tile: int = 32, sources: Sequence[str] = DEMO_SOURCES,
                  stains: str | None = None) -> None:
         if split not in ("train", "test", "all"):

@@ -172,6 +172,8 @@ class PointCloudFolder(_CloudDataset):
     """Cloud files under ``root``: in class folders (``root/<class>/<file>``, labels by sorted folder
     name) or flat (label −1). ``classes`` restricts and orders the classes."""
 
+    modality = "point_cloud"
+
     def __init__(self, root: str | Path, classes: Sequence[str] | None = None, min_points: int = 1,
                  normalise: bool = True, on_error: str = "raise", drop_invalid: bool | None = None) -> None:
         super().__init__(min_points, normalise, on_error)
@@ -214,6 +216,8 @@ class ShapeNet55(_CloudDataset):
     (Point-MAE keeps them beside the lists' folder). Labels: the synset's index among the sorted
     synsets of the split list."""
 
+    modality = "point_cloud"
+
     def __init__(self, root: str | Path, split: str = "train", pc_path: str | Path | None = None,
                  min_points: int = 1, normalise: bool = True) -> None:
         super().__init__(min_points, normalise)
@@ -242,6 +246,8 @@ class ShapeNet55(_CloudDataset):
 class PointCloudArchive(_CloudDataset):
     """Clouds stacked in one ``.npz`` (MAE3D's pre-training archive: key ``data``, (N, P, 3)) or
     ``.npy`` (N, P, ≥3); ``labels_key`` names labels in the same ``.npz`` when it has them."""
+
+    modality = "point_cloud"
 
     def __init__(self, path: str | Path, key: str = "data", labels_key: str | None = None, min_points: int = 1,
                  normalise: bool = True) -> None:
@@ -291,6 +297,8 @@ class ModelNet40(_CloudDataset):
     (comma-separated xyz + normals, 10,000 points) listed in ``modelnet{40,10}_{split}.txt``; class
     names and order from ``modelnet{N}_shape_names.txt``. A shape id's class is its name without the
     trailing ``_<number>`` (``night_stand_0001`` → ``night_stand``), checked against the class list."""
+
+    modality = "point_cloud"
 
     def __init__(self, root: str | Path, split: str = "train", num_classes: int = 40, min_points: int = 1,
                  normalise: bool = True) -> None:
@@ -353,6 +361,8 @@ class PointCloudH5(_CloudDataset):
     ``modelnet40_ply_hdf5_2048`` (``files`` = ``ply_data_train*.h5``) and the like. ``files`` is a
     file, a list of files, or a glob pattern under ``root``."""
 
+    modality = "point_cloud"
+
     def __init__(self, root: str | Path, files: str | Sequence[str], min_points: int = 1, normalise: bool = True,
                  classes: Sequence[str] | None = None) -> None:
         super().__init__(min_points, normalise)
@@ -383,6 +393,8 @@ class ScanObjectNN(PointCloudH5):
     """ScanObjectNN's h5 files: ``root/<folder>/{training,test}_objectdataset<suffix>.h5`` per
     variant (:data:`SCANOBJECTNN_VARIANTS`; PB_T50_RS, the hardest, is the default), 15 classes.
     Point-MAE reads these clouds as they are (no re-normalisation): ``normalise`` defaults off."""
+
+    modality = "point_cloud"
 
     def __init__(self, root: str | Path, split: str = "train", variant: str = "PB_T50_RS", min_points: int = 1,
                  normalise: bool = False) -> None:

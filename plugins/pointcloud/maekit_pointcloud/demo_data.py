@@ -87,6 +87,8 @@ class DemoShapes(Dataset):
     """``per_class`` deformed clouds of each of :data:`SHAPES` (labels = their order, interleaved),
     ``num_points`` each, made once in memory; ``split`` picks independent draws for train and test."""
 
+    modality = "point_cloud"
+
     def __init__(self, split: str = "train", per_class: int = 40, num_points: int = 1024, seed: int = 0,
                  shapes: tuple[str, ...] = SHAPES, rotate: str = "any") -> None:
         if split not in ("train", "test"):

@@ -63,6 +63,8 @@ class NTUSkeletons(Dataset):
     dataset, write an ``.npz`` once with ``maekit skeleton-preprocess`` and read it with
     :class:`NTUNpz`. ``ignore_list``: NTU's samples-with-missing-skeletons file."""
 
+    modality = "skeleton"
+
     def __init__(self, root: str | Path, benchmark: str = "xsub", split: str = "train", subset: str = "ntu120",
                  max_bodies: int = 2, align: bool = False, ignore_list: str | Path | None = None) -> None:
         self.root = Path(root)
@@ -117,6 +119,8 @@ class NTUNpz(Dataset):
     """The CTR-GCN / MAMP ``.npz`` (e.g. ``NTU60_CS.npz``; also what ``maekit skeleton-preprocess``
     writes): ``x_<split>`` (N, T, 150) read as bodies × joints × xyz, ``y_<split>`` one-hot (or
     integer labels)."""
+
+    modality = "skeleton"
 
     def __init__(self, path: str | Path, split: str = "train") -> None:
         self.path = Path(path)
@@ -183,6 +187,8 @@ def read_label_pickle(path: str | Path) -> tuple[list[str], list[int]]:
 class NTUNpy(Dataset):
     """The ST-GCN / MS-G3D form: ``<split>_data_joint.npy`` (N, 3, T, 25, M), memory-mapped, and
     ``<split>_label.pkl`` (sample names, labels)."""
+
+    modality = "skeleton"
 
     def __init__(self, data_path: str | Path, label_path: str | Path) -> None:
         for path in (data_path, label_path):

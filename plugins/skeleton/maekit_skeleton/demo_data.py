@@ -164,6 +164,8 @@ class DemoSkeletons(Dataset):
     :class:`maekit_skeleton.data.NTUSkeletons` — the real parser, denoising and spine centring —
     split cross-subject."""
 
+    modality = "skeleton"
+
     def __init__(self, split: str = "train", performers: int = 10, replications: int = 4, seed: int = 0,
                  root: str | Path | None = None) -> None:
         from maekit_skeleton.data import NTUSkeletons

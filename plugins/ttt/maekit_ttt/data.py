@@ -17,6 +17,8 @@ class CorruptedDataset(Dataset):
     ``corruption`` at ``severity``; each image's random draws are seeded by (``seed``, its index), so
     the corrupted set is the same on every pass and every machine."""
 
+    modality = "image"
+
     def __init__(self, dataset: dict[str, Any] | Dataset, corruption: str, severity: int, seed: int = 0,
                  table: str = "auto") -> None:
         if corruption not in CORRUPTIONS:

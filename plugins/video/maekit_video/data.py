@@ -197,6 +197,8 @@ class VideoList(VideoDataset):
     ``train.csv`` and MMAction2's ``*_list_videos.txt`` (paths relative to ``root``). A line
     without a label is unlabelled (−1), for pre-training lists."""
 
+    modality = "video"
+
     def __init__(self, list_file: str | Path, root: str | Path | None = None, **options: Any) -> None:
         super().__init__(**options)
         path = Path(list_file)
@@ -217,6 +219,8 @@ class RawframeList(VideoDataset):
     ``img_00001.jpg`` (``template``, ``start_index``) inside ``root/frame_dir``; ``fps``: the rate
     they were extracted at (for ``window`` sampling)."""
 
+    modality = "video"
+
     def __init__(self, list_file: str | Path, root: str | Path = ".", template: str = "img_{:05d}.jpg",
                  start_index: int = 1, fps: float = 30.0, **options: Any) -> None:
         super().__init__(**options)
@@ -236,6 +240,8 @@ class KineticsCSV(VideoDataset):
     """Kinetics as its annotation CSV gives it (``label,youtube_id,time_start,time_end,split``)
     with clips named ``youtube_id_SSSSSS_EEEEEE.mp4`` (the crawler's naming), found under
     ``root/<label>/`` or directly in ``root``. Classes: the sorted label names (or ``classes``)."""
+
+    modality = "video"
 
     def __init__(self, csv_file: str | Path, root: str | Path, classes: Sequence[str] | None = None,
                  extension: str = ".mp4", **options: Any) -> None:
@@ -268,6 +274,8 @@ class SomethingSomethingV2(VideoDataset):
     ``root/20bn-something-something-v2``, else ``root``), ``labels.json`` ({template: id}) and
     ``train.json`` / ``validation.json`` ([{id, label, template, placeholders}]); a video's class is
     its template with the brackets removed (174 classes)."""
+
+    modality = "video"
 
     def __init__(self, root: str | Path, split: str = "train", video_dir: str | Path | None = None,
                  **options: Any) -> None:
@@ -313,6 +321,8 @@ class UCF101(VideoDataset):
     ``trainlist0N.txt`` ("ApplyEyeMakeup/v_….avi 1", labels 1-based) and ``testlist0N.txt``
     (paths only: the class is the folder); videos under ``root``."""
 
+    modality = "video"
+
     def __init__(self, root: str | Path, split_dir: str | Path, split: int = 1, subset: str = "train",
                  **options: Any) -> None:
         super().__init__(**options)
@@ -341,6 +351,8 @@ class HMDB51(VideoDataset):
     """HMDB51 with its split files (``testTrainMulti_7030_splits``): ``<class>_test_split<N>.txt``
     lines "name.avi 1|2|0" (1 train, 2 test, 0 unused); videos in ``root/<class>/name.avi``."""
 
+    modality = "video"
+
     def __init__(self, root: str | Path, split_dir: str | Path, split: int = 1, subset: str = "train",
                  **options: Any) -> None:
         super().__init__(**options)
@@ -367,6 +379,8 @@ class HMDB51(VideoDataset):
 class VideoFolder(VideoDataset):
     """Any folder of videos, searched recursively, for pre-training (label −1); with
     ``class_folders=True`` the first-level folders are the classes (sorted names)."""
+
+    modality = "video"
 
     def __init__(self, root: str | Path, class_folders: bool = False, extensions: Sequence[str] = VIDEO_EXTENSIONS,
                  **options: Any) -> None:

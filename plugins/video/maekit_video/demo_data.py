@@ -68,6 +68,8 @@ class MovingDigits(VideoList):
     read through the real video-list loader: 1,348 training and 449 test clips, 40 classes
     (``count``: the first ``count`` digits only, for quick checks)."""
 
+    modality = "video"
+
     def __init__(self, split: str = "train", root: str | Path | None = None, count: int | None = None,
                  **options: Any) -> None:
         if split not in ("train", "test"):
