@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -88,3 +90,14 @@ def test_test_time_benchmark_compares_batched_adaptation_with_the_plain_loop(tmp
     assert "ratio plain loop / batched" in result.stdout
     report = json.loads(out.read_text())
     assert len(report["seconds_per_sample_step"]) == 3 and all(v > 0 for v in report["seconds_per_sample_step"].values())
+
+
+def test_probe_fit_benchmark_times_both_thread_settings_with_the_same_accuracy(tmp_path):
+    out = tmp_path / "probe.json"
+    printed = run_script("probe_fit.py", "--train", "200", "--test", "100", "--repeats", "1", "--out", str(out)).stdout
+    report = json.loads(out.read_text())
+    assert set(report["median_seconds"]) == {"default BLAS threads", "one BLAS thread"}
+    assert all(seconds > 0 for seconds in report["median_seconds"].values())
+    # the thread count changes the speed, not the solution (summation order moves it by a sample or two)
+    assert report["accuracy"]["default BLAS threads"] == pytest.approx(report["accuracy"]["one BLAS thread"], abs=0.03)
+    assert "one BLAS thread is" in printed and "(200, 128) train" in report["features"]

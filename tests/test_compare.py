@@ -58,7 +58,8 @@ def test_compare_ranks_methods_on_one_protocol_and_writes_table_and_plots(tmp_pa
 
     ranking = report["ranking"]
     assert [row["rank"] for row in ranking] == [1, 2]
-    assert ranking[0]["linear_probe"] >= ranking[1]["linear_probe"]
+    means = {name: np.mean([run["evaluations"]["4"]["linear_probe"] for run in runs]) for name, runs in report["runs"].items()}
+    assert [row["method"] for row in ranking] == sorted(means, key=lambda name: -means[name])
     for row in ranking:
         runs = report["runs"][row["method"]]
         assert [run["seed"] for run in runs] == [0, 1] and row["seeds"] == [0, 1]
@@ -68,7 +69,8 @@ def test_compare_ranks_methods_on_one_protocol_and_writes_table_and_plots(tmp_pa
             assert all(0.0 <= e[k] <= 1.0 for e in run["evaluations"].values() for k in ("linear_probe", "knn"))
             assert run["loss_curve"]["iterations"] == [1, 2, 3, 4] and len(run["loss_curve"]["loss"]) == 4
         final = [run["evaluations"]["4"]["linear_probe"] for run in runs]
-        assert row["linear_probe"] == pytest.approx(np.mean(final)) and row["linear_probe_std"] == pytest.approx(np.std(final))
+        assert row["linear_probe"] == pytest.approx(np.mean(final))
+        assert row["linear_probe_std"] == pytest.approx(np.std(final, ddof=1))  # the sample deviation over seeds
         assert row["linear_probe_random_init"] == pytest.approx(np.mean([r["evaluations"]["0"]["linear_probe"] for r in runs]))
     # the data was the compare's: the probe saw the IDX folder's 4 classes at the config's 16 px
     assert "the IDX files in" in report["data"]
@@ -88,17 +90,39 @@ def test_compare_ranks_methods_on_one_protocol_and_writes_table_and_plots(tmp_pa
     for name in ("result.json", "pretrain.json", "eval_4.json", "work/iter_4.pth"):
         (run_dir / name).unlink()
     (work / "last_checkpoint").write_text(str(work / "iter_2.pth"))
-    untouched = out / "runs" / "tiny_mae_mask50" / "seed1" / "result.json"
-    stamp = untouched.stat().st_mtime_ns
+    kept = [out / "runs" / "tiny_mae_mask50" / "seed1" / "result.json", run_dir / "eval_0.json", run_dir / "eval_2.json",
+            work / "iter_2.pth"]
+    stamps = [path.stat().st_mtime_ns for path in kept]
     again = compare(settings_for(configs, idx_folder), out, log=lambda line: None)
     after = json.loads((run_dir / "result.json").read_text())
     assert after["resumed"] is True and (work / "iter_4.pth").is_file()
-    assert after["evaluations"]["0"] == before["evaluations"]["0"] and after["loss_curve"]["iterations"] == [1, 2, 3, 4]
-    assert untouched.stat().st_mtime_ns == stamp
+    assert [path.stat().st_mtime_ns for path in kept] == stamps  # finished work is not redone
+    # iterations 1–2 come from the run before the kill (the checkpoint carried them), 3–4 from the resumed one
+    assert after["loss_curve"]["iterations"] == [1, 2, 3, 4]
+    assert after["loss_curve"]["loss"][:2] == before["loss_curve"]["loss"][:2]
     assert {row["method"] for row in again["ranking"]} == {"tiny_mae", "tiny_mae_mask50"}
 
     with pytest.raises(ValueError, match="other settings \\(iters: 4 then, 6 now\\)"):
         compare(settings_for(configs, idx_folder, iters=6), out, log=lambda line: None)
+    Path(configs[1]).write_text(Path(configs[1]).read_text().replace("mask_ratio=0.5", "mask_ratio=0.6"))
+    with pytest.raises(ValueError, match="tiny_mae_mask50.py has changed since this compare started"):
+        compare(settings_for(configs, idx_folder), out, log=lambda line: None)
+
+
+def test_checkpoints_at_every_evaluation_point_when_they_do_not_divide_the_run(tmp_path, idx_folder):
+    """5 iterations at 3 points: checkpoints at 2, 4 and the last, 5 (none deleted), each probed."""
+    from maekit.eval.compare import budgets_of, plan_method, set_budget
+
+    report = compare(settings_for([tiny_config(tmp_path, "tiny_mae")], idx_folder, iters=5, seeds=1, eval_points=3),
+                     tmp_path / "uneven", log=lambda line: None)
+    run = report["runs"]["tiny_mae"][0]
+    assert sorted(map(int, run["evaluations"])) == [0, 2, 4, 5]
+    assert sorted(p.name for p in (tmp_path / "uneven" / "runs" / "tiny_mae" / "seed0" / "work").glob("iter_*.pth")) == [
+        "iter_2.pth", "iter_4.pth", "iter_5.pth"]
+    plan = plan_method(tiny_config(tmp_path, "tiny_mae"), settings_for([], idx_folder))
+    for iters, points, expected in ((14, 5, [0, 3, 6, 9, 12, 14]), (10, 3, [0, 4, 8, 10]), (6, 6, [0, 1, 2, 3, 4, 5, 6])):
+        set_budget(plan, iters, points)
+        assert budgets_of(plan, points) == expected and len(expected) - 1 <= points
 
 
 def test_a_wall_clock_budget_gives_each_method_the_iterations_that_fit(tmp_path, idx_folder):
@@ -109,6 +133,12 @@ def test_a_wall_clock_budget_gives_each_method_the_iterations_that_fit(tmp_path,
     assert sorted(map(int, run["evaluations"])) == [0, run["iterations"]]
     assert f"tiny_mae: {run['iterations']} iterations × batch 16" in lines[0] and "ms per iteration measured here" in lines[0]
     assert run["iterations"] == max(1, int(0.06 / run["measured_seconds_per_iteration"]))  # 0.06 s at the speed measured
+    # resumed, the method keeps the budget it was given (its speed is not measured again)
+    for path in (tmp_path / "timed" / "runs" / "tiny_mae" / "seed0").glob("*.json"):
+        path.unlink()
+    again = compare(settings_for([tiny_config(tmp_path, "tiny_mae")], idx_folder, iters=None, minutes=0.001, seeds=1,
+                                 eval_points=1), tmp_path / "timed", log=lines.append)
+    assert again["runs"]["tiny_mae"][0]["iterations"] == run["iterations"]
 
 
 class Clips(Dataset):
@@ -138,10 +168,16 @@ def test_compare_refuses_what_cannot_train_on_the_data_before_training(tmp_path,
     assert not (out / "runs").exists()  # refused before anything trained
     with pytest.raises(ValueError, match="--data nowhere: neither a preset \\(fashion_mnist, digits\\)"):
         compare(settings_for([ok], Path("nowhere")), out, log=lambda line: None)
-    with pytest.raises(ValueError, match="configs named tiny_mae twice"):
+    with pytest.raises(ValueError, match="config tiny_mae given twice"):
         compare(settings_for([ok, ok], idx_folder), out, log=lambda line: None)
     with pytest.raises(ValueError, match="--iters or as --minutes, not both"):
         compare(settings_for([ok], idx_folder, minutes=1.0), out, log=lambda line: None)
+    with pytest.raises(ValueError, match="give the budget every method gets"):
+        compare(settings_for([ok], idx_folder, iters=None), out, log=lambda line: None)
+    with pytest.raises(ValueError, match="--batch must be at least 1, got 0"):
+        compare(settings_for([ok], idx_folder, batch=0), out, log=lambda line: None)
+    with pytest.raises(ValueError, match="different batch sizes \\(tiny_mae: 16, mae_demo_digits: 64\\): give --batch"):
+        compare(settings_for([ok, "mae_demo_digits"], idx_folder), out, log=lambda line: None)
 
 
 def test_compare_command_over_core_mae_mfm_supmae_and_second_wave_methods_on_fashion_mnist(tmp_path):
@@ -156,7 +192,7 @@ def test_compare_command_over_core_mae_mfm_supmae_and_second_wave_methods_on_fas
     assert "Fashion-MNIST" in report["data"] and "| rank | method |" in printed
     for runs in report["runs"].values():
         assert runs[0]["iterations"] == 2 and runs[0]["batch"] == 8
-    bad = run_cli("compare", "mae_demo_digits", "--data", "nowhere", "--out", str(tmp_path / "bad"), check=False)
+    bad = run_cli("compare", "mae_demo_digits", "--data", "nowhere", "--iters", "2", "--out", str(tmp_path / "bad"), check=False)
     assert bad.returncode == 1 and bad.stderr.strip().startswith("Error: --data nowhere")
 
 
@@ -176,3 +212,19 @@ def test_every_installed_dataset_says_its_modality_and_compare_refuses_other_mod
     for config, modality in (("videomae_demo_moving_digits", "video"), ("point_mae_demo", "point_cloud")):
         with pytest.raises(ValueError, match=f"config {config} trains on {modality} data"):
             plan_method(config, settings)
+
+
+def test_compare_takes_demo_names_and_fine_tunes_on_request(tmp_path, idx_folder):
+    from maekit.eval.compare import resolve_config
+
+    settings = CompareSettings(configs=["mae"], data=str(idx_folder), iters=2, batch=16, finetune=True, finetune_iters=2)
+    report = compare(settings, tmp_path / "ft", log=lambda line: None)
+    row = report["ranking"][0]
+    assert row["method"] == "mae_demo_digits" and 0.0 <= row["finetune"] <= 1.0
+    run = report["runs"]["mae_demo_digits"][0]
+    assert run["finetune"]["top1"] == row["finetune"]
+    assert json.loads((tmp_path / "ft" / "runs" / "mae_demo_digits" / "seed0" / "finetune" / "metrics.json").read_text())[
+        "top1_accuracy"] == row["finetune"]
+    assert "| fine-tune |" in (tmp_path / "ft" / "compare.md").read_text()
+    with pytest.raises(ValueError, match="supmae is a demo of its own"):
+        resolve_config("supmae")  # the plugins are installed with core's suite

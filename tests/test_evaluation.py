@@ -226,6 +226,23 @@ def test_core_panel_titles_follow_whether_the_target_turns_back_into_pixels():
     assert len(rows[0]) == len(RECONSTRUCTION_TITLES)
 
 
+def test_panel_titles_and_panels_agree_for_a_target_without_pixels():
+    """A target with no inverse to pixels (a teacher's features, HOG): input | masked, both ways."""
+    from maekit.nn.base import Target
+    from maekit.nn.targets import NamedTargets, NormPixelTarget
+    from tests.conftest import tiny_mae
+
+    class NoPixels(NormPixelTarget):
+        to_values = Target.to_values
+
+    model = tiny_mae()
+    model.target = NoPixels()
+    assert tuple(model.panel_titles().columns) == ("input", "masked")
+    assert len(model.panels(torch.rand(2, 3, 32, 32), (0.5,) * 3, (0.5,) * 3)[0]) == 2
+    model.target = NamedTargets({"a": NormPixelTarget(), "b": NoPixels()})  # no picture part named
+    assert len(model.panel_titles().columns) == 2
+
+
 def test_loss_curve_png_draws_each_term_once_and_the_history_reader_skips_lr(tmp_path):
     from mmengine.logging import MessageHub
 
@@ -237,8 +254,14 @@ def test_loss_curve_png_draws_each_term_once_and_the_history_reader_skips_lr(tmp
         hub.update_scalar("train/loss", 1.0 / (i + 1))
         hub.update_scalar("train/mse", 1.0 / (i + 1))
         hub.update_scalar("train/lr", 0.1)
+        hub.update_scalar("train/time", 0.5)
+        hub.update_scalar("train/teacher_momentum", 0.99)
+        if i >= 3:  # a term logged from iteration 4 on (a scheduled loss weight)
+            hub.update_scalar("train/late", 2.0)
     history = loss_history(hub, 5)
-    assert history["iterations"] == [1, 2, 3, 4, 5] and set(history["terms"]) == {"loss", "mse"}
+    assert history["iterations"] == [1, 2, 3, 4, 5] and set(history["terms"]) == {"loss", "mse", "late"}
     assert history["terms"]["loss"] == pytest.approx([1, 1 / 2, 1 / 3, 1 / 4, 1 / 5])
+    assert np.isnan(history["terms"]["late"][:3]).all() and history["terms"]["late"][3:] == [2.0, 2.0]
+    assert history["train_seconds"] == pytest.approx(2.5)
     path = loss_curve_png(history["iterations"], history["terms"], tmp_path / "curve.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -108,3 +108,22 @@ def test_debians_fashion_mnist_as_the_set_up_installs_it():
     assert len(train) == 60000 and len(test) == 1000 and train.classes == list(FASHION_MNIST_CLASSES)
     assert np.bincount(train.labels.numpy()).tolist() == [6000] * 10
     assert train[0]["inputs"].shape == (1, 28, 28) and 0.0 < float(train[0]["inputs"].mean()) < 1.0
+
+
+def test_idx_images_colour_files_and_a_folder_holding_both_raw_and_gzipped(tmp_path):
+    """N×H×W×C images (RGB, RGBA: alpha dropped) to one channel by ITU-R 601-2 luminance, or kept;
+    torchvision's MNIST/raw has every file twice (.gz and unpacked): the unpacked one is read."""
+    rng = np.random.default_rng(1)
+    rgba = rng.integers(0, 256, size=(6, 8, 8, 4), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 0, 1, 2], dtype=np.uint8)
+    for compress in (True, False):
+        write_idx(tmp_path / ("train-images-idx3-ubyte" + (".gz" if compress else "")), rgba, compress=compress)
+        write_idx(tmp_path / ("train-labels-idx1-ubyte" + (".gz" if compress else "")), labels, compress=compress)
+    grey = IdxImagesDataset(tmp_path, size=8, channels=1)[4]["inputs"]
+    expected = (rgba[4, ..., :3].astype(np.float64) / 255 * [0.299, 0.587, 0.114]).sum(-1)
+    assert grey.shape == (1, 8, 8) and np.allclose(grey[0].numpy(), expected, atol=1e-6)
+    colour = IdxImagesDataset(tmp_path, size=8, channels=3)[4]["inputs"]
+    assert np.allclose(colour.permute(1, 2, 0).numpy(), rgba[4, ..., :3] / 255, atol=1e-6)
+    with pytest.raises(ValueError, match="with C 1, 3 or 4"):
+        IdxImagesDataset(images=write_idx(tmp_path / "two-images-idx3-ubyte", rgba[..., :2]),
+                         labels=tmp_path / "train-labels-idx1-ubyte")

@@ -1,5 +1,6 @@
 """Training through mmengine's Runner: resume equivalence, safe and atomic checkpoints, the NaN
 guard, the optimisation recipe and DDP."""
+import json
 import os
 from pathlib import Path
 
@@ -51,6 +52,9 @@ def test_resume_ends_with_weights_identical_to_an_uninterrupted_run(tmp_path, ti
     with pytest.raises(Interrupted):
         train(tiny_config, tmp_path / "resumed", device="cpu", overrides={"custom_hooks": [interrupt_after(3)]})
     assert (tmp_path / "resumed" / "iter_3.pth").exists() and not (tmp_path / "resumed" / "iter_6.pth").exists()
+    # the killed run left its loss curve up to the checkpoint
+    assert json.loads((tmp_path / "resumed" / "loss_history.json").read_text())["iterations"] == [1, 2, 3]
+    assert (tmp_path / "resumed" / "loss_curve.png").is_file()
     train(tiny_config, tmp_path / "resumed", device="cpu", resume="auto")
     straight, resumed = final_weights(tmp_path / "straight", 6), final_weights(tmp_path / "resumed", 6)
     assert straight.keys() == resumed.keys()

@@ -61,6 +61,8 @@ def _split_file(root: Path, split: str, kind: str) -> Path:
     """``root``'s one ``<prefix><split name>-<kind>-idx<n>-ubyte[.gz]`` file of ``split``."""
     found = sorted(p for name in _SPLIT_NAMES[split] for p in root.glob(f"*{name}-{kind}-idx*-ubyte*")
                    if p.name.endswith(("ubyte", "ubyte.gz")))
+    # torchvision's MNIST/raw holds each file twice, gzipped and unpacked: the unpacked one is read
+    found = [p for p in found if not (p.suffix == ".gz" and p.with_suffix("") in found)]
     if len(found) != 1:
         listing = ", ".join(sorted(p.name for p in root.iterdir())) if root.is_dir() else "(not a folder)"
         raise ValueError(f"{root}: expected one {split} {kind} file named like "
@@ -102,8 +104,8 @@ class IdxImagesDataset(Dataset):
             images, labels = find_idx_pair(root, split)
         assert labels is not None
         pixels, targets = read_idx(images), read_idx(labels)
-        if pixels.ndim not in (3, 4) or pixels.dtype != np.uint8:
-            raise ValueError(f"{images}: expected bytes of shape N×H×W or N×H×W×C (an idx3 images file), "
+        if pixels.ndim not in (3, 4) or pixels.dtype != np.uint8 or (pixels.ndim == 4 and pixels.shape[-1] not in (1, 3, 4)):
+            raise ValueError(f"{images}: expected bytes of shape N×H×W or N×H×W×C with C 1, 3 or 4 (an images file), "
                              f"got {pixels.dtype.name} of shape {pixels.shape}")
         if targets.ndim != 1 or targets.dtype.kind not in "iu":
             raise ValueError(f"{labels}: expected one integer label per image (an idx1 labels file), "
@@ -117,12 +119,14 @@ class IdxImagesDataset(Dataset):
         keep = np.arange(len(targets))
         if limit is not None:
             keep = _stratified(targets, int(limit), seed, str(images))
-        self.pixels = torch.from_numpy(pixels[keep] if pixels.ndim == 4 else pixels[keep][..., None])  # N×H×W×C
+        # N×H×W×C, C 1 or 3 (an alpha channel dropped)
+        self.pixels = torch.from_numpy(np.ascontiguousarray(pixels[keep][..., :3] if pixels.ndim == 4 else pixels[keep][..., None]))
         self.labels = torch.from_numpy(targets[keep].astype(np.int64))
         self.size, self.channels = int(size), channels
         count = int(targets.max()) + 1
-        if classes is None:
-            classes = FASHION_MNIST_CLASSES if Path(root) == Path(FASHION_MNIST_ROOT) and count <= 10 else [
+        if classes is None:  # Fashion-MNIST's names for Debian's files, else the label numbers
+            debian = Path(images).parent == Path(FASHION_MNIST_ROOT)
+            classes = FASHION_MNIST_CLASSES if debian and count <= 10 else [
                 str(c) for c in range(count)]
         self.classes = list(classes)
         if len(self.classes) < count:

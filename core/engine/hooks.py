@@ -144,7 +144,8 @@ class TokenizerFitHook(Hook):
 def loss_history(message_hub: Any, last_iter: int) -> dict[str, Any]:
     """The run's logged terms, one value per iteration (mmengine's message hub keeps every one and
     checkpoints carry them, so a resumed run has its whole history): ``{"iterations": [...],
-    "terms": {name: [...]}}`` up to ``last_iter``; learning rate and timings left out."""
+    "terms": {name: [...]}, "train_seconds": s}`` up to ``last_iter``; learning rate, timings and
+    the hooks' own values left out of the terms; ``train_seconds`` sums the iterations' times."""
     from maekit.eval.plots import NOT_A_LOSS
 
     terms = {}
@@ -156,19 +157,25 @@ def loss_history(message_hub: Any, last_iter: int) -> dict[str, Any]:
     length = max((len(v) for v in terms.values()), default=0)
     # a term logged from a later iteration on (a scheduled loss weight) is padded in front with NaN
     terms = {name: [float("nan")] * (length - len(v)) + v for name, v in terms.items()}
-    return {"iterations": list(range(last_iter - length + 1, last_iter + 1)), "terms": terms}
+    times = message_hub.log_scalars.get("train/time")
+    seconds = float(sum(times.data[0][-last_iter:])) if times is not None else None
+    return {"iterations": list(range(last_iter - length + 1, last_iter + 1)), "terms": terms, "train_seconds": seconds}
 
 
 @HOOKS.register_module(name="MaekitLossCurveHook")
 class LossCurveHook(Hook):
     """Writes ``loss_history.json`` and ``loss_curve.png`` (every logged term against the
-    iteration) into the work folder at every checkpoint and at the end: a run stopped at any point
-    leaves the curve of what it did."""
+    iteration) into the work folder every ``interval`` iterations (the checkpoints') and at the
+    end: a run stopped at any point leaves the curve of what it did up to its last checkpoint."""
 
     priority = "LOW"
 
-    def after_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
-        self.write(runner, runner.iter)
+    def __init__(self, interval: int = 1000) -> None:
+        self.interval = max(1, int(interval))
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        if self.every_n_train_iters(runner, self.interval):
+            self.write(runner, runner.iter + 1)
 
     def after_train(self, runner: Any) -> None:
         self.write(runner, runner.iter)

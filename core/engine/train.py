@@ -116,8 +116,9 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
             checkpoint=dict(type="MaekitCheckpointHook", interval=interval, by_epoch=False,
                             max_keep_ckpts=int(cfg.get("max_keep_checkpoints", 3)), save_last=True)),
         custom_hooks=[dict(type="MaekitThroughputHook"), dict(type="MaekitDataOnlyCheckpointHook"),
-                      dict(type="MaekitTokenizerFitHook"),
-                      dict(type="MaekitLossCurveHook"),  # loss_history.json + loss_curve.png in the work folder  # a no-op for a method without a trainable tokenizer
+                      dict(type="MaekitTokenizerFitHook"),  # a no-op for a method without a trainable tokenizer
+                      # loss_history.json + loss_curve.png in the work folder, with every checkpoint
+                      dict(type="MaekitLossCurveHook", interval=interval),
                       # teachers and scheduled loss weights (no-ops for a method without them)
                       dict(type="MaekitLossWeightHook", iters_per_epoch=schedule.get("iters_per_epoch")),
                       dict(type="MaekitTeacherUpdateHook", iters_per_epoch=schedule.get("iters_per_epoch")),

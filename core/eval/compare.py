@@ -23,10 +23,11 @@ are refused before anything trains.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -84,7 +85,7 @@ class MethodPlan:
     iters: int
     batch: int
     seconds_per_iter: float | None = None
-    notes: list[str] = field(default_factory=list)
+    fingerprint: str = ""  # of the adapted config: a resumed compare must run the same one
 
 
 def data_specs(data: str, size: int, channels: int, train_limit: int | None = None,
@@ -132,11 +133,29 @@ def _modality(cfg: Any) -> tuple[str | None, str]:
     return getattr(dataset_class, "modality", None), kind
 
 
+def resolve_config(name: str) -> str:
+    """A config file or name as given, or the config a demo name runs (``maekit demo --list``:
+    ``mae`` → ``mae_demo_digits``); a demo that is a program of its own has no one config."""
+    from maekit.configs import available_configs
+    from maekit.plugins import demos
+
+    if Path(name).is_file() or name in available_configs():
+        return name
+    target = demos().get(name)
+    if target is None:
+        return name  # load_config says what is known
+    if ":" in target:
+        raise ValueError(f"{name} is a demo of its own ({target}), not one config; give the config of the method "
+                         f"(maekit configs lists them)")
+    return target
+
+
 def plan_method(config: str, settings: CompareSettings) -> MethodPlan:
     """Load ``config``, refuse it when its data is another modality, and adapt it to the compare:
     the compare data at its size, the shared budget, checkpoints at the evaluation points."""
     from maekit.engine import load_config
 
+    config = resolve_config(config)
     cfg = load_config(config)
     name = Path(config).stem
     modality, kind = _modality(cfg)
@@ -159,18 +178,24 @@ def plan_method(config: str, settings: CompareSettings) -> MethodPlan:
 
 def set_budget(plan: MethodPlan, iters: int, eval_points: int) -> None:
     """The run's length, warm-up (the config's, at most a tenth of the run) and checkpoints at
-    ``eval_points`` evenly spaced iterations (every one kept: each is evaluated)."""
+    ``eval_points`` evenly spaced iterations, every one kept (each is evaluated)."""
     plan.iters = max(int(iters), eval_points)
     schedule = plan.cfg.schedule
     schedule.max_iters = plan.iters
     schedule.warmup_iters = min(int(schedule.get("warmup_iters", 0)), plan.iters // 10)
-    plan.cfg.checkpoint_interval = plan.iters // eval_points
-    plan.cfg.max_keep_checkpoints = eval_points + 1
+    plan.cfg.checkpoint_interval = checkpoint_interval(plan.iters, eval_points)
+    plan.cfg.max_keep_checkpoints = -1  # keep all
+
+
+def checkpoint_interval(iters: int, eval_points: int) -> int:
+    """The interval whose multiples, with the last iteration, are at most ``eval_points`` checkpoints."""
+    return -(-iters // eval_points)
 
 
 def budgets_of(plan: MethodPlan, eval_points: int) -> list[int]:
-    """The iterations evaluated: 0 (random init) and every checkpoint the run writes."""
-    interval = plan.iters // eval_points
+    """The iterations evaluated: 0 (random init) and every checkpoint the run writes (multiples of
+    the interval and the last iteration, as mmengine's checkpoint hook with ``save_last``)."""
+    interval = checkpoint_interval(plan.iters, eval_points)
     points = list(range(interval, plan.iters + 1, interval))
     return [0] + points + ([plan.iters] if points[-1] != plan.iters else [])
 
@@ -212,8 +237,11 @@ def check_and_time(plan: MethodPlan, seed: int, device: str | None, steps: int =
     except Exception as error:  # noqa: BLE001 — any failure here is the method refusing the data
         raise ValueError(f"config {plan.config} cannot train on the compare data ({plan.cfg.data.dataset['type']} at "
                          f"{_image_shape(cfg, plan.config)[0]} px): {type(error).__name__}: {error}") from None
-    if not steps or started is None or timed < 1:
+    if not steps:
         return None
+    if started is None or timed < 1:
+        raise ValueError(f"--minutes: config {plan.config}'s speed is timed over {steps} batches after a first one, "
+                         f"and the compare data has {len(dataset)} samples (batches of {batch_size}); give --iters instead")
     return (time.perf_counter() - started) / timed
 
 
@@ -274,8 +302,9 @@ def finetune_run(plan: MethodPlan, seed: int, run_dir: Path, settings: CompareSe
         "schedule": dict(max_iters=iters, warmup_iters=iters // 10, blr=2e-3, weight_decay=0.05, betas=(0.9, 0.999),
                          layer_decay=0.75),
     }
-    metrics = run_finetune(cfg, run_dir / "work" / f"iter_{plan.iters}.pth", run_dir / "finetune", device=settings.device,
-                           seed=seed)
+    work = run_dir / "finetune"
+    metrics = run_finetune(cfg, run_dir / "work" / f"iter_{plan.iters}.pth", work, device=settings.device, seed=seed,
+                           resume="auto" if (work / "last_checkpoint").is_file() else None)
     return {"top1": metrics["top1_accuracy"], "seconds": metrics["seconds"]}
 
 
@@ -309,11 +338,12 @@ def run_method_seed(plan: MethodPlan, seed: int, run_dir: Path, settings: Compar
             _write_json(path, finetune_run(plan, seed, run_dir, settings, len(probe_sets[0].classes)))
         finetuned = _read_json(path)
     loss = history["terms"].get("loss", [])
+    seconds = history.get("train_seconds")  # every iteration's time, those before a resume too
     result = {"method": plan.name, "config": plan.config, "seed": seed, "iterations": plan.iters, "batch": plan.batch,
               "features": plan.pool + ("" if plan.layer is None else f" of block {plan.layer}"),
               "final_loss": float(np.mean(loss[-max(1, len(loss) // 20):])) if loss else None,
               "measured_seconds_per_iteration": plan.seconds_per_iter,  # with --minutes: what set the iterations
-              "pretrain_seconds": _read_json(run_dir / "pretrain.json")["seconds"],
+              "pretrain_seconds": round(seconds, 1) if seconds is not None else _read_json(run_dir / "pretrain.json")["seconds"],
               "resumed": _read_json(run_dir / "pretrain.json")["resumed"], "evaluations": evaluations, "finetune": finetuned,
               "loss_curve": {"iterations": history["iterations"], "loss": loss}}
     _write_json(run_dir / "result.json", result)
@@ -321,7 +351,8 @@ def run_method_seed(plan: MethodPlan, seed: int, run_dir: Path, settings: Compar
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values)) if len(values) > 1 else 0.0
+    """Mean and sample standard deviation (ddof 1: a few seeds' spread is not understated)."""
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def summarise(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -398,7 +429,9 @@ def write_report(out: Path, settings: CompareSettings, plans: dict[str, MethodPl
     rows = summarise(results)
     curves = {name: [(run["loss_curve"]["iterations"], run["loss_curve"]["loss"]) for run in runs]
               for name, runs in results.items()}
-    budget = f"{settings.minutes} min each" if settings.minutes else "the same iterations × batch"
+    some = next(iter(plans.values()))
+    budget = (f"{settings.minutes:g} min of pre-training each (iterations from the speed measured here)" if settings.minutes
+              else f"{some.iters} iterations × batch {some.batch} each")
     pictures = {"loss_curves": curves_png(curves, out / "loss_curves.png", f"pre-training loss on {settings.data}"
                                           " (each method's own loss)")}
     for key, label in (("linear_probe", "linear probe accuracy"), ("knn", f"{KNN_K}-NN accuracy")):
@@ -407,6 +440,7 @@ def write_report(out: Path, settings: CompareSettings, plans: dict[str, MethodPl
         pictures[key] = accuracy_vs_budget_png(points, out / f"{key}_vs_budget.png",
                                                f"{label} on {settings.data} ({budget})", ylabel=label)
     machine = machine_line(settings.device)
+    pretraining = sum(run["pretrain_seconds"] for runs in results.values() for run in runs)
     report = {"settings": asdict(settings), "data": description, "machine": machine, "seconds": round(seconds, 1),
               "ranking": rows, "runs": {name: runs for name, runs in results.items()},
               "pictures": {k: str(v) for k, v in pictures.items()}}
@@ -416,7 +450,8 @@ def write_report(out: Path, settings: CompareSettings, plans: dict[str, MethodPl
             "frozen features probed on the train split"
             + (f" (a stratified {settings.probe_train_size})" if settings.probe_train_size else "")
             + ", tested on the test split" + (f" (a stratified {settings.probe_test_size})" if settings.probe_test_size else "")
-            + f". Measured on {machine}; {seconds / 60:.1f} min in all.\n\n" + markdown_table(rows, settings.finetune)
+            + f". Measured on {machine}; {pretraining / 60:.1f} min of pre-training in all (this invocation: "
+            f"{seconds / 60:.1f} min).\n\n" + markdown_table(rows, settings.finetune)
             + "\n≈: within one standard deviation of the leader. Random init: the same architecture and seed, untrained.\n"
             + "".join(f"\n![{k}]({Path(v).name})" for k, v in pictures.items()) + "\n")
     write_bytes(out / "compare.md", text.encode())
@@ -425,19 +460,18 @@ def write_report(out: Path, settings: CompareSettings, plans: dict[str, MethodPl
 
 def check_settings(out: Path, settings: CompareSettings) -> None:
     """A compare resumed in ``out`` must measure the same thing: refuse other fixed settings."""
-    for key, value in (("seeds", settings.seeds), ("eval_points", settings.eval_points)):
-        if int(value) < 1:
+    for key in ("seeds", "eval_points", "iters", "batch", "probe_train_size", "probe_test_size", "finetune_iters"):
+        value = getattr(settings, key)
+        if value is not None and int(value) < 1:
             raise ValueError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
+    if settings.iters is None and settings.minutes is None:
+        raise ValueError("give the budget every method gets: --iters N (iterations × batch) or --minutes M (wall-clock)")
     if settings.iters is not None and settings.iters < settings.eval_points:
         raise ValueError(f"--iters {settings.iters} is fewer than --eval-points {settings.eval_points}")
     if settings.minutes is not None and settings.minutes <= 0:
         raise ValueError(f"--minutes must be positive, got {settings.minutes}")
     if settings.minutes is not None and settings.iters is not None:
         raise ValueError("give the budget as --iters or as --minutes, not both")
-    names = [Path(c).stem for c in settings.configs]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ValueError(f"configs named {', '.join(twice)} twice: each method is one config")
     saved = _read_json(out / "compare_settings.json")
     if saved is not None and saved != json.loads(json.dumps(settings.fixed())):
         changed = {k: (saved.get(k), v) for k, v in json.loads(json.dumps(settings.fixed())).items() if saved.get(k) != v}
@@ -452,18 +486,35 @@ def compare(settings: CompareSettings, out: str | Path, log: Callable[[str], Non
     out = Path(out)
     started = time.perf_counter()
     check_settings(out, settings)
-    plans = {}
+    plans: dict[str, MethodPlan] = {}
     for config in settings.configs:  # every refusal before anything trains
         plan = plan_method(config, settings)
-        seconds = check_and_time(plan, 0, settings.device, CALIBRATION_STEPS if settings.minutes else 0)
+        if plan.name in plans:
+            raise ValueError(f"config {plan.name} given twice ({plans[plan.name].config} and {config}): each method is one config")
+        fingerprint = hashlib.sha1(json.dumps(plan.cfg.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
+        saved = _read_json(out / "runs" / plan.name / "plan.json")
+        if saved is not None and saved["fingerprint"] != fingerprint:
+            raise ValueError(f"config {plan.config} has changed since this compare started in {out}; its runs there "
+                             f"measured the old one — give another --out")
+        seconds = check_and_time(plan, 0, settings.device, CALIBRATION_STEPS if settings.minutes and saved is None else 0)
         iters = plan.iters
-        if settings.minutes is not None and seconds is not None:
+        if saved is not None:  # a resumed compare keeps each method's budget, measured speed included
+            iters, plan.seconds_per_iter = saved["iterations"], saved["seconds_per_iteration"]
+        elif settings.minutes is not None and seconds is not None:
             plan.seconds_per_iter = seconds
             iters = max(settings.eval_points, int(settings.minutes * 60 / seconds))
         set_budget(plan, iters, settings.eval_points)
+        plan.fingerprint = fingerprint
         plans[plan.name] = plan
         log(f"{plan.name}: {plan.iters} iterations × batch {plan.batch}" + (
-            f" ({seconds * 1000:.0f} ms per iteration measured here)" if plan.seconds_per_iter else ""))
+            f" ({plan.seconds_per_iter * 1000:.0f} ms per iteration measured here)" if plan.seconds_per_iter else ""))
+    batches = {name: plan.batch for name, plan in plans.items()}
+    if len(set(batches.values())) > 1:
+        raise ValueError(f"the configs train with different batch sizes ({', '.join(f'{n}: {b}' for n, b in batches.items())}): "
+                         f"give --batch for the same budget")
+    for name, plan in plans.items():
+        _write_json(out / "runs" / name / "plan.json", {"fingerprint": plan.fingerprint, "iterations": plan.iters,
+                                                         "batch": plan.batch, "seconds_per_iteration": plan.seconds_per_iter})
     _write_json(out / "compare_settings.json", settings.fixed())
     description = data_specs(settings.data, 32, 1)[3]
     results: dict[str, list[dict]] = {name: [] for name in plans}

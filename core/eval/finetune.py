@@ -117,14 +117,15 @@ def classification_accuracy(model: Classifier, dataset: Any, transform: Any, bat
 
 
 def run_finetune(cfg, checkpoint: str | None, work_dir: str | Path, amp: str = "off", device: str | None = None,
-                 seed: int | None = None) -> dict[str, Any]:
-    """Fine-tune, then measure top-1 accuracy on the section's ``test`` dataset; writes metrics.json."""
+                 seed: int | None = None, resume: str | None = None) -> dict[str, Any]:
+    """Fine-tune, then measure top-1 accuracy on the section's ``test`` dataset; writes metrics.json.
+    ``resume``: "auto" or a checkpoint, as ``maekit train --resume``."""
     from maekit.data.views import evaluation_transform
     from maekit.engine import train
     from maekit.registry import build
 
     started = time.perf_counter()
-    runner = train(finetune_config(cfg, checkpoint), work_dir, amp=amp, device=device, seed=seed)
+    runner = train(finetune_config(cfg, checkpoint), work_dir, amp=amp, device=device, seed=seed, resume=resume)
     classifier = runner.model.module if hasattr(runner.model, "module") else runner.model
     test_set = build("dataset", cfg.finetune["test"])
     transform = evaluation_transform(test_set, cfg.finetune["data"].get("transform"),

@@ -17,7 +17,7 @@ from maekit.io.checkpoint import write_bytes
 __all__ = ["smooth", "loss_curve_png", "confusion_matrix_png", "curves_png", "accuracy_vs_budget_png"]
 
 # logged values that are not losses (learning rate, timings, throughput): left out of loss curves
-NOT_A_LOSS = ("lr", "base_lr", "momentum", "time", "data_time", "samples_per_s", "grad_norm")
+NOT_A_LOSS = ("lr", "base_lr", "momentum", "time", "data_time", "samples_per_s", "grad_norm", "teacher_momentum")
 
 
 def _figure(width: float = 6.4, height: float = 4.0) -> Any:

@@ -64,13 +64,19 @@ def transformers_config(model: Any) -> dict:
         raise ValueError(f"transformers' ViTMAE averages its loss over removed patches; this model's loss reduction "
                          f"is {model.loss.reduction!r}")
     block, decoder_block = encoder.blocks[0], decoder.blocks[0]
+    # one layer_norm_eps and one qkv_bias serve both of ViTMAE's stacks: they must agree here
+    if decoder.norm.eps != encoder.norm.eps or (block.attn.qkv.bias is None) != (decoder_block.attn.qkv.bias is None):
+        raise ValueError(f"transformers' ViTMAE has one layer-norm eps and one qkv bias setting for encoder and decoder; "
+                         f"this model's are eps {encoder.norm.eps} / {decoder.norm.eps}, qkv bias "
+                         f"{block.attn.qkv.bias is not None} / {decoder_block.attn.qkv.bias is not None}")
     return {
         "architectures": ["ViTMAEForPreTraining"], "model_type": "vit_mae",
         "hidden_size": encoder.embed_dim, "num_hidden_layers": len(encoder.blocks),
         "num_attention_heads": block.attn.num_heads, "intermediate_size": block.mlp.fc1.out_features,
         "hidden_act": "gelu", "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
         "initializer_range": 0.02, "layer_norm_eps": encoder.norm.eps,
-        "image_size": [encoder.grid_size[i] * encoder.patch_size[i] for i in range(2)],
+        # an int, as ViTMAEForPreTraining.unpatchify expects (square images only: see export_transformers)
+        "image_size": encoder.grid_size[0] * encoder.patch_size[0],
         "patch_size": encoder.patch_size[0], "num_channels": encoder.in_chans, "qkv_bias": block.attn.qkv.bias is not None,
         "decoder_num_attention_heads": decoder_block.attn.num_heads, "decoder_hidden_size": decoder.embed.out_features,
         "decoder_num_hidden_layers": len(decoder.blocks), "decoder_intermediate_size": decoder_block.mlp.fc1.out_features,
@@ -86,7 +92,7 @@ def export_transformers(model: Any, out_dir: str | Path) -> tuple[Path, Path]:
     grid, patch = tuple(model.encoder.grid_size), tuple(model.encoder.patch_size)
     if grid[0] != grid[1] or patch[0] != patch[1]:  # its decoder builds a sin-cos table for a square grid
         raise ValueError(f"transformers' ViTMAE takes square images and patches; this model's are "
-                         f"{config['image_size']} pixels in patches of {list(patch)}")
+                         f"{[g * p for g, p in zip(grid, patch)]} pixels in patches of {list(patch)}")
     out_dir = Path(out_dir)
     weights = save_state_dict(maekit_to_transformers(model.state_dict()), out_dir / "model.safetensors",
                               metadata={"format": "pt"})
