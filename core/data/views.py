@@ -171,6 +171,12 @@ class AugmentedView(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    @property
+    def metainfo(self) -> dict[str, Any]:
+        """What mmengine's loops hand its visualizer (and otherwise warn is missing): the class names."""
+        classes = getattr(self.dataset, "classes", None)
+        return {"classes": list(classes)} if classes is not None else {}
+
     def __getitem__(self, virtual_index: int) -> dict[str, Any]:
         position = virtual_index % len(self.dataset)
         # the read is seeded too: a dataset that draws while reading (a video clip's start frame)
