@@ -111,3 +111,16 @@ def test_export_to_transformers_refuses_what_vitmae_cannot_be(tmp_path):
     with pytest.raises(ValueError, match="square images"):
         export_transformers(tiny_mae(img_size=(32, 48)), tmp_path / "c")
     assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_convert_to_transformers_round_trips_and_names_what_has_no_place(tmp_path):
+    """`maekit convert --to transformers`: the keys export writes, back to maekit's unchanged."""
+    from maekit.io.checkpoint import CheckpointError
+
+    ours = tiny_mae(decoder_depth=2).state_dict()
+    theirs = convert_state_dict(ours, "maekit", "transformers")
+    assert "vit.encoder.layer.1.attention.attention.value.bias" in theirs and "decoder.decoder_pred.weight" in theirs
+    back = convert_state_dict(theirs, "auto", "maekit")
+    assert back.keys() == ours.keys() and all(torch.equal(back[k], ours[k]) for k in ours)
+    with pytest.raises(CheckpointError, match="'head.weight' has no place in transformers' ViTMAE"):
+        convert_state_dict({**ours, "head.weight": torch.zeros(2, 2)}, "maekit", "transformers")
