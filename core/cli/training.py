@@ -204,8 +204,8 @@ def demo(ctx: click.Context, name: str, out: str, iters: int | None, seed: int, 
 @click.argument("configs", nargs=-1, required=True)
 @click.option("--data", default="fashion_mnist", show_default=True,
               help="fashion_mnist (Debian's IDX files), digits, or a folder of MNIST-family IDX files.")
-@click.option("--iters", type=int, help="Pre-training iterations for every method [each config's own].")
-@click.option("--batch", type=int, help="Batch size for every method [each config's own].")
+@click.option("--iters", type=int, help="Pre-training iterations, the same for every method (or give --minutes).")
+@click.option("--batch", type=int, help="Batch size for every method [the configs' own, when they agree].")
 @click.option("--minutes", type=float, help="A wall-clock budget instead: each method gets the iterations that fit, "
                                             "from its speed measured here.")
 @click.option("--seeds", default=1, show_default=True, help="Runs per method (seeds 0..K-1): mean ± std.")
@@ -214,7 +214,7 @@ def demo(ctx: click.Context, name: str, out: str, iters: int | None, seed: int, 
 @click.option("--probe-train-size", type=int, help="Probe on a seeded stratified share of the train split (IDX data).")
 @click.option("--probe-test-size", type=int, help="Test the probe on a seeded stratified share of the test split (IDX data).")
 @click.option("--finetune", "finetune_too", is_flag=True, help="Also fine-tune each final encoder (MAE's recipe).")
-@click.option("--finetune-iters", default=300, show_default=True)
+@click.option("--finetune-iters", default=300, show_default=True, help="Fine-tuning iterations, the same for every method.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Where runs, compare.json/.md and plots go.")
 @click.pass_context
