@@ -228,3 +228,8 @@ def test_compare_takes_demo_names_and_fine_tunes_on_request(tmp_path, idx_folder
     assert "| fine-tune |" in (tmp_path / "ft" / "compare.md").read_text()
     with pytest.raises(ValueError, match="supmae is a demo of its own"):
         resolve_config("supmae")  # the plugins are installed with core's suite
+    # iGPT's decoder-only transformer is no ViT for the fine-tuning classifier: refused before training
+    with pytest.raises(ValueError, match="--finetune: config igpt_demo_digits cannot be fine-tuned"):
+        compare(CompareSettings(configs=["igpt"], data=str(idx_folder), iters=2, finetune=True), tmp_path / "igpt",
+                log=lambda line: None)
+    assert not (tmp_path / "igpt" / "runs" / "igpt_demo_digits" / "seed0").exists()

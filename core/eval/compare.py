@@ -281,12 +281,11 @@ def evaluate_budget(plan: MethodPlan, seed: int, work: Path, budget: int, probe_
     return {"linear_probe": scores["linear_probe_accuracy"], "knn": scores["knn_accuracy"]}
 
 
-def finetune_run(plan: MethodPlan, seed: int, run_dir: Path, settings: CompareSettings, num_classes: int) -> dict[str, Any]:
-    """Fine-tune the final encoder with MAE's recipe (layer-wise lr decay 0.75, blr 2e-3, AdamW
-    β=(0.9, 0.999), weight decay 0.05, drop-path 0.1, warm-up a tenth), the same schedule for every
-    method; the method's own classifier head when its config names one."""
-    from maekit.eval.finetune import run_finetune
-
+def with_finetune_section(plan: MethodPlan, settings: CompareSettings, num_classes: int) -> Any:
+    """The method's config with compare's fine-tuning section: MAE's recipe (layer-wise lr decay
+    0.75, blr 2e-3, AdamW β=(0.9, 0.999), weight decay 0.05, drop-path 0.1, warm-up a tenth), the
+    same schedule for every method, on the probe's training share; the method's own classifier
+    head when its config names one."""
     cfg = plan.cfg.copy()
     own = dict(cfg.get("finetune") or {})
     size, _ = _image_shape(cfg, plan.config)
@@ -302,8 +301,30 @@ def finetune_run(plan: MethodPlan, seed: int, run_dir: Path, settings: CompareSe
         "schedule": dict(max_iters=iters, warmup_iters=iters // 10, blr=2e-3, weight_decay=0.05, betas=(0.9, 0.999),
                          layer_decay=0.75),
     }
+    return cfg
+
+
+def check_finetunable(plan: MethodPlan, settings: CompareSettings) -> None:
+    """Build the fine-tuning classifier once before anything trains: a method whose encoder the
+    classifier cannot take (iGPT's decoder-only transformer) is refused with the reason."""
+    from maekit.eval.finetune import finetune_config
+    from maekit.registry import build
+
+    try:
+        build("model", finetune_config(with_finetune_section(plan, settings, 2), None).model)
+    except Exception as error:  # noqa: BLE001 — any failure here is the classifier refusing the method
+        raise ValueError(f"--finetune: config {plan.config} cannot be fine-tuned by compare's classifier "
+                         f"({type(error).__name__}: {error}); compare it without --finetune") from None
+
+
+def finetune_run(plan: MethodPlan, seed: int, run_dir: Path, settings: CompareSettings, num_classes: int) -> dict[str, Any]:
+    """Fine-tune the final encoder (:func:`with_finetune_section`), resumed when a killed compare
+    left a checkpoint; top-1 accuracy on the data's test split."""
+    from maekit.eval.finetune import run_finetune
+
     work = run_dir / "finetune"
-    metrics = run_finetune(cfg, run_dir / "work" / f"iter_{plan.iters}.pth", work, device=settings.device, seed=seed,
+    metrics = run_finetune(with_finetune_section(plan, settings, num_classes), run_dir / "work" / f"iter_{plan.iters}.pth",
+                           work, device=settings.device, seed=seed,
                            resume="auto" if (work / "last_checkpoint").is_file() else None)
     return {"top1": metrics["top1_accuracy"], "seconds": metrics["seconds"]}
 
@@ -497,6 +518,8 @@ def compare(settings: CompareSettings, out: str | Path, log: Callable[[str], Non
             raise ValueError(f"config {plan.config} has changed since this compare started in {out}; its runs there "
                              f"measured the old one — give another --out")
         seconds = check_and_time(plan, 0, settings.device, CALIBRATION_STEPS if settings.minutes and saved is None else 0)
+        if settings.finetune:
+            check_finetunable(plan, settings)
         iters = plan.iters
         if saved is not None:  # a resumed compare keeps each method's budget, measured speed included
             iters, plan.seconds_per_iter = saved["iterations"], saved["seconds_per_iteration"]

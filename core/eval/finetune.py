@@ -92,7 +92,7 @@ def finetune_config(cfg, checkpoint: str | None):
                    drop_path_rate=section.get("drop_path_rate", 0.1),
                    label_smoothing=section.get("label_smoothing", 0.0), **section.get("classifier_options", {})),
         data=section["data"], schedule=schedule, seed=cfg.get("seed", 0),
-        log_interval=cfg.get("log_interval", 50),
+        log_interval=cfg.get("log_interval", 50), log_level=cfg.get("log_level", "INFO"),
         checkpoint_interval=schedule.get("max_iters", 1)))
 
 
