@@ -82,12 +82,14 @@ def test_compare_ranks_methods_on_one_protocol_and_writes_table_and_plots(tmp_pa
     assert json.loads((out / "compare.json").read_text())["ranking"] == json.loads(json.dumps(ranking))
     work = out / "runs" / "tiny_mae" / "seed1" / "work"
     assert (work / "loss_curve.png").is_file() and (work / "iter_2.pth").is_file()
+    # checkpoints every iteration to resume from, those that are no evaluation point removed once probed
+    assert sorted(p.name for p in work.glob("iter_*.pth")) == ["iter_2.pth", "iter_4.pth"]
 
     # a compare killed during seed 1 of the first method: its training stopped after iteration 2
     # and nothing after was written; started again, it resumes there and redoes only that run
     run_dir = out / "runs" / "tiny_mae" / "seed1"
     before = json.loads((run_dir / "result.json").read_text())
-    for name in ("result.json", "pretrain.json", "eval_4.json", "work/iter_4.pth"):
+    for name in ("result.json", "pretrain.json", "eval_4.json", "work/iter_4.pth", "work/loss_history.json"):
         (run_dir / name).unlink()
     (work / "last_checkpoint").write_text(str(work / "iter_2.pth"))
     kept = [out / "runs" / "tiny_mae_mask50" / "seed1" / "result.json", run_dir / "eval_0.json", run_dir / "eval_2.json",
@@ -100,6 +102,7 @@ def test_compare_ranks_methods_on_one_protocol_and_writes_table_and_plots(tmp_pa
     # iterations 1–2 come from the run before the kill (the checkpoint carried them), 3–4 from the resumed one
     assert after["loss_curve"]["iterations"] == [1, 2, 3, 4]
     assert after["loss_curve"]["loss"][:2] == before["loss_curve"]["loss"][:2]
+    assert 0 < after["pretrain_seconds"] < 60
     assert {row["method"] for row in again["ranking"]} == {"tiny_mae", "tiny_mae_mask50"}
 
     with pytest.raises(ValueError, match="other settings \\(iters: 4 then, 6 now\\)"):
@@ -176,6 +179,9 @@ def test_compare_refuses_what_cannot_train_on_the_data_before_training(tmp_path,
         compare(settings_for([ok], idx_folder, iters=None), out, log=lambda line: None)
     with pytest.raises(ValueError, match="--batch must be at least 1, got 0"):
         compare(settings_for([ok], idx_folder, batch=0), out, log=lambda line: None)
+    with pytest.raises(ValueError, match="the probe's data \\(--probe-train-size / --probe-test-size\\): idx_images limit 2"):
+        compare(settings_for([ok], idx_folder, probe_train_size=2), out, log=lambda line: None)
+    assert not (out / "compare_settings.json").exists()  # nothing written: the corrected command is not refused
     with pytest.raises(ValueError, match="different batch sizes \\(tiny_mae: 16, mae_demo_digits: 64\\): give --batch"):
         compare(settings_for([ok, "mae_demo_digits"], idx_folder), out, log=lambda line: None)
 

@@ -254,14 +254,16 @@ def test_loss_curve_png_draws_each_term_once_and_the_history_reader_skips_lr(tmp
         hub.update_scalar("train/loss", 1.0 / (i + 1))
         hub.update_scalar("train/mse", 1.0 / (i + 1))
         hub.update_scalar("train/lr", 0.1)
-        hub.update_scalar("train/time", 0.5)
+        # iteration 3 waited 2.9 s more for data (mmengine advancing the loader after a resume)
+        hub.update_scalar("train/time", 3.4 if i == 2 else 0.5)
+        hub.update_scalar("train/data_time", 3.0 if i == 2 else 0.1)
         hub.update_scalar("train/teacher_momentum", 0.99)
         if i >= 3:  # a term logged from iteration 4 on (a scheduled loss weight)
             hub.update_scalar("train/late", 2.0)
     history = loss_history(hub, 5)
-    assert history["iterations"] == [1, 2, 3, 4, 5] and set(history["terms"]) == {"loss", "mse", "late"}
+    assert history["iterations"] == [1, 2, 3, 4, 5] and set(history["terms"]) == {"loss", "mse", "late"}  # no time
     assert history["terms"]["loss"] == pytest.approx([1, 1 / 2, 1 / 3, 1 / 4, 1 / 5])
     assert np.isnan(history["terms"]["late"][:3]).all() and history["terms"]["late"][3:] == [2.0, 2.0]
-    assert history["train_seconds"] == pytest.approx(2.5)
+    assert history["train_seconds"] == pytest.approx(2.5)  # 0.4 s of compute + the median 0.1 s wait, 5 times
     path = loss_curve_png(history["iterations"], history["terms"], tmp_path / "curve.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -157,9 +157,24 @@ def loss_history(message_hub: Any, last_iter: int) -> dict[str, Any]:
     length = max((len(v) for v in terms.values()), default=0)
     # a term logged from a later iteration on (a scheduled loss weight) is padded in front with NaN
     terms = {name: [float("nan")] * (length - len(v)) + v for name, v in terms.items()}
-    times = message_hub.log_scalars.get("train/time")
-    seconds = float(sum(times.data[0][-last_iter:])) if times is not None else None
+    seconds = _train_seconds(message_hub, last_iter)
     return {"iterations": list(range(last_iter - length + 1, last_iter + 1)), "terms": terms, "train_seconds": seconds}
+
+
+def _train_seconds(message_hub: Any, last_iter: int) -> float | None:
+    """The run's training time: every iteration's time with its wait for data replaced by the
+    median wait (a resumed run's first iteration also waited while mmengine advanced the loader
+    past the batches already trained, which is not training time)."""
+    import numpy as np
+
+    times, waits = message_hub.log_scalars.get("train/time"), message_hub.log_scalars.get("train/data_time")
+    if times is None:
+        return None
+    total = np.asarray(times.data[0][-last_iter:], dtype=np.float64)
+    if waits is None or len(waits.data[0]) < len(total):
+        return float(total.sum())
+    wait = np.asarray(waits.data[0][-len(total):], dtype=np.float64)
+    return float((total - wait).sum() + np.median(wait) * len(total))
 
 
 @HOOKS.register_module(name="MaekitLossCurveHook")
@@ -174,7 +189,7 @@ class LossCurveHook(Hook):
         self.interval = max(1, int(interval))
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
-        if self.every_n_train_iters(runner, self.interval):
+        if self.every_n_train_iters(runner, self.interval) or self.is_last_train_iter(runner):
             self.write(runner, runner.iter + 1)
 
     def after_train(self, runner: Any) -> None:

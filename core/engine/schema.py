@@ -21,7 +21,7 @@ CORE_KEYS: dict[str, list[str] | None] = {
     "model": None, "data": DATA, "schedule": SCHEDULE,
     "probe": ["train", "test", "pools", "layer"],
     "finetune": ["num_classes", "drop_path_rate", "label_smoothing", "classifier", "classifier_options", "data",
-                 "test", "schedule", "eval_transform", "test_batch_size"],
+                 "test", "schedule", "eval_transform", "test_batch_size", "checkpoint_interval"],
     "eval_transform": None, "custom_hooks": None,
     "checkpoint_interval": [], "log_interval": [], "max_keep_checkpoints": [], "seed": [], "compile": None,
     "strategy": [], "dist_backend": [], "load_from": [], "find_unused_parameters": [], "log_level": [],

@@ -183,13 +183,23 @@ def set_budget(plan: MethodPlan, iters: int, eval_points: int) -> None:
     schedule = plan.cfg.schedule
     schedule.max_iters = plan.iters
     schedule.warmup_iters = min(int(schedule.get("warmup_iters", 0)), plan.iters // 10)
-    plan.cfg.checkpoint_interval = checkpoint_interval(plan.iters, eval_points)
-    plan.cfg.max_keep_checkpoints = -1  # keep all
+    plan.cfg.checkpoint_interval = resume_interval(checkpoint_interval(plan.iters, eval_points))
+    plan.cfg.max_keep_checkpoints = -1  # keep all: the ones only for resuming are removed once probed
 
 
 def checkpoint_interval(iters: int, eval_points: int) -> int:
     """The interval whose multiples, with the last iteration, are at most ``eval_points`` checkpoints."""
     return -(-iters // eval_points)
+
+
+def resume_interval(evaluation_interval: int) -> int:
+    """Checkpoints between the evaluation points too (a half, third or quarter of their interval,
+    whichever divides it, so the evaluation points stay checkpoints): a killed run resumes close
+    to where it was even with one evaluation point."""
+    for parts in (4, 3, 2):
+        if evaluation_interval % parts == 0:
+            return evaluation_interval // parts
+    return evaluation_interval
 
 
 def budgets_of(plan: MethodPlan, eval_points: int) -> list[int]:
@@ -218,7 +228,8 @@ def check_and_time(plan: MethodPlan, seed: int, device: str | None, steps: int =
     try:
         model = RunnerModel(cfg.model, seed=seed).to(target)
         batch_size = min(plan.batch, len(dataset))
-        loader = DataLoader(Subset(dataset, range(min(len(dataset), batch_size * (steps + 1)))), batch_size=batch_size)
+        loader = DataLoader(Subset(dataset, range(min(len(dataset), batch_size * (steps + 1)))), batch_size=batch_size,
+                            drop_last=True)  # only whole batches are timed
         if dict(tokenizers_in(model.model)):
             fit_tokenizers(model.model, loader, seed=seed)
         optimiser = torch.optim.AdamW(model.parameters(), lr=1e-6)
@@ -295,7 +306,7 @@ def with_finetune_section(plan: MethodPlan, settings: CompareSettings, num_class
     iters = settings.finetune_iters
     cfg.finetune = {
         **{k: own[k] for k in ("classifier", "classifier_options", "eval_transform") if k in own},
-        "num_classes": num_classes, "drop_path_rate": 0.1,
+        "num_classes": num_classes, "drop_path_rate": 0.1, "checkpoint_interval": max(1, iters // 4),
         "data": dict(dataset=cfg.probe.train, transform=transform, batch_size=plan.batch),
         "test": cfg.probe.test,
         "schedule": dict(max_iters=iters, warmup_iters=iters // 10, blr=2e-3, weight_decay=0.05, betas=(0.9, 0.999),
@@ -351,6 +362,9 @@ def run_method_seed(plan: MethodPlan, seed: int, run_dir: Path, settings: Compar
             report(f"probing at {budget} iterations")
             _write_json(path, evaluate_budget(plan, seed, work, budget, probe_sets))
         evaluations[str(budget)] = _read_json(path)
+    for checkpoint in work.glob("iter_*.pth"):  # those written only to resume from: not kept
+        if int(checkpoint.stem[len("iter_"):]) not in budgets_of(plan, settings.eval_points):
+            checkpoint.unlink()
     finetuned = None
     if settings.finetune:
         path = run_dir / "finetune.json"
@@ -535,38 +549,51 @@ def compare(settings: CompareSettings, out: str | Path, log: Callable[[str], Non
     if len(set(batches.values())) > 1:
         raise ValueError(f"the configs train with different batch sizes ({', '.join(f'{n}: {b}' for n, b in batches.items())}): "
                          f"give --batch for the same budget")
+    probe_sets = build_probe_sets(plans)
+    _write_json(out / "compare_settings.json", settings.fixed())
     for name, plan in plans.items():
         _write_json(out / "runs" / name / "plan.json", {"fingerprint": plan.fingerprint, "iterations": plan.iters,
                                                          "batch": plan.batch, "seconds_per_iteration": plan.seconds_per_iter})
-    _write_json(out / "compare_settings.json", settings.fixed())
     description = data_specs(settings.data, 32, 1)[3]
     results: dict[str, list[dict]] = {name: [] for name in plans}
     runs = [(name, seed) for seed in range(settings.seeds) for name in plans]
     if progress is not None:
         progress.start(len(runs))
     try:
-        _run_all(runs, plans, settings, out, results, log, progress)
+        _run_all(runs, plans, probe_sets, settings, out, results, log, progress)
     finally:
         if progress is not None:
             progress.stop()
     return write_report(out, settings, plans, results, description, time.perf_counter() - started)
 
 
-def _run_all(runs: list[tuple[str, int]], plans: dict[str, MethodPlan], settings: CompareSettings, out: Path,
-             results: dict[str, list[dict]], log: Callable[[str], None], progress: Any) -> None:
-    """Every (method, seed) run in turn, the probe datasets built once per image size."""
+def build_probe_sets(plans: dict[str, MethodPlan]) -> dict[str, tuple[Any, Any]]:
+    """Each method's probe (train, test) datasets, built once per image size, before anything is
+    written: a probe size the data cannot give is an error naming the option."""
     from maekit.registry import build
 
-    probe_sets_by_spec: dict[str, tuple[Any, Any]] = {}
+    built: dict[str, tuple[Any, Any]] = {}
+    by_method = {}
+    for name, plan in plans.items():
+        key = json.dumps([plan.cfg.probe.train, plan.cfg.probe.test], sort_keys=True, default=str)
+        if key not in built:
+            try:
+                built[key] = (build("dataset", plan.cfg.probe.train), build("dataset", plan.cfg.probe.test))
+            except ValueError as error:
+                raise ValueError(f"the probe's data (--probe-train-size / --probe-test-size): {error}") from None
+        by_method[name] = built[key]
+    return by_method
+
+
+def _run_all(runs: list[tuple[str, int]], plans: dict[str, MethodPlan], probe_sets: dict[str, tuple[Any, Any]],
+             settings: CompareSettings, out: Path, results: dict[str, list[dict]], log: Callable[[str], None],
+             progress: Any) -> None:
+    """Every (method, seed) run in turn."""
     for name, seed in runs:
         plan = plans[name]
-        key = json.dumps([plan.cfg.probe.train, plan.cfg.probe.test], sort_keys=True)
-        if key not in probe_sets_by_spec:  # built once per image size
-            probe_sets_by_spec[key] = (build("dataset", plan.cfg.probe.train), build("dataset", plan.cfg.probe.test))
         hooks = [] if progress is None else [progress.training_hook(f"{name} seed {seed}", plan.iters)]
         report = (lambda stage: None) if progress is None else progress.stage_reporter(f"{name} seed {seed}")
-        result = run_method_seed(plan, seed, out / "runs" / name / f"seed{seed}", settings, probe_sets_by_spec[key],
-                                 hooks, report)
+        result = run_method_seed(plan, seed, out / "runs" / name / f"seed{seed}", settings, probe_sets[name], hooks, report)
         results[name].append(result)
         final = result["evaluations"][str(result["iterations"])]
         log(f"{name} seed {seed}: linear probe {final['linear_probe']:.3f}, k-NN {final['knn']:.3f} "

@@ -93,7 +93,7 @@ def finetune_config(cfg, checkpoint: str | None):
                    label_smoothing=section.get("label_smoothing", 0.0), **section.get("classifier_options", {})),
         data=section["data"], schedule=schedule, seed=cfg.get("seed", 0),
         log_interval=cfg.get("log_interval", 50), log_level=cfg.get("log_level", "INFO"),
-        checkpoint_interval=schedule.get("max_iters", 1)))
+        checkpoint_interval=section.get("checkpoint_interval", schedule.get("max_iters", 1))))
 
 
 @torch.no_grad()
