@@ -14,13 +14,9 @@ __all__ = ["machine_description", "median_seconds", "alternating_medians", "matm
 
 
 def machine_description() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    description = {"cpu": cpu, "cores": torch.get_num_threads(), "python": platform.python_version(),
+    from maekit.engine.train import cpu_name
+
+    description = {"cpu": cpu_name(), "cores": torch.get_num_threads(), "python": platform.python_version(),
                    "torch": torch.__version__, "platform": platform.platform()}
     if torch.cuda.is_available():
         description["gpu"] = torch.cuda.get_device_name(0)

@@ -267,3 +267,12 @@ def test_loss_curve_png_draws_each_term_once_and_the_history_reader_skips_lr(tmp
     assert history["train_seconds"] == pytest.approx(2.5)  # 0.4 s of compute + the median 0.1 s wait, 5 times
     path = loss_curve_png(history["iterations"], history["terms"], tmp_path / "curve.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_smooth_is_the_trailing_mean_of_the_finite_values():
+    from maekit.eval.plots import smooth
+
+    values = np.array([np.nan, 1.0, 3.0, np.nan, 5.0, 7.0])
+    expected = [np.nan, 1.0, 2.0, 2.0, 4.0, 6.0]  # windows of 3: the finite values among the last three
+    assert np.allclose(smooth(values, 3), expected, equal_nan=True)
+    assert np.allclose(smooth(values, 1), values, equal_nan=True)

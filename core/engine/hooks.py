@@ -9,7 +9,7 @@ from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
 
-from maekit.io.checkpoint import remove_stale_temporaries, write_bytes
+from maekit.io.checkpoint import remove_stale_temporaries, write_bytes, write_json
 
 __all__ = ["ThroughputHook", "DataOnlyCheckpointHook", "SafeCheckpointHook", "TeacherUpdateHook", "LossWeightHook",
            "TokenizerFitHook", "LossCurveHook", "loss_history",
@@ -196,8 +196,6 @@ class LossCurveHook(Hook):
         self.write(runner, runner.iter)
 
     def write(self, runner: Any, last_iter: int) -> None:
-        import json
-
         from maekit.eval.plots import loss_curve_png
 
         if not is_main_process() or last_iter < 1:
@@ -206,7 +204,7 @@ class LossCurveHook(Hook):
         if not history["terms"]:
             return
         work = Path(runner.work_dir)
-        write_bytes(work / "loss_history.json", json.dumps(history).encode())
+        write_json(work / "loss_history.json", history, indent=None)
         run_name = work.parent.name if work.name == "work" else work.name  # a demo trains in <out>/work
         loss_curve_png(history["iterations"], history["terms"], work / "loss_curve.png", title=f"{run_name}: training loss")
 

@@ -32,7 +32,7 @@ from maekit.engine.schema import check_config_keys
 
 _RUN_COUNTER = itertools.count()
 
-__all__ = ["load_config", "runner_config", "build_runner", "train", "effective_lr"]
+__all__ = ["load_config", "runner_config", "build_runner", "train", "effective_lr", "cpu_name", "cpu_has_native_bf16"]
 
 
 def effective_lr(blr: float, batch_size: int, accumulate: int, world_size: int) -> float:
@@ -189,6 +189,19 @@ def build_runner(cfg: Config):
 
     install()
     return Runner.from_cfg(cfg)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; else what the platform module says), for the
+    machine line every measured figure carries."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            found = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), None)
+    except OSError:
+        found = None
+    return found or platform.processor() or platform.machine()
 
 
 def cpu_has_native_bf16() -> bool:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,9 +33,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from maekit.io.checkpoint import write_bytes
+from maekit.io.checkpoint import write_bytes, write_json
 
-__all__ = ["CompareSettings", "CompareProgress", "DATA_PRESETS", "compare", "data_specs", "plan_method", "MethodPlan",
+__all__ = ["CompareSettings", "CompareProgress", "DATA_PRESETS", "compare", "data_source", "data_specs", "plan_method", "MethodPlan",
            "summarise"]
 
 # the data a compare can run on: name → (train split, test split, description)
@@ -88,19 +87,23 @@ class MethodPlan:
     fingerprint: str = ""  # of the adapted config: a resumed compare must run the same one
 
 
-def data_specs(data: str, size: int, channels: int, train_limit: int | None = None,
-               test_limit: int | None = None) -> tuple[dict, dict, dict, str]:
-    """The compare data as dataset configs at ``size`` × ``channels``: pre-training set (the whole
-    train split), probe train set, probe test set, and a description. ``data`` is a preset name
-    (:data:`DATA_PRESETS`) or a folder of MNIST-family IDX files."""
+def data_source(data: str) -> tuple[dict, dict, str]:
+    """The train and test splits of ``data`` (a preset name, :data:`DATA_PRESETS`, or a folder of
+    MNIST-family IDX files) as dataset configs, and a description."""
     if data in DATA_PRESETS:
-        train, test, description = DATA_PRESETS[data]
-    elif Path(data).is_dir():
-        train, test = dict(type="idx_images", root=str(data), split="train"), dict(type="idx_images", root=str(data), split="test")
-        description = f"the IDX files in {data}"
-    else:
-        raise ValueError(f"--data {data}: neither a preset ({', '.join(DATA_PRESETS)}) nor a folder of MNIST-family IDX "
-                         f"files (train-images-idx3-ubyte[.gz] ...)")
+        return DATA_PRESETS[data]
+    if Path(data).is_dir():
+        return (dict(type="idx_images", root=str(data), split="train"), dict(type="idx_images", root=str(data), split="test"),
+                f"the IDX files in {data}")
+    raise ValueError(f"--data {data}: neither a preset ({', '.join(DATA_PRESETS)}) nor a folder of MNIST-family IDX "
+                     f"files (train-images-idx3-ubyte[.gz] ...)")
+
+
+def data_specs(data: str, size: int, channels: int, train_limit: int | None = None,
+               test_limit: int | None = None) -> tuple[dict, dict, dict]:
+    """The compare data as dataset configs at ``size`` × ``channels``: pre-training set (the whole
+    train split), probe train set and probe test set (see :func:`data_source`)."""
+    train, test, _ = data_source(data)
     shape = dict(size=size, channels=channels)
     limits = {"probe-train-size": train_limit, "probe-test-size": test_limit}
     if train["type"] != "idx_images" and any(v is not None for v in limits.values()):
@@ -108,7 +111,7 @@ def data_specs(data: str, size: int, channels: int, train_limit: int | None = No
                          f"the {data} set is small enough to probe whole")
     probe_train = {**train, **shape, **({"limit": train_limit} if train_limit else {})}
     probe_test = {**test, **shape, **({"limit": test_limit} if test_limit else {})}
-    return {**train, **shape}, probe_train, probe_test, description
+    return {**train, **shape}, probe_train, probe_test
 
 
 def _image_shape(cfg: Any, name: str) -> tuple[int, int]:
@@ -163,7 +166,7 @@ def plan_method(config: str, settings: CompareSettings) -> MethodPlan:
         raise ValueError(f"config {config} trains on {modality} data (dataset '{kind}'); the compare data is images — "
                          f"compare methods of one modality")
     size, channels = _image_shape(cfg, config)
-    train, probe_train, probe_test, _ = data_specs(settings.data, size, channels, settings.probe_train_size,
+    train, probe_train, probe_test = data_specs(settings.data, size, channels, settings.probe_train_size,
                                                    settings.probe_test_size)
     cfg.data.dataset = train
     probe = dict(cfg.get("probe") or {})
@@ -260,10 +263,6 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _write_json(path: Path, value: Any) -> Path:
-    return write_bytes(path, json.dumps(value, indent=2).encode())
-
-
 def pretrain_run(plan: MethodPlan, seed: int, work: Path, device: str | None, hooks: Sequence[Any] = ()) -> None:
     """Pre-train one (method, seed) into ``work``: resumed from its last checkpoint when a killed
     compare left one, nothing when the final checkpoint is already there."""
@@ -353,14 +352,14 @@ def run_method_seed(plan: MethodPlan, seed: int, run_dir: Path, settings: Compar
         started = time.perf_counter()
         resumed = (work / "last_checkpoint").is_file()
         pretrain_run(plan, seed, work, settings.device, hooks)
-        _write_json(run_dir / "pretrain.json", {"seconds": round(time.perf_counter() - started, 1), "resumed": resumed})
+        write_json(run_dir / "pretrain.json", {"seconds": round(time.perf_counter() - started, 1), "resumed": resumed})
     history = _read_json(work / "loss_history.json") or {"iterations": [], "terms": {}}
     evaluations = {}
     for budget in budgets_of(plan, settings.eval_points):
         path = run_dir / f"eval_{budget}.json"
         if not path.is_file():
             report(f"probing at {budget} iterations")
-            _write_json(path, evaluate_budget(plan, seed, work, budget, probe_sets))
+            write_json(path, evaluate_budget(plan, seed, work, budget, probe_sets))
         evaluations[str(budget)] = _read_json(path)
     for checkpoint in work.glob("iter_*.pth"):  # those written only to resume from: not kept
         if int(checkpoint.stem[len("iter_"):]) not in budgets_of(plan, settings.eval_points):
@@ -370,7 +369,7 @@ def run_method_seed(plan: MethodPlan, seed: int, run_dir: Path, settings: Compar
         path = run_dir / "finetune.json"
         if not path.is_file():
             report("fine-tuning")
-            _write_json(path, finetune_run(plan, seed, run_dir, settings, len(probe_sets[0].classes)))
+            write_json(path, finetune_run(plan, seed, run_dir, settings, len(probe_sets[0].classes)))
         finetuned = _read_json(path)
     loss = history["terms"].get("loss", [])
     seconds = history.get("train_seconds")  # every iteration's time, those before a resume too
@@ -381,7 +380,7 @@ def run_method_seed(plan: MethodPlan, seed: int, run_dir: Path, settings: Compar
               "pretrain_seconds": round(seconds, 1) if seconds is not None else _read_json(run_dir / "pretrain.json")["seconds"],
               "resumed": _read_json(run_dir / "pretrain.json")["resumed"], "evaluations": evaluations, "finetune": finetuned,
               "loss_curve": {"iterations": history["iterations"], "loss": loss}}
-    _write_json(run_dir / "result.json", result)
+    write_json(run_dir / "result.json", result)
     return result
 
 
@@ -440,16 +439,9 @@ def markdown_table(rows: list[dict[str, Any]], finetune: bool) -> str:
 
 def machine_line(device: str | None) -> str:
     """The machine the figures were measured on (CPU model, threads, native bf16, GPU)."""
-    from maekit.engine.train import cpu_has_native_bf16
+    from maekit.engine.train import cpu_has_native_bf16, cpu_name
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     gpu = torch.cuda.get_device_name(0) if device != "cpu" and torch.cuda.is_available() else "no GPU used"
     return (f"{cpu}, {torch.get_num_threads()} threads, {'native' if cpu_has_native_bf16() else 'emulated'} bf16 "
             f"(runs in fp32), {gpu}; torch {torch.__version__}")
@@ -479,7 +471,7 @@ def write_report(out: Path, settings: CompareSettings, plans: dict[str, MethodPl
     report = {"settings": asdict(settings), "data": description, "machine": machine, "seconds": round(seconds, 1),
               "ranking": rows, "runs": {name: runs for name, runs in results.items()},
               "pictures": {k: str(v) for k, v in pictures.items()}}
-    _write_json(out / "compare.json", report)
+    write_json(out / "compare.json", report)
     seeds = ", ".join(str(s) for s in range(settings.seeds))
     text = (f"# maekit compare on {settings.data}\n\n{description}. Budget: {budget}; seeds {seeds}; "
             "frozen features probed on the train split"
@@ -508,8 +500,9 @@ def check_settings(out: Path, settings: CompareSettings) -> None:
     if settings.minutes is not None and settings.iters is not None:
         raise ValueError("give the budget as --iters or as --minutes, not both")
     saved = _read_json(out / "compare_settings.json")
-    if saved is not None and saved != json.loads(json.dumps(settings.fixed())):
-        changed = {k: (saved.get(k), v) for k, v in json.loads(json.dumps(settings.fixed())).items() if saved.get(k) != v}
+    now = json.loads(json.dumps(settings.fixed()))  # as the file holds it (tuples as lists)
+    if saved is not None and saved != now:
+        changed = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
         raise ValueError(f"{out} holds a compare with other settings ({', '.join(f'{k}: {a!r} then, {b!r} now' for k, (a, b) in changed.items())}); "
                          f"resume it with the same settings or give another --out")
 
@@ -550,11 +543,11 @@ def compare(settings: CompareSettings, out: str | Path, log: Callable[[str], Non
         raise ValueError(f"the configs train with different batch sizes ({', '.join(f'{n}: {b}' for n, b in batches.items())}): "
                          f"give --batch for the same budget")
     probe_sets = build_probe_sets(plans)
-    _write_json(out / "compare_settings.json", settings.fixed())
+    write_json(out / "compare_settings.json", settings.fixed())
     for name, plan in plans.items():
-        _write_json(out / "runs" / name / "plan.json", {"fingerprint": plan.fingerprint, "iterations": plan.iters,
+        write_json(out / "runs" / name / "plan.json", {"fingerprint": plan.fingerprint, "iterations": plan.iters,
                                                          "batch": plan.batch, "seconds_per_iteration": plan.seconds_per_iter})
-    description = data_specs(settings.data, 32, 1)[3]
+    description = data_source(settings.data)[2]
     results: dict[str, list[dict]] = {name: [] for name in plans}
     runs = [(name, seed) for seed in range(settings.seeds) for name in plans]
     if progress is not None:

@@ -2,14 +2,13 @@
 write the evidence. Plugins offer their own demos by name (hook ``maekit_demos``)."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from maekit.io.checkpoint import write_bytes
+from maekit.io.checkpoint import write_bytes, write_json
 
 __all__ = ["run_demo", "run_demo_beside_mae", "run_named_demo", "pretrain", "trained_and_untrained"]
 
@@ -105,7 +104,7 @@ def run_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_iters: in
         "reconstructions": str(grid),
         "loss_curve": str(out_dir / "loss_curve.png"),
     })
-    write_bytes(out_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
+    write_json(out_dir / "metrics.json", metrics)
     log(f"linear probe: pretrained {metrics['probe_accuracy_pretrained']:.3f} vs random init "
         f"{metrics['probe_accuracy_random_init']:.3f}; k-NN: {metrics['knn_accuracy_pretrained']:.3f} vs "
         f"{metrics['knn_accuracy_random_init']:.3f}; final loss {final_loss:.4f}; {metrics['seconds']} s")
@@ -125,7 +124,7 @@ def run_demo_beside_mae(out_dir: str | Path, config: str, method: str, max_iters
     metrics = {**ours, **{f"mae_{key}": value for key, value in plain.items()
                           if "accuracy" in key or key in ("final_loss", "seconds")},
                "seconds": round(time.perf_counter() - started, 1), "picture": ours["reconstructions"]}
-    write_bytes(out_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
+    write_json(out_dir / "metrics.json", metrics)
     log(f"linear probe: {method} {metrics['probe_accuracy_pretrained']:.3f} vs MAE {metrics['mae_probe_accuracy_pretrained']:.3f} "
         f"at the same budget (random init {metrics['probe_accuracy_random_init']:.3f}); k-NN "
         f"{metrics['knn_accuracy_pretrained']:.3f} vs {metrics['mae_knn_accuracy_pretrained']:.3f} "

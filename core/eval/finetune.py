@@ -3,7 +3,6 @@
 ``maekit.engine.optim.LayerDecayOptimWrapperConstructor``)."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from maekit.io.checkpoint import write_bytes
+from maekit.io.checkpoint import write_json
 
 __all__ = ["Classifier", "ViTClassifier", "vit_classifier", "finetune_config", "run_finetune", "classification_accuracy",
            "evaluate_classifier"]
@@ -136,5 +135,5 @@ def run_finetune(cfg, checkpoint: str | None, work_dir: str | Path, amp: str = "
                "final_loss": float(runner.message_hub.get_scalar("train/loss").current()),
                "seconds": round(time.perf_counter() - started, 1)}
     Path(work_dir).mkdir(parents=True, exist_ok=True)
-    write_bytes(Path(work_dir) / "metrics.json", json.dumps(metrics, indent=2).encode())
+    write_json(Path(work_dir) / "metrics.json", metrics)
     return metrics

@@ -38,12 +38,15 @@ def _save(figure: Any, path: str | Path) -> Path:
 def smooth(values: Sequence[float], window: int) -> np.ndarray:
     """Trailing moving average over ``window`` values (shorter at the start), NaNs ignored."""
     array = np.asarray(values, dtype=np.float64)
-    out = np.empty_like(array)
-    for i in range(len(array)):
-        part = array[max(0, i - window + 1):i + 1]
-        finite = part[np.isfinite(part)]
-        out[i] = finite.mean() if len(finite) else np.nan
-    return out
+    finite = np.isfinite(array)
+    # running sums of the finite values and their count: each window in O(1), not O(window) —
+    # a long run's curve (a window of thousands) is redrawn at every checkpoint
+    sums = np.concatenate([[0.0], np.cumsum(np.where(finite, array, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(finite)])
+    end = np.arange(1, len(array) + 1)
+    start = np.maximum(0, end - window)
+    count = counts[end] - counts[start]
+    return np.where(count > 0, (sums[end] - sums[start]) / np.maximum(count, 1), np.nan)
 
 
 def _log_scale_fits(series: Sequence[np.ndarray]) -> bool:

@@ -2,11 +2,10 @@
 model as a folder that transformers' ``ViTMAEForPreTraining.from_pretrained`` loads offline."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from maekit.io.checkpoint import save_state_dict, write_bytes
+from maekit.io.checkpoint import save_state_dict, write_json
 from maekit.io.convert import maekit_to_timm, maekit_to_transformers
 
 __all__ = ["export_encoder", "export_transformers", "transformers_config", "timm_kwargs"]
@@ -35,7 +34,7 @@ def export_encoder(model: Any, out_dir: str | Path) -> tuple[Path, Path]:
                               metadata={"format": "pt", "architecture": encoder.model_name})
     config = {"architecture": encoder.model_name, "model_args": timm_kwargs(encoder), "num_classes": 0,
               "global_pool": "token", "exported_by": "maekit"}
-    return weights, write_bytes(out_dir / "config.json", json.dumps(config, indent=2).encode())
+    return weights, write_json(out_dir / "config.json", config)
 
 
 def transformers_config(model: Any) -> dict:
@@ -96,4 +95,4 @@ def export_transformers(model: Any, out_dir: str | Path) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     weights = save_state_dict(maekit_to_transformers(model.state_dict()), out_dir / "model.safetensors",
                               metadata={"format": "pt"})
-    return weights, write_bytes(out_dir / "config.json", json.dumps(config, indent=2).encode())
+    return weights, write_json(out_dir / "config.json", config)

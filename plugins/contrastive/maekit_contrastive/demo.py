@@ -5,7 +5,6 @@ training images, probed with those 10% of the labels (test: the whole test split
 ``maekit demo contrastive`` runs all of it with one plain-MAE run per data size."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,7 @@ def run_contrastive_demo(out_dir: str | Path, max_iters: int | None = None, seed
     SDMAE (when among them) and MAE again on :data:`SMALL_DATA` (``out_dir/<name>_small/``).
     ``metrics.json`` holds every figure prefixed by the run's name."""
     from maekit.eval.demo import run_demo
-    from maekit.io.checkpoint import write_bytes
+    from maekit.io.checkpoint import write_json
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -62,7 +61,7 @@ def run_contrastive_demo(out_dir: str | Path, max_iters: int | None = None, seed
         metrics.update({f"{name}_{key}": value for key, value in found.items()
                         if "accuracy" in key or key in ("final_loss", "seconds", "reconstructions")})
     metrics.update({"seed": seed, "seconds": round(time.perf_counter() - started, 1)})
-    write_bytes(out_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
+    write_json(out_dir / "metrics.json", metrics)
     log("linear probe of mean-pooled features (random init in brackets): " + "; ".join(
         f"{name} {metrics[f'{name}_probe_accuracy_pretrained']:.3f} ({metrics[f'{name}_probe_accuracy_random_init']:.3f})"
         for name, _, _ in runs))

@@ -40,11 +40,10 @@ def run_distill_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_i
     its width from its checkpoint, and the same student as plain MAE, at one budget; probe each against
     its random init (core's demo per student, in ``out_dir/<student>/``) and the teacher too.
     ``metrics.json`` holds every figure, prefixed by the student's name."""
-    import json
     import time
 
     from maekit.eval.demo import run_demo
-    from maekit.io.checkpoint import write_bytes
+    from maekit.io.checkpoint import write_json
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -58,7 +57,7 @@ def run_distill_demo(out_dir: str | Path, config: str = "mae_demo_digits", max_i
                         if "accuracy" in key or key in ("final_loss", "seconds", "reconstructions")})
     metrics.update({"teacher_checkpoint": teacher["checkpoint"], "seed": seed,
                     "seconds": round(time.perf_counter() - started, 1)})
-    write_bytes(out_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
+    write_json(out_dir / "metrics.json", metrics)
     log("linear probe (random init in brackets): " + "; ".join(
         f"{name} {metrics[f'{name}_probe_accuracy_pretrained']:.3f} ({metrics[f'{name}_probe_accuracy_random_init']:.3f})"
         for name in (students or DISTILL_STUDENTS)) + f"; teacher {metrics['teacher_probe_accuracy_pretrained']:.3f}")

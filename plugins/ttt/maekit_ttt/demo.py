@@ -3,12 +3,11 @@ test-time training — TTT-MAE (MAE pre-training, ViT probe, masked-reconstructi
 (joint rotation training, rotation adaptation), each measured against its own unadapted model."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from maekit.io.checkpoint import write_bytes
+from maekit.io.checkpoint import write_json
 
 __all__ = ["run_ttt_demo"]
 
@@ -46,7 +45,7 @@ def run_ttt_demo(out_dir: str | Path, max_iters: int | None = None, seed: int = 
                                             device="cpu", num_classes=cfg.model.num_classes)
         metrics[method] = {**result, "final_training_loss": final_loss, "checkpoint": str(checkpoint), "config": config}
     metrics["seconds"] = round(time.perf_counter() - started, 1)
-    write_bytes(out_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
+    write_json(out_dir / "metrics.json", metrics)
     for method in ("ttt_mae", "ttt"):
         found = metrics[method]
         log(f"{method}: mean accuracy over the corruptions {found['mean_before']:.3f} without adaptation, "

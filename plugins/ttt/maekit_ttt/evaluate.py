@@ -10,7 +10,6 @@ layout ``<root>/<corruption>/<severity>/<class>/<image>``), ``limit`` (N images 
 from __future__ import annotations
 
 import difflib
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -18,7 +17,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from maekit.eval.test_time import TestTimeSettings, adapt_and_predict
-from maekit.io.checkpoint import write_bytes
+from maekit.io.checkpoint import write_json
 from maekit_ttt.corruptions import CORRUPTIONS
 from maekit_ttt.data import CorruptedDataset
 
@@ -247,4 +246,4 @@ def run_probe_stage(cfg: Any, checkpoint: str | None, work_dir: str | Path, seed
 
 
 def write_report(metrics: Mapping[str, Any], path: str | Path) -> Path:
-    return write_bytes(path, json.dumps(metrics, indent=2).encode())
+    return write_json(path, metrics)

@@ -53,7 +53,6 @@ def run_siammae_demo(out_dir: str | Path, config: str = "siammae_demo_moving_dig
     folder, digit pixels as ground truth) through their 16 frames with the pre-trained encoder
     and the same one untrained: J&F for both in ``metrics.json``, the propagated masks over the
     frames in ``propagation.png``, past | future | masked | prediction in ``reconstructions.png``."""
-    import json
     import time
 
     import numpy as np
@@ -62,7 +61,7 @@ def run_siammae_demo(out_dir: str | Path, config: str = "siammae_demo_moving_dig
 
     from maekit.eval.demo import pretrain, trained_and_untrained
     from maekit.eval.visualize import save_grid, save_panels
-    from maekit.io.checkpoint import write_bytes
+    from maekit.io.checkpoint import write_json
     from maekit.registry import build
     from maekit_video.demo_data import write_moving_digit_davis
     from maekit_video.propagation import evaluate_propagation, propagation_options, read_davis
@@ -99,7 +98,7 @@ def run_siammae_demo(out_dir: str | Path, config: str = "siammae_demo_moving_dig
                     "seconds": round(time.perf_counter() - started, 1), "config": config, "seed": seed,
                     "checkpoint": str(checkpoint), "propagation": str(pictures), "reconstructions": str(grid),
                     "settings": {**settings.__dict__, "size": list(size)}})
-    write_bytes(out_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
+    write_json(out_dir / "metrics.json", metrics)
     log(f"propagation J&F on {len(davis)} clips: pretrained {metrics['propagation_jf_pretrained']:.3f} vs random init "
         f"{metrics['propagation_jf_random_init']:.3f}; final loss {final_loss:.4f}; {metrics['seconds']} s")
     return metrics
@@ -114,13 +113,12 @@ def run_mvd_demo(out_dir: str | Path, config: str = "mvd_demo_moving_digits", ma
     the VideoMAE teacher had, and probe (mean-pooled tokens, logistic regression and k-NN) the
     student, the same student untrained, and the VideoMAE teacher: ``metrics.json``. The teacher
     configs must build the encoders ``config``'s ``image_teacher`` / ``video_teacher`` describe."""
-    import json
     import time
 
     from maekit.data.views import evaluation_transform
     from maekit.eval.demo import pretrain, trained_and_untrained
     from maekit.eval.probe import load_trained_model, probe_pools
-    from maekit.io.checkpoint import write_bytes
+    from maekit.io.checkpoint import write_json
     from maekit.registry import build
 
     started = time.perf_counter()
@@ -143,7 +141,7 @@ def run_mvd_demo(out_dir: str | Path, config: str = "mvd_demo_moving_digits", ma
                     "iterations": int(cfg.schedule.max_iters), "seconds": round(time.perf_counter() - started, 1),
                     "config": config, "seed": seed, "checkpoint": str(checkpoint),
                     "teachers": {"image": str(image_checkpoint), "video": str(video_checkpoint)}})
-    write_bytes(out_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
+    write_json(out_dir / "metrics.json", metrics)
     log("linear probe: MVD {probe_accuracy_pretrained:.3f} vs random init {probe_accuracy_random_init:.3f} vs VideoMAE "
         "teacher {probe_accuracy_videomae_teacher:.3f}; k-NN {knn_accuracy_pretrained:.3f} vs {knn_accuracy_random_init:.3f} "
         "vs {knn_accuracy_videomae_teacher:.3f}; {seconds} s".format(**metrics))
