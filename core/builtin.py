@@ -18,6 +18,7 @@ CORE_COMPONENTS: list[tuple[str, str, str]] = [
     ("masker", "block_plus_random_mask", "maekit.nn.masking:BlockPlusRandomMasker"),
     ("masker", "grid_block_mask", "maekit.nn.masking:GridBlockMasker"),
     ("masker", "bernoulli_mask", "maekit.nn.masking:BernoulliMasker"),
+    ("masker", "score_mask", "maekit.nn.masking:ScoreGuidedMasker"),
     ("encoder", "vit_encoder", "maekit.nn.encoder:ViTEncoder"),
     ("encoder", "transformer_encoder", "maekit.nn.encoder:TransformerEncoder"),
     ("decoder", "mae_decoder", "maekit.nn.decoder:MAEDecoder"),

@@ -67,10 +67,34 @@ class Mask:
     #: Each token's place in a generation order (B×N; smaller = earlier), for methods that predict
     #: tokens in an order instead of hiding some (SAIM's random order); None for a plain mask.
     order: torch.Tensor | None = None
+    #: Removed tokens that are also left out of the rest of the pass (AMT's "thrown" tokens; B×N
+    #: bool, a subset of ``masked`` with the same count in every row): the decoder gives them no
+    #: position and no loss counts them. None: nothing is thrown.
+    thrown: torch.Tensor | None = None
+    #: Per-token loss weights (B×N) multiplying each predicted token's term in a weighted mean;
+    #: None: every predicted token counts 1.
+    weights: torch.Tensor | None = None
 
     @property
     def num_visible(self) -> int:
         return self.ids_keep.shape[1]
+
+    @property
+    def predicted(self) -> torch.Tensor:
+        """B×N, 1 for the tokens a loss counts: removed and not thrown (``masked`` when nothing is thrown)."""
+        if self.thrown is None:
+            return self.masked
+        return self.masked * (~self.thrown).to(self.masked.dtype)
+
+    def kept_positions(self) -> torch.Tensor | None:
+        """The ids (B×(N − T), token order) of every token that is not thrown, or None when none is."""
+        if self.thrown is None:
+            return None
+        counts = self.thrown.sum(dim=1)
+        if (counts != counts[0]).any():
+            raise ValueError(f"every row must throw the same number of tokens, got {counts.tolist()}")
+        order = torch.argsort(self.thrown.to(torch.uint8), dim=1, stable=True)
+        return order[:, : self.thrown.shape[1] - int(counts[0])]
 
     @classmethod
     def from_masked(cls, masked: torch.Tensor) -> "Mask":

@@ -8,12 +8,13 @@ out *virtual* indices ``pass × len(dataset) + index``, so a sample gets a new c
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["MAEAugment", "EvalTransform", "ResizeCenterCrop", "evaluation_transform", "TransformedView", "AugmentedView", "mix_seed", "default_mean_std",
+__all__ = ["PlacedImage", "MAEAugment", "EvalTransform", "ResizeCenterCrop", "evaluation_transform", "TransformedView", "AugmentedView", "mix_seed", "default_mean_std",
            "transform_naming_source"]
 
 
@@ -40,13 +41,27 @@ def _normalise(x: torch.Tensor, mean: Sequence[float] | None, std: Sequence[floa
     return (x - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1)
 
 
+@dataclass
+class PlacedImage:
+    """A transformed image and where it came from: ``geometry`` = (top, left, height, width) of the
+    crop as fractions of the source image, then 1.0 if it was flipped
+    (:data:`maekit.nn.scores.GEOMETRY_FIELDS`). :class:`AugmentedView` puts the geometry in the
+    sample as ``"geometry"``, so a score map of the whole image can follow the crop (AMT)."""
+
+    image: torch.Tensor
+    geometry: torch.Tensor
+
+
 class MAEAugment:
     """The MAE pre-training augmentation: RandomResizedCrop(size, scale 0.2–1, bicubic), horizontal
-    flip, normalisation (ImageNet statistics for RGB by default)."""
+    flip, normalisation (ImageNet statistics for RGB by default). ``track_geometry``: return a
+    :class:`PlacedImage` that records the crop box and the flip (same crops and flips in law;
+    drawn by torchvision's ``RandomResizedCrop.get_params``)."""
 
     def __init__(self, size: int | Sequence[int] = 224, scale: Sequence[float] = (0.2, 1.0),
                  ratio: Sequence[float] = (3 / 4, 4 / 3), flip: bool = True,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 track_geometry: bool = False) -> None:
         from torchvision.transforms import v2
 
         steps = [v2.RandomResizedCrop(size, scale=tuple(scale), ratio=tuple(ratio),
@@ -55,9 +70,27 @@ class MAEAugment:
             steps.append(v2.RandomHorizontalFlip())
         self.augment = v2.Compose(steps)
         self.mean, self.std = mean, std
+        self.size = [size, size] if isinstance(size, int) else list(size)
+        self.scale, self.ratio, self.flip, self.track_geometry = tuple(scale), tuple(ratio), flip, track_geometry
 
-    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+    def __call__(self, image: torch.Tensor) -> torch.Tensor | PlacedImage:
+        if self.track_geometry:
+            return self.placed(image)
         return _normalise(self.augment(image).clamp(0, 1), self.mean, self.std)
+
+    def placed(self, image: torch.Tensor) -> PlacedImage:
+        from torchvision.transforms import RandomResizedCrop
+        from torchvision.transforms.v2 import InterpolationMode
+        from torchvision.transforms.v2 import functional as TF
+
+        top, left, height, width = RandomResizedCrop.get_params(image, list(self.scale), list(self.ratio))
+        out = TF.resized_crop(image, top, left, height, width, self.size, InterpolationMode.BICUBIC, antialias=True)
+        flipped = self.flip and bool(torch.rand(1) < 0.5)
+        if flipped:
+            out = TF.horizontal_flip(out)
+        source_h, source_w = image.shape[-2:]
+        geometry = torch.tensor([top / source_h, left / source_w, height / source_h, width / source_w, float(flipped)])
+        return PlacedImage(_normalise(out.clamp(0, 1), self.mean, self.std), geometry)
 
 
 class EvalTransform:
@@ -156,7 +189,8 @@ class AugmentedView(Dataset):
     The dataset's read runs under the same seed, so a dataset that samples while reading (a
     video clip's frames) must draw from torch's global generator.
     A transform returning named views (a dict, :class:`~maekit.data.multiview.MultiView`) puts
-    them under ``"views"`` and the first under ``"inputs"``.
+    them under ``"views"`` and the first under ``"inputs"``; one returning a :class:`PlacedImage`
+    puts its crop's geometry under ``"geometry"``.
     Any other field of the dataset's samples (e.g. a caption's token ids, ``"text"``) travels
     with them untouched into the batch the method receives.
     """
@@ -189,4 +223,6 @@ class AugmentedView(Dataset):
                 image = transform_naming_source(self.transform, image, self.dataset, position)
         # named views (maekit.data.multiview): the first is the inputs
         inputs = {"inputs": next(iter(image.values())), "views": image} if isinstance(image, dict) else {"inputs": image}
+        if isinstance(image, PlacedImage):  # a crop that says where it came from
+            inputs = {"inputs": image.image, "geometry": image.geometry}
         return {**sample, **inputs, "label": sample.get("label", -1), "index": virtual_index}

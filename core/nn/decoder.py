@@ -10,7 +10,7 @@ from maekit.nn.base import Decoder
 from maekit.nn.encoder import make_blocks
 from maekit.nn.patchify import as_pair
 from maekit.nn.pos_embed import resample_grid_table, sincos_2d_table, sincos_embed
-from maekit.ops import fill_mask_tokens, init_mae_weights
+from maekit.ops import fill_mask_tokens, gather, init_mae_weights
 from maekit.structures import Mask, Tokens
 
 __all__ = ["MAEDecoder", "TransformerDecoder", "CrossAttentionDecoder", "LinearHead"]
@@ -57,8 +57,16 @@ class MAEDecoder(Decoder):
         reads the decoder's cls position)."""
         x = self.with_mask_tokens(latents, mask)
         x = x + self.position_embedding(tokens).to(x.dtype)
-        x = self.norm(self.run_blocks(x, tokens))
-        return self.pred(x)
+        kept = mask.kept_positions()
+        if kept is None:
+            return self.pred(self.norm(self.run_blocks(x, tokens)))
+        # thrown tokens (AMT) leave after their positions are added: the blocks never see them,
+        # and their rows of the prediction stay zero (no loss counts them)
+        kept = torch.cat([torch.arange(self.num_prefix_tokens, device=kept.device).expand(kept.shape[0], -1),
+                          kept + self.num_prefix_tokens], dim=1)
+        out = self.pred(self.norm(self.run_blocks(gather(x, kept), tokens)))
+        return out.new_zeros(out.shape[0], x.shape[1], out.shape[2]).scatter(
+            1, kept.unsqueeze(-1).expand(-1, -1, out.shape[2]), out)
 
     def run_blocks(self, x: torch.Tensor, tokens: Tokens) -> torch.Tensor:
         """The blocks over prefix + every token (B×(P+N)×D). A decoder whose blocks see the token

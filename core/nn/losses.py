@@ -36,11 +36,14 @@ class MaskedReconstructionLoss(Loss):
         raise NotImplementedError
 
     def token_weights(self, mask: Mask) -> torch.Tensor:
-        """Each token's weight (B×N) in the mean: 1 for removed tokens (or every token, see above)."""
-        weights = mask.masked.float()
+        """Each token's weight (B×N) in the mean: 1 for removed tokens (or every token, see above),
+        times the mask's own ``weights`` when it has them; thrown tokens (``mask.thrown``) weigh 0."""
+        counted = torch.ones_like(mask.masked.float()) if mask.thrown is None else (~mask.thrown).float()
+        weights = mask.predicted.float()
         if self.reduction == "all":
-            return torch.ones_like(weights)
-        return torch.where(weights.sum() > 0, weights, torch.ones_like(weights))
+            weights = counted
+        weights = torch.where(weights.sum() > 0, weights, counted)
+        return weights if mask.weights is None else weights * mask.weights.float()
 
     def forward(self, pred: Prediction, target: Prediction, mask: Mask) -> dict[str, torch.Tensor]:
         if not isinstance(pred, torch.Tensor) or not isinstance(target, torch.Tensor):
@@ -150,7 +153,9 @@ class MaskedCrossEntropyLoss(Loss):
         if pred.dim() != 3 or pred.shape[:2] != target.shape:
             raise ValueError(f"logits {tuple(pred.shape)} and ids {tuple(target.shape)} cover different tokens")
         per_token = F.cross_entropy(pred.float().flatten(0, 1), target.flatten(), reduction="none").view_as(target)
-        counted = mask.masked.float() if self.over == "removed" else torch.ones_like(per_token)
+        counted = mask.predicted.float() if self.over == "removed" else torch.ones_like(per_token)
+        if mask.thrown is not None:  # thrown tokens count nowhere
+            counted = counted * (~mask.thrown).float()
 
         def reduce(values: torch.Tensor) -> torch.Tensor:  # 0 where nothing is counted
             if self.reduction == "token_mean":

@@ -11,7 +11,7 @@ from maekit.nn.base import Masker, NoiseSource
 from maekit.ops import gather
 from maekit.structures import Mask, Tokens
 
-__all__ = ["RandomMasker", "TubeMasker", "BlockMasker", "BlockPlusRandomMasker", "BlockwiseMasker", "GridBlockMasker", "GivenMasker", "BernoulliMasker", "beit_block_mask", "block_mask_3d", "masked_folds",
+__all__ = ["RandomMasker", "ScoreGuidedMasker", "TubeMasker", "BlockMasker", "BlockPlusRandomMasker", "BlockwiseMasker", "GridBlockMasker", "GivenMasker", "BernoulliMasker", "beit_block_mask", "block_mask_3d", "masked_folds",
            "check_mask_ratio", "num_visible", "draw_noise", "NoiseSource"]
 
 
@@ -63,6 +63,87 @@ class RandomMasker(Masker):
 
     def extra_repr(self) -> str:
         return f"mask_ratio={self.mask_ratio}"
+
+
+class ScoreGuidedMasker(Masker):
+    """Tokens masked, thrown or kept by a per-token score (B×N, larger = more important: a cls
+    attention map, :func:`maekit.nn.scores.cls_attention`), for AMT, AttMask and MRA.
+
+    The tokens are put in an order. ``select="sample"``: successive draws without replacement with
+    probability proportional to the score (the law of AMT's ``torch.multinomial(weights, N)``),
+    made by the Gumbel-top-k trick from the uniform noise, so seeded noise makes it deterministic;
+    ``"rank"``: by score, largest first (AttMask), ties broken by the noise. ``prefer="high"``
+    removes from the front of the order, ``"low"`` from the back (AttMask-Low). The first
+    ``⌊mask_ratio·N⌋`` are masked (the decoder predicts them), the next up to
+    ``⌊(mask_ratio + throw_ratio)·N⌋`` thrown (``Mask.thrown``: in no encoder, decoder or loss), the
+    rest stay visible: AMT's 0.45 / 0.40 gives 88 masked, 78 thrown, 30 visible of 196.
+    ``hint_ratio`` s (AttMask-Hint): ``⌊s·N⌋`` of the masked tokens, drawn uniformly from the first
+    ``⌊hint_pool·N⌋`` of the order, are revealed again. Without scores every token scores alike
+    (random masking with these counts). Noise: one number per token (B×N).
+    """
+
+    def __init__(self, mask_ratio: float = 0.45, throw_ratio: float = 0.0, select: str = "sample", prefer: str = "high",
+                 hint_ratio: float = 0.0, hint_pool: float = 0.1) -> None:
+        super().__init__()
+        self.mask_ratio = check_mask_ratio(mask_ratio)
+        if not isinstance(throw_ratio, (int, float)) or throw_ratio < 0 or mask_ratio + throw_ratio >= 1:
+            raise ValueError(f"throw_ratio must be >= 0 with mask_ratio + throw_ratio < 1 (one token stays visible), "
+                             f"got mask_ratio {mask_ratio!r}, throw_ratio {throw_ratio!r}")
+        if select not in ("sample", "rank"):
+            raise ValueError(f"score mask select must be 'sample' (in proportion to the score) or 'rank', got {select!r}")
+        if prefer not in ("high", "low"):
+            raise ValueError(f"score mask prefer must be 'high' or 'low' (which scores are masked), got {prefer!r}")
+        if not 0 <= hint_ratio <= hint_pool <= 1:
+            raise ValueError(f"need 0 <= hint_ratio <= hint_pool <= 1, got hint_ratio {hint_ratio!r}, hint_pool {hint_pool!r}")
+        self.throw_ratio, self.select, self.prefer = float(throw_ratio), select, prefer
+        self.hint_ratio, self.hint_pool = float(hint_ratio), float(hint_pool)
+
+    def counts(self, num_tokens: int, mask_ratio: float | None = None) -> tuple[int, int, int]:
+        """(masked, thrown, revealed by hints) for ``num_tokens`` tokens."""
+        ratio = self.mask_ratio if mask_ratio is None else check_mask_ratio(mask_ratio)
+        masked = int(ratio * num_tokens)
+        thrown = min(int((ratio + self.throw_ratio) * num_tokens), num_tokens - 1) - masked
+        return masked, max(thrown, 0), min(int(self.hint_ratio * num_tokens), masked)
+
+    def order(self, scores: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Token ids B×N, the ones to remove first at the front."""
+        if self.select == "sample":
+            # Gumbel-top-k: argsort of log w + Gumbel noise draws without replacement ∝ w
+            gumbel = -torch.log(-torch.log(noise.clamp(1e-12, 1 - 1e-7)))
+            ids = torch.argsort(torch.log(scores.float().clamp_min(1e-30)) + gumbel, dim=1, descending=True)
+        else:
+            by_noise = torch.argsort(noise, dim=1)
+            ids = gather(by_noise, torch.argsort(gather(scores.float(), by_noise), dim=1, descending=True, stable=True))
+        return ids if self.prefer == "high" else ids.flip(1)
+
+    def forward(self, tokens: Tokens, noise: NoiseSource = None, scores: torch.Tensor | None = None,
+                mask_ratio: float | None = None) -> Mask:
+        """``scores`` B×N (None: uniform); ``mask_ratio`` overrides the masker's for this batch
+        (AttMask draws one per iteration)."""
+        batch, length = tokens.batch_size, tokens.num_tokens
+        noise = draw_noise(self.noise_shape(tokens), noise, tokens.values.device)
+        if scores is None:
+            scores = torch.ones(batch, length, device=noise.device)
+        if tuple(scores.shape) != (batch, length):
+            raise ValueError(f"scores must have shape (batch, tokens) = {(batch, length)}, got {tuple(scores.shape)}")
+        masked_count, thrown_count, revealed = self.counts(length, mask_ratio)
+        ids = self.order(scores.to(noise.device), noise)
+        state = torch.zeros(batch, length, dtype=torch.long, device=noise.device)  # 0 visible, 1 masked, 2 thrown
+        state.scatter_(1, ids[:, :masked_count], 1)
+        state.scatter_(1, ids[:, masked_count: masked_count + thrown_count], 2)
+        if revealed:
+            pool = ids[:, : max(int(self.hint_pool * length), revealed)]
+            # the lowest noise among the pool's tokens: a uniform draw, independent of the order
+            chosen = gather(pool, torch.argsort(gather(1 - noise, pool), dim=1, descending=True)[:, :revealed])
+            state.scatter_(1, chosen, 0)
+        mask = Mask.from_masked(state > 0)
+        if thrown_count:
+            mask.thrown = state == 2
+        return mask
+
+    def extra_repr(self) -> str:
+        return (f"mask_ratio={self.mask_ratio}, throw_ratio={self.throw_ratio}, select={self.select!r}, "
+                f"prefer={self.prefer!r}, hint_ratio={self.hint_ratio}")
 
 
 class BlockMasker(RandomMasker):
