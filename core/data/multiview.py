@@ -139,6 +139,12 @@ def gaussian_blur(sigma: Sequence[float] = (0.1, 2.0), p: float = 0.5, kernel_si
     return _chance(p, apply)
 
 
+def solarize(threshold: float = 0.5, p: float = 0.2) -> Step:
+    """Solarisation with probability ``p``: intensities at or above ``threshold`` (on [0, 1])
+    inverted, as torchvision's ``RandomSolarize`` and DINO's / iBOT's second global crop (p 0.2)."""
+    return _chance(p, lambda image: torch.where(image >= threshold, 1 - image, image))
+
+
 def noise(std: float = 0.05) -> Step:
     """Additive Gaussian noise of ``std`` (on [0, 1] intensities), clamped back to [0, 1]."""
     return lambda image: (image + std * torch.randn(image.shape)).clamp(0, 1)
@@ -147,7 +153,7 @@ def noise(std: float = 0.05) -> Step:
 #: The steps a view is made of, by the ``type`` a config names them with.
 VIEW_STEPS: dict[str, Callable[..., Step]] = {
     "resized_crop": resized_crop, "resize": resize, "crop": crop, "hflip": hflip, "color_jitter": color_jitter,
-    "grayscale": grayscale, "gaussian_blur": gaussian_blur, "noise": noise,
+    "grayscale": grayscale, "gaussian_blur": gaussian_blur, "solarize": solarize, "noise": noise,
 }
 
 

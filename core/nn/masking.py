@@ -98,12 +98,16 @@ class ScoreGuidedMasker(Masker):
         self.throw_ratio, self.select, self.prefer = float(throw_ratio), select, prefer
         self.hint_ratio, self.hint_pool = float(hint_ratio), float(hint_pool)
 
-    def counts(self, num_tokens: int, mask_ratio: float | None = None) -> tuple[int, int, int]:
+    def counts(self, num_tokens: int, mask_ratio: float | None = None,
+               hint_ratio: float | None = None) -> tuple[int, int, int]:
         """(masked, thrown, revealed by hints) for ``num_tokens`` tokens."""
         ratio = self.mask_ratio if mask_ratio is None else check_mask_ratio(mask_ratio)
+        hint = self.hint_ratio if hint_ratio is None else float(hint_ratio)
+        if not 0 <= hint <= self.hint_pool:
+            raise ValueError(f"hint_ratio must be in [0, hint_pool={self.hint_pool}], got {hint!r}")
         masked = int(ratio * num_tokens)
         thrown = min(int((ratio + self.throw_ratio) * num_tokens), num_tokens - 1) - masked
-        return masked, max(thrown, 0), min(int(self.hint_ratio * num_tokens), masked)
+        return masked, max(thrown, 0), min(int(hint * num_tokens), masked)
 
     def order(self, scores: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Token ids B×N, the ones to remove first at the front."""
@@ -117,16 +121,19 @@ class ScoreGuidedMasker(Masker):
         return ids if self.prefer == "high" else ids.flip(1)
 
     def forward(self, tokens: Tokens, noise: NoiseSource = None, scores: torch.Tensor | None = None,
-                mask_ratio: float | None = None) -> Mask:
-        """``scores`` B×N (None: uniform); ``mask_ratio`` overrides the masker's for this batch
-        (AttMask draws one per iteration)."""
+                mask_ratio: float | None = None, hint_ratio: float | None = None) -> Mask:
+        """``scores`` B×N (None: ``tokens.meta["scores"]`` when the tokens carry them, else
+        uniform); ``mask_ratio`` and ``hint_ratio`` override the masker's for this batch (AttMask
+        draws them once per iteration)."""
         batch, length = tokens.batch_size, tokens.num_tokens
         noise = draw_noise(self.noise_shape(tokens), noise, tokens.values.device)
+        if scores is None:
+            scores = tokens.meta.get("scores")
         if scores is None:
             scores = torch.ones(batch, length, device=noise.device)
         if tuple(scores.shape) != (batch, length):
             raise ValueError(f"scores must have shape (batch, tokens) = {(batch, length)}, got {tuple(scores.shape)}")
-        masked_count, thrown_count, revealed = self.counts(length, mask_ratio)
+        masked_count, thrown_count, revealed = self.counts(length, mask_ratio, hint_ratio)
         ids = self.order(scores.to(noise.device), noise)
         state = torch.zeros(batch, length, dtype=torch.long, device=noise.device)  # 0 visible, 1 masked, 2 thrown
         state.scatter_(1, ids[:, :masked_count], 1)
