@@ -167,6 +167,9 @@ class MaskTokenModel(MaskedAutoencoder):
     target of every token and the loss reads the removed ones. Rows may remove different counts."""
 
     def encoder_input(self, batch: Any, tokens: Tokens, mask: Mask) -> Tokens:
+        if mask.thrown is not None:
+            raise ValueError(f"{type(self).__name__}'s encoder sees every token and cannot drop thrown ones (a masker "
+                             f"with throw_ratio > 0)")
         return replace(tokens, meta={**tokens.meta, "masked": mask.masked})
 
 

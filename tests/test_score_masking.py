@@ -32,11 +32,24 @@ def test_low_and_hint_variants():
     assert low.masked[0, 70:].all() and not low.masked[0, :70].any()
     hint = ScoreGuidedMasker(mask_ratio=0.3, select="rank", hint_ratio=0.05, hint_pool=0.1)
     for seed in range(5):
-        mask = hint(_tokens(1, 100), noise=torch.rand(1, 100, generator=torch.Generator().manual_seed(seed)), scores=scores)
+        mask = hint(_tokens(1, 100), noise=torch.rand(1, 200, generator=torch.Generator().manual_seed(seed)), scores=scores)
         revealed = [t for t in range(30) if mask.masked[0, t] == 0]
         assert len(revealed) == 5 and all(t < 10 for t in revealed)  # drawn from the top 10 %
         assert mask.masked[0, 10:30].all() and not mask.masked[0, 30:].any()
     assert hint.counts(100, mask_ratio=0.5) == (50, 0, 5)  # a per-batch ratio (AttMask's U(0.1, 0.5))
+    with pytest.raises(ValueError, match="noise of their own"):
+        ScoreGuidedMasker(mask_ratio=0.3, select="rank")(_tokens(1, 100), scores=scores, hint_ratio=0.05)
+
+
+def test_hints_are_uniform_over_the_pool_even_when_sampling():
+    masker = ScoreGuidedMasker(mask_ratio=0.5, select="sample", hint_ratio=0.05, hint_pool=0.4)  # 1 of the first 8
+    draws = 16000
+    noise = torch.rand(draws, 40, generator=torch.Generator().manual_seed(3))
+    mask = masker(_tokens(draws, 20), noise=noise)
+    order = masker.order(torch.ones(draws, 20), noise[:, :20])
+    revealed_place = (mask.masked.gather(1, order[:, :8]) == 0).float().argmax(dim=1)
+    share = torch.bincount(revealed_place, minlength=8).float() / draws
+    assert torch.allclose(share, torch.full((8,), 1 / 8), atol=0.015)
 
 
 def test_sampling_follows_the_score_law():
@@ -88,6 +101,12 @@ def test_thrown_tokens_never_reach_decoder_or_loss():
     out = model.run_steps(images, noise=noise)
     thrown = out.mask.thrown
     assert (thrown.sum(1) == 4).all() and (out.pred[thrown] == 0).all()
+    # the decoder's blocks ran over prefix + the 12 kept positions only (written out here)
+    decoder = model.decoder
+    x = decoder.with_mask_tokens(out.latents, out.mask) + decoder.position_embedding(out.tokens)
+    kept = torch.stack([torch.cat([torch.tensor([0]), torch.nonzero(~row).flatten() + 1]) for row in thrown])
+    direct = decoder.pred(decoder.norm(decoder.blocks(torch.stack([x[b, kept[b]] for b in range(2)]))))[:, 1:]
+    assert torch.allclose(out.pred[~thrown].view(2, 12, -1), direct, atol=1e-6)
     model(images, noise=noise)["loss"].backward()
     # the gradient reaches the input only through the visible patches and the predicted patches' targets
     grad = model.patchifier(images.grad.abs()).values.sum(-1)
@@ -100,6 +119,33 @@ def test_thrown_tokens_never_reach_decoder_or_loss():
     from maekit.nn.patchify import unpatchify
     changed = unpatchify(edited, (4, 4), (8, 8))
     assert torch.allclose(model(changed, noise=noise)["loss"], model(images.detach(), noise=noise)["loss"], atol=1e-6)
+
+
+def test_thrown_tokens_are_refused_where_they_cannot_be_dropped():
+    from maekit.model import MaskTokenModel
+    from maekit.nn.decoder import CrossAttentionDecoder
+
+    tokens = _tokens(1, 16)
+    mask = ScoreGuidedMasker(mask_ratio=0.5, throw_ratio=0.25)(tokens)
+    with pytest.raises(ValueError, match="cannot drop thrown"):
+        MaskTokenModel.encoder_input(None, None, tokens, mask)  # type: ignore[arg-type]
+    decoder = CrossAttentionDecoder(8, 4, grid_size=4, embed_dim=8, depth=1, num_heads=2)
+    with pytest.raises(ValueError, match="cannot drop thrown"):
+        decoder(torch.randn(1, 5, 8), mask, tokens, context=torch.randn(1, 5, 8))
+
+
+def test_a_cosine_over_the_run_learns_its_length():
+    from maekit.nn.schedules import CosineSchedule, ScheduledValues
+
+    schedule = CosineSchedule(0.996, 1.0, None)
+    assert ScheduledValues(m=schedule)["m"] == 0.996
+    with pytest.raises(ValueError, match="no length until training starts"):
+        schedule(5)
+    schedule.fit_run(200)
+    assert schedule(100) == pytest.approx(0.998) and schedule(200) == 1.0
+    fixed = CosineSchedule(0.0, 1.0, 10)
+    fixed.fit_run(200)
+    assert fixed.length == 10
 
 
 def test_loss_weights_and_predicted():

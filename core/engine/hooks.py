@@ -95,6 +95,10 @@ class TeacherUpdateHook(_EpochAwareHook):
         if isinstance(runner.model, FullyShardedDataParallel) and any(teachers_in(method_of(runner))):
             # FSDP shards each parameter across ranks: the by-name EMA would combine slices
             raise ValueError("a method with a teacher trains with strategy='ddp'; FSDP is not supported for it")
+        for _, teacher in teachers_in(method_of(runner)):  # a momentum cosine over the whole run learns its length
+            fit_run = getattr(teacher.momentum, "fit_run", None)
+            if fit_run is not None:
+                fit_run(int(runner.max_iters), self.iters_per_epoch)
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         from maekit.nn.teachers import update_teachers

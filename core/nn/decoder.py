@@ -60,6 +60,9 @@ class MAEDecoder(Decoder):
         kept = mask.kept_positions()
         if kept is None:
             return self.pred(self.norm(self.run_blocks(x, tokens)))
+        if type(self).run_blocks is not MAEDecoder.run_blocks:
+            raise ValueError(f"{type(self).__name__} arranges its blocks by the token grid and cannot drop thrown tokens "
+                             f"(a masker with throw_ratio > 0)")
         # thrown tokens (AMT) leave after their positions are added: the blocks never see them,
         # and their rows of the prediction stay zero (no loss counts them)
         kept = torch.cat([torch.arange(self.num_prefix_tokens, device=kept.device).expand(kept.shape[0], -1),
@@ -130,6 +133,8 @@ class CrossAttentionDecoder(MAEDecoder):
                 context: torch.Tensor | None = None) -> torch.Tensor:
         if context is None:
             raise ValueError(f"{type(self).__name__} needs the encoder state of tap {self.context_tap} as context")
+        if mask.thrown is not None:
+            raise ValueError(f"{type(self).__name__} cannot drop thrown tokens (a masker with throw_ratio > 0); use the MAE decoder")
         x = self.with_mask_tokens(latents, mask)
         positions = self.position_embedding(tokens).to(x.dtype)
         if self.positions == "removed":

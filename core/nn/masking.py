@@ -78,8 +78,9 @@ class ScoreGuidedMasker(Masker):
     ``⌊(mask_ratio + throw_ratio)·N⌋`` thrown (``Mask.thrown``: in no encoder, decoder or loss), the
     rest stay visible: AMT's 0.45 / 0.40 gives 88 masked, 78 thrown, 30 visible of 196.
     ``hint_ratio`` s (AttMask-Hint): ``⌊s·N⌋`` of the masked tokens, drawn uniformly from the first
-    ``⌊hint_pool·N⌋`` of the order, are revealed again. Without scores every token scores alike
-    (random masking with these counts). Noise: one number per token (B×N).
+    ``⌊hint_pool·N⌋`` of the order (the masked ones among them), are revealed again. Without scores every token scores alike
+    (random masking with these counts). Noise: one number per token (B×N); a masker built with
+    hints draws a second one per token for them (B×2N), independent of the order.
     """
 
     def __init__(self, mask_ratio: float = 0.45, throw_ratio: float = 0.0, select: str = "sample", prefer: str = "high",
@@ -97,6 +98,9 @@ class ScoreGuidedMasker(Masker):
             raise ValueError(f"need 0 <= hint_ratio <= hint_pool <= 1, got hint_ratio {hint_ratio!r}, hint_pool {hint_pool!r}")
         self.throw_ratio, self.select, self.prefer = float(throw_ratio), select, prefer
         self.hint_ratio, self.hint_pool = float(hint_ratio), float(hint_pool)
+
+    def noise_shape(self, tokens: Tokens) -> tuple[int, ...]:
+        return (tokens.batch_size, tokens.num_tokens * (2 if self.hint_ratio > 0 else 1))
 
     def counts(self, num_tokens: int, mask_ratio: float | None = None,
                hint_ratio: float | None = None) -> tuple[int, int, int]:
@@ -134,14 +138,18 @@ class ScoreGuidedMasker(Masker):
         if tuple(scores.shape) != (batch, length):
             raise ValueError(f"scores must have shape (batch, tokens) = {(batch, length)}, got {tuple(scores.shape)}")
         masked_count, thrown_count, revealed = self.counts(length, mask_ratio, hint_ratio)
+        hint_noise = noise[:, length:]
+        noise = noise[:, :length]
         ids = self.order(scores.to(noise.device), noise)
         state = torch.zeros(batch, length, dtype=torch.long, device=noise.device)  # 0 visible, 1 masked, 2 thrown
         state.scatter_(1, ids[:, :masked_count], 1)
         state.scatter_(1, ids[:, masked_count: masked_count + thrown_count], 2)
         if revealed:
-            pool = ids[:, : max(int(self.hint_pool * length), revealed)]
-            # the lowest noise among the pool's tokens: a uniform draw, independent of the order
-            chosen = gather(pool, torch.argsort(gather(1 - noise, pool), dim=1, descending=True)[:, :revealed])
+            if hint_noise.shape[1] != length:
+                raise ValueError("hints need noise of their own: build the masker with hint_ratio > 0")
+            pool = ids[:, : max(min(int(self.hint_pool * length), masked_count), revealed)]  # masked tokens only
+            # the pool's tokens with the lowest hint noise: a uniform draw, independent of the order
+            chosen = gather(pool, torch.argsort(gather(hint_noise, pool), dim=1)[:, :revealed])
             state.scatter_(1, chosen, 0)
         mask = Mask.from_masked(state > 0)
         if thrown_count:

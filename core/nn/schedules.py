@@ -58,20 +58,33 @@ class ConstantSchedule(Schedule):
 class CosineSchedule(Schedule):
     """Half a cosine from ``start`` (step 0) towards ``end`` over ``length`` steps, then ``end``:
     ``end + ½(start − end)(1 + cos(π·step/length))`` — DINO's and SdAE's ``cosine_scheduler``
-    (whose last entry, step ``length − 1``, stops just short of ``end``)."""
+    (whose last entry, step ``length − 1``, stops just short of ``end``). ``length=None``: over the
+    whole run, whose length the training engine gives (:meth:`fit_run`) before the first step —
+    DINO's and iBOT's teacher momentum, which a shortened or lengthened run keeps."""
 
-    def __init__(self, start: float, end: float, length: int, by_epoch: bool = False) -> None:
-        if not isinstance(length, int) or length < 1:
-            raise ValueError(f"cosine schedule length must be a positive int, got {length!r}")
+    def __init__(self, start: float, end: float, length: int | None, by_epoch: bool = False) -> None:
+        if length is not None and (not isinstance(length, int) or length < 1):
+            raise ValueError(f"cosine schedule length must be a positive int (or None: the whole run), got {length!r}")
         self.start, self.end, self.length, self.by_epoch = float(start), float(end), length, bool(by_epoch)
+        self.over_run = length is None
+
+    def fit_run(self, max_iters: int, iters_per_epoch: int | None = None) -> None:
+        """Span the run: ``max_iters`` iterations (epochs for a ``by_epoch`` schedule). Only a
+        schedule built with ``length=None`` changes."""
+        if self.over_run:
+            self.length = max(1, max_iters // iters_per_epoch if self.by_epoch and iters_per_epoch else max_iters)
 
     def at(self, step: int) -> float:
+        if self.length is None:
+            raise ValueError("a cosine schedule over the whole run (length=None) has no length until training starts "
+                             "(the engine's teacher hook gives it; a loop of one's own calls fit_run)")
         progress = min(max(step, 0), self.length) / self.length
         return self.end + 0.5 * (self.start - self.end) * (1.0 + math.cos(math.pi * progress))
 
     def __repr__(self) -> str:
         unit = "epochs" if self.by_epoch else "iterations"
-        return f"CosineSchedule({self.start} -> {self.end} over {self.length} {unit})"
+        length = "the run" if self.over_run else f"{self.length} {unit}"
+        return f"CosineSchedule({self.start} -> {self.end} over {length})"
 
 
 class PiecewiseSchedule(Schedule):
@@ -118,6 +131,13 @@ def build_schedule(spec: Schedule | float | int | Mapping[str, Any]) -> Schedule
         raise ValueError(f"schedule {dict(spec)!r}: {error}") from None
 
 
+def _start(schedule: Schedule) -> float:
+    """The value at step 0 (a run-long cosine's start before its length is known)."""
+    if isinstance(schedule, CosineSchedule) and schedule.length is None:
+        return schedule.start
+    return schedule(0, 1)
+
+
 class ScheduledValues(nn.Module):
     """Named schedules and their current values: ``weights["feature"]`` is the value at the
     position last given to :meth:`set_progress` (step 0 until then). The values are a buffer, so
@@ -129,7 +149,7 @@ class ScheduledValues(nn.Module):
         super().__init__()
         self.schedules = {name: build_schedule(spec) for name, spec in schedules.items()}
         self.names = list(self.schedules)
-        self.register_buffer("current", torch.tensor([s(0, 1) for s in self.schedules.values()], dtype=torch.float64))
+        self.register_buffer("current", torch.tensor([_start(s) for s in self.schedules.values()], dtype=torch.float64))
 
     def set_progress(self, iteration: int, iters_per_epoch: int | None = None) -> None:
         values = [schedule(iteration, iters_per_epoch) for schedule in self.schedules.values()]

@@ -60,6 +60,12 @@ class AMT(MaskedAutoencoder):
             return self.warmup_masker(tokens, noise=noise)
         return self.masker(tokens, noise=noise, scores=scores)
 
+    def compute_loss(self, out: Any) -> dict[str, torch.Tensor]:
+        """The masked patches' MSE, and the share of patches thrown (logged: 0 until the first map)."""
+        thrown = out.mask.thrown
+        share = thrown.float().mean() if thrown is not None else out.mask.masked.new_zeros(())
+        return {**super().compute_loss(out), "thrown_share": share}
+
     def forward(self, batch: Any, noise: NoiseSource = None) -> dict[str, torch.Tensor]:
         if self.training and self.attention_refresh is None:
             raise ValueError("amt trains with its attention hook: add custom_hooks=[dict(type='AMTAttentionHook', "
@@ -113,31 +119,31 @@ def amt(size: str | None = "base", img_size: Any = 224, patch_size: int | None =
 
 
 @torch.no_grad()
-def attention_maps(model: AMT, dataset: Any, transform: Any, batch_size: int = 64, rank: int = 0,
-                   world: int = 1) -> torch.Tensor:
-    """Every image's map (len × h × w) from ``model.attention`` on the image resized whole
-    (``transform``: the evaluation view, no crop, no flip), in eval mode; process ``rank`` of
-    ``world`` computes every ``world``-th batch and leaves the others zero (a sum over processes
-    completes it)."""
-    from torch.utils.data import DataLoader
+def attention_maps(model: AMT, dataset: Any, transform: Any, batch_size: int = 64, rank: int = 0, world: int = 1,
+                   num_workers: int = 0) -> torch.Tensor:
+    """Every image's map (len × h × w, float32) from ``model.attention`` on the image resized whole
+    (``transform``: the evaluation view, no crop, no flip), in eval mode. Process ``rank`` of
+    ``world`` reads and scores only the images ``rank, rank + world, ...`` and leaves the others
+    zero (a sum over processes completes it)."""
+    from torch.utils.data import DataLoader, Subset
 
     from maekit.data.views import TransformedView
 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    parts: list[torch.Tensor] = []
-    grid: tuple[int, int] | None = None
-    for number, batch in enumerate(DataLoader(TransformedView(dataset, transform), batch_size=batch_size)):
+    mine = list(range(rank, len(dataset), world))
+    grid = tuple(model.patchifier(transform(dataset[0]["inputs"])[None].to(device)).meta["grid_size"])
+    maps = torch.zeros(len(dataset), *grid)
+    loader = DataLoader(Subset(TransformedView(dataset, transform), mine), batch_size=batch_size, num_workers=num_workers)
+    start = 0
+    for batch in loader:
         images = batch["inputs"].to(device)
-        if grid is None:
-            grid = tuple(model.patchifier(images[:1]).meta["grid_size"])
-        if number % world == rank:
-            parts.append(model.attention(images).float().cpu().view(-1, *grid))
-        else:
-            parts.append(torch.zeros(len(images), *grid))
+        rows = torch.tensor(mine[start: start + len(images)])
+        maps[rows] = model.attention(images).float().cpu().view(-1, *grid)
+        start += len(images)
     model.train(was_training)
-    return torch.cat(parts)
+    return maps
 
 
 @HOOKS.register_module(name="AMTAttentionHook")
@@ -147,9 +153,13 @@ class AMTAttentionHook(Hook):
     iteration), every training image's map is recomputed by the current encoder on the image
     resized whole (the training size, no crop), and each batch carries its images' maps
     (``attention_map``) from then on. The reference switches after 41 epochs (``epoch > 40``,
-    0-based) and refreshes after 40, 80, ...; here after exactly ``random_epochs``. The maps are in
-    every checkpoint (``amt_attention``), so a resumed run masks exactly as an uninterrupted one.
-    Under DDP each process computes a share and the shares are summed."""
+    0-based) and refreshes after 40, 80, ...; here after exactly ``random_epochs``. Epochs are the
+    run's (``schedule.iters_per_epoch``, else the data's) unless ``iters_per_epoch`` is given.
+
+    The maps (float16: half the size; scores in [0, 1]) are in every checkpoint (``amt_attention``)
+    and a resumed run masks exactly as an uninterrupted one; a run that only starts from a
+    checkpoint (``load_from``) begins with its own random epochs. Under DDP each process scores a
+    share of the images (with the training loader's workers) and the shares are summed."""
 
     priority = "NORMAL"
 
@@ -163,13 +173,22 @@ class AMTAttentionHook(Hook):
         self.maps: torch.Tensor | None = None
 
     def before_train(self, runner: Any) -> None:
-        from maekit.engine.hooks import iters_per_epoch_of, method_of
+        from maekit.engine.hooks import TeacherUpdateHook, iters_per_epoch_of, method_of
 
         method = method_of(runner)
         if not isinstance(method, AMT):
             raise ValueError(f"AMTAttentionHook drives amt's masking; the model is {type(method).__name__}")
-        self.iters_per_epoch = iters_per_epoch_of(runner, self.given_iters_per_epoch)
+        # the run's epoch, as every other epoch-counted schedule sees it (the teacher hook has it already)
+        run_epoch = next((getattr(h, "iters_per_epoch", None) for h in runner.hooks if isinstance(h, TeacherUpdateHook)), None)
+        self.iters_per_epoch = iters_per_epoch_of(runner, self.given_iters_per_epoch or run_epoch)
         method.attention_refresh = (self.random_epochs, self.refresh_epochs)
+        images = len(runner.train_dataloader.dataset)
+        if self.maps is not None and runner.iter == 0:  # weights loaded into a new run: its own schedule
+            runner.logger.info("amt: the loaded checkpoint's attention maps are not used by a new run (random epochs first)")
+            self.maps = None
+        if self.maps is not None and len(self.maps) != images:
+            raise ValueError(f"the checkpoint's amt attention maps cover {len(self.maps)} images, the training data has "
+                             f"{images}: resume on the data the run was trained on")
 
     def refresh_due(self, finished_iters: int, max_iters: int) -> bool:
         """Whether the maps are recomputed after ``finished_iters`` iterations."""
@@ -181,7 +200,7 @@ class AMTAttentionHook(Hook):
     def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
         if self.maps is not None and isinstance(data_batch, dict):
             positions = torch.as_tensor(data_batch["index"]) % len(self.maps)
-            data_batch["attention_map"] = self.maps[positions]
+            data_batch["attention_map"] = self.maps[positions].float()
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         if self.refresh_due(runner.iter + 1, runner.max_iters):
@@ -196,12 +215,13 @@ class AMTAttentionHook(Hook):
         view = runner.train_dataloader.dataset  # maekit's AugmentedView over the raw images
         transform_cfg = runner.cfg.train_dataloader.dataset.get("transform")
         transform = EvalTransform.matching(view.dataset, dict(transform_cfg) if transform_cfg else None)
-        maps = attention_maps(method_of(runner), view.dataset, transform, self.batch_size, get_rank(), get_world_size())
+        method = method_of(runner)
+        maps = attention_maps(method, view.dataset, transform, self.batch_size, get_rank(), get_world_size(),
+                              int(runner.train_dataloader.num_workers))
         if get_world_size() > 1:
-            device = next(method_of(runner).parameters()).device
-            maps = maps.to(device)
+            maps = maps.to(next(method.parameters()).device)
             all_reduce(maps, op="sum")
-        self.maps = maps.cpu()
+        self.maps = maps.cpu().half()
         runner.logger.info(f"amt: attention maps of {len(self.maps)} images recomputed after iteration {runner.iter + 1}")
 
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:

@@ -42,7 +42,7 @@ class AttMask(MaskTokenModel):
 
     def __init__(self, mode: str = "high", global_views: Sequence[str] = ("global_1", "global_2"),
                  mask_ratio: tuple[float, float] = (0.1, 0.5), mask_probability: float = 0.5, hint_max: float = 0.1,
-                 freeze_last_layer_epochs: int = 1, seed: int = 0, **parts: Any) -> None:
+                 freeze_last_layer_epochs: int = 1, seed: int | None = None, **parts: Any) -> None:
         super().__init__(**parts)
         if mode not in MODES:
             raise ValueError(f"attmask mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -54,6 +54,8 @@ class AttMask(MaskTokenModel):
         low, high = mask_ratio
         self.global_views, self.mask_probability, self.hint_max = tuple(global_views), float(mask_probability), float(hint_max)
         freeze = max(int(freeze_last_layer_epochs), 0)
+        # the ratio draws follow the run's seed (the engine seeds torch before building the model)
+        seed = torch.initial_seed() % 2**31 if seed is None else int(seed)
         self.draws = ScheduledValues(
             mask_ratio=UniformPerStep(low, high, seed), hint_ratio=UniformPerStep(low, high, seed + 1),
             # 0 while the head's last layer is frozen (the first epochs), then 1
@@ -75,17 +77,18 @@ class AttMask(MaskTokenModel):
     def mask_from_attention(self, tokens: Tokens, attention: torch.Tensor, noise: NoiseSource) -> Mask:
         """Each crop's mask from the teacher's attention at this iteration's ratio; each crop kept
         unmasked with probability 1 − ``mask_probability``. Rows crop-major, as ``tokens``.
-        Noise per crop: one number per patch (ties, hints) and one for the coin."""
+        Noise per crop: the masker's (one number per patch for ties, a second for hints) and one for the coin."""
         crops = len(self.global_views)
-        batch, length = tokens.batch_size // crops, tokens.num_tokens
-        sources = noise_for_views(noise, crops)
-        drawn = torch.cat([source((batch, length + 1), tokens.values.device) for source in sources])
+        batch = tokens.batch_size // crops
         masker: Any = self.masker
+        columns = masker.noise_shape(tokens)[1]  # one per patch (two with hints)
+        sources = noise_for_views(noise, crops)
+        drawn = torch.cat([source((batch, columns + 1), tokens.values.device) for source in sources])
         hint = self.hint_max * self.draws["hint_ratio"] if masker.hint_ratio > 0 else 0.0
         scores = None if self.mode == "random" else attention  # random: every patch scores alike
-        chosen = masker(tokens, noise=drawn[:, :length], scores=scores, mask_ratio=self.draws["mask_ratio"],
+        chosen = masker(tokens, noise=drawn[:, :columns], scores=scores, mask_ratio=self.draws["mask_ratio"],
                         hint_ratio=hint)
-        coin = drawn[:, length] <= self.mask_probability  # the reference: masked unless u > p
+        coin = drawn[:, columns] <= self.mask_probability  # the reference: masked unless u > p
         return Mask.from_masked(chosen.masked.bool() & coin[:, None])
 
     def forward(self, batch: Any, noise: NoiseSource = None) -> dict[str, torch.Tensor]:
@@ -139,21 +142,19 @@ def attmask(size: str | None = "small", img_size: Any = 224, patch_size: int | N
             mask_ratio: tuple[float, float] = (0.1, 0.5), mask_probability: float = 0.5, hint_max: float = 0.1,
             global_views: Sequence[str] = ("global_1", "global_2"), out_dim: int = 8192, head_hidden_dim: int = 2048,
             head_bottleneck_dim: int = 256, norm_last_layer: bool = False, momentum: Any = None,
-            max_iters: int | None = None, student_temp: float = 0.1, teacher_temp: float = 0.07,
+            student_temp: float = 0.1, teacher_temp: float = 0.07,
             warmup_teacher_temp: float = 0.04, patch_temp: float = 0.07, warmup_patch_temp: float = 0.04,
             warmup_teacher_temp_epochs: int = 30, center_momentum: float = 0.9, lambda_cls: float = 1.0,
             lambda_patch: float = 1.0, freeze_last_layer_epochs: int = 1, drop_path_rate: float = 0.1,
-            seed: int = 0) -> AttMask:
+            seed: int | None = None) -> AttMask:
     """AttMask with the README's ViT-S/16 recipe: AttMask-High, r ~ U(0.1, 0.5), p 0.5, a shared
     head to 8192 with a trained last-layer norm, student τ 0.1, teacher τ 0.04 → 0.07 over 30
     epochs (class and patch), centres at 0.9, λ 1 and 1, the head's last layer frozen for the
     first epoch, drop-path 0.1. ``momentum``: the teacher's, by default 0.996 → 1 by a cosine
-    over ``max_iters`` (which must then be given: the run's length)."""
+    over the whole run (per iteration, as the reference). ``seed``: the ratio draws' (default:
+    the run's)."""
     if momentum is None:
-        if not isinstance(max_iters, int) or max_iters < 1:
-            raise ValueError("attmask: give max_iters (the run's iterations; the teacher's momentum rises 0.996 → 1 "
-                             "over them) or an explicit momentum")
-        momentum = dict(type="cosine", start=0.996, end=1.0, length=max_iters)
+        momentum = dict(type="cosine", start=0.996, end=1.0, length=None)
     vit = build_vit_encoder(size, encoder_name, img_size, patch_size, in_chans,
                             {**(encoder or {}), "mask_token": True}, drop_path_rate, method="attmask")
     p, q = vit.patch_size

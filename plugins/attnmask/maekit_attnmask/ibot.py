@@ -65,11 +65,15 @@ class IBOTHead(nn.Module):
         magnitude.requires_grad_(not norm_last_layer)
 
     def forward(self, x: torch.Tensor, train_last_layer: bool = True) -> torch.Tensor:
-        """Logits over ``out_dim`` for every row of ``x``; ``train_last_layer`` False keeps the last
-        layer out of the graph (iBOT freezes it for the first epoch: its weights get no gradient)."""
+        """Logits over ``out_dim`` for every row of ``x``. ``train_last_layer`` False (iBOT's first
+        epoch) gives the last layer a zero gradient: it stays in the graph, as DDP needs of every
+        parameter, and its effective weight ``g·v/‖v‖`` does not move (the reference sets the
+        gradients to None, which also spares ``g`` a step of weight decay when it is trained)."""
         x = F.normalize(self.mlp(x), dim=-1, p=2)
         weight = self.last_layer.weight
-        return F.linear(x, weight if train_last_layer else weight.detach())
+        if not train_last_layer:
+            weight = weight.detach() + 0.0 * weight
+        return F.linear(x, weight)
 
 
 class IBOTTeacher(Target):

@@ -96,8 +96,15 @@ def mra_classifier(model: dict, num_classes: int, augmentor: Mapping[str, Any] |
     method = load_trained_model({**model, "drop_path_rate": drop_path_rate}, checkpoint).train()
     built = None
     if augmentor is not None:
-        built = MRAugmentor(load_trained_model(augmentor_model(augmentor), augmentor["checkpoint"]),
-                            **{key: augmentor[key] for key in ("mask_ratio", "probability") if key in augmentor})
+        mae = load_trained_model(augmentor_model(augmentor), augmentor["checkpoint"])
+        ours = (getattr(method.encoder, "grid_size", None), getattr(method.encoder, "patch_size", None),
+                getattr(method.encoder, "in_chans", None))
+        theirs = (getattr(mae.encoder, "grid_size", None), getattr(mae.encoder, "patch_size", None),
+                  getattr(mae.encoder, "in_chans", None))
+        if ours != theirs:  # the augmentor must read the classifier's images as they are
+            raise ValueError(f"mra augmentor {augmentor.get('config') or 'model'}: its encoder takes (grid, patch, channels) "
+                             f"{theirs}, the classifier's {ours}; train the augmentor on images of the classifier's size")
+        built = MRAugmentor(mae, **{key: augmentor[key] for key in ("mask_ratio", "probability") if key in augmentor})
     return MRAClassifier(built, patchifier=method.patchifier, encoder=method.encoder, num_classes=num_classes,
                          global_pool=global_pool, label_smoothing=label_smoothing)
 

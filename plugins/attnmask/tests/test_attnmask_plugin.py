@@ -49,6 +49,9 @@ def test_amt_switches_to_attention_after_its_random_epochs_and_resumes_exactly(t
     hook = next(h for h in runner.hooks if type(h).__name__ == "AMTAttentionHook")
     assert hook.maps is not None and hook.maps.shape == (len(runner.train_dataloader.dataset), 4, 4)
     assert (hook.maps >= 0).all() and (hook.maps <= 1).all()
+    # nothing thrown while masking at random (iterations 1-2), then 6 of 16 (int(0.85·16) − int(0.45·16))
+    thrown = list(runner.message_hub.get_scalar("train/thrown_share").data[0])
+    assert thrown == [0.0, 0.0] + [6 / 16] * 4
     # the maps travel with every checkpoint from the first refresh on
     assert torch.load(tmp_path / "straight" / "iter_3.pth", weights_only=False)["amt_attention"].shape == hook.maps.shape
     with pytest.raises(Interrupted):
@@ -63,6 +66,24 @@ def test_amt_switches_to_attention_after_its_random_epochs_and_resumes_exactly(t
     resumed_hook = next(h for h in resumed.hooks if type(h).__name__ == "AMTAttentionHook")
     assert torch.equal(resumed_hook.maps, hook.maps)
     assert method_of(resumed).attention_refresh == (2, 2)
+
+
+def test_attention_maps_are_each_images_attention_whole_and_split_over_processes():
+    from maekit_attnmask.amt import attention_maps
+
+    from maekit.data.views import EvalTransform
+    from maekit.registry import build
+
+    torch.manual_seed(0)
+    model = build("model", dict(type="amt", size=None, encoder_name="vit_tiny_patch16_224", img_size=16, patch_size=4,
+                                in_chans=1, encoder=dict(embed_dim=32, depth=1, num_heads=2), decoder_depth=1))
+    dataset = build("dataset", dict(type="digits", split="test", size=20, channels=1, fraction=0.05))
+    transform = EvalTransform(16, mean=[0.5], std=[0.5])
+    whole = attention_maps(model, dataset, transform, batch_size=4)
+    direct = model.attention(torch.stack([transform(dataset[i]["inputs"]) for i in range(len(dataset))]))
+    assert torch.allclose(whole.flatten(1), direct, atol=1e-6)
+    shares = [attention_maps(model, dataset, transform, batch_size=4, rank=r, world=3) for r in range(3)]
+    assert torch.allclose(sum(shares), whole, atol=1e-6) and (shares[1][0] == 0).all() and (shares[1][1] != 0).any()
 
 
 def test_amt_refresh_points():

@@ -6,7 +6,7 @@
 _processes = 4
 _iters_per_epoch = 1281167 // (60 * _processes)
 model = dict(type="attmask", size="small", img_size=224, mode="high", out_dim=8192, norm_last_layer=False,
-             max_iters=100 * _iters_per_epoch, drop_path_rate=0.1)
+             drop_path_rate=0.1)
 _colour = [dict(type="hflip", p=0.5), dict(type="color_jitter", brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, p=0.8),
            dict(type="grayscale", p=0.2)]
 _local = [dict(type="resized_crop", size=96, scale=(0.05, 0.25)), *_colour, dict(type="gaussian_blur", sigma=(0.1, 2.0), p=0.5)]
