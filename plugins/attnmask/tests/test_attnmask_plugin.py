@@ -17,18 +17,18 @@ ENCODER = ('size=None, encoder_name="vit_tiny_patch16_224", img_size=16, patch_s
 AMT_HOOK = 'dict(type="AMTAttentionHook", random_epochs=2, refresh_epochs=2, iters_per_epoch=1, batch_size=16)'
 
 
-def amt_config(folder: Path, iters: int = 6) -> Path:
+def amt_config(folder: Path, iters: int = 6, batch: int = 8, extra: str = "") -> Path:
     path = folder / "amt_tiny.py"
     path.write_text(textwrap.dedent(f"""
         model = dict(type="amt", {ENCODER}, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
         data = dict(dataset=dict(type="digits", split="test", size=16, channels=1, fraction=0.1),
                     transform=dict(type="mae_augment", size=16, scale=(0.4, 1.0), flip=True, track_geometry=True),
-                    batch_size=8)
+                    batch_size={batch})
         schedule = dict(max_iters={iters}, warmup_iters=1, blr=1e-3)
         checkpoint_interval = 3
         log_interval = 1
         custom_hooks = [{AMT_HOOK}]
-    """))
+    """) + extra)
     return path
 
 
@@ -66,6 +66,22 @@ def test_amt_switches_to_attention_after_its_random_epochs_and_resumes_exactly(t
     resumed_hook = next(h for h in resumed.hooks if type(h).__name__ == "AMTAttentionHook")
     assert torch.equal(resumed_hook.maps, hook.maps)
     assert method_of(resumed).attention_refresh == (2, 2)
+
+
+def test_amt_two_processes_match_one_with_the_maps_summed_over_ranks(tmp_path):
+    """Two gloo processes of batch 4 against one of batch 8 through a refresh (after iteration 2):
+    the maps each rank scores half of are summed, so masks, and weights, are the same."""
+    from maekit.authoring.testing import one_and_two_processes
+
+    sgd = 'optim_wrapper = dict(type="MaekitOptimWrapper", optimizer=dict(type="SGD", lr=0.5))\n'
+    configs = {}
+    for name, batch in (("one", 8), ("two", 4)):
+        (tmp_path / name).mkdir()
+        configs[name] = amt_config(tmp_path / name, iters=4, batch=batch, extra=sgd)
+    a, b = one_and_two_processes(configs["one"], configs["two"], tmp_path, iters=4)
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6, rtol=1e-5), (key, (a[key] - b[key]).abs().max())
+    assert (a["model.encoder.norm.weight"] - 1).abs().max() > 1e-3
 
 
 def test_attention_maps_are_each_images_attention_whole_and_split_over_processes():
