@@ -129,7 +129,7 @@ def test_allowlist_and_disable_list(make_distribution, fresh_registries, monkeyp
 
 
 def test_unknown_names_list_what_exists(plugin_host):
-    with pytest.raises(UnknownComponentError, match=r"unknown masker 'checkerboard'; registered maskers: bernoulli_mask, block_mask, block_plus_random_mask, blockwise_mask, given_mask, grid_block_mask, random_mask, tube_mask"):
+    with pytest.raises(UnknownComponentError, match=r"unknown masker 'checkerboard'; registered maskers: bernoulli_mask, block_mask, block_plus_random_mask, blockwise_mask, given_mask, grid_block_mask, random_mask, score_mask, tube_mask"):
         build("masker", dict(type="checkerboard"))
     with pytest.raises(ValueError, match="has no 'type' key"):
         build("masker", dict(mask_ratio=0.5))
