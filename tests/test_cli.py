@@ -39,7 +39,8 @@ def test_list_json_shows_every_core_component_with_its_provider():
     # core's own (installed plugins may add theirs)
     assert {c["name"] for c in maskers if c["plugin"] == "maekit"} == {"random_mask", "block_mask", "given_mask",
                                                                    "block_plus_random_mask", "tube_mask",
-                                                                   "blockwise_mask", "grid_block_mask", "bernoulli_mask"}
+                                                                   "blockwise_mask", "grid_block_mask", "bernoulli_mask",
+                                                                   "score_mask"}
     assert all(c["kind"] == "masker" for c in maskers)
 
 
