@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import torch
 
+from maekit.data.multiview import named_views
 from maekit.methods.mae import build_vit_encoder
 from maekit.model import MaskTokenModel, noise_for_views
 from maekit.nn.base import NoiseSource
@@ -65,14 +66,8 @@ class AttMask(MaskTokenModel):
 
     def crops(self, batch: Any) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """(global crops, local crops) by name, in the order of ``global_views`` and of the batch."""
-        views = batch.get("views") if isinstance(batch, dict) else None
-        if not views:
-            raise ValueError(f"attmask trains on named crops: give the config a views transform with "
-                             f"{', '.join(self.global_views)} (and local crops)")
-        missing = [name for name in self.global_views if name not in views]
-        if missing:
-            raise ValueError(f"attmask: the batch has views {', '.join(views)}, not the global views {', '.join(missing)}")
-        return [views[name] for name in self.global_views], [v for name, v in views.items() if name not in self.global_views]
+        globals_ = named_views(batch, self.global_views, "attmask")
+        return globals_, [view for name, view in batch["views"].items() if name not in self.global_views]
 
     def mask_from_attention(self, tokens: Tokens, attention: torch.Tensor, noise: NoiseSource) -> Mask:
         """Each crop's mask from the teacher's attention at this iteration's ratio; each crop kept

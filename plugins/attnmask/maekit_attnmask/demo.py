@@ -91,15 +91,13 @@ class OccludedImages(Dataset):
 def _augmentor_panels(classifier: Any, images: torch.Tensor, mean: Any, std: Any) -> list[list[Any]]:
     """input | attention | kept patches | MRA output for each image (the coin forced to augment)."""
     from maekit.eval.visualize import denormalised_panels, patch_map_panels
-    from maekit.nn.scores import cls_attention
 
     augmentor = classifier.augmentor
     mae = augmentor.mae
     tokens = mae.tokenize(images)
-    scores = cls_attention(mae.encoder, tokens)
     noise = torch.zeros(len(images), tokens.num_tokens + 1)  # coin 0 < p: every image augmented
     output, _ = augmentor(images, noise)
-    mask = augmentor.masker(tokens, noise=noise[:, :-1], scores=scores)
+    scores, mask = augmentor.choose(tokens, noise[:, :-1])
     removed = mask.masked.unsqueeze(-1).to(tokens.values.dtype)
     unpatchify = mae.patchifier.unpatchify
     kept = denormalised_panels(unpatchify(tokens.values * (1 - removed), tokens.meta), mean, std,

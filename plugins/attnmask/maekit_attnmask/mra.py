@@ -25,6 +25,7 @@ from maekit.nn.base import NoiseSource
 from maekit.nn.masking import ScoreGuidedMasker, draw_noise
 from maekit.nn.scores import cls_attention
 from maekit.nn.targets import PixelTarget
+from maekit.structures import Mask, Tokens
 
 __all__ = ["MRAugmentor", "MRAClassifier", "mra_classifier"]
 
@@ -51,14 +52,20 @@ class MRAugmentor(nn.Module):
         return self
 
     @torch.no_grad()
+    def choose(self, tokens: Tokens, noise: torch.Tensor) -> tuple[torch.Tensor, Mask]:
+        """The frozen MAE's attention over ``tokens`` (B×N: last block, class-token row, heads
+        min–max scaled and averaged) and the mask keeping the most attended ``(1 − r)·N``."""
+        scores = cls_attention(self.mae.encoder, tokens, layer=-1, per_head_scaling=True)
+        return scores, self.masker(tokens, noise=noise, scores=scores)
+
+    @torch.no_grad()
     def forward(self, images: torch.Tensor, noise: NoiseSource = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(augmented images, which were augmented: B bool). Noise: one number per patch (ties)
         and one per image (the coin)."""
         mae: Any = self.mae
         tokens = mae.tokenize(images)
         drawn = draw_noise((tokens.batch_size, tokens.num_tokens + 1), noise, images.device)
-        scores = cls_attention(mae.encoder, tokens, layer=-1, per_head_scaling=True)
-        mask = self.masker(tokens, noise=drawn[:, :-1], scores=scores)
+        _, mask = self.choose(tokens, drawn[:, :-1])
         latents = mae.encoder(tokens.take(mask.ids_keep))
         pred = mae.target.to_values(mae.decode(latents, mask, tokens), tokens)
         removed = mask.masked.unsqueeze(-1).to(pred.dtype)

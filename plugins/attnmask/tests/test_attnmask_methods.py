@@ -154,9 +154,9 @@ def test_attmask_step_trains_the_student_only_and_freezes_the_last_layer_first()
 
 def test_attmask_refuses_batches_without_its_crops_and_bad_modes():
     model = tiny_attmask()
-    with pytest.raises(ValueError, match="views transform"):
+    with pytest.raises(ValueError, match="attmask trains on named views"):
         model({"inputs": torch.randn(2, 1, 16, 16)})
-    with pytest.raises(ValueError, match="global views global_2"):
+    with pytest.raises(ValueError, match=r"attmask needs the view\(s\) global_2"):
         model({"inputs": torch.randn(2, 1, 16, 16), "views": {"global_1": torch.randn(2, 1, 16, 16)}})
     with pytest.raises(ValueError, match="mode must be one of"):
         tiny_attmask(mode="middle")

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from maekit.data.multiview import named_views
 from maekit.methods.mae import build_vit_encoder
 from maekit.model import MaskedAutoencoder
 from maekit.nn.contrastive import InfoNCE, MLPProjector
@@ -32,7 +33,6 @@ from maekit.nn.decoder import MAEDecoder
 from maekit.nn.schedules import Schedule
 from maekit.nn.teachers import ema_teacher
 from maekit.structures import ForwardPass, Tokens
-from maekit_contrastive.views import named_views
 
 __all__ = ["CMAE", "cmae"]
 

@@ -21,13 +21,13 @@ from typing import Any
 
 import torch
 
+from maekit.data.multiview import named_views
 from maekit.methods.mae import build_vit_encoder
 from maekit.model import MaskedAutoencoder, noise_for_views
 from maekit.nn.base import NoiseSource
 from maekit.nn.contrastive import InfoNCE, MLPProjector, symmetric_info_nce
 from maekit.registry import build
 from maekit.structures import ForwardPass
-from maekit_contrastive.views import named_views
 
 __all__ = ["MACRL", "macrl"]
 

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from maekit.data.multiview import named_views
 from maekit.methods.mae import build_vit_encoder
 from maekit.model import MaskedAutoencoder, noise_for_views
 from maekit.nn.base import NoiseSource
@@ -37,7 +38,6 @@ from maekit.nn.encoder import make_blocks
 from maekit.nn.teachers import ema_teacher
 from maekit.ops import init_mae_weights
 from maekit.structures import ForwardPass
-from maekit_contrastive.views import named_views
 
 __all__ = ["SDMAE", "DescriptorHead", "sdmae"]
 
