@@ -1,0 +1,186 @@
+"""Text→video and video→text retrieval: R@1/5/10, median and mean rank; zero-shot from the
+contrastive features and after fine-tuning them with SimVTP's contrastive loss.
+
+Ranks are 1-based; a query's rank counts the candidates scoring strictly higher than its match,
+plus one (ties go to the query). A text's match is its own video; a video's rank is the best rank
+of its captions among all captions. R@K is the percentage of queries ranked ≤ K; MdR the median
+rank as CLIP4Clip reports it (⌊median of 0-based ranks⌋ + 1); MnR the mean rank.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["retrieval_metrics", "ranks_of", "embed_videos", "embed_captions", "evaluate_retrieval", "finetune_retrieval",
+           "retrieval_report", "ensure_vocabulary"]
+
+
+def ranks_of(similarity: torch.Tensor, video_of_text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """1-based ranks of each text's video among the videos (texts × videos ``similarity``), and of
+    each video's best caption among the texts."""
+    texts = torch.arange(len(video_of_text))
+    own = similarity[texts, video_of_text]
+    text_ranks = (similarity > own[:, None]).sum(dim=1) + 1
+    # each (video, caption of it): captions scoring above the caption, for that video
+    caption_ranks = (similarity.t()[video_of_text] > own[:, None]).sum(dim=1) + 1
+    video_ranks = torch.full((similarity.shape[1],), len(texts) + 1, dtype=torch.long)
+    video_ranks = video_ranks.scatter_reduce(0, video_of_text, caption_ranks, reduce="amin")
+    return text_ranks, video_ranks
+
+
+def _summary(ranks: torch.Tensor, prefix: str, ks: Sequence[int]) -> dict[str, float]:
+    values = ranks.double()
+    out = {f"{prefix}_R@{k}": float((values <= k).double().mean() * 100) for k in ks}
+    out[f"{prefix}_MdR"] = float(np.floor(np.median((values - 1).numpy())) + 1)
+    out[f"{prefix}_MnR"] = float(values.mean())
+    return out
+
+
+def retrieval_metrics(similarity: torch.Tensor, video_of_text: torch.Tensor, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    """Both directions' R@K, MdR and MnR (module docstring) for a texts × videos similarity."""
+    if similarity.dim() != 2 or len(video_of_text) != similarity.shape[0]:
+        raise ValueError(f"similarity must be texts × videos with one video per text; got {tuple(similarity.shape)} "
+                         f"for {len(video_of_text)} texts")
+    covered = torch.zeros(similarity.shape[1], dtype=torch.bool)
+    covered[video_of_text] = True
+    if not bool(covered.all()):
+        raise ValueError(f"{int((~covered).sum())} videos have no caption: every video needs one to be retrieved")
+    text_ranks, video_ranks = ranks_of(similarity.float().cpu(), video_of_text.cpu())
+    return {**_summary(text_ranks, "text_to_video", ks), **_summary(video_ranks, "video_to_text", ks),
+            "num_videos": similarity.shape[1], "num_captions": similarity.shape[0]}
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def embed_videos(model: Any, dataset: Dataset, transform: Any = None, batch_size: int = 32) -> torch.Tensor:
+    """Unit video features (videos × D) of every video of ``dataset`` (its evaluation clip)."""
+    from maekit.data.views import TransformedView
+
+    model.eval()
+    view = TransformedView(dataset, transform) if transform is not None else dataset
+    features = [model.encode_video(batch["inputs"].to(_device(model))).float().cpu()
+                for batch in DataLoader(view, batch_size=batch_size, collate_fn=_clips_only)]
+    return F.normalize(torch.cat(features), dim=-1)
+
+
+def _clips_only(samples: list[dict]) -> dict[str, torch.Tensor]:
+    return {"inputs": torch.stack([torch.as_tensor(s["inputs"]) for s in samples])}
+
+
+@torch.no_grad()
+def embed_captions(model: Any, captions: Sequence[str], batch_size: int = 128) -> torch.Tensor:
+    """Unit caption features (captions × D)."""
+    model.eval()
+    return F.normalize(torch.cat([model.encode_text(captions[i:i + batch_size]).float().cpu()
+                                  for i in range(0, len(captions), batch_size)]), dim=-1)
+
+
+def evaluate_retrieval(model: Any, dataset: Any, transform: Any = None, batch_size: int = 32,
+                       ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    """Retrieval over every video of a caption dataset (``dataset.captions``: its captions per video)."""
+    captions = [text for texts in dataset.captions for text in texts]
+    video_of_text = torch.tensor([v for v, texts in enumerate(dataset.captions) for _ in texts])
+    similarity = embed_captions(model, captions) @ embed_videos(model, dataset, transform, batch_size).t()
+    return retrieval_metrics(similarity, video_of_text, ks)
+
+
+def finetune_retrieval(model: Any, dataset: Dataset, transform: Any, iters: int, batch_size: int = 16,
+                       lr: float = 1e-4, weight_decay: float = 0.05, betas: Sequence[float] = (0.9, 0.999),
+                       temperature: float = 0.05, seed: int = 0, log: Any = None) -> list[float]:
+    """SimVTP's retrieval fine-tuning: whole clips and whole captions, each encoded alone,
+    mean-pooled, SimVTP's contrastive loss (both directions summed, τ 0.05), AdamW with a cosine
+    learning rate, ``iters`` steps of ``batch_size`` pairs drawn without replacement per pass
+    (seeded: the same run twice gives the same weights). Returns the loss per step."""
+    from maekit.data.views import AugmentedView
+    from maekit_videotext.losses import norm_softmax_loss
+
+    if iters < 1 or batch_size < 2:
+        raise ValueError(f"fine-tuning needs iters >= 1 and batch_size >= 2, got {iters} and {batch_size}")
+    view = AugmentedView(dataset, transform, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    order: list[int] = []
+    params = [p for name, p in model.named_parameters() if not name.startswith(("decoder.", "mlm_head.", "vtm_head."))]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(float(betas[0]), float(betas[1])))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, iters)
+    losses = []
+    model.train()
+    for step in range(iters):
+        if len(order) < batch_size:
+            order += torch.randperm(len(dataset), generator=generator).tolist()
+        picked, order = order[:batch_size], order[batch_size:]
+        samples = [view[step * len(dataset) + i] for i in picked]  # a fresh virtual index: a fresh clip and caption
+        clips = torch.stack([s["inputs"] for s in samples]).to(_device(model))
+        videos = F.normalize(model.encode_video(clips), dim=-1)
+        texts = F.normalize(model.encode_text([s["caption"] for s in samples]), dim=-1)
+        loss = norm_softmax_loss(texts @ videos.t(), temperature)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(float(loss))
+        if log is not None and (step + 1) % max(iters // 5, 1) == 0:
+            log(f"retrieval fine-tuning {step + 1}/{iters}: loss {float(loss):.4f}")
+    model.eval()
+    return losses
+
+
+def ensure_vocabulary(model: Any, dataset: Any) -> bool:
+    """Give an untrained model (no checkpoint) whose vocabulary is learned from captions the
+    vocabulary of ``dataset``'s captions (read without decoding a clip); True when it did."""
+    tokenizer = model.tokenizer
+    if tokenizer.fitted:
+        return False
+    tokenizer.fit([[text for texts in dataset.captions for text in texts]])
+    return True
+
+
+FINETUNE_KEYS = {"iters", "batch_size", "lr", "weight_decay", "betas", "temperature"}
+
+
+def retrieval_report(model: Any, section: dict[str, Any], eval_transform: Any, train_transform: Any = None,
+                     finetune_iters: int | None = None, seed: int = 0, log: Any = None) -> dict[str, Any]:
+    """The retrieval a config's ``retrieval`` section asks for: zero-shot on ``test`` (a dataset,
+    or a list of galleries whose metrics are averaged), then, when fine-tuning is asked for
+    (``finetune.iters`` or ``finetune_iters`` > 0), fine-tuned on ``train`` and tested again.
+    Keys ``zero_shot/<metric>`` and ``finetuned/<metric>``; per gallery too when several."""
+    from maekit.registry import build
+
+    unknown = sorted(set(section) - {"test", "train", "batch_size", "ks", "finetune"})
+    if unknown or "test" not in section:
+        raise ValueError(f"retrieval section: {'unknown keys ' + str(unknown) if unknown else 'no test dataset'} "
+                         f"(keys: test, train, batch_size, ks, finetune)")
+    specs = section["test"] if isinstance(section["test"], (list, tuple)) else [section["test"]]
+    galleries = [build("dataset", dict(spec, train=False)) for spec in specs]
+    ks = tuple(section.get("ks", (1, 5, 10)))
+    batch_size = int(section.get("batch_size", 32))
+    finetune = dict(section.get("finetune") or {})
+    if sorted(set(finetune) - FINETUNE_KEYS):
+        raise ValueError(f"retrieval.finetune: unknown keys {sorted(set(finetune) - FINETUNE_KEYS)} "
+                         f"(keys: {', '.join(sorted(FINETUNE_KEYS))})")
+    iters = int(finetune.pop("iters", 0) if finetune_iters is None else finetune_iters)
+    finetune.pop("iters", None)
+    train_set = build("dataset", section["train"]) if section.get("train") else None
+    ensure_vocabulary(model, train_set if train_set is not None else galleries[0])
+
+    def test(stage: str) -> dict[str, Any]:
+        results = [evaluate_retrieval(model, gallery, eval_transform, batch_size, ks) for gallery in galleries]
+        report = {f"{stage}/{key}": float(np.mean([r[key] for r in results])) for key in results[0]}
+        if len(results) > 1:
+            report.update({f"{stage}/gallery_{g}/{key}": value for g, r in enumerate(results) for key, value in r.items()
+                           if "@" in key})
+        return report
+
+    report: dict[str, Any] = {**test("zero_shot"), "galleries": len(galleries)}
+    if iters > 0:
+        if train_set is None:
+            raise ValueError("retrieval fine-tuning needs retrieval.train (a caption dataset)")
+        losses = finetune_retrieval(model, train_set, train_transform, iters, seed=seed, log=log, **finetune)
+        report.update({**test("finetuned"), "finetune_iters": iters, "finetune_final_loss": losses[-1]})
+    return report

@@ -1,0 +1,76 @@
+"""Retrieval metrics against a direct ranking computed here, and SimVTP's two cross-modal losses
+against values written out by hand."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from maekit_videotext.evaluate import retrieval_metrics
+from maekit_videotext.losses import MaskedLanguageLoss, VideoTextContrastiveLoss, VideoTextMatchingLoss
+
+
+def direct_ranks(similarity: torch.Tensor, video_of_text: list[int]) -> tuple[list[int], list[int]]:
+    """Sort every query's candidates, best first; a query's rank is where its match first appears."""
+    texts, videos = similarity.shape
+    text_ranks = []
+    for t in range(texts):
+        order = sorted(range(videos), key=lambda v: -float(similarity[t, v]))
+        text_ranks.append(order.index(video_of_text[t]) + 1)
+    video_ranks = []
+    for v in range(videos):
+        order = sorted(range(texts), key=lambda t: -float(similarity[t, v]))
+        video_ranks.append(min(order.index(t) + 1 for t in range(texts) if video_of_text[t] == v))
+    return text_ranks, video_ranks
+
+
+def test_recall_and_median_rank_equal_a_direct_ranking():
+    torch.manual_seed(0)
+    video_of_text = [v for v in range(30) for _ in range(1 + v % 3)]  # one to three captions per video
+    similarity = torch.randn(len(video_of_text), 30)
+    similarity[torch.arange(len(video_of_text)), torch.tensor(video_of_text)] += 1.5  # better than chance
+    metrics = retrieval_metrics(similarity, torch.tensor(video_of_text))
+    text_ranks, video_ranks = direct_ranks(similarity, video_of_text)
+    for prefix, ranks in (("text_to_video", text_ranks), ("video_to_text", video_ranks)):
+        for k in (1, 5, 10):
+            assert metrics[f"{prefix}_R@{k}"] == pytest.approx(100 * sum(r <= k for r in ranks) / len(ranks))
+        zero_based = sorted(r - 1 for r in ranks)
+        middle = len(zero_based) // 2
+        median = zero_based[middle] if len(zero_based) % 2 else (zero_based[middle - 1] + zero_based[middle]) / 2
+        assert metrics[f"{prefix}_MdR"] == math.floor(median) + 1
+        assert metrics[f"{prefix}_MnR"] == pytest.approx(sum(ranks) / len(ranks))
+    assert 0 < metrics["text_to_video_R@1"] < 100 and metrics["num_captions"] == len(video_of_text)
+
+
+def test_a_video_without_caption_is_an_error():
+    with pytest.raises(ValueError, match="1 videos have no caption"):
+        retrieval_metrics(torch.zeros(2, 3), torch.tensor([0, 1]))
+
+
+def test_vtc_is_the_sum_of_both_directions_written_out():
+    s = torch.tensor([[0.9, 0.1, -0.2], [0.3, 0.5, 0.0], [-0.4, 0.2, 0.7]])
+    tau = 0.05
+
+    def log_softmax_diagonal(m):
+        return [m[i][i] / tau - math.log(sum(math.exp(x / tau) for x in m[i])) for i in range(3)]
+
+    rows = log_softmax_diagonal(s.tolist())
+    columns = log_softmax_diagonal(s.t().tolist())
+    expected = -sum(rows) / 3 - sum(columns) / 3
+    out = VideoTextContrastiveLoss(temperature=tau)(s)
+    assert float(out["vtc"]) == pytest.approx(expected, rel=1e-5) and float(out["vtc_accuracy"]) == 1.0
+    with pytest.raises(ValueError, match="square"):
+        VideoTextContrastiveLoss()(torch.zeros(2, 3))
+
+
+def test_vtm_and_mlm_are_cross_entropies_over_what_they_count():
+    rows, labels = [[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [3.0, -1.0]], [1, 1, 0, 0]
+    expected = sum(-math.log(math.exp(row[label]) / sum(math.exp(x) for x in row)) for row, label in zip(rows, labels)) / 4
+    out = VideoTextMatchingLoss()(torch.tensor(rows), torch.tensor(labels))
+    assert float(out["vtm"]) == pytest.approx(expected, rel=1e-6) and float(out["vtm_accuracy"]) == 0.75  # the tie goes to class 0
+    vocab_logits = torch.randn(2, 3, 7)
+    targets = torch.tensor([[-100, 4, -100], [2, -100, 6]])
+    picked = [(0, 1, 4), (1, 0, 2), (1, 2, 6)]
+    manual = sum(-torch.log_softmax(vocab_logits[b, t], 0)[i] for b, t, i in picked) / 3
+    assert float(MaskedLanguageLoss()(vocab_logits, targets)["mlm"]) == pytest.approx(float(manual), rel=1e-5)
+    assert float(MaskedLanguageLoss()(vocab_logits, torch.full((2, 3), -100))["loss"]) == 0.0
