@@ -16,10 +16,10 @@ import tomllib
 PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
 
 
-def local_plugins() -> dict[str, Path]:
-    """Distribution name (normalised) → folder, for every plugin under plugins/."""
+def local_plugins(plugins: Path = PLUGINS) -> dict[str, Path]:
+    """Distribution name (normalised) → folder, for every plugin under ``plugins``."""
     found = {}
-    for pyproject in sorted(PLUGINS.glob("*/pyproject.toml")):
+    for pyproject in sorted(plugins.glob("*/pyproject.toml")):
         name = tomllib.loads(pyproject.read_text())["project"]["name"]
         found[normalise(name)] = pyproject.parent
     return found

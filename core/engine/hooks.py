@@ -114,8 +114,10 @@ class TeacherUpdateHook(_EpochAwareHook):
 class TokenizerFitHook(Hook):
     """Before the first step, fits the method's trainable tokenizers that are not fitted yet (iGPT's
     colour palette) on the run's training images, in order, through the training transform
-    (:func:`maekit.nn.tokenizers.fit_tokenizers`). Every process fits from the same images and seed;
-    under DDP rank 0's result is broadcast so all ranks hold one vocabulary. The fitted state is in
+    (:func:`maekit.nn.tokenizers.fit_tokenizers`), or from the training dataset itself where the
+    tokenizer reads it directly (a caption vocabulary: the captions, no clip decoded). Every
+    process fits from the same images and seed; under DDP rank 0's result is broadcast so all
+    ranks hold one vocabulary. The fitted state is in
     the model's buffers (every checkpoint has it; a resumed run does not refit), and each
     tokenizer's own file (``save_fitted``) is written into the work folder."""
 
@@ -134,7 +136,7 @@ class TokenizerFitHook(Hook):
         source = runner.train_dataloader
         # a loader with a batch sampler (concat_sources) has no batch_size: read in batches of 32
         loader = DataLoader(source.dataset, batch_size=source.batch_size or 32, shuffle=False, collate_fn=source.collate_fn)
-        for name in fit_tokenizers(method, loader, seed=int(runner.seed)):
+        for name in fit_tokenizers(method, loader, seed=int(runner.seed), dataset=source.dataset):
             tokenizer = tokenizers[name]
             if get_world_size() > 1:
                 for buffer in tokenizer.buffers():

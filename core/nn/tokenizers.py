@@ -9,7 +9,7 @@ is saved with every checkpoint, restored on resume and read back by probe, visua
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -51,6 +51,12 @@ class Tokenizer(nn.Module):
     def fit(self, images: Iterable[torch.Tensor], seed: int = 0) -> None:
         raise NotImplementedError(f"{type(self).__name__} is not trainable")
 
+    def fit_dataset(self, dataset: Any, seed: int = 0) -> bool:
+        """Fit from the training dataset itself when it holds what this tokenizer learns from
+        without reading every sample (a caption list, read without decoding any clip); False
+        (here) to be fitted from batches by :meth:`fit` instead."""
+        return False
+
     def save_fitted(self, folder: Path) -> list[Path]:
         """Write the fitted state in its field's own file format next to the run (e.g. iGPT's
         ``kmeans_centers.npy`` layout); the files written. Nothing here."""
@@ -76,16 +82,17 @@ def tokenizers_in(module: nn.Module) -> Iterator[tuple[str, Tokenizer]]:
             yield name, child
 
 
-def fit_tokenizers(module: nn.Module, batches: Iterable[dict], seed: int = 0) -> list[str]:
-    """Fit every trainable tokenizer of ``module`` that is not fitted yet on the images of
-    ``batches`` (each a dict holding the tokenizer's :attr:`~Tokenizer.view`, at most
-    ``fit_samples`` images); the names fitted. ``batches`` is read once per tokenizer: give a
-    re-iterable (a DataLoader)."""
+def fit_tokenizers(module: nn.Module, batches: Iterable[dict], seed: int = 0, dataset: Any = None) -> list[str]:
+    """Fit every trainable tokenizer of ``module`` that is not fitted yet: from ``dataset`` where
+    the tokenizer can (:meth:`~Tokenizer.fit_dataset`), else on the images of ``batches`` (each a
+    dict holding the tokenizer's :attr:`~Tokenizer.view`, at most ``fit_samples`` images); the
+    names fitted. ``batches`` is read once per tokenizer: give a re-iterable (a DataLoader)."""
     fitted = []
     for name, tokenizer in tokenizers_in(module):
         if tokenizer.fitted:
             continue
-        tokenizer.fit(_images(batches, tokenizer.view, tokenizer.fit_samples), seed=seed)
+        if dataset is None or not tokenizer.fit_dataset(dataset, seed=seed):
+            tokenizer.fit(_images(batches, tokenizer.view, tokenizer.fit_samples), seed=seed)
         fitted.append(name)
     return fitted
 

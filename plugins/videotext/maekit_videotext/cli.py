@@ -15,12 +15,15 @@ __all__ = ["videotext_eval"]
 @click.option("--finetune-iters", type=click.IntRange(min=0), default=None,
               help="Fine-tune for this many steps before testing again (default: the config's retrieval.finetune.iters; 0: zero-shot only).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fine-tuning's order and clips.")
+@click.option("--device", default=None, help="Where to run: cpu, cuda, cuda:1 ... [default: cuda when available, else cpu]")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the metrics JSON here too.")
 @cfg_options_option
-def videotext_eval(config: str, checkpoint: str | None, finetune_iters: int | None, seed: int, out: str | None,
-                   cfg_options: tuple[str, ...], more_cfg_options: tuple[str, ...]) -> None:
+def videotext_eval(config: str, checkpoint: str | None, finetune_iters: int | None, seed: int, device: str | None,
+                   out: str | None, cfg_options: tuple[str, ...], more_cfg_options: tuple[str, ...]) -> None:
     """Text→video and video→text R@1/5/10, median and mean rank on the config's retrieval.test,
     zero-shot from the contrastive features, then after fine-tuning on retrieval.train."""
+    import torch
+
     from maekit.eval.probe import load_trained_model
     from maekit.registry import build
     from maekit_videotext.evaluate import retrieval_report
@@ -29,9 +32,15 @@ def videotext_eval(config: str, checkpoint: str | None, finetune_iters: int | No
     section = cfg.get("retrieval")
     if not section:
         fail(f"config {config} has no 'retrieval' section (see maekit-videotext's README)")
+    if not cfg.get("eval_transform"):
+        fail(f"config {config} has no eval_transform (the clips' evaluation resize and normalisation, e.g. "
+             f"dict(type='video_eval', size=224))")
     try:
         model = load_trained_model(cfg.model, checkpoint)
-        eval_transform = build("transform", cfg.get("eval_transform")) if cfg.get("eval_transform") else None
+        if not hasattr(model, "encode_text"):
+            raise ValueError(f"config {config}: model {cfg.model.get('type')!r} is not a video-text model (simvtp, smaug)")
+        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        eval_transform = build("transform", cfg.eval_transform)
         train_transform = build("transform", cfg.data.get("transform")) if cfg.get("data") and cfg.data.get("transform") else None
         metrics = retrieval_report(model, dict(section), eval_transform, train_transform, finetune_iters, seed,
                                    log=lambda line: click.echo(line, err=True))

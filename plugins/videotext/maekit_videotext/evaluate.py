@@ -4,7 +4,8 @@ contrastive features and after fine-tuning them with SimVTP's contrastive loss.
 Ranks are 1-based; a query's rank counts the candidates scoring strictly higher than its match,
 plus one (ties go to the query). A text's match is its own video; a video's rank is the best rank
 of its captions among all captions. R@K is the percentage of queries ranked ≤ K; MdR the median
-rank as CLIP4Clip reports it (⌊median of 0-based ranks⌋ + 1); MnR the mean rank.
+rank as CLIP4Clip and SimVTP's ``metric.py`` report it (``np.median`` of the 0-based ranks + 1, so
+an even count of queries can give a half); MnR the mean rank.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def ranks_of(similarity: torch.Tensor, video_of_text: torch.Tensor) -> tuple[tor
 def _summary(ranks: torch.Tensor, prefix: str, ks: Sequence[int]) -> dict[str, float]:
     values = ranks.double()
     out = {f"{prefix}_R@{k}": float((values <= k).double().mean() * 100) for k in ks}
-    out[f"{prefix}_MdR"] = float(np.floor(np.median((values - 1).numpy())) + 1)
+    out[f"{prefix}_MdR"] = float(np.median((values - 1).numpy()) + 1)
     out[f"{prefix}_MnR"] = float(values.mean())
     return out
 
@@ -65,13 +66,22 @@ def embed_videos(model: Any, dataset: Dataset, transform: Any = None, batch_size
 
     model.eval()
     view = TransformedView(dataset, transform) if transform is not None else dataset
-    features = [model.encode_video(batch["inputs"].to(_device(model))).float().cpu()
-                for batch in DataLoader(view, batch_size=batch_size, collate_fn=_clips_only)]
+    features, served = [], []
+    for batch in DataLoader(view, batch_size=batch_size, collate_fn=_clips_only):
+        features.append(model.encode_video(batch["inputs"].to(_device(model))).float().cpu())
+        served.append(batch["label"])
+    # a dataset told to skip unreadable videos serves the next one in place of each: a gallery
+    # would then hold a duplicate where the unreadable one's captions point
+    substituted = torch.cat(served) != torch.arange(len(dataset))
+    if bool(substituted.any()):
+        unreadable = ", ".join(getattr(dataset, "skipped_files", {})) or f"{int(substituted.sum())} videos"
+        raise ValueError(f"retrieval needs every listed video; unreadable: {unreadable} (remove them from the list)")
     return F.normalize(torch.cat(features), dim=-1)
 
 
 def _clips_only(samples: list[dict]) -> dict[str, torch.Tensor]:
-    return {"inputs": torch.stack([torch.as_tensor(s["inputs"]) for s in samples])}
+    return {"inputs": torch.stack([torch.as_tensor(s["inputs"]) for s in samples]),
+            "label": torch.tensor([int(s.get("label", i)) for i, s in enumerate(samples)])}
 
 
 @torch.no_grad()
@@ -106,8 +116,11 @@ def finetune_retrieval(model: Any, dataset: Dataset, transform: Any, iters: int,
     view = AugmentedView(dataset, transform, seed=seed)
     generator = torch.Generator().manual_seed(seed)
     order: list[int] = []
-    params = [p for name, p in model.named_parameters() if not name.startswith(("decoder.", "mlm_head.", "vtm_head."))]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(float(betas[0]), float(betas[1])))
+    tuned = [(name, p) for name, p in model.named_parameters() if not name.startswith(("decoder.", "mlm_head.", "vtm_head."))]
+    # no weight decay on biases, norms and embeddings' 1-D parameters, as the reference's optimiser factory
+    groups = [{"params": [p for _, p in tuned if p.ndim > 1], "weight_decay": weight_decay},
+              {"params": [p for _, p in tuned if p.ndim <= 1], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=(float(betas[0]), float(betas[1])))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, iters)
     losses = []
     model.train()
@@ -124,7 +137,7 @@ def finetune_retrieval(model: Any, dataset: Dataset, transform: Any, iters: int,
         loss.backward()
         optimizer.step()
         schedule.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if log is not None and (step + 1) % max(iters // 5, 1) == 0:
             log(f"retrieval fine-tuning {step + 1}/{iters}: loss {float(loss):.4f}")
     model.eval()

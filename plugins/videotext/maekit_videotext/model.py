@@ -24,7 +24,7 @@ from maekit.nn.base import NoiseSource
 from maekit.nn.encoder import run_blocks
 from maekit.nn.losses import NamedLosses
 from maekit.structures import ForwardPass, Mask, Tokens
-from maekit_videotext.text import CaptionTokenizer, TextBatch, TextEmbeddings, TextMasker
+from maekit_videotext.text import CaptionTokenizer, TextBatch, TextEmbeddings, TextMasker, load_bert_embeddings
 
 __all__ = ["SimVTP", "SMAUG", "TokenSparsifier", "simvtp", "smaug", "rows_of"]
 
@@ -43,18 +43,29 @@ class SimVTP(VideoMAE):
     ``mvm``, ``mlm``, ``vtc``, ``vtm``. ``text_pool``: the VTC/VTM/retrieval text features average
     the caption's own tokens (``"valid"``) or every position, padding included (``"all"``, the
     reference: a caption's feature then depends on the longest caption of its batch).
+    ``contrast_caption``: VTC and VTM read the masked caption (``"masked"``, the reference: the
+    ids are masked in place before every pass) or the whole one (``"whole"``).
     """
 
+    #: the text side is trained for pre-training and retrieval; a video-only file (a VideoMAE
+    #: checkpoint, ``maekit export``) loads without it, as the paper starts from VideoMAE's weights
+    pretraining_only = ("text_embeddings.", "mlm_head.", "vtm_head.", "tokenizer.")
+
     def __init__(self, patchifier: Any, masker: Any, encoder: Any, decoder: Any, target: Any, loss: Any,
-                 tokenizer: CaptionTokenizer, text_masker: TextMasker, text_pool: str = "valid") -> None:
+                 tokenizer: CaptionTokenizer, text_masker: TextMasker, text_pool: str = "valid",
+                 contrast_caption: str = "masked") -> None:
         super().__init__(patchifier, masker, encoder, decoder, target, loss)
         if text_pool not in ("valid", "all"):
             raise ValueError(f"text_pool must be 'valid' or 'all', got {text_pool!r}")
+        if contrast_caption not in ("masked", "whole"):
+            raise ValueError(f"contrast_caption must be 'masked' or 'whole', got {contrast_caption!r}")
         if not isinstance(self.loss, NamedLosses) or set(self.loss.parts) != {"mvm", "mlm", "vtc", "vtm"}:
             raise ValueError("SimVTP's loss is NamedLosses over the parts mvm, mlm, vtc and vtm")
         dim = self.encoder.embed_dim
         self.tokenizer, self.text_masker, self.text_pool = tokenizer, text_masker, text_pool
-        self.text_embeddings = TextEmbeddings(tokenizer.vocab_size, dim, max_positions=tokenizer.max_length)
+        self.contrast_caption = contrast_caption
+        # BERT's 512 positions (or more), so that bert-base-uncased's embedding layer loads
+        self.text_embeddings = TextEmbeddings(tokenizer.vocab_size, dim, max_positions=max(512, tokenizer.max_length))
         self.mlm_head = nn.Linear(dim, tokenizer.vocab_size)
         self.vtm_head = nn.Linear(dim, 2)
         for head in (self.mlm_head, self.vtm_head):
@@ -107,7 +118,7 @@ class SimVTP(VideoMAE):
         special = self.tokenizer.special_ids()
         if noise is not None:
             noise = noise[:, : 2 * text.ids.shape[1]].reshape(*text.ids.shape, 2)
-        return self.text_masker(text, special, self.tokenizer.token_id("[MASK]"), len(self.tokenizer.vocab), noise)
+        return self.text_masker(text, special, self.tokenizer.token_id("[MASK]"), self.tokenizer.num_tokens, noise)
 
     def encode_video_alone(self, visible: Tokens, mask: Mask) -> tuple[torch.Tensor, Tokens, Mask]:
         """VTC's video pass over the visible cubes: its output, and the tokens and mask the joint
@@ -123,16 +134,20 @@ class SimVTP(VideoMAE):
         shift = 1 + (u * (batch_size - 1)).long().clamp(max=batch_size - 2)
         return (torch.arange(batch_size, device=device) + shift) % batch_size
 
-    def match(self, visible: Tokens, text: TextBatch, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """VTM: the masked caption with its own clip and with another one, together through the
-        encoder, mean-pooled, the matching head: logits 2B×2 and labels (1 for the own clip)."""
+    def contrast_ids(self, text: TextBatch) -> torch.Tensor:
+        """The caption ids VTC and VTM read (``contrast_caption``)."""
         assert text.masked_ids is not None
+        return text.masked_ids if self.contrast_caption == "masked" else text.ids
+
+    def match(self, visible: Tokens, text: TextBatch, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """VTM: the caption with its own clip and with another one, together through the encoder,
+        mean-pooled, the matching head: logits 2B×2 and labels (1 for the own clip)."""
+        ids = self.contrast_ids(text)
         batch = visible.batch_size
         other = self.negatives(batch, noise, visible.values.device)
-        pairs = Tokens(values=torch.cat([visible.values, visible.values[other]]),
-                       coords=torch.cat([visible.coords, visible.coords[other]]), meta=visible.meta)
+        pairs = rows_of(visible, torch.cat([torch.arange(batch, device=other.device), other]))
         padding = torch.cat([text.padding, text.padding])
-        joint = self.encode_tokens(pairs, torch.cat([text.masked_ids, text.masked_ids]), padding)
+        joint = self.encode_tokens(pairs, torch.cat([ids, ids]), padding)
         labels = torch.cat([torch.ones(batch), torch.zeros(batch)]).long().to(joint.device)
         return self.vtm_head(self.pool(joint, padding)), labels
 
@@ -155,7 +170,7 @@ class SimVTP(VideoMAE):
         target = self.make_target(tokens, batch, mask)
         text = self.mask_text(text, text_noise)
         video_alone, visible, mask = self.encode_video_alone(self.encoder_input(batch, tokens, mask), mask)
-        text_alone = self.encode_tokens(None, text.masked_ids, text.padding)
+        text_alone = self.encode_tokens(None, self.contrast_ids(text), text.padding)
         joint = self.encode_tokens(visible, text.masked_ids, text.padding)
         video_latents, text_latents = joint[:, : visible.num_tokens], joint[:, visible.num_tokens:]
         similarity = F.normalize(self.pool(text_alone, text.padding), dim=-1) @ F.normalize(video_alone.mean(1), dim=-1).t()
@@ -181,18 +196,30 @@ class SimVTP(VideoMAE):
         tokens = self.tokenize(batch)
         return self.encode_tokens(tokens if mask is None else tokens.take(mask.ids_keep))
 
+    def reconstruct_video(self, batch: Any, noise: NoiseSource = None) -> ForwardPass:
+        """Only the masked-video reconstruction (the MVM route), with the batch's captions unmasked
+        or, without captions, empty ones: what pictures show."""
+        tokens = self.tokenize(batch)
+        mask = self.make_mask(tokens, noise)
+        captions = batch.get("caption") if isinstance(batch, dict) else None
+        text = self.tokenizer(list(captions) if captions is not None else [""] * tokens.batch_size)
+        _, visible, mask = self.encode_video_alone(self.encoder_input(batch, tokens, mask), mask)
+        joint = self.encode_tokens(visible, text.ids, text.padding)
+        latents = joint[:, : visible.num_tokens]
+        return ForwardPass(batch=batch, tokens=tokens, target=self.make_target(tokens, batch, mask), mask=mask,
+                           latents=latents, pred=self.decode(latents, mask, tokens))
+
     @torch.no_grad()
     def panels(self, images: torch.Tensor, mean: Any = None, std: Any = None, seed: int = 0) -> list[list[Any]]:
-        """VideoMAE's frame strips of the masked-video reconstruction, made with empty captions
-        (``maekit visualize`` passes clips only)."""
+        """VideoMAE's frame strips of the masked-video reconstruction (:meth:`reconstruct_video`;
+        ``maekit visualize`` passes clips only, so the captions are empty)."""
         from maekit_video.visualize import clip_panels
 
         from maekit.data.samples import IMAGENET_MEAN, IMAGENET_STD
 
         self.eval()
-        out = self.run_steps({"inputs": images, "caption": [""] * len(images)}, noise=seeded_noise(seed))
-        out = replace(out, pred=out.pred["mvm"], target=out.target["mvm"])
-        return clip_panels(self, out, mean or IMAGENET_MEAN, std or IMAGENET_STD)
+        return clip_panels(self, self.reconstruct_video(images, noise=seeded_noise(seed)), mean or IMAGENET_MEAN,
+                           std or IMAGENET_STD)
 
 
 class TokenSparsifier(nn.Module):
@@ -254,8 +281,9 @@ class SMAUG(SimVTP):
         before = self.sparsifier.layer - 1
         x = run_blocks(blocks[:before], self.encoder.block_inputs(visible))
         block: Any = blocks[before]
-        scores = attention_weights(block.attn, block.norm1(x)).mean(dim=(1, 2))  # attention received: B×Nv
-        keep = self.sparsifier.select(scores.detach(), visible.coords[..., 0].long(), self.encoder.grid_size[0])
+        with torch.no_grad():  # the choice is not differentiated
+            scores = attention_weights(block.attn, block.norm1(x)).mean(dim=(1, 2))  # attention received: B×Nv
+        keep = self.sparsifier.select(scores, visible.coords[..., 0].long(), int(visible.meta["grid_size"][0]))
         order = torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)[:, : int(keep[0].sum())]  # kept, in token order
         x = torch.gather(x, 1, order[..., None].expand(-1, -1, x.shape[-1]))
         video_alone = self.encoder.norm(run_blocks(blocks[before:], x))
@@ -284,6 +312,7 @@ class SMAUG(SimVTP):
 
 def _text_parts(text: dict[str, Any] | None) -> tuple[CaptionTokenizer, TextMasker]:
     text = dict(text or {})
+    text.pop("bert_checkpoint", None)  # read by simvtp() once the model exists
     known = {"vocab_size", "max_length", "vocab_file", "fit_samples", "mask_prob", "replace_mask", "replace_random"}
     unknown = sorted(set(text) - known)
     if unknown:
@@ -296,14 +325,18 @@ def simvtp(size: str | None = "base", num_frames: int = 16, img_size: int = 224,
            tubelet_size: int = 2, mask_ratio: float = 0.9, encoder: dict[str, Any] | None = None,
            decoder_embed_dim: int | None = None, decoder_depth: int = 4, decoder_num_heads: int | None = None,
            text: dict[str, Any] | None = None, temperature: float = 0.05, weights: dict[str, float] | None = None,
-           text_pool: str = "valid", drop_path_rate: float = 0.0, method: type[SimVTP] = SimVTP, **extra: Any) -> SimVTP:
+           text_pool: str = "valid", contrast_caption: str = "masked", drop_path_rate: float = 0.0,
+           method: type[SimVTP] = SimVTP, **extra: Any) -> SimVTP:
     """SimVTP: VideoMAE's video branch (ViT-B over 2×16×16 cubes of 16×224² clips, tube mask 0.9,
     decoder 4×384, per-cube norm-pix target), BERT's embedding layer, text masked at 0.75 (all
     ``[MASK]``), VTC at temperature 0.05, VTM with random in-batch negatives, unit weights.
 
     ``text``: ``vocab_size`` (30522), ``max_length`` (512), ``vocab_file`` (a BERT vocab.txt; none:
-    learned from the training captions), ``fit_samples``, ``mask_prob`` (0.75), ``replace_mask``
-    (1.0), ``replace_random`` (0.0). ``weights``: per term (mvm, mlm, vtc, vtm)."""
+    learned from the training captions), ``bert_checkpoint`` (a bert-base-uncased state dict,
+    .bin/.safetensors, whose embedding layer initialises the text embedding, as the paper does;
+    none: BERT's random init), ``fit_samples``, ``mask_prob`` (0.75), ``replace_mask`` (1.0),
+    ``replace_random`` (0.0). ``weights``: per term (mvm, mlm, vtc, vtm). ``text_pool``,
+    ``contrast_caption``: see :class:`SimVTP`."""
     video = videomae(size=size, num_frames=num_frames, img_size=img_size, patch_size=patch_size,
                      tubelet_size=tubelet_size, mask_ratio=mask_ratio, encoder=encoder, decoder_embed_dim=decoder_embed_dim,
                      decoder_depth=decoder_depth, decoder_num_heads=decoder_num_heads, drop_path_rate=drop_path_rate)
@@ -311,8 +344,15 @@ def simvtp(size: str | None = "base", num_frames: int = 16, img_size: int = 224,
     loss = NamedLosses({"mvm": dict(type="masked_mse", name="mvm"), "mlm": dict(type="videotext_mlm_loss"),
                         "vtc": dict(type="videotext_vtc_loss", temperature=temperature), "vtm": dict(type="videotext_vtm_loss")},
                        weights=weights)
-    return method(video.patchifier, video.masker, video.encoder, video.decoder, video.target, loss,
-                  tokenizer=tokenizer, text_masker=text_masker, text_pool=text_pool, **extra)
+    model = method(video.patchifier, video.masker, video.encoder, video.decoder, video.target, loss,
+                   tokenizer=tokenizer, text_masker=text_masker, text_pool=text_pool, contrast_caption=contrast_caption,
+                   **extra)
+    bert = (text or {}).get("bert_checkpoint")
+    if bert is not None:
+        from maekit.io.checkpoint import load_state_dict
+
+        load_bert_embeddings(model.text_embeddings, load_state_dict(bert), source=str(bert))
+    return model
 
 
 def smaug(size: str | None = "base", sparsifier: dict[str, Any] | None = None, **options: Any) -> SMAUG:

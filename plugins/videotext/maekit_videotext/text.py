@@ -107,6 +107,7 @@ class CaptionTokenizer(Tokenizer):
         self.vocab_size, self.max_length, self.fit_samples = int(vocab_size), int(max_length), int(fit_samples)
         self.register_buffer("vocab_bytes", torch.zeros(0, dtype=torch.uint8))
         self._backend: Any = None
+        self._tokens: int | None = None
         if vocab_file is not None:
             self.set_vocab(read_vocab_file(vocab_file))
 
@@ -128,13 +129,14 @@ class CaptionTokenizer(Tokenizer):
         data = "\n".join(tokens).encode("utf-8")
         self.vocab_bytes = torch.tensor(list(data), dtype=torch.uint8, device=self.vocab_bytes.device)
         self._backend = None
+        self._tokens = len(tokens)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
         # the vocabulary's length is the file's, not fixed at build time: take the stored buffer as it is
         stored = state_dict.get(prefix + "vocab_bytes")
         if stored is not None:
             self.vocab_bytes = stored.to(dtype=torch.uint8, device=self.vocab_bytes.device).clone()
-            self._backend = None
+            self._backend = self._tokens = None
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def fit(self, batches: Iterable[Any], seed: int = 0) -> None:
@@ -145,10 +147,29 @@ class CaptionTokenizer(Tokenizer):
             raise ValueError("no training caption to learn a vocabulary from")
         self.set_vocab(train_wordpiece(captions, self.vocab_size))
 
+    def fit_dataset(self, dataset: Any, seed: int = 0) -> bool:
+        """Learn the vocabulary from every caption a caption dataset lists (``captions``, looked
+        for through the views wrapping it), at most ``fit_samples`` of them, without decoding a
+        clip; False when the dataset lists none (then core fits from the batches' captions)."""
+        while dataset is not None and not hasattr(dataset, "captions"):
+            dataset = getattr(dataset, "dataset", None)
+        if dataset is None:
+            return False
+        captions = [text for texts in dataset.captions for text in texts][: self.fit_samples or None]
+        self.fit([captions])
+        return True
+
     def save_fitted(self, folder: Path) -> list[Path]:
         path = Path(folder) / "vocab.txt"
         path.write_text("\n".join(self.vocab) + "\n", encoding="utf-8")
         return [path]
+
+    @property
+    def num_tokens(self) -> int:
+        """How many tokens the vocabulary has (≤ ``vocab_size``), without decoding it every step."""
+        if self._tokens is None:
+            self._tokens = len(self.vocab)
+        return self._tokens
 
     def token_id(self, token: str) -> int:
         return self.backend.token_to_id(token)

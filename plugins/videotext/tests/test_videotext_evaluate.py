@@ -37,9 +37,24 @@ def test_recall_and_median_rank_equal_a_direct_ranking():
         zero_based = sorted(r - 1 for r in ranks)
         middle = len(zero_based) // 2
         median = zero_based[middle] if len(zero_based) % 2 else (zero_based[middle - 1] + zero_based[middle]) / 2
-        assert metrics[f"{prefix}_MdR"] == math.floor(median) + 1
+        assert metrics[f"{prefix}_MdR"] == median + 1  # CLIP4Clip's np.median(ranks) + 1, no floor
         assert metrics[f"{prefix}_MnR"] == pytest.approx(sum(ranks) / len(ranks))
     assert 0 < metrics["text_to_video_R@1"] < 100 and metrics["num_captions"] == len(video_of_text)
+
+
+def test_ties_go_to_the_query_and_an_even_median_can_be_a_half():
+    similarity = torch.tensor([[0.5, 0.5, 0.1, 0.0], [0.2, 0.9, 0.9, 0.9], [0.0, 0.0, 0.3, 0.1], [0.1, 0.2, 0.3, 0.4]])
+    metrics = retrieval_metrics(similarity, torch.tensor([0, 1, 2, 3]))
+    # text ranks: 1 (tied with video 1), 1 (three-way tie), 1, 1; video 3's caption 3 ranks 1 too
+    assert metrics["text_to_video_R@1"] == 100.0
+    columns = torch.tensor([[0.9, 0.0], [0.1, 0.0], [0.0, 0.8], [0.0, 0.9]])  # 4 captions, 2 videos
+    metrics = retrieval_metrics(columns, torch.tensor([0, 0, 1, 1]))
+    # text ranks 1, 2 (video 1 scores 0.0 = ties; caption 1 scores 0.1 > 0.0), 1, 1 → 0-based 0, 0, 0, 0
+    assert metrics["text_to_video_MdR"] == 1.0
+    uneven = torch.tensor([[0.1, 0.9], [0.9, 0.1]])  # both texts rank their video second: ranks 2, 2
+    assert retrieval_metrics(uneven, torch.tensor([0, 1]))["text_to_video_MdR"] == 2.0
+    half = torch.tensor([[0.9, 0.1], [0.9, 0.1]])  # ranks 1 and 2: median of 0-based 0, 1 is 0.5
+    assert retrieval_metrics(half, torch.tensor([0, 1]))["text_to_video_MdR"] == 1.5
 
 
 def test_a_video_without_caption_is_an_error():

@@ -98,6 +98,30 @@ def test_vtc_and_vtm_read_the_masked_caption_and_the_visible_cubes():
     assert torch.allclose(again.pred["vtm"], out.pred["vtm"], atol=1e-5)
 
 
+def test_mlm_reads_the_joint_pass_and_the_draws_are_disjoint():
+    """The caption's predictions change when a visible cube changes (MLM reads video and text
+    together), and one draw per sample is cut into disjoint video, text and pairing parts."""
+    model = tiny()
+    b = batch()
+    noise = SampleNoise(0, torch.arange(4))
+    out = model.run_steps(b, noise)
+    t, row, col = (~out.mask.masked[0].bool()).view(4, 4, 4).nonzero()[0].tolist()  # a visible cube of clip 0
+    poked = b["inputs"].clone()
+    poked[0, :, 2 * t:2 * t + 2, 4 * row:4 * row + 4, 4 * col:4 * col + 4] += 5.0
+    again = model.run_steps({**b, "inputs": poked}, noise)
+    assert not torch.allclose(again.pred["mlm"][0], out.pred["mlm"][0], atol=1e-4)
+    assert torch.allclose(again.pred["mlm"][1:], out.pred["mlm"][1:], atol=1e-5)  # other clips untouched
+
+    def counting(shape, device):  # every number drawn once: overlapping parts would share values
+        return torch.arange(shape[0] * shape[1], dtype=torch.float32).view(shape)
+
+    tokens = model.tokenize(b["inputs"])
+    video, text, pair = model.split_noise(counting, tokens, 9)
+    parts = [set(video.flatten().tolist()), set(text.flatten().tolist()), set(pair.flatten().tolist())]
+    assert video.shape == model.masker.noise_shape(tokens) and text.shape == (4, 18) and pair.shape == (4,)
+    assert sum(len(part) for part in parts) == len(set().union(*parts))
+
+
 def test_negatives_are_uniform_over_the_other_clips():
     model = tiny()
     counts = torch.zeros(5, 5)
@@ -109,6 +133,22 @@ def test_negatives_are_uniform_over_the_other_clips():
     assert (off - 0.25).abs().max() < 0.04
     with pytest.raises(ValueError, match="batch_size >= 2"):
         model.negatives(1, None, torch.device("cpu"))
+
+
+def test_whole_caption_contrast_reads_the_unmasked_ids():
+    model = tiny(contrast_caption="whole")
+    out = model.run_steps(batch(), SampleNoise(0, torch.arange(4)))
+    text = out.extras["text"]
+    text_alone = model.pool(model.encode_tokens(None, text.ids, text.padding), text.padding)
+    video_alone = model.encode_tokens(out.tokens.take(out.mask.ids_keep)).mean(1)
+    expected = torch.nn.functional.normalize(text_alone, dim=-1) @ torch.nn.functional.normalize(video_alone, dim=-1).t()
+    assert torch.allclose(out.pred["vtc"], expected, atol=1e-5)
+
+
+def test_pictures_reconstruct_one_clip_without_captions():
+    model = tiny()
+    rows = model.panels(batch(1)["inputs"], seed=0)
+    assert len(rows) >= 2 and all(len(row) > 0 for row in rows)
 
 
 def test_training_needs_captions():

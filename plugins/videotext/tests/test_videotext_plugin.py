@@ -96,7 +96,13 @@ def test_trains_from_one_command_on_clips_and_a_caption_csv(tmp_path, method):
 
     state = strip_runner_prefix(load_state_dict(work / "iter_2.pth"))
     vocab = bytes(state["tokenizer.vocab_bytes"].tolist()).decode().split("\n")
-    assert (work / "vocab.txt").read_text().split() == vocab and "clip" in vocab  # learned from the captions
+    assert (work / "vocab.txt").read_text().split() == vocab
+    # learned from every caption the file lists (read from the dataset, no clip decoded), not one per clip
+    from maekit_videotext.data import VideoCaptions
+    from maekit_videotext.text import train_wordpiece
+
+    listed = VideoCaptions(csv, clip=dict(sampling="consecutive", num_frames=8, stride=1)).captions
+    assert vocab == train_wordpiece([text for texts in listed for text in texts], 64)
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
 
@@ -112,12 +118,25 @@ def test_videotext_eval_reports_retrieval_and_errors_name_the_problem(tmp_path):
     cfg = tiny_config(csv, "simvtp", 2)
     cfg_file = tmp_path / "config.py"
     cfg.dump(str(cfg_file))
+    from maekit_videotext.evaluate import evaluate_retrieval
+
+    from maekit.engine import train
+    from maekit.eval.probe import load_trained_model
+
+    train(cfg, tmp_path / "run", device="cpu")
+    checkpoint = tmp_path / "run" / "iter_2.pth"
     out = tmp_path / "metrics.json"
-    maekit("videotext-eval", str(cfg_file), "--finetune-iters", "2", "--out", str(out))
+    maekit("videotext-eval", str(cfg_file), "--checkpoint", str(checkpoint), "--finetune-iters", "2", "--out", str(out))
     metrics = json.loads(out.read_text())
     assert metrics["zero_shot/num_videos"] == 6 and metrics["zero_shot/num_captions"] == 12
     assert 0 <= metrics["finetuned/text_to_video_R@1"] <= 100 and metrics["finetune_iters"] == 2
     assert metrics["zero_shot/text_to_video_R@10"] == 100.0  # 6 videos: every caption's video is in the top 10
+    # zero-shot figures are the trained model's, with the vocabulary its checkpoint holds
+    from maekit.registry import build
+
+    direct = evaluate_retrieval(load_trained_model(cfg.model, checkpoint), build("dataset", dict(cfg.retrieval.test, train=False)),
+                                build("transform", cfg.eval_transform), 4)
+    assert metrics["zero_shot/text_to_video_MnR"] == pytest.approx(direct["text_to_video_MnR"])
     (tmp_path / "bad.csv").write_text("video,caption\nclips/clip0.mp4,ok\nclips/nope.mp4,lost\n")
     failed = maekit("videotext-eval", str(cfg_file), "--cfg-options",
                     f"retrieval.test={{'type': 'videotext_captions', 'file': '{tmp_path / 'bad.csv'}'}}", check=False)

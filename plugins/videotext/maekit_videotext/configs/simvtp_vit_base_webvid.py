@@ -3,14 +3,16 @@
 # norm-pix target), bert-base-uncased's WordPiece vocabulary and embedding layer, text masked at 0.75 (all
 # [MASK]), VTC at temperature 0.05, VTM with random in-batch negatives, unit weights; 200 epochs (40 warm-up),
 # batch 1024 (16 x 64 GPUs), AdamW (0.9, 0.95), wd 0.05, blr 1.5e-4 (lr = blr x batch / 256), per-step cosine.
-# The paper starts the whole video model from VideoMAE's K400 checkpoint (load it with load_from / maekit's
-# VideoMAE converter) and BERT's embeddings from bert-base-uncased (README: load_bert_embeddings); neither can
-# be downloaded here. Point the paths at your WebVid copy and a local bert-base-uncased vocab.txt.
+# The paper starts the whole video model from VideoMAE's K400 checkpoint and BERT's embeddings from
+# bert-base-uncased; neither can be downloaded here. Point the paths at your WebVid copy and a local
+# bert-base-uncased (vocab.txt; its weights file as text.bert_checkpoint initialises the embedding layer).
+# Starting the video branch from a VideoMAE checkpoint is not wired into this config (README: differences).
+# text_pool="all": the text features average every position, padding included, as the reference does.
 _webvid_csv = "data/webvid/results_2M_train.csv"
 _webvid_videos = "data/webvid/videos"
 _msrvtt = "data/msrvtt"
 _clip = dict(sampling="consecutive", num_frames=16, stride=4, pad=True)
-model = dict(type="simvtp", size="base", num_frames=16, img_size=224, mask_ratio=0.9,
+model = dict(type="simvtp", size="base", num_frames=16, img_size=224, mask_ratio=0.9, text_pool="all",
              text=dict(vocab_size=30522, max_length=512, vocab_file="data/bert-base-uncased/vocab.txt", mask_prob=0.75))
 data = dict(dataset=dict(type="videotext_webvid", csv_file=_webvid_csv, video_dir=_webvid_videos, clip=_clip),
             transform=dict(type="videomae_augment", size=224), batch_size=16, num_workers=10)
