@@ -11,7 +11,10 @@ import re
 import sys
 from pathlib import Path
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: core depends on tomli there, and the set-up runs this with core's Python
+    import tomli as tomllib
 
 PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
 

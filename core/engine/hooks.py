@@ -143,7 +143,7 @@ class TokenizerFitHook(Hook):
                     torch.distributed.broadcast(buffer.data, src=0)
             if is_main_process():
                 written = tokenizer.save_fitted(Path(runner.work_dir))
-                runner.logger.info(f"fitted tokenizer {name} ({type(tokenizer).__name__}) on the training images"
+                runner.logger.info(f"fitted tokenizer {name} ({type(tokenizer).__name__}) on the training data"
                                    + (f"; written: {', '.join(map(str, written))}" if written else ""))
 
 

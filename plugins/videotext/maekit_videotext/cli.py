@@ -39,7 +39,10 @@ def videotext_eval(config: str, checkpoint: str | None, finetune_iters: int | No
         model = load_trained_model(cfg.model, checkpoint)
         if not hasattr(model, "encode_text"):
             raise ValueError(f"config {config}: model {cfg.model.get('type')!r} is not a video-text model (simvtp, smaug)")
-        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if where.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: this torch sees no CUDA device (use --device cpu)")
+        model.to(where)
         eval_transform = build("transform", cfg.eval_transform)
         train_transform = build("transform", cfg.data.get("transform")) if cfg.get("data") and cfg.data.get("transform") else None
         metrics = retrieval_report(model, dict(section), eval_transform, train_transform, finetune_iters, seed,

@@ -73,7 +73,7 @@ def embed_videos(model: Any, dataset: Dataset, transform: Any = None, batch_size
     # a dataset told to skip unreadable videos serves the next one in place of each: a gallery
     # would then hold a duplicate where the unreadable one's captions point
     substituted = torch.cat(served) != torch.arange(len(dataset))
-    if bool(substituted.any()):
+    if hasattr(dataset, "captions") and bool(substituted.any()):  # caption datasets label each clip by its index
         unreadable = ", ".join(getattr(dataset, "skipped_files", {})) or f"{int(substituted.sum())} videos"
         raise ValueError(f"retrieval needs every listed video; unreadable: {unreadable} (remove them from the list)")
     return F.normalize(torch.cat(features), dim=-1)
@@ -139,7 +139,7 @@ def finetune_retrieval(model: Any, dataset: Dataset, transform: Any, iters: int,
         schedule.step()
         losses.append(float(loss.detach()))
         if log is not None and (step + 1) % max(iters // 5, 1) == 0:
-            log(f"retrieval fine-tuning {step + 1}/{iters}: loss {float(loss):.4f}")
+            log(f"retrieval fine-tuning {step + 1}/{iters}: loss {losses[-1]:.4f}")
     model.eval()
     return losses
 
@@ -150,8 +150,7 @@ def ensure_vocabulary(model: Any, dataset: Any) -> bool:
     tokenizer = model.tokenizer
     if tokenizer.fitted:
         return False
-    tokenizer.fit([[text for texts in dataset.captions for text in texts]])
-    return True
+    return bool(tokenizer.fit_dataset(dataset))  # as training fits it: the listed captions, up to fit_samples
 
 
 FINETUNE_KEYS = {"iters", "batch_size", "lr", "weight_decay", "betas", "temperature"}

@@ -47,9 +47,8 @@ class SimVTP(VideoMAE):
     ids are masked in place before every pass) or the whole one (``"whole"``).
     """
 
-    #: the text side is trained for pre-training and retrieval; a video-only file (a VideoMAE
-    #: checkpoint, ``maekit export``) loads without it, as the paper starts from VideoMAE's weights
-    pretraining_only = ("text_embeddings.", "mlm_head.", "vtm_head.", "tokenizer.")
+    #: heads only the pre-training losses read (retrieval needs the text embedding and vocabulary)
+    pretraining_only = ("mlm_head.", "vtm_head.")
 
     def __init__(self, patchifier: Any, masker: Any, encoder: Any, decoder: Any, target: Any, loss: Any,
                  tokenizer: CaptionTokenizer, text_masker: TextMasker, text_pool: str = "valid",
@@ -348,6 +347,9 @@ def simvtp(size: str | None = "base", num_frames: int = 16, img_size: int = 224,
                    tokenizer=tokenizer, text_masker=text_masker, text_pool=text_pool, contrast_caption=contrast_caption,
                    **extra)
     bert = (text or {}).get("bert_checkpoint")
+    if bert is not None and not (text or {}).get("vocab_file"):
+        raise ValueError("text.bert_checkpoint needs text.vocab_file (that BERT's vocab.txt): BERT's embedding rows "
+                         "belong to its own vocabulary's ids, not to one learned from the captions")
     if bert is not None:
         from maekit.io.checkpoint import load_state_dict
 

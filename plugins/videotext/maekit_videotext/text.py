@@ -152,6 +152,8 @@ class CaptionTokenizer(Tokenizer):
         for through the views wrapping it), at most ``fit_samples`` of them, without decoding a
         clip; False when the dataset lists none (then core fits from the batches' captions)."""
         while dataset is not None and not hasattr(dataset, "captions"):
+            if hasattr(dataset, "indices"):  # a subset: its parent's caption list holds more than it serves
+                return False
             dataset = getattr(dataset, "dataset", None)
         if dataset is None:
             return False

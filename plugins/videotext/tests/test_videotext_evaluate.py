@@ -49,7 +49,7 @@ def test_ties_go_to_the_query_and_an_even_median_can_be_a_half():
     assert metrics["text_to_video_R@1"] == 100.0
     columns = torch.tensor([[0.9, 0.0], [0.1, 0.0], [0.0, 0.8], [0.0, 0.9]])  # 4 captions, 2 videos
     metrics = retrieval_metrics(columns, torch.tensor([0, 0, 1, 1]))
-    # text ranks 1, 2 (video 1 scores 0.0 = ties; caption 1 scores 0.1 > 0.0), 1, 1 → 0-based 0, 0, 0, 0
+    # every text ranks first (caption 1's 0.1 beats video 1's 0.0): ranks 1, 1, 1, 1
     assert metrics["text_to_video_MdR"] == 1.0
     uneven = torch.tensor([[0.1, 0.9], [0.9, 0.1]])  # both texts rank their video second: ranks 2, 2
     assert retrieval_metrics(uneven, torch.tensor([0, 1]))["text_to_video_MdR"] == 2.0
@@ -89,3 +89,28 @@ def test_vtm_and_mlm_are_cross_entropies_over_what_they_count():
     manual = sum(-torch.log_softmax(vocab_logits[b, t], 0)[i] for b, t, i in picked) / 3
     assert float(MaskedLanguageLoss()(vocab_logits, targets)["mlm"]) == pytest.approx(float(manual), rel=1e-5)
     assert float(MaskedLanguageLoss()(vocab_logits, torch.full((2, 3), -100))["loss"]) == 0.0
+
+
+def test_a_gallery_refuses_a_clip_it_cannot_read(tmp_path):
+    """With on_error="skip" an unreadable clip would be served by the next one: retrieval would score
+    a stand-in where its captions point, so it is an error naming the file."""
+    import numpy as np
+
+    from maekit.registry import build
+    from maekit_video.io import write_video
+    from maekit_videotext.data import VideoCaptions
+    from maekit_videotext.evaluate import evaluate_retrieval
+
+    for n in range(2):
+        write_video(tmp_path / f"{n}.mp4", np.full((6, 16, 16, 3), 60 * n, dtype=np.uint8), fps=8)
+    (tmp_path / "broken.mp4").write_bytes(b"not a video at all")
+    (tmp_path / "captions.csv").write_text("video,caption\n0.mp4,a dark clip\nbroken.mp4,lost\n1.mp4,a grey clip\n")
+    gallery = VideoCaptions(tmp_path / "captions.csv", clip=dict(sampling="consecutive", num_frames=4, stride=1),
+                            train=False, on_error="skip")
+    torch.manual_seed(0)
+    model = build("model", dict(type="simvtp", size=None, encoder=dict(embed_dim=32, depth=1, num_heads=2), num_frames=4,
+                                img_size=16, patch_size=4, tubelet_size=2, decoder_embed_dim=16, decoder_depth=1,
+                                decoder_num_heads=2, text=dict(vocab_size=64, max_length=16)))
+    model.tokenizer.fit([["a dark clip", "a grey clip", "lost"]])
+    with pytest.raises(ValueError, match="unreadable: .*broken.mp4"):
+        evaluate_retrieval(model, gallery, build("transform", dict(type="video_eval", size=16)), batch_size=3)

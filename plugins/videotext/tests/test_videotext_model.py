@@ -231,3 +231,5 @@ def test_bad_settings_are_named():
         build("model", {"type": "smaug", **TINY, "sparsifier": dict(layer=3)})
     with pytest.raises(ValueError, match="text_pool must be"):
         build("model", {"type": "simvtp", **TINY, "text_pool": "cls"})
+    with pytest.raises(ValueError, match="bert_checkpoint needs text.vocab_file"):
+        build("model", {"type": "simvtp", **TINY, "text": dict(vocab_size=64, bert_checkpoint="bert.bin")})

@@ -144,6 +144,9 @@ def test_videotext_eval_reports_retrieval_and_errors_name_the_problem(tmp_path):
     assert "Traceback" not in failed.stderr
     failed = maekit("videotext-eval", str(cfg_file), "--cfg-options", "retrieval.finetune={'iter': 3}", check=False)
     assert "Error: retrieval.finetune: unknown keys ['iter']" in failed.stderr
+    if not torch.cuda.is_available():
+        failed = maekit("videotext-eval", str(cfg_file), "--device", "cuda", check=False)
+        assert "Error: --device cuda: this torch sees no CUDA device" in failed.stderr and "Traceback" not in failed.stderr
 
 
 def test_short_demo_runs_and_compares_with_random_init(tmp_path):
