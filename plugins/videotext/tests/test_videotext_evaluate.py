@@ -95,11 +95,11 @@ def test_a_gallery_refuses_a_clip_it_cannot_read(tmp_path):
     """With on_error="skip" an unreadable clip would be served by the next one: retrieval would score
     a stand-in where its captions point, so it is an error naming the file."""
     import numpy as np
-
-    from maekit.registry import build
     from maekit_video.io import write_video
     from maekit_videotext.data import VideoCaptions
     from maekit_videotext.evaluate import evaluate_retrieval
+
+    from maekit.registry import build
 
     for n in range(2):
         write_video(tmp_path / f"{n}.mp4", np.full((6, 16, 16, 3), 60 * n, dtype=np.uint8), fps=8)
