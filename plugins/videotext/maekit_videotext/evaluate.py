@@ -20,14 +20,16 @@ __all__ = ["retrieval_metrics", "ranks_of", "embed_videos", "embed_captions", "e
            "retrieval_report", "ensure_vocabulary"]
 
 
-def ranks_of(similarity: torch.Tensor, video_of_text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def ranks_of(similarity: torch.Tensor, video_of_text: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """1-based ranks of each text's video among the videos (texts × videos ``similarity``), and of
     each video's best caption among the texts."""
     texts = torch.arange(len(video_of_text))
     own = similarity[texts, video_of_text]
     text_ranks = (similarity > own[:, None]).sum(dim=1) + 1
-    # each (video, caption of it): captions scoring above the caption, for that video
-    caption_ranks = (similarity.t()[video_of_text] > own[:, None]).sum(dim=1) + 1
+    # each (video, caption of it): captions scoring above the caption, for that video; in chunks of
+    # captions, so a split of 180k captions needs texts × chunk numbers, not texts²
+    caption_ranks = torch.cat([(similarity[:, video_of_text[start:start + chunk]] > own[start:start + chunk]).sum(dim=0)
+                               for start in range(0, len(texts), chunk)]) + 1
     video_ranks = torch.full((similarity.shape[1],), len(texts) + 1, dtype=torch.long)
     video_ranks = video_ranks.scatter_reduce(0, video_of_text, caption_ranks, reduce="amin")
     return text_ranks, video_ranks

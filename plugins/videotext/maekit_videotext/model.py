@@ -324,8 +324,9 @@ def simvtp(size: str | None = "base", num_frames: int = 16, img_size: int = 224,
            tubelet_size: int = 2, mask_ratio: float = 0.9, encoder: dict[str, Any] | None = None,
            decoder_embed_dim: int | None = None, decoder_depth: int = 4, decoder_num_heads: int | None = None,
            text: dict[str, Any] | None = None, temperature: float = 0.05, weights: dict[str, float] | None = None,
-           text_pool: str = "valid", contrast_caption: str = "masked", drop_path_rate: float = 0.0,
-           method: type[SimVTP] = SimVTP, **extra: Any) -> SimVTP:
+           text_pool: str = "valid", contrast_caption: str = "masked", video_checkpoint: str | None = None,
+           video_layout: str = "official", drop_path_rate: float = 0.0, method: type[SimVTP] = SimVTP,
+           **extra: Any) -> SimVTP:
     """SimVTP: VideoMAE's video branch (ViT-B over 2×16×16 cubes of 16×224² clips, tube mask 0.9,
     decoder 4×384, per-cube norm-pix target), BERT's embedding layer, text masked at 0.75 (all
     ``[MASK]``), VTC at temperature 0.05, VTM with random in-batch negatives, unit weights.
@@ -335,7 +336,10 @@ def simvtp(size: str | None = "base", num_frames: int = 16, img_size: int = 224,
     .bin/.safetensors, whose embedding layer initialises the text embedding, as the paper does;
     none: BERT's random init), ``fit_samples``, ``mask_prob`` (0.75), ``replace_mask`` (1.0),
     ``replace_random`` (0.0). ``weights``: per term (mvm, mlm, vtc, vtm). ``text_pool``,
-    ``contrast_caption``: see :class:`SimVTP`."""
+    ``contrast_caption``: see :class:`SimVTP`. ``video_checkpoint``: VideoMAE weights the video
+    branch (cube embedding, encoder, decoder) starts from, as the paper starts from VideoMAE's K400
+    pre-training — ``video_layout="official"`` (the release's ``checkpoint-1599.pth``) or
+    ``"maekit"`` (a ``maekit train`` run of ``videomae`` with the same sizes)."""
     video = videomae(size=size, num_frames=num_frames, img_size=img_size, patch_size=patch_size,
                      tubelet_size=tubelet_size, mask_ratio=mask_ratio, encoder=encoder, decoder_embed_dim=decoder_embed_dim,
                      decoder_depth=decoder_depth, decoder_num_heads=decoder_num_heads, drop_path_rate=drop_path_rate)
@@ -346,6 +350,8 @@ def simvtp(size: str | None = "base", num_frames: int = 16, img_size: int = 224,
     model = method(video.patchifier, video.masker, video.encoder, video.decoder, video.target, loss,
                    tokenizer=tokenizer, text_masker=text_masker, text_pool=text_pool, contrast_caption=contrast_caption,
                    **extra)
+    if video_checkpoint is not None:
+        load_video_branch(model, video_checkpoint, video_layout)
     bert = (text or {}).get("bert_checkpoint")
     if bert is not None and not (text or {}).get("vocab_file"):
         raise ValueError("text.bert_checkpoint needs text.vocab_file (that BERT's vocab.txt): BERT's embedding rows "
@@ -364,3 +370,32 @@ def smaug(size: str | None = "base", sparsifier: dict[str, Any] | None = None, *
     model = simvtp(size=size, method=SMAUG, sparsifier=sparsifier, **options)
     assert isinstance(model, SMAUG)
     return model
+
+
+def load_video_branch(model: SimVTP, path: str, layout: str = "official") -> None:
+    """Load VideoMAE pre-training weights into ``model``'s encoder and decoder, strictly: every
+    video weight of the model must be in the file and nothing else of the file may be left."""
+    from maekit_video.interop import convert_videomae_checkpoint
+
+    from maekit.io.checkpoint import load_file
+    from maekit.io.convert import strip_runner_prefix
+
+    if layout not in ("official", "maekit"):
+        raise ValueError(f"video_layout must be 'official' or 'maekit', got {layout!r}")
+    raw = load_file(path)
+    if layout == "official":
+        state, _ = convert_videomae_checkpoint(raw, "pretrain")
+    else:
+        from maekit.io.checkpoint import unwrap_state_dict
+
+        state = strip_runner_prefix(unwrap_state_dict(raw, source=str(path)))
+        state = {key: value for key, value in state.items() if key.startswith(("encoder.", "decoder."))}  # a run's other parts
+    video = {key for key in model.state_dict() if key.startswith(("encoder.", "decoder."))}
+    missing, extra = sorted(video - set(state)), sorted(set(state) - video)
+    if missing or extra:
+        raise ValueError(f"video_checkpoint {path}: does not fit the video branch (missing {missing[:3] or 'none'}, "
+                         f"not ours {extra[:3] or 'none'}; sizes and layout {layout!r} must match)")
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as error:
+        raise ValueError(f"video_checkpoint {path}: {str(error).splitlines()[-1].strip()}") from None

@@ -114,3 +114,15 @@ def test_a_gallery_refuses_a_clip_it_cannot_read(tmp_path):
     model.tokenizer.fit([["a dark clip", "a grey clip", "lost"]])
     with pytest.raises(ValueError, match="unreadable: .*broken.mp4"):
         evaluate_retrieval(model, gallery, build("transform", dict(type="video_eval", size=16)), batch_size=3)
+
+
+def test_ranks_in_chunks_equal_ranks_at_once():
+    from maekit_videotext.evaluate import ranks_of
+
+    torch.manual_seed(3)
+    video_of_text = torch.tensor([v for v in range(7) for _ in range(1 + v % 2)])
+    similarity = torch.randn(len(video_of_text), 7)
+    whole = ranks_of(similarity, video_of_text, chunk=1000)
+    for chunk in (1, 3, 4):
+        parts = ranks_of(similarity, video_of_text, chunk=chunk)
+        assert torch.equal(parts[0], whole[0]) and torch.equal(parts[1], whole[1])

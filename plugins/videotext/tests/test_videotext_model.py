@@ -233,3 +233,26 @@ def test_bad_settings_are_named():
         build("model", {"type": "simvtp", **TINY, "text_pool": "cls"})
     with pytest.raises(ValueError, match="bert_checkpoint needs text.vocab_file"):
         build("model", {"type": "simvtp", **TINY, "text": dict(vocab_size=64, bert_checkpoint="bert.bin")})
+
+
+def test_video_branch_starts_from_a_videomae_checkpoint_in_either_layout(tmp_path):
+    """The paper's init: VideoMAE pre-training weights into the encoder and decoder — the release's
+    layout (encoder_to_decoder, mask_token, decoder.head) or a maekit videomae run's."""
+    from maekit.io.checkpoint import save_state_dict
+
+    video = {k: v for k, v in TINY.items() if k != "text"}
+    torch.manual_seed(5)
+    source = build("model", {"type": "videomae", **video})
+    ours = {k: v for k, v in source.state_dict().items() if k.startswith(("encoder.", "decoder."))}
+    official = {{"decoder.embed.weight": "encoder_to_decoder.weight", "decoder.mask_token": "mask_token",
+                 "decoder.pred.weight": "decoder.head.weight", "decoder.pred.bias": "decoder.head.bias"}.get(k, k): v
+                for k, v in ours.items()}
+    save_state_dict(official, tmp_path / "checkpoint-1599.pth", wrap="model")
+    save_state_dict({f"model.{k}": v for k, v in source.state_dict().items()}, tmp_path / "run.pth", wrap="state_dict")
+    for path, layout in ((tmp_path / "checkpoint-1599.pth", "official"), (tmp_path / "run.pth", "maekit")):
+        model = build("model", {"type": "simvtp", **TINY, "video_checkpoint": str(path), "video_layout": layout})
+        loaded = model.state_dict()
+        assert all(torch.equal(loaded[k], v) for k, v in ours.items()), layout
+    wrong = dict(TINY, encoder=dict(embed_dim=16, depth=2, num_heads=2))
+    with pytest.raises(ValueError, match="checkpoint-1599.pth"):
+        build("model", {"type": "simvtp", **wrong, "video_checkpoint": str(tmp_path / "checkpoint-1599.pth")})

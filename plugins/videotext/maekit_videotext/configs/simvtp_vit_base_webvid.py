@@ -5,8 +5,9 @@
 # batch 1024 (16 x 64 GPUs), AdamW (0.9, 0.95), wd 0.05, blr 1.5e-4 (lr = blr x batch / 256), per-step cosine.
 # The paper starts the whole video model from VideoMAE's K400 checkpoint and BERT's embeddings from
 # bert-base-uncased; neither can be downloaded here. Point the paths at your WebVid copy and a local
-# bert-base-uncased (vocab.txt; its weights file as text.bert_checkpoint initialises the embedding layer).
-# Starting the video branch from a VideoMAE checkpoint is not wired into this config (README: differences).
+# bert-base-uncased vocab.txt, and give the two weight files as overrides:
+#   model.video_checkpoint=<VideoMAE's K400 pre-training checkpoint-1599.pth> (official layout)
+#   model.text.bert_checkpoint=<bert-base-uncased's pytorch_model.bin or model.safetensors>
 # text_pool="all": the text features average every position, padding included, as the reference does.
 _webvid_csv = "data/webvid/results_2M_train.csv"
 _webvid_videos = "data/webvid/videos"
