@@ -32,13 +32,15 @@ CAPTION_COLUMNS = ("caption", "text", "sentence", "name", "captions")
 
 
 class CaptionedVideos(VideoDataset):
-    """What every caption dataset shares: videos, their captions, and one caption per read."""
+    """What every caption dataset shares: videos, their captions, and one caption per read.
+    ``test_clips`` K (evaluation only) reads K clips spread over the video, (K, T, H, W, 3): with an
+    evaluation transform of 3 crops, SimVTP's 3 × 3 test views."""
 
     modality = "video"
 
-    def __init__(self, clip: dict[str, Any] | None = None, train: bool = True, on_error: str = "raise",
-                 seek: bool = True, decoder: str = "pyav") -> None:
-        super().__init__(clip=clip, train=train, test_clips=1, on_error=on_error, seek=seek, decoder=decoder)
+    def __init__(self, clip: dict[str, Any] | None = None, train: bool = True, test_clips: int = 1,
+                 on_error: str = "raise", seek: bool = True, decoder: str = "pyav") -> None:
+        super().__init__(clip=clip, train=train, test_clips=test_clips, on_error=on_error, seek=seek, decoder=decoder)
         self.captions: list[list[str]] = []
 
     def set_videos(self, videos: dict[Path, list[str]], source: str) -> None:

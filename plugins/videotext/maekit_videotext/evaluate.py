@@ -63,14 +63,20 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 @torch.no_grad()
 def embed_videos(model: Any, dataset: Dataset, transform: Any = None, batch_size: int = 32) -> torch.Tensor:
-    """Unit video features (videos × D) of every video of ``dataset`` (its evaluation clip)."""
+    """Unit video features (videos × D) of every video of ``dataset``: of its evaluation clip, or
+    with several test views (clips × crops: inputs B×V×C×T×H×W) the mean of the views' features,
+    then unit length, as SimVTP's test averages its 3 clips × 3 crops."""
     from maekit.data.views import TransformedView
 
     model.eval()
     view = TransformedView(dataset, transform) if transform is not None else dataset
     features, served = [], []
     for batch in DataLoader(view, batch_size=batch_size, collate_fn=_clips_only):
-        features.append(model.encode_video(batch["inputs"].to(_device(model))).float().cpu())
+        clips = batch["inputs"].to(_device(model))
+        if clips.dim() == 6:  # views of each video: encode them all, average per video
+            features.append(model.encode_video(clips.flatten(0, 1)).float().cpu().unflatten(0, clips.shape[:2]).mean(1))
+        else:
+            features.append(model.encode_video(clips).float().cpu())
         served.append(batch["label"])
     # a dataset told to skip unreadable videos serves the next one in place of each: a gallery
     # would then hold a duplicate where the unreadable one's captions point
@@ -161,15 +167,18 @@ FINETUNE_KEYS = {"iters", "batch_size", "lr", "weight_decay", "betas", "temperat
 def retrieval_report(model: Any, section: dict[str, Any], eval_transform: Any, train_transform: Any = None,
                      finetune_iters: int | None = None, seed: int = 0, log: Any = None) -> dict[str, Any]:
     """The retrieval a config's ``retrieval`` section asks for: zero-shot on ``test`` (a dataset,
-    or a list of galleries whose metrics are averaged), then, when fine-tuning is asked for
+    or a list of galleries whose metrics are averaged; seen through ``eval_transform`` when the
+    section names one, else through the one given), then, when fine-tuning is asked for
     (``finetune.iters`` or ``finetune_iters`` > 0), fine-tuned on ``train`` and tested again.
     Keys ``zero_shot/<metric>`` and ``finetuned/<metric>``; per gallery too when several."""
     from maekit.registry import build
 
-    unknown = sorted(set(section) - {"test", "train", "batch_size", "ks", "finetune"})
+    unknown = sorted(set(section) - {"test", "train", "batch_size", "ks", "finetune", "eval_transform"})
     if unknown or "test" not in section:
         raise ValueError(f"retrieval section: {'unknown keys ' + str(unknown) if unknown else 'no test dataset'} "
-                         f"(keys: test, train, batch_size, ks, finetune)")
+                         f"(keys: test, train, batch_size, ks, finetune, eval_transform)")
+    if section.get("eval_transform"):  # the test views' own transform (SimVTP: 3 crops), else the config's
+        eval_transform = build("transform", section["eval_transform"])
     specs = section["test"] if isinstance(section["test"], (list, tuple)) else [section["test"]]
     galleries = [build("dataset", dict(spec, train=False)) for spec in specs]
     ks = tuple(section.get("ks", (1, 5, 10)))

@@ -30,4 +30,4 @@ maekit_register, maekit_config_dirs, maekit_demos, maekit_commands = standard_ho
 @hookimpl
 def maekit_config_keys() -> dict:
     """The config section ``maekit videotext-eval`` reads, with its keys."""
-    return {"retrieval": ["test", "train", "batch_size", "ks", "finetune"]}
+    return {"retrieval": ["test", "train", "batch_size", "ks", "finetune", "eval_transform"]}

@@ -126,3 +126,32 @@ def test_ranks_in_chunks_equal_ranks_at_once():
     for chunk in (1, 3, 4):
         parts = ranks_of(similarity, video_of_text, chunk=chunk)
         assert torch.equal(parts[0], whole[0]) and torch.equal(parts[1], whole[1])
+
+
+def test_several_test_views_average_their_features(tmp_path):
+    """3 clips × 3 crops per video (SimVTP's test): the video's feature is the mean of its nine
+    views' features, then unit length."""
+    import numpy as np
+    from maekit_video.io import write_video
+    from maekit_videotext.data import VideoCaptions
+    from maekit_videotext.evaluate import embed_videos
+
+    from maekit.registry import build
+
+    rng = np.random.default_rng(0)
+    for n in range(2):
+        write_video(tmp_path / f"{n}.mp4", rng.integers(0, 255, (12, 16, 24, 3), dtype=np.uint8), fps=8)
+    (tmp_path / "captions.csv").write_text("video,caption\n0.mp4,one\n1.mp4,two\n")
+    clip = dict(sampling="consecutive", num_frames=4, stride=1)
+    gallery = VideoCaptions(tmp_path / "captions.csv", clip=clip, train=False, test_clips=3)
+    transform = build("transform", dict(type="video_eval", size=16, crops=3))
+    torch.manual_seed(0)
+    model = build("model", dict(type="simvtp", size=None, encoder=dict(embed_dim=32, depth=1, num_heads=2), num_frames=4,
+                                img_size=16, patch_size=4, tubelet_size=2, decoder_embed_dim=16, decoder_depth=1,
+                                decoder_num_heads=2, text=dict(vocab_size=64, max_length=16))).eval()
+    got = embed_videos(model, gallery, transform, batch_size=2)
+    views = transform(gallery[1]["inputs"])
+    assert views.shape[0] == 9
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(model.encode_video(views).mean(0), dim=0)
+    assert torch.allclose(got[1], expected, atol=1e-5)

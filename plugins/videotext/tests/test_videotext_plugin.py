@@ -161,3 +161,23 @@ def test_short_demo_runs_and_compares_with_random_init(tmp_path):
         assert 0 <= metrics[f"zero_shot/text_to_video_R@1_{name}"] <= 100
         assert metrics[f"finetuned/num_videos_{name}"] == 40
     assert (tmp_path / "metrics.json").is_file() and Path(metrics["picture"]).is_file()
+
+
+def test_two_processes_train_with_one_vocabulary(tmp_path):
+    """Two gloo processes (batch 3 each) against one (batch 6): the step runs under DDP (a parameter
+    left out of a pass would stop it), both runs learn the same vocabulary, and the weights stay
+    finite. Not equal weights: VTC and VTM use each process's own batch as negatives, as the
+    reference does, so the two runs optimise different objectives."""
+    from maekit.authoring.testing import one_and_two_processes
+    from maekit.io.convert import strip_runner_prefix
+
+    csv = write_folder(tmp_path)
+    paths = {}
+    for name, batch in (("one", 6), ("two", 3)):
+        cfg = tiny_config(csv, "simvtp", 2)
+        cfg.merge_from_dict({"data.batch_size": batch})
+        paths[name] = tmp_path / f"{name}.py"
+        cfg.dump(str(paths[name]))
+    one, two = (strip_runner_prefix(state) for state in one_and_two_processes(paths["one"], paths["two"], tmp_path, iters=2))
+    assert torch.equal(one["tokenizer.vocab_bytes"], two["tokenizer.vocab_bytes"])
+    assert all(torch.isfinite(v).all() for v in two.values() if v.is_floating_point())

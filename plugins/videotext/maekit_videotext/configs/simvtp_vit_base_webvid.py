@@ -29,6 +29,8 @@ eval_transform = dict(type="video_eval", size=224)
 # captions, tested on 1k-A (one caption per video). The paper's aim: R@1 53.6, R@5 81.9, R@10 90.7.
 # The release's scripts/finetune_msrvtt.sh: 100 epochs, batch 8 x 8 GPUs, lr 3e-4 scaled by batch / 256 as
 # VideoMAE's code does, AdamW (0.9, 0.999), wd 0.05 (its 5 warm-up epochs are not reproduced: cosine only).
-retrieval = dict(test=dict(type="videotext_msrvtt", root=_msrvtt, split="test_1k_a", clip=_clip),
+# Test views as the reference: 3 clips x 3 crops per video, their features averaged.
+retrieval = dict(test=dict(type="videotext_msrvtt", root=_msrvtt, split="test_1k_a", clip=_clip, test_clips=3),
+                 eval_transform=dict(type="video_eval", size=224, short_side=224, crops=3),
                  train=dict(type="videotext_msrvtt", root=_msrvtt, split="train_9k", clip=_clip), batch_size=16,
                  ks=(1, 5, 10), finetune=dict(iters=100 * 9000 // 64, batch_size=64, lr=3e-4 * 64 / 256, weight_decay=0.05))
