@@ -20,7 +20,7 @@ import click
 from maekit.io.checkpoint import CheckpointError, load_state_dict, write_bytes
 
 __all__ = ["UserError", "USER_ERRORS", "user_message", "fail", "parse_overrides", "cfg_options_option", "load_command_config", "default_work_dir",
-           "write_metrics", "finetune_and_report", "frozen_evaluation", "load_state_dict", "CheckpointError"]
+           "write_metrics", "finetune_and_report", "frozen_evaluation", "load_state_dict", "CheckpointError", "choose_device"]
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
@@ -52,6 +52,17 @@ def user_message(error: BaseException) -> str:
 def fail(message: str) -> NoReturn:
     """Stop the command with ``Error: message`` (name the file, key or value and what was expected)."""
     raise UserError(message)
+
+
+def choose_device(device: str | None) -> Any:
+    """The torch device a command's ``--device`` names (default: CUDA when torch sees one, else
+    the CPU); a ValueError naming it when it asks for CUDA that this torch cannot use."""
+    import torch
+
+    chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: this torch sees no CUDA device (use --device cpu)")
+    return chosen
 
 
 def parse_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:

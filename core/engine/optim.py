@@ -13,7 +13,7 @@ from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 
 __all__ = ["GuardedOptimWrapper", "all_ranks_agree", "total_norm", "NoDecayOptimWrapperConstructor", "LayerDecayOptimWrapperConstructor",
-           "no_weight_decay_names"]
+           "no_weight_decay_names", "takes_no_decay"]
 
 
 def no_weight_decay_names(model: torch.nn.Module) -> set[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from maekit.cli.support import cfg_options_option, default_work_dir, fail, load_command_config, write_metrics
+from maekit.cli.support import cfg_options_option, choose_device, default_work_dir, fail, load_command_config, write_metrics
 
 __all__ = ["ttt_probe", "ttt_eval"]
 
@@ -54,8 +54,6 @@ def ttt_eval(config: str, checkpoint: str | None, corruptions: tuple[str, ...], 
     """Accuracy per corruption and severity without adaptation and after every test-time step (the
     config's ``ttt`` section: steps, copies, lr, optimizer, momentum, trainable, reset...), and the
     self-supervised loss per step."""
-    import torch
-
     from maekit.data.views import evaluation_transform
     from maekit.eval.test_time import TestTimeSettings
     from maekit.registry import build
@@ -76,8 +74,7 @@ def ttt_eval(config: str, checkpoint: str | None, corruptions: tuple[str, ...], 
         options = eval_options(section)
         if "corrupted_root" in options:
             options.setdefault("channels", int(cfg.model.get("in_chans", 3)))
-        if device == "cuda" and not torch.cuda.is_available():
-            fail("--device cuda: this machine has no CUDA device that torch can use")
+        choose_device(device)  # a ValueError (one Error: line) when it names CUDA this torch cannot use
         settings = TestTimeSettings.from_config({**(cfg.get("ttt") or {}), **({"steps": steps} if steps is not None else {}),
                                                  **({"reset": reset} if reset else {})})
         model = load_for_test_time(cfg.model, checkpoint)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from maekit.cli.support import cfg_options_option, fail, load_command_config, write_metrics
+from maekit.cli.support import cfg_options_option, choose_device, fail, load_command_config, write_metrics
 
 __all__ = ["videotext_eval"]
 
@@ -22,8 +22,6 @@ def videotext_eval(config: str, checkpoint: str | None, finetune_iters: int | No
                    out: str | None, cfg_options: tuple[str, ...], more_cfg_options: tuple[str, ...]) -> None:
     """Text→video and video→text R@1/5/10, median and mean rank on the config's retrieval.test,
     zero-shot from the contrastive features, then after fine-tuning on retrieval.train."""
-    import torch
-
     from maekit.eval.probe import load_trained_model
     from maekit.registry import build
     from maekit_videotext.evaluate import retrieval_report
@@ -39,10 +37,7 @@ def videotext_eval(config: str, checkpoint: str | None, finetune_iters: int | No
         model = load_trained_model(cfg.model, checkpoint)
         if not hasattr(model, "encode_text"):
             raise ValueError(f"config {config}: model {cfg.model.get('type')!r} is not a video-text model (simvtp, smaug)")
-        where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if where.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: this torch sees no CUDA device (use --device cpu)")
-        model.to(where)
+        model.to(choose_device(device))
         eval_transform = build("transform", cfg.eval_transform)
         train_transform = build("transform", cfg.data.get("transform")) if cfg.get("data") and cfg.data.get("transform") else None
         metrics = retrieval_report(model, dict(section), eval_transform, train_transform, finetune_iters, seed,

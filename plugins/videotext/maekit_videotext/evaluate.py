@@ -89,7 +89,7 @@ def embed_videos(model: Any, dataset: Dataset, transform: Any = None, batch_size
 
 def _clips_only(samples: list[dict]) -> dict[str, torch.Tensor]:
     return {"inputs": torch.stack([torch.as_tensor(s["inputs"]) for s in samples]),
-            "label": torch.tensor([int(s.get("label", i)) for i, s in enumerate(samples)])}
+            "label": torch.tensor([int(s.get("label", -1)) for s in samples])}
 
 
 @torch.no_grad()
@@ -117,6 +117,7 @@ def finetune_retrieval(model: Any, dataset: Dataset, transform: Any, iters: int,
     learning rate, ``iters`` steps of ``batch_size`` pairs drawn without replacement per pass
     (seeded: the same run twice gives the same weights). Returns the loss per step."""
     from maekit.data.views import AugmentedView
+    from maekit.engine.optim import no_weight_decay_names, takes_no_decay
     from maekit_videotext.losses import norm_softmax_loss
 
     if iters < 1 or batch_size < 2:
@@ -125,9 +126,11 @@ def finetune_retrieval(model: Any, dataset: Dataset, transform: Any, iters: int,
     generator = torch.Generator().manual_seed(seed)
     order: list[int] = []
     tuned = [(name, p) for name, p in model.named_parameters() if not name.startswith(("decoder.", "mlm_head.", "vtm_head."))]
-    # no weight decay on biases, norms and embeddings' 1-D parameters, as the reference's optimiser factory
-    groups = [{"params": [p for _, p in tuned if p.ndim > 1], "weight_decay": weight_decay},
-              {"params": [p for _, p in tuned if p.ndim <= 1], "weight_decay": 0.0}]
+    # no weight decay on biases, norms and declared tokens/tables (core's rule for training), as the
+    # reference's optimiser factory
+    declared = no_weight_decay_names(model)
+    groups = [{"params": [p for n, p in tuned if not takes_no_decay(n, p, declared)], "weight_decay": weight_decay},
+              {"params": [p for n, p in tuned if takes_no_decay(n, p, declared)], "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=(float(betas[0]), float(betas[1])))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, iters)
     losses = []
@@ -187,8 +190,8 @@ def retrieval_report(model: Any, section: dict[str, Any], eval_transform: Any, t
     if sorted(set(finetune) - FINETUNE_KEYS):
         raise ValueError(f"retrieval.finetune: unknown keys {sorted(set(finetune) - FINETUNE_KEYS)} "
                          f"(keys: {', '.join(sorted(FINETUNE_KEYS))})")
-    iters = int(finetune.pop("iters", 0) if finetune_iters is None else finetune_iters)
-    finetune.pop("iters", None)
+    configured = int(finetune.pop("iters", 0))
+    iters = configured if finetune_iters is None else finetune_iters
     train_set = build("dataset", section["train"]) if section.get("train") else None
     ensure_vocabulary(model, train_set if train_set is not None else galleries[0])
 

@@ -10,6 +10,7 @@ core's ``NamedLosses``: mvm + mlm + vtc + vtm, unit weights.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any, Sequence
 
@@ -156,7 +157,7 @@ class SimVTP(VideoMAE):
         if noise is None or isinstance(noise, torch.Tensor):
             return noise, None, None
         shape = self.masker.noise_shape(tokens)
-        video = int(torch.tensor(shape[1:]).prod())
+        video = math.prod(shape[1:])
         drawn = noise((tokens.batch_size, video + 2 * text_length + 1), tokens.values.device)
         return (drawn[:, :video].reshape(shape), drawn[:, video:video + 2 * text_length], drawn[:, -1])
 
@@ -182,18 +183,14 @@ class SimVTP(VideoMAE):
 
     # -- features for retrieval and probing (nothing masked) ------------------------------------
     def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
-        """Mean-pooled video features (B×D) of whole clips, the video encoded alone."""
-        return self.encode_tokens(self.tokenize(clips)).mean(dim=1)
+        """Mean-pooled video features (B×D) of whole clips, the video encoded alone (the
+        encoder's own pass: :meth:`encode`, which probes and classifiers read too)."""
+        return self.encode(clips).mean(dim=1)
 
     def encode_text(self, captions: Sequence[str]) -> torch.Tensor:
         """Mean-pooled features (B×D) of unmasked captions, encoded alone."""
         text = self.tokenizer(list(captions))
         return self.pool(self.encode_tokens(None, text.ids, text.padding), text.padding)
-
-    def encode(self, batch: Any, mask: Mask | None = None) -> torch.Tensor:
-        """The video encoded alone (B×N×D) for probes and classifiers; the caption is not read."""
-        tokens = self.tokenize(batch)
-        return self.encode_tokens(tokens if mask is None else tokens.take(mask.ids_keep))
 
     def reconstruct_video(self, batch: Any, noise: NoiseSource = None) -> ForwardPass:
         """Only the masked-video reconstruction (the MVM route), with the batch's captions unmasked
@@ -297,10 +294,9 @@ class SMAUG(SimVTP):
         seen = torch.zeros(batch, length, dtype=torch.bool, device=kept_ids.device).scatter_(1, kept_ids, True)
         ids_shuffle = torch.cat([kept_ids, torch.argsort(seen.to(torch.uint8), dim=1, stable=True)[:, : length - kept_ids.shape[1]]], 1)
         sparse = Mask.from_order(ids_shuffle, kept_ids.shape[1])
-        times = torch.zeros(batch, length, dtype=torch.long, device=kept_ids.device)
         slices = int(visible.meta["grid_size"][0])
-        per_time = length // slices
-        times[:] = torch.arange(length, device=kept_ids.device) // per_time  # time-major token order
+        # each cube's time slice, from its index in the time-major token order
+        times = (torch.arange(length, device=kept_ids.device) // (length // slices)).expand(batch, -1)
         kept_slices = torch.zeros(batch, slices, dtype=torch.bool, device=kept_ids.device)
         kept_slices.scatter_(1, torch.gather(times, 1, kept_ids), True)
         dropped_visible = (mask.masked == 0) & ~seen
@@ -309,15 +305,19 @@ class SMAUG(SimVTP):
         return sparse
 
 
-def _text_parts(text: dict[str, Any] | None) -> tuple[CaptionTokenizer, TextMasker]:
+def _text_parts(text: dict[str, Any] | None) -> tuple[CaptionTokenizer, TextMasker, str | None]:
+    """The tokenizer, the text masker and the BERT checkpoint (loaded once the model exists)."""
     text = dict(text or {})
-    text.pop("bert_checkpoint", None)  # read by simvtp() once the model exists
+    bert = text.pop("bert_checkpoint", None)
+    if bert is not None and not text.get("vocab_file"):
+        raise ValueError("text.bert_checkpoint needs text.vocab_file (that BERT's vocab.txt): BERT's embedding rows "
+                         "belong to its own vocabulary's ids, not to one learned from the captions")
     known = {"vocab_size", "max_length", "vocab_file", "fit_samples", "mask_prob", "replace_mask", "replace_random"}
     unknown = sorted(set(text) - known)
     if unknown:
         raise ValueError(f"text: unknown keys {unknown} (known: {', '.join(sorted(known))})")
     masking = {key: text.pop(key) for key in ("mask_prob", "replace_mask", "replace_random") if key in text}
-    return CaptionTokenizer(**text), TextMasker(**masking)
+    return CaptionTokenizer(**text), TextMasker(**masking), bert
 
 
 def simvtp(size: str | None = "base", num_frames: int = 16, img_size: int = 224, patch_size: int = 16,
@@ -343,7 +343,7 @@ def simvtp(size: str | None = "base", num_frames: int = 16, img_size: int = 224,
     video = videomae(size=size, num_frames=num_frames, img_size=img_size, patch_size=patch_size,
                      tubelet_size=tubelet_size, mask_ratio=mask_ratio, encoder=encoder, decoder_embed_dim=decoder_embed_dim,
                      decoder_depth=decoder_depth, decoder_num_heads=decoder_num_heads, drop_path_rate=drop_path_rate)
-    tokenizer, text_masker = _text_parts(text)
+    tokenizer, text_masker, bert = _text_parts(text)
     loss = NamedLosses({"mvm": dict(type="masked_mse", name="mvm"), "mlm": dict(type="videotext_mlm_loss"),
                         "vtc": dict(type="videotext_vtc_loss", temperature=temperature), "vtm": dict(type="videotext_vtm_loss")},
                        weights=weights)
@@ -352,10 +352,6 @@ def simvtp(size: str | None = "base", num_frames: int = 16, img_size: int = 224,
                    **extra)
     if video_checkpoint is not None:
         load_video_branch(model, video_checkpoint, video_layout)
-    bert = (text or {}).get("bert_checkpoint")
-    if bert is not None and not (text or {}).get("vocab_file"):
-        raise ValueError("text.bert_checkpoint needs text.vocab_file (that BERT's vocab.txt): BERT's embedding rows "
-                         "belong to its own vocabulary's ids, not to one learned from the captions")
     if bert is not None:
         from maekit.io.checkpoint import load_state_dict
 
@@ -377,18 +373,15 @@ def load_video_branch(model: SimVTP, path: str, layout: str = "official") -> Non
     video weight of the model must be in the file and nothing else of the file may be left."""
     from maekit_video.interop import convert_videomae_checkpoint
 
-    from maekit.io.checkpoint import load_file
+    from maekit.io.checkpoint import load_file, load_state_dict
     from maekit.io.convert import strip_runner_prefix
 
     if layout not in ("official", "maekit"):
         raise ValueError(f"video_layout must be 'official' or 'maekit', got {layout!r}")
-    raw = load_file(path)
-    if layout == "official":
-        state, _ = convert_videomae_checkpoint(raw, "pretrain")
+    if layout == "official":  # the converter unwraps the release's file itself
+        state, _ = convert_videomae_checkpoint(load_file(path), "pretrain")
     else:
-        from maekit.io.checkpoint import unwrap_state_dict
-
-        state = strip_runner_prefix(unwrap_state_dict(raw, source=str(path)))
+        state = strip_runner_prefix(load_state_dict(path))
         state = {key: value for key, value in state.items() if key.startswith(("encoder.", "decoder."))}  # a run's other parts
     video = {key for key in model.state_dict() if key.startswith(("encoder.", "decoder."))}
     missing, extra = sorted(video - set(state)), sorted(set(state) - video)

@@ -107,7 +107,6 @@ class CaptionTokenizer(Tokenizer):
         self.vocab_size, self.max_length, self.fit_samples = int(vocab_size), int(max_length), int(fit_samples)
         self.register_buffer("vocab_bytes", torch.zeros(0, dtype=torch.uint8))
         self._backend: Any = None
-        self._tokens: int | None = None
         if vocab_file is not None:
             self.set_vocab(read_vocab_file(vocab_file))
 
@@ -129,14 +128,13 @@ class CaptionTokenizer(Tokenizer):
         data = "\n".join(tokens).encode("utf-8")
         self.vocab_bytes = torch.tensor(list(data), dtype=torch.uint8, device=self.vocab_bytes.device)
         self._backend = None
-        self._tokens = len(tokens)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
         # the vocabulary's length is the file's, not fixed at build time: take the stored buffer as it is
         stored = state_dict.get(prefix + "vocab_bytes")
         if stored is not None:
             self.vocab_bytes = stored.to(dtype=torch.uint8, device=self.vocab_bytes.device).clone()
-            self._backend = self._tokens = None
+            self._backend = None
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def fit(self, batches: Iterable[Any], seed: int = 0) -> None:
@@ -168,10 +166,9 @@ class CaptionTokenizer(Tokenizer):
 
     @property
     def num_tokens(self) -> int:
-        """How many tokens the vocabulary has (≤ ``vocab_size``), without decoding it every step."""
-        if self._tokens is None:
-            self._tokens = len(self.vocab)
-        return self._tokens
+        """How many tokens the vocabulary has (≤ ``vocab_size``), from the tokenizer built once, not
+        by decoding the vocabulary every step."""
+        return int(self.backend.get_vocab_size())
 
     def token_id(self, token: str) -> int:
         return self.backend.token_to_id(token)
