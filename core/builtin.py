@@ -36,6 +36,7 @@ CORE_COMPONENTS: list[tuple[str, str, str]] = [
     ("loss", "masked_smooth_l1", "maekit.nn.losses:MaskedSmoothL1Loss"),
     ("loss", "named_losses", "maekit.nn.losses:NamedLosses"),
     ("loss", "masked_cross_entropy", "maekit.nn.losses:MaskedCrossEntropyLoss"),
+    ("loss", "pair_contrastive", "maekit.nn.contrastive:PairContrastiveLoss"),
     ("teacher", "ema_teacher", "maekit.nn.teachers:ema_teacher"),
     ("teacher", "frozen_teacher", "maekit.nn.teachers:frozen_teacher"),
     ("dataset", "image_folder", "maekit.data.images:ImageFolderDataset"),

@@ -262,3 +262,34 @@ def test_ddp_two_processes_see_the_views_one_process_sees(tmp_path):
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6, rtol=1e-5), (key, (a[key] - b[key]).abs().max())
     assert (a["model.encoder.norm.weight"] - 1).abs().max() > 1e-3  # it trained
+
+
+@pytest.mark.parametrize("directions", ["sum", "mean", "rows", "columns"])
+def test_pair_contrast_is_the_direct_cross_entropy_of_each_direction(directions):
+    from maekit.nn.contrastive import PairContrastiveLoss
+
+    torch.manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(5, 8), dim=1).requires_grad_()
+    b = torch.nn.functional.normalize(torch.randn(5, 8), dim=1).requires_grad_()
+    similarity = a @ b.t()
+    found = PairContrastiveLoss(0.1, directions, name="pair")(similarity)
+    # row i's softmax over the columns picks column i; column j's softmax over the rows picks row j
+    rows = -sum(torch.log(torch.exp(similarity[i] / 0.1)[i] / torch.exp(similarity[i] / 0.1).sum()) for i in range(5)) / 5
+    columns = -sum(torch.log(torch.exp(similarity[:, j] / 0.1)[j] / torch.exp(similarity[:, j] / 0.1).sum())
+                   for j in range(5)) / 5
+    expected = {"sum": rows + columns, "mean": (rows + columns) / 2, "rows": rows, "columns": columns}[directions]
+    assert torch.allclose(found["pair"], expected, atol=1e-5) and torch.equal(found["loss"], found["pair"])
+    found["loss"].backward()  # both sides of the pair are trained (no side is detached)
+    assert a.grad.abs().sum() > 0 and b.grad.abs().sum() > 0
+    assert 0 <= float(found["pair_accuracy"]) <= 1
+
+
+def test_pair_contrast_errors_name_the_setting():
+    from maekit.nn.contrastive import PairContrastiveLoss
+
+    with pytest.raises(ValueError, match="directions must be one of"):
+        PairContrastiveLoss(0.1, "both")
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        PairContrastiveLoss(0.0)
+    with pytest.raises(ValueError, match="square similarity matrix"):
+        PairContrastiveLoss()(torch.zeros(2, 3))

@@ -8,16 +8,20 @@ global key ``rank·B + i``. The mean over the processes' queries is then average
 batch, and each process's gradient is that of its own queries' mean — which DDP's gradient
 averaging turns into exactly the global batch's gradient (``tests/test_contrastive.py`` checks
 both with two gloo processes).
+
+:class:`PairContrastiveLoss` is the cross-modal kind: a similarity matrix of paired features (text ×
+video, audio × video) whose diagonal holds the pairs, with gradients through both sides.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["gather_features", "mean_over_processes", "MLPProjector", "InfoNCE", "symmetric_info_nce", "rank_and_world"]
+__all__ = ["gather_features", "mean_over_processes", "MLPProjector", "InfoNCE", "symmetric_info_nce", "rank_and_world",
+           "pair_contrastive_loss", "PairContrastiveLoss", "PAIR_DIRECTIONS"]
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -170,3 +174,47 @@ def symmetric_info_nce(loss: InfoNCE, first: Sequence[torch.Tensor], second: Seq
     loss.remember(first[1])
     loss.remember(second[1])
     return {"loss": one["loss"] + two["loss"], "accuracy": (one["accuracy"] + two["accuracy"]) / 2}
+
+
+#: How :func:`pair_contrastive_loss` reduces the two softmax directions of a pair matrix: "sum" of
+#: the row-wise and column-wise terms (SimVTP's ``NormSoftmaxLoss``), their "mean" (CLIP, FLIP),
+#: "rows" only (each row's softmax over columns) or "columns" only (each column's softmax over rows:
+#: CAV-MAE's ``log_softmax(dim=0)``).
+PAIR_DIRECTIONS = ("sum", "mean", "rows", "columns")
+
+
+def pair_contrastive_loss(similarity: torch.Tensor, temperature: float, directions: str = "mean") -> torch.Tensor:
+    """−mean diag log_softmax(S/τ) over rows and/or columns (:data:`PAIR_DIRECTIONS`) of a square
+    similarity matrix S whose diagonal holds the pairs; gradients reach both sides."""
+    if directions not in PAIR_DIRECTIONS:
+        raise ValueError(f"pair contrast directions must be one of {', '.join(PAIR_DIRECTIONS)}, got {directions!r}")
+    logits = similarity.float() / temperature
+    rows = -F.log_softmax(logits, dim=1).diagonal().mean()
+    columns = -F.log_softmax(logits, dim=0).diagonal().mean()
+    return {"sum": rows + columns, "mean": (rows + columns) / 2, "rows": rows, "columns": columns}[directions]
+
+
+class PairContrastiveLoss(nn.Module):
+    """A core loss (``loss(pred, target, mask)``) on a square similarity matrix ``pred`` (e.g. cosine
+    similarities of paired features, pair i on the diagonal): :func:`pair_contrastive_loss` at
+    ``temperature`` with ``directions``; in-batch negatives of this process. ``target`` and ``mask``
+    are not read. Returns ``{"loss", name, "<name>_accuracy"}`` (the share of rows whose own column
+    scores highest)."""
+
+    def __init__(self, temperature: float = 0.07, directions: str = "mean", name: str = "contrast") -> None:
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"contrastive temperature must be positive, got {temperature!r}")
+        if directions not in PAIR_DIRECTIONS:
+            raise ValueError(f"pair contrast directions must be one of {', '.join(PAIR_DIRECTIONS)}, got {directions!r}")
+        self.temperature, self.directions, self.name = float(temperature), directions, name
+
+    def forward(self, pred: Any, target: Any = None, mask: Any = None) -> dict[str, torch.Tensor]:
+        if pred.dim() != 2 or pred.shape[0] != pred.shape[1]:
+            raise ValueError(f"{self.name} reads a square similarity matrix of pairs, got {tuple(pred.shape)}")
+        value = pair_contrastive_loss(pred, self.temperature, self.directions)
+        accuracy = (pred.detach().argmax(1) == torch.arange(len(pred), device=pred.device)).float().mean()
+        return {"loss": value, self.name: value, f"{self.name}_accuracy": accuracy}
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}, directions={self.directions!r}"

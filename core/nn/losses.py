@@ -101,7 +101,9 @@ class NamedLosses(Loss):
     """One loss per named part of a prediction (``{name: tensor}``, as :class:`~maekit.nn.targets.
     NamedTargets` makes), summed with weights: numbers, or schedules (BootMAE ramps its feature
     term up over the first quarter of training). Returns every part's terms, each part's weight as
-    ``<part>_weight`` when scheduled, and ``"loss"`` = Σ weight · part loss."""
+    ``<part>_weight`` when scheduled, and ``"loss"`` = Σ weight · part loss. ``mask``: one mask for
+    every part, or one per part (``{name: Mask}``, the per-modality masks of an audio-visual model;
+    a part without one gets ``None``)."""
 
     def __init__(self, losses: Mapping[str, Loss | dict], weights: Mapping[str, Schedule | float | Mapping[str, Any]] | None = None) -> None:
         super().__init__()
@@ -114,13 +116,16 @@ class NamedLosses(Loss):
         self.weights = ScheduledValues(**{name: (weights or {}).get(name, 1.0) for name in self.parts})
         self.scheduled = [name for name in (weights or {}) if not isinstance(weights[name], (int, float))]  # type: ignore[index]
 
-    def forward(self, pred: Prediction, target: Prediction, mask: Mask) -> dict[str, torch.Tensor]:
+    def forward(self, pred: Prediction, target: Prediction, mask: Mask | Mapping[str, Mask]) -> dict[str, torch.Tensor]:
         if not isinstance(pred, dict) or not isinstance(target, dict):
             raise TypeError(f"NamedLosses compares named parts; got {type(pred).__name__} and {type(target).__name__}")
+        if isinstance(mask, Mapping) and set(mask) - set(self.parts):
+            raise ValueError(f"masks name {', '.join(sorted(set(mask) - set(self.parts)))}, which are not among the "
+                             f"parts {', '.join(self.parts)}")
         out: dict[str, torch.Tensor] = {}
         total = None
         for name, loss in self.parts.items():
-            terms = loss(pred[name], target[name], mask)
+            terms = loss(pred[name], target[name], mask.get(name) if isinstance(mask, Mapping) else mask)
             weight = self.weights[name]
             out.update({key: value for key, value in terms.items() if key != "loss"})
             if name in self.scheduled:

@@ -20,7 +20,7 @@ __all__ = ["SOUNDFILE_EXTENSIONS", "CONTAINER_EXTENSIONS", "AUDIO_EXTENSIONS", "
            "load_waveform", "kaldi_fbank", "pad_or_crop", "FbankFrontEnd", "MIN_SAMPLES"]
 
 SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au")
-CONTAINER_EXTENSIONS = (".mp4", ".m4a", ".mkv", ".webm", ".avi", ".mov", ".mp3", ".aac", ".opus")
+CONTAINER_EXTENSIONS = (".mp4", ".m4a", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".mp3", ".aac", ".opus")
 AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS + CONTAINER_EXTENSIONS
 
 # (mean, std) of the log-mel fbank over each training set, and its frame count, as the reference.

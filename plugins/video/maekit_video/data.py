@@ -155,18 +155,26 @@ class VideoDataset(Dataset):
             return read_frame_folder(video[0], indices, self.frame_template, self.frame_start_index)
         return read_frames(video, indices, self.seek, self.decoder)
 
-    def sample(self, index: int) -> dict[str, Any]:
-        video, label = self.items[index]
+    def clip_frames(self, video: Source) -> tuple[VideoInfo, list[list[int]]]:
+        """The video's length and rate, and the frame indices of the clip(s) this read takes."""
         info = self.info(video)
         try:
-            clips = self.sampler.clips(info, self.train, self.test_clips)
+            return info, self.sampler.clips(info, self.train, self.test_clips)
         except ClipTooShort as error:
             raise ValueError(f"{self._path(video)}: {error}") from None
+
+    def read_clips(self, video: Source, clips: list[list[int]]) -> torch.Tensor:
+        """uint8 frames (T, H, W, 3) of one clip, (K, T, H, W, 3) of several, decoded once."""
         union = sorted({i for clip in clips for i in clip})
         frames = self.read(video, union)  # one decode for every clip
         where = {frame: row for row, frame in enumerate(union)}
         stacked = torch.stack([frames[[where[i] for i in clip]] for clip in clips])
-        return {"inputs": stacked if len(clips) > 1 else stacked[0], "label": label}
+        return stacked if len(clips) > 1 else stacked[0]
+
+    def sample(self, index: int) -> dict[str, Any]:
+        video, label = self.items[index]
+        _, clips = self.clip_frames(video)
+        return {"inputs": self.read_clips(video, clips), "label": label}
 
 
 def _lines(path: Path, what: str) -> list[tuple[int, list[str]]]:

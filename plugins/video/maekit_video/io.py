@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -177,10 +177,13 @@ def _last_line(error: Exception) -> str:
     return (str(error).splitlines() or [type(error).__name__])[-1]
 
 
-def write_video(path: str | Path, frames: np.ndarray | torch.Tensor, fps: float = 25.0, crf: int = 18) -> Path:
+def write_video(path: str | Path, frames: np.ndarray | torch.Tensor, fps: float = 25.0, crf: int = 18,
+                audio: np.ndarray | torch.Tensor | None = None, sample_rate: int = 16000) -> Path:
     """Write uint8 frames (T, H, W, 3) with the encoder of the file's suffix (.mp4/.mkv H.264,
-    .webm VP9, .avi MPEG-4, .gif); H.264/VP9 need even sizes. For tests and demos: the files are
-    real, read back through the same decoder users' files go through."""
+    .webm VP9, .avi MPEG-4, .gif); H.264/VP9 need even sizes. ``audio``: a (channels, samples)
+    float waveform in [−1, 1] at ``sample_rate`` muxed beside the video as AAC (.mp4/.mkv/.avi).
+    For tests and demos: the files are real, read back through the same decoder users' files go
+    through."""
     import av
 
     path = Path(path)
@@ -198,12 +201,40 @@ def write_video(path: str | Path, frames: np.ndarray | torch.Tensor, fps: float 
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pixel_format
         if codec == "libx264":
             stream.options = {"crf": str(crf)}
+        # every stream is added before the first packet: the container's header is written then
+        sound = None if audio is None else _audio_stream(container, np.asarray(audio, dtype=np.float32), sample_rate)
         for image in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+        if sound is not None:
+            _mux_audio(container, *sound)
     return path
+
+
+def _audio_stream(container: Any, waveform: np.ndarray, sample_rate: int) -> tuple[Any, np.ndarray, int]:
+    """An AAC stream for a (channels, samples) float waveform, added to an open output container."""
+    if waveform.ndim != 2 or waveform.shape[0] not in (1, 2):
+        raise ValueError(f"expected audio (channels 1 or 2, samples), got shape {waveform.shape}")
+    stream = container.add_stream("aac", rate=sample_rate)
+    stream.layout = "mono" if waveform.shape[0] == 1 else "stereo"
+    return stream, waveform, sample_rate
+
+
+def _mux_audio(container: Any, stream: Any, waveform: np.ndarray, sample_rate: int) -> None:
+    """Encode the waveform into its stream, in AAC-frame-sized chunks."""
+    import av
+
+    chunk = 1024  # AAC's frame size
+    for start in range(0, waveform.shape[1], chunk):
+        part = np.ascontiguousarray(waveform[:, start:start + chunk])
+        frame = av.AudioFrame.from_ndarray(part, format="fltp", layout=stream.layout.name)
+        frame.sample_rate, frame.pts = sample_rate, start
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
 
 
 def frame_folder_info(folder: str | Path, template: str = "img_{:05d}.jpg", start_index: int = 1,

@@ -1,11 +1,8 @@
 """Text→video and video→text retrieval: R@1/5/10, median and mean rank; zero-shot from the
 contrastive features and after fine-tuning them with SimVTP's contrastive loss.
 
-Ranks are 1-based; a query's rank counts the candidates scoring strictly higher than its match,
-plus one (ties go to the query). A text's match is its own video; a video's rank is the best rank
-of its captions among all captions. R@K is the percentage of queries ranked ≤ K; MdR the median
-rank as CLIP4Clip and SimVTP's ``metric.py`` report it (``np.median`` of the 0-based ranks + 1, so
-an even count of queries can give a half); MnR the mean rank.
+The metrics are core's (:mod:`maekit.eval.retrieval`): a text's match is its own video; a
+video's rank is the best rank of its captions among all captions.
 """
 from __future__ import annotations
 
@@ -16,45 +13,19 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from maekit.eval.retrieval import ranks_of
+from maekit.eval.retrieval import retrieval_metrics as core_retrieval_metrics
+
 __all__ = ["retrieval_metrics", "ranks_of", "embed_videos", "embed_captions", "evaluate_retrieval", "finetune_retrieval",
            "retrieval_report", "ensure_vocabulary"]
 
 
-def ranks_of(similarity: torch.Tensor, video_of_text: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    """1-based ranks of each text's video among the videos (texts × videos ``similarity``), and of
-    each video's best caption among the texts."""
-    texts = torch.arange(len(video_of_text))
-    own = similarity[texts, video_of_text]
-    text_ranks = (similarity > own[:, None]).sum(dim=1) + 1
-    # each (video, caption of it): captions scoring above the caption, for that video; in chunks of
-    # captions, so a split of 180k captions needs texts × chunk numbers, not texts²
-    caption_ranks = torch.cat([(similarity[:, video_of_text[start:start + chunk]] > own[start:start + chunk]).sum(dim=0)
-                               for start in range(0, len(texts), chunk)]) + 1
-    video_ranks = torch.full((similarity.shape[1],), len(texts) + 1, dtype=torch.long)
-    video_ranks = video_ranks.scatter_reduce(0, video_of_text, caption_ranks, reduce="amin")
-    return text_ranks, video_ranks
-
-
-def _summary(ranks: torch.Tensor, prefix: str, ks: Sequence[int]) -> dict[str, float]:
-    values = ranks.double()
-    out = {f"{prefix}_R@{k}": float((values <= k).double().mean() * 100) for k in ks}
-    out[f"{prefix}_MdR"] = float(np.median((values - 1).numpy()) + 1)
-    out[f"{prefix}_MnR"] = float(values.mean())
-    return out
-
-
 def retrieval_metrics(similarity: torch.Tensor, video_of_text: torch.Tensor, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
-    """Both directions' R@K, MdR and MnR (module docstring) for a texts × videos similarity."""
-    if similarity.dim() != 2 or len(video_of_text) != similarity.shape[0]:
-        raise ValueError(f"similarity must be texts × videos with one video per text; got {tuple(similarity.shape)} "
-                         f"for {len(video_of_text)} texts")
-    covered = torch.zeros(similarity.shape[1], dtype=torch.bool)
-    covered[video_of_text] = True
-    if not bool(covered.all()):
-        raise ValueError(f"{int((~covered).sum())} videos have no caption: every video needs one to be retrieved")
-    text_ranks, video_ranks = ranks_of(similarity.float().cpu(), video_of_text.cpu())
-    return {**_summary(text_ranks, "text_to_video", ks), **_summary(video_ranks, "video_to_text", ks),
-            "num_videos": similarity.shape[1], "num_captions": similarity.shape[0]}
+    """Both directions' R@K, MdR and MnR (core's :func:`~maekit.eval.retrieval.retrieval_metrics`)
+    for a texts × videos similarity, with the counts named for videos and captions."""
+    metrics = core_retrieval_metrics(similarity, video_of_text, ks, ("text_to_video", "video_to_text"))
+    return {**{k: v for k, v in metrics.items() if not k.startswith("num_")},
+            "num_videos": metrics["num_candidates"], "num_captions": metrics["num_queries"]}
 
 
 def _device(model: torch.nn.Module) -> torch.device:

@@ -8,6 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from maekit.nn.base import Loss
+from maekit.nn.contrastive import PairContrastiveLoss, pair_contrastive_loss
 
 __all__ = ["MaskedLanguageLoss", "VideoTextContrastiveLoss", "VideoTextMatchingLoss", "norm_softmax_loss"]
 
@@ -34,30 +35,17 @@ class MaskedLanguageLoss(Loss):
 def norm_softmax_loss(similarity: torch.Tensor, temperature: float) -> torch.Tensor:
     """SimVTP's ``NormSoftmaxLoss``: −mean diag log_softmax(S/τ) over rows − the same over columns
     (the sum of the two directions, not their mean) for a cosine-similarity matrix S (texts × videos)."""
-    logits = similarity.float() / temperature
-    rows = F.log_softmax(logits, dim=1).diagonal()
-    columns = F.log_softmax(logits.t(), dim=1).diagonal()
-    return -rows.mean() - columns.mean()
+    return pair_contrastive_loss(similarity, temperature, "sum")
 
 
-class VideoTextContrastiveLoss(Loss):
+class VideoTextContrastiveLoss(PairContrastiveLoss):
     """Video–text contrast (VTC) on the batch's cosine-similarity matrix (texts × videos, pair i on
     the diagonal) at temperature ``temperature`` (SimVTP: 0.05), both directions summed; in-batch
     negatives of this process only, as the reference. ``target`` and ``mask`` are not read.
     Returns ``{"loss", "vtc", "vtc_accuracy"}`` (the share of texts whose own video scores highest)."""
 
     def __init__(self, temperature: float = 0.05, name: str = "vtc") -> None:
-        super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"VTC temperature must be positive, got {temperature!r}")
-        self.temperature, self.name = float(temperature), name
-
-    def forward(self, pred: Any, target: Any = None, mask: Any = None) -> dict[str, torch.Tensor]:
-        if pred.dim() != 2 or pred.shape[0] != pred.shape[1]:
-            raise ValueError(f"VTC reads a square texts × videos similarity matrix, got {tuple(pred.shape)}")
-        value = norm_softmax_loss(pred, self.temperature)
-        accuracy = (pred.detach().argmax(1) == torch.arange(len(pred), device=pred.device)).float().mean()
-        return {"loss": value, self.name: value, f"{self.name}_accuracy": accuracy}
+        super().__init__(temperature, "sum", name)
 
 
 class VideoTextMatchingLoss(Loss):

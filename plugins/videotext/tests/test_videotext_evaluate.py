@@ -58,7 +58,7 @@ def test_ties_go_to_the_query_and_an_even_median_can_be_a_half():
 
 
 def test_a_video_without_caption_is_an_error():
-    with pytest.raises(ValueError, match="1 videos have no caption"):
+    with pytest.raises(ValueError, match="1 videos have no text: every video needs one"):
         retrieval_metrics(torch.zeros(2, 3), torch.tensor([0, 1]))
 
 
