@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import alternating_medians, machine_description  # noqa: E402
+from common import alternating_medians, batch_step, machine_description  # noqa: E402
 
 CAPTIONS = ["a seven moving to the left", "the digit 3 heading upward", "two drifting down",
             "a handwritten nine sliding towards the bottom"]
@@ -44,16 +44,6 @@ def build(method: str, size: str) -> torch.nn.Module:
     return model
 
 
-def make_step(model: torch.nn.Module, batch: dict):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        model(batch)["loss"].backward()
-        optimizer.step()
-    return step
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="demo")
@@ -67,7 +57,7 @@ def main() -> None:
     torch.manual_seed(0)
     clips = torch.randn(batch_size, 3, video["num_frames"], video["img_size"], video["img_size"])
     batch = {"inputs": clips, "caption": [CAPTIONS[i % len(CAPTIONS)] for i in range(batch_size)]}
-    steps = {name: make_step(build(name, size), batch) for name in ("simvtp", "smaug", "videomae")}
+    steps = {name: batch_step(build(name, size), batch) for name in ("simvtp", "smaug", "videomae")}
     seconds = alternating_medians(steps, repeats)
     figures = {"size": size, "batch": batch_size, "machine": machine_description(), "precision": "fp32",
                **{f"{name}_clips_per_s": batch_size / s for name, s in seconds.items()},

@@ -44,7 +44,7 @@ from maekit_video.io import (
 )
 
 __all__ = ["VideoDataset", "VideoList", "RawframeList", "KineticsCSV", "SomethingSomethingV2", "UCF101", "HMDB51",
-           "VideoFolder", "ClipSampler", "VideoMAEAugment", "VideoResizedCropAugment", "VideoEvalTransform"]
+           "VideoFolder", "list_videos", "ClipSampler", "VideoMAEAugment", "VideoResizedCropAugment", "VideoEvalTransform"]
 
 
 class ClipSampler:
@@ -393,22 +393,28 @@ class VideoFolder(VideoDataset):
     def __init__(self, root: str | Path, class_folders: bool = False, extensions: Sequence[str] = VIDEO_EXTENSIONS,
                  **options: Any) -> None:
         super().__init__(**options)
-        root = Path(root)
-        if not root.is_dir():
-            raise ValueError(f"{root}: not a folder")
-        wanted = {e.lower() for e in extensions}
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
-        if not files:
-            raise ValueError(f"{root}: no videos with extensions {', '.join(extensions)}")
-        if class_folders:
-            files = [p for p in files if p.parent != root]
-            self.classes = sorted({p.relative_to(root).parts[0] for p in files})
-            if not self.classes:
-                raise ValueError(f"{root}: class_folders=True but the videos are not in class folders")
-            index = {name: i for i, name in enumerate(self.classes)}
-            self.set_items([(p, index[p.relative_to(root).parts[0]]) for p in files], str(root))
-        else:
-            self.set_items([(p, -1) for p in files], str(root))
+        items, self.classes = list_videos(root, class_folders, extensions)
+        self.set_items(list(items), str(root))
+
+
+def list_videos(root: str | Path, class_folders: bool, extensions: Sequence[str]) -> tuple[list[tuple[Path, int]], list[str]]:
+    """The videos under ``root`` (searched recursively, sorted) with their labels, and the classes:
+    with ``class_folders`` the first-level folders (sorted names), else none (labels −1)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder")
+    wanted = {e.lower() for e in extensions}
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
+    if not files:
+        raise ValueError(f"{root}: no videos with extensions {', '.join(extensions)}")
+    if not class_folders:
+        return [(p, -1) for p in files], []
+    files = [p for p in files if p.parent != root]
+    classes = sorted({p.relative_to(root).parts[0] for p in files})
+    if not classes:
+        raise ValueError(f"{root}: class_folders=True but the videos are not in class folders")
+    index = {name: i for i, name in enumerate(classes)}
+    return [(p, index[p.relative_to(root).parts[0]]) for p in files], classes
 
 
 # -- transforms: uint8 frames (T, H, W, 3) or (K, T, H, W, 3) → float clips (C, T, H, W) / (V, C, T, H, W)

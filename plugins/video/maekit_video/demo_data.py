@@ -17,7 +17,8 @@ from maekit.data.bundled import demo_folder
 from maekit_video.data import VideoList
 from maekit_video.io import write_video
 
-__all__ = ["DIRECTIONS", "moving_digit_frames", "write_moving_digits", "MovingDigits", "write_moving_digit_davis"]
+__all__ = ["DIRECTIONS", "moving_digit_frames", "digit_split", "write_moving_digits", "MovingDigits",
+           "write_moving_digit_davis"]
 
 DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # (rows, columns) per frame: right, left, down, up
 CANVAS, DIGIT, FRAMES = 32, 24, 16
@@ -41,17 +42,23 @@ def moving_digit_frames(digit: np.ndarray, direction: int, rng: np.random.Genera
     return np.repeat((video * 255).round().astype(np.uint8)[..., None], 3, axis=-1)
 
 
-def write_moving_digits(root: str | Path, test_fraction: float = 0.25, seed: int = 0, count: int | None = None) -> int:
-    """Write every digit (or the first ``count``) as a moving clip (``<split>/<n>.mp4``) and
-    ``train.csv`` / ``test.csv``."""
+def digit_split(count: int | None, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.random.Generator, set[int]]:
+    """scikit-learn's digits (the first ``count``): images, labels, the generator that then draws
+    each clip's motion, and the indices of the test clips (``test_fraction`` of them, seeded)."""
     from sklearn.datasets import load_digits
 
-    root = Path(root)
     digits = load_digits()
     images, targets = digits.images[:count], digits.target[:count]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))
-    test = set(order[: int(len(order) * test_fraction)].tolist())
+    return images, targets, rng, set(order[: int(len(order) * test_fraction)].tolist())
+
+
+def write_moving_digits(root: str | Path, test_fraction: float = 0.25, seed: int = 0, count: int | None = None) -> int:
+    """Write every digit (or the first ``count``) as a moving clip (``<split>/<n>.mp4``) and
+    ``train.csv`` / ``test.csv``."""
+    root = Path(root)
+    images, targets, rng, test = digit_split(count, test_fraction, seed)
     lines: dict[str, list[str]] = {"train": [], "test": []}
     for number, (image, digit) in enumerate(zip(images, targets)):
         direction = int(rng.integers(len(DIRECTIONS)))
