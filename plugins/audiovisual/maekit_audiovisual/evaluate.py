@@ -165,7 +165,7 @@ def finetune(model: AudioVisualMAE, train: Dataset, test: Dataset, num_classes: 
         optimizer.step()
         schedule.step()
         if log is not None and (step + 1) % max(iters // 4, 1) == 0:
-            log(f"fine-tuning {'+'.join(classifier.modalities)} {step + 1}/{iters}: loss {float(loss):.4f}")
+            log(f"fine-tuning {'+'.join(classifier.modalities)} {step + 1}/{iters}: loss {float(loss.detach()):.4f}")
     classifier.eval()
     correct = total = 0
     with torch.no_grad():
@@ -173,7 +173,7 @@ def finetune(model: AudioVisualMAE, train: Dataset, test: Dataset, num_classes: 
             predicted = classifier.classify(_streams(batch, _device(classifier))).argmax(-1).cpu()
             labels = torch.as_tensor(batch["label"])
             correct, total = correct + int((predicted == labels).sum()), total + len(labels)
-    return {"top1": 100.0 * correct / total, "final_loss": float(loss)}
+    return {"top1": 100.0 * correct / total, "final_loss": float(loss.detach())}
 
 
 def frozen_view(spec: Mapping[str, Any]) -> dict[str, Any]:

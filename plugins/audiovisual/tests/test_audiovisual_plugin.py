@@ -182,10 +182,10 @@ def test_short_demo_runs_and_compares_with_random_init(tmp_path):
     small = dict(type="av_demo_talking_digits", count=40, speakers=SPEAKERS)
     overrides = {**TINY, "data.dataset": dict(small, split="train"), "av_eval.train": dict(small, split="train"),
                  "av_eval.test": dict(small, split="test"), "av_eval.knn_k": 3, "data.batch_size": 8,
-                 "data.num_workers": 0}
+                 "data.num_workers": 0, "av_eval.finetune.iters": 2, "av_eval.finetune.batch_size": 4}
     metrics = run_audiovisual_demo(tmp_path, max_iters=3, overrides=overrides, log=lambda *_: None)
     for name in ("pretrained", "random_init"):
         for kind in ("joint", "audio", "video"):
             assert 0 <= metrics[f"probe/{kind}_{name}"] <= 100
-        assert metrics[f"retrieval/clips_{name}"] == 10
+        assert metrics[f"retrieval/clips_{name}"] == 10 and 0 <= metrics[f"finetune/joint_{name}"] <= 100
     assert (tmp_path / "metrics.json").is_file() and Path(metrics["picture"]).is_file()
