@@ -27,6 +27,8 @@ from maekit_audio.frontend import MIN_SAMPLES, load_waveform
 from maekit_video.data import Source, VideoDataset, list_videos
 from maekit_video.io import VIDEO_EXTENSIONS, VideoInfo
 
+from maekit.data.skipping import without_missing
+
 __all__ = ["AudioVisualDataset", "AudioVisualCSV", "AudioVisualFolder", "VGGSoundAV", "audio_window",
            "SOUND_VIDEO_EXTENSIONS"]
 
@@ -70,15 +72,9 @@ class AudioVisualDataset(VideoDataset):
     def set_pairs(self, pairs: list[tuple[Path, Path | None, int]], source: str) -> None:
         """Keep the pairs whose files exist (a missing video or audio file is an error naming it, or
         with ``on_error="skip"`` is left out and listed)."""
-        missing_audio = [(video, audio) for video, audio, _ in pairs if audio is not None and not audio.is_file()]
-        if missing_audio and self.on_error == "raise":
-            more = f" (and {len(missing_audio) - 1} more)" if len(missing_audio) > 1 else ""
-            raise ValueError(f"{source} lists the audio file {missing_audio[0][1]}, which does not exist{more}; fix the "
-                             f"paths, or pass on_error='skip' to leave such pairs out")
-        for _, audio in missing_audio:
-            self.skipped_files[str(audio)] = "audio file not found"
-        absent = {video for video, _ in missing_audio}
-        kept = [(video, audio, label) for video, audio, label in pairs if video not in absent]
+        # a listed audio file that is missing: core's rule for missing files (error naming it, or left out and listed)
+        kept = without_missing(pairs, lambda pair: str(pair[1]), lambda pair: pair[1] is None or pair[1].is_file(),
+                               self.on_error, self.skipped_files, source)
         paired: dict[Path, Path | None] = {}
         for video, audio, _ in kept:  # one audio source per video: a second pairing would be lost silently
             if paired.setdefault(video, audio) != audio:
