@@ -75,7 +75,7 @@ def write_clips(root: Path, count: int = 6) -> Path:
 
 def dataset_of(csv: Path) -> dict:
     return dict(type="av_clips", csv_file=str(csv), clip=dict(sampling="consecutive", num_frames=8, stride=2),
-                audio=dict(type="audio_fbank", num_mel_bins=64, target_length=192, stats="speechcommands"))
+                audio=dict(type="audio_fbank", num_mel_bins=64, target_length=96, stats="speechcommands"))
 
 
 def tiny_config(csv: Path, config: str, iters: int) -> dict:
@@ -109,7 +109,7 @@ def test_mavils_two_stages_train_from_one_command_each_on_files_with_sound(tmp_p
     stage1 = tmp_path / "stage1" / "iter_2.pth"
     teacher_model = f"model.teacher.model={{'type': 'mavil', 'size': None, 'encoder': {TINY['model.encoder']!r}, " \
                     f"'decoder': {TINY['model.decoder']!r}, 'num_frames': 8, 'img_size': 32, 'patch_size': 4, " \
-                    f"'audio_patch_size': 8, 'audio_frames': 192, 'num_mel_bins': 64, 'mask_ratio': 0.75}}"
+                    f"'audio_patch_size': 8, 'audio_frames': 96, 'num_mel_bins': 64, 'mask_ratio': 0.75}}"
     maekit("train", "mavil_stage2_demo_talking_digits", "--work-dir", str(tmp_path / "stage2"), "--cfg-options",
            *options, f"model.teacher.checkpoint={stage1}", teacher_model)
     first = strip_runner_prefix(load_state_dict(stage1))
@@ -189,3 +189,21 @@ def test_short_demo_runs_and_compares_with_random_init(tmp_path):
             assert 0 <= metrics[f"probe/{kind}_{name}"] <= 100
         assert metrics[f"retrieval/clips_{name}"] == 10 and 0 <= metrics[f"finetune/joint_{name}"] <= 100
     assert (tmp_path / "metrics.json").is_file() and Path(metrics["picture"]).is_file()
+    assert metrics["config"] == "mavil_demo_talking_digits"  # the headline demo is MAViL's stage 1
+
+
+def test_talking_digits_are_one_second_mp4s_with_the_word_in_their_track():
+    import av
+    from maekit_audiovisual.demo_data import TalkingDigits
+
+    clips = TalkingDigits("test", count=40, speakers=SPEAKERS)
+    path = str(clips.items[0][0])
+    with av.open(path) as container:
+        frames = [frame.to_ndarray() for frame in container.decode(video=0)]
+    with av.open(path) as container:
+        sound = np.concatenate([frame.to_ndarray().reshape(-1) for frame in container.decode(audio=0)])
+    # 16 frames at 16 fps and a second of 16 kHz sound (the AAC encoder pads its last frame)
+    assert len(frames) == 16 and 16000 <= len(sound) <= 16000 + 2048
+    assert np.abs(sound).max() > 0.05  # the word is in the track, not silence
+    sample = clips[0]
+    assert tuple(sample["audio"].shape) == (1, 96, 64) and tuple(sample["inputs"].shape) == (8, 32, 32, 3)
