@@ -5,7 +5,9 @@ Features, nothing masked: "joint" = [mean video token; mean audio token] of the 
 both modalities together; "audio" / "video" = the mean token of that modality encoded alone (the
 same encoder, the other modality absent: what the joint model knows from one stream). Retrieval
 ranks, for each clip's audio (alone), the videos (alone) of every test clip, and back (core's
-:mod:`maekit.eval.retrieval`).
+:mod:`maekit.eval.retrieval`), on the model's ``retrieval_features``: AV-MAE's mean token of each
+modality alone, MAViL's contrast space (the features its inter-modal term aligns, through its
+projector when it has one).
 
 Fine-tuning follows the reference's audio-visual head (scenic's MBT classifier head): one Linear
 shared by the modalities gives per-modality logits of each modality's mean token (after a
@@ -48,13 +50,15 @@ def _streams(batch: Mapping[str, Any], device: torch.device) -> dict[str, torch.
 
 
 @torch.no_grad()
-def av_features(model: AudioVisualMAE, dataset: Dataset, transform: Any = None,
-                batch_size: int = 64) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def av_features(model: AudioVisualMAE, dataset: Dataset, transform: Any = None, batch_size: int = 64,
+                retrieval: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Per clip of ``dataset`` (seen through ``transform``): the ``joint``, ``audio`` and ``video``
-    features (module docstring), and the labels."""
+    features (module docstring), with ``retrieval`` also ``retrieval_audio`` and ``retrieval_video``
+    (the model's ``retrieval_features``), and the labels."""
     model.eval()
     device = _device(model)
-    found: dict[str, list[np.ndarray]] = {kind: [] for kind in FEATURE_KINDS}
+    kinds = FEATURE_KINDS + (tuple(f"retrieval_{m}" for m in MODALITIES) if retrieval else ())
+    found: dict[str, list[np.ndarray]] = {kind: [] for kind in kinds}
     labels = []
     for batch in _loader(dataset, transform, batch_size):
         streams = _streams(batch, device)
@@ -62,6 +66,9 @@ def av_features(model: AudioVisualMAE, dataset: Dataset, transform: Any = None,
         found["joint"].append(torch.cat([together[m] for m in MODALITIES], dim=-1).float().cpu().numpy())
         for m in MODALITIES:
             found[m].append(model.pooled(streams, (m,))[m].float().cpu().numpy())
+        if retrieval:
+            for m, value in model.retrieval_features(streams).items():
+                found[f"retrieval_{m}"].append(value.float().cpu().numpy())
         labels.append(np.asarray(batch["label"]))
     return {kind: np.concatenate(parts) for kind, parts in found.items()}, np.concatenate(labels)
 
@@ -215,9 +222,10 @@ def av_eval_report(model: AudioVisualMAE, section: Mapping[str, Any], eval_trans
     test = build("dataset", frozen_view(section["test"]))
     batch_size = int(section.get("batch_size", 64))
     train_features = av_features(model, train, eval_transform, batch_size)
-    test_features = av_features(model, test, eval_transform, batch_size)
+    test_features = av_features(model, test, eval_transform, batch_size, retrieval=True)
     report: dict[str, Any] = {**probe_report(train_features, test_features, int(section.get("knn_k", 20))),
-                              **retrieval_report(test_features[0], tuple(section.get("ks", (1, 5, 10))))}
+                              **retrieval_report({m: test_features[0][f"retrieval_{m}"] for m in MODALITIES},
+                                                 tuple(section.get("ks", (1, 5, 10))))}
     configured = int(options.pop("iters", 0))
     iters = configured if finetune_iters is None else finetune_iters
     if iters > 0:

@@ -357,6 +357,11 @@ class AudioVisualMAE(nn.Module):
         """Mean-pooled encoder outputs (B×D) per modality, the modalities encoded together."""
         return {m: tokens.mean(dim=1) for m, tokens in self.encode_streams(batch, modalities).fused.items()}
 
+    def retrieval_features(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """Each modality's clip feature (B×D) for audio↔video retrieval, every modality encoded
+        alone so that neither side sees its pair: here the mean of its encoder outputs."""
+        return {m: self.pooled(batch, (m,))[m] for m in MODALITIES}
+
     def encode(self, batch: Any, mask: Any = None) -> torch.Tensor:
         """Core's single-stream commands (``maekit probe``, ``maekit finetune``) pass frames only;
         an audio-visual model is evaluated by ``maekit av-eval``."""
@@ -430,11 +435,17 @@ class MAViL(AudioVisualMAE):
         return {m: normalize_features(fused[m], self.target_norm) for m in MODALITIES}
 
     def summary(self, encoded: Encoded) -> dict[str, torch.Tensor]:
-        """Each modality's clip feature for the contrastive terms: the mean of its tokens (through the
-        modality's projector when there is one)."""
+        """Each modality's clip feature for the contrastive terms (of the modalities ``encoded``
+        holds): the mean of its tokens (through the modality's projector when there is one)."""
         source = encoded.unimodal if self.contrast_on == "unimodal" else encoded.fused
-        pooled = {m: source[m].mean(dim=1) for m in MODALITIES}
-        return pooled if self.projector is None else {m: self.projector[m](pooled[m]) for m in MODALITIES}
+        pooled = {m: tokens.mean(dim=1) for m, tokens in source.items()}
+        return pooled if self.projector is None else {m: self.projector[m](value) for m, value in pooled.items()}
+
+    def retrieval_features(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """Retrieval in the space the inter-modal term aligns: :meth:`summary` of each modality of
+        the unmasked clip, encoded alone (the same as encoded together for ``contrast_on="unimodal"``,
+        read before the joint blocks; for "fused" it keeps the pair from seeing each other)."""
+        return {m: self.summary(self.encode_streams(batch, (m,)))[m] for m in MODALITIES}
 
     def run_steps(self, batch: Mapping[str, Any], noise: NoiseSource = None) -> ForwardPass:
         tokens = self.tokenize(batch)

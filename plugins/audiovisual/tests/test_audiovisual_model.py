@@ -265,3 +265,27 @@ def test_mavils_projector_carries_the_contrastive_features():
     assert all(name.startswith("projector.") for name in model.state_dict() if "projector" in name)
     with pytest.raises(ValueError, match="projector takes hidden_dim, out_dim, layers"):
         mavil(**SMALL, projector=dict(width=8))
+
+
+@pytest.mark.parametrize("contrast_on", ["unimodal", "fused"])
+def test_retrieval_reads_mavils_contrast_space_and_av_maes_pooled_tokens_each_modality_alone(contrast_on):
+    torch.manual_seed(0)
+    model = mavil(**SMALL, mask_ratio=0.75, views=1, contrast_on=contrast_on, projector=dict(hidden_dim=24, out_dim=8))
+    model.eval()
+    batch = batch_of(4)
+    with torch.no_grad():
+        found = model.retrieval_features(batch)
+        for m in ("audio", "video"):
+            alone = model.encoder({m: model.patchifiers[m](batch)})  # the modality encoded without its pair
+            tokens = alone.unimodal[m] if contrast_on == "unimodal" else alone.fused[m]
+            assert found[m].shape == (4, 8)
+            assert torch.allclose(found[m], model.projector[m](tokens.mean(1)), atol=1e-5)
+        # the audio side does not move when the video changes: no leak across the pair
+        other = dict(batch, inputs=torch.randn_like(batch["inputs"]))
+        assert torch.allclose(model.retrieval_features(other)["audio"], found["audio"], atol=1e-6)
+    plain = av_mae(**SMALL)
+    plain.eval()
+    with torch.no_grad():
+        pooled = plain.retrieval_features(batch)
+        alone = plain.encoder({"audio": plain.patchifiers["audio"](batch)}).fused["audio"].mean(1)
+    assert torch.allclose(pooled["audio"], alone, atol=1e-6) and pooled["video"].shape == (4, 32)

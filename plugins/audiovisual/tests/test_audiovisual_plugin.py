@@ -155,9 +155,10 @@ def test_av_mae_trains_from_one_command_and_av_eval_reports_probes_retrieval_and
     # the command's retrieval is the trained model's, from the features of each modality alone
     model = load_trained_model(cfg.model, checkpoint)
     features, labels = av_features(model, build("dataset", dict(cfg.av_eval.test, train=False)),
-                                   build("transform", cfg.eval_transform))
+                                   build("transform", cfg.eval_transform), retrieval=True)
     assert features["joint"].shape == (6, 64) and labels.tolist() == [1, 0, 1, 0, 1, 0]  # classes sorted: high, low
-    direct = retrieval_report(features)
+    assert np.allclose(features["retrieval_audio"], features["audio"], atol=1e-5)  # AV-MAE: the pooled tokens
+    direct = retrieval_report({m: features[f"retrieval_{m}"] for m in ("audio", "video")})
     for key in ("audio_to_video_R@1", "audio_to_video_MnR", "video_to_audio_R@5"):
         assert metrics[f"retrieval/{key}"] == pytest.approx(direct[f"retrieval/{key}"])
     from maekit.eval.probe import linear_probe
