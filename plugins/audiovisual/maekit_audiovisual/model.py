@@ -283,6 +283,9 @@ class AudioVisualMAE(nn.Module):
         for name, kind in self.targets.items():
             if name not in MODALITIES or kind not in ("pixels", "norm_pixels"):
                 raise ValueError(f"targets maps video/audio to 'pixels' or 'norm_pixels', got {name!r}: {kind!r}")
+        # core's targets (no weights): raw patches, or MAE's per-patch norm-pix (unbiased variance,
+        # eps 1e-6 inside the root), which also put a prediction back in token values for pictures
+        self.target_makers = nn.ModuleDict({m: build("target", dict(type=self.targets[m])) for m in MODALITIES})
 
     # -- the steps ------------------------------------------------------------------------------
     def tokenize(self, batch: Mapping[str, Any]) -> dict[str, Tokens]:
@@ -306,9 +309,8 @@ class AudioVisualMAE(nn.Module):
         return {m: self.maskers[m](tokens[m], noise=noise[m]) for m in MODALITIES}
 
     def make_target(self, tokens: Tokens, modality: str) -> torch.Tensor:
-        """Raw patches, or per patch (x − mean)/√(unbiased var + 1e-6) (MAE's norm-pix: core's "standardize")."""
-        values = tokens.values.float()
-        return normalize_features(values, "standardize") if self.targets[modality] == "norm_pixels" else values
+        """Raw patches, or per patch (x − mean)/√(unbiased var + 1e-6) (core's ``norm_pixels``)."""
+        return self.target_makers[modality](tokens).float()
 
     #: whether a loss reads each modality's features before the joint blocks (MAViL's contrast)
     reads_unimodal = False

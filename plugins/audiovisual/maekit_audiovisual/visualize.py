@@ -19,14 +19,6 @@ __all__ = ["av_panels", "AV_TITLES"]
 AV_TITLES = PanelTitles(columns=("frame", "masked", "reconstruction", "spectrogram", "masked", "reconstruction"))
 
 
-def _to_values(pred: torch.Tensor, values: torch.Tensor, kind: str) -> torch.Tensor:
-    """A prediction back in token values: raw as it is, norm-pix with each patch's own statistics."""
-    if kind == "pixels":
-        return pred
-    mean, var = values.mean(-1, keepdim=True), values.var(-1, keepdim=True)
-    return pred * (var + 1e-6) ** 0.5 + mean
-
-
 def _images(model: Any, modality: str, values: torch.Tensor, out: ForwardPass) -> torch.Tensor:
     tokens = out.extras["tokens"][modality]
     images = model.patchifiers[modality].unpatchify(values, tokens.meta).float()
@@ -51,7 +43,7 @@ def av_panels(model: Any, out: ForwardPass) -> list[list[np.ndarray]]:
         # is not these tokens' values in place (inpainting's slot order, a stage-2 teacher's features)
         pred = out.pred[modality][: tokens.batch_size]
         drawn = not getattr(model, "inpainting", False) and getattr(model, "teacher", None) is None
-        rebuilt = _to_values(pred.float(), tokens.values.float(), model.targets[modality]) if drawn else \
+        rebuilt = model.target_makers[modality].to_values(pred.float(), tokens) if drawn else \
             torch.full_like(tokens.values, float(tokens.values.amin()))
         # removed patches drawn black in the frame, mid-grey in the spectrogram
         blank = -1.0 if modality == "video" else (tokens.values.amin() + tokens.values.amax()) / 2

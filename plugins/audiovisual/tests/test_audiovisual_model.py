@@ -289,3 +289,17 @@ def test_retrieval_reads_mavils_contrast_space_and_av_maes_pooled_tokens_each_mo
         pooled = plain.retrieval_features(batch)
         alone = plain.encoder({"audio": plain.patchifiers["audio"](batch)}).fused["audio"].mean(1)
     assert torch.allclose(pooled["audio"], alone, atol=1e-6) and pooled["video"].shape == (4, 32)
+
+
+def test_targets_are_raw_or_mae_norm_pix_per_patch_and_pictures_undo_them():
+    torch.manual_seed(0)
+    batch = batch_of(2)
+    normed = mavil(**SMALL, mask_ratio=0.75)  # MAViL's default: per-patch normalised targets
+    out = normed.run_steps(batch, noise=seeded_noise(3))
+    raw = av_mae(**SMALL).run_steps(batch, noise=seeded_noise(3))
+    for m in ("audio", "video"):
+        values = out.extras["tokens"][m].values
+        expected = (values - values.mean(-1, keepdim=True)) / (values.var(-1, keepdim=True, unbiased=True) + 1e-6).sqrt()
+        assert torch.allclose(out.target[m][:2], expected, atol=1e-5) and out.target[m].shape[0] == 4  # two views
+        assert torch.allclose(normed.target_makers[m].to_values(expected, out.extras["tokens"][m]), values, atol=1e-4)
+        assert torch.equal(raw.target[m], raw.extras["tokens"][m].values)
