@@ -183,9 +183,11 @@ def symmetric_info_nce(loss: InfoNCE, first: Sequence[torch.Tensor], second: Seq
 PAIR_DIRECTIONS = ("sum", "mean", "rows", "columns")
 
 
-def pair_contrastive_loss(similarity: torch.Tensor, temperature: float, directions: str = "mean") -> torch.Tensor:
+def pair_contrastive_loss(similarity: torch.Tensor, temperature: float | torch.Tensor,
+                          directions: str = "mean") -> torch.Tensor:
     """−mean diag log_softmax(S/τ) over rows and/or columns (:data:`PAIR_DIRECTIONS`) of a square
-    similarity matrix S whose diagonal holds the pairs; gradients reach both sides."""
+    similarity matrix S whose diagonal holds the pairs; gradients reach both sides (and a learnable
+    τ given as a tensor, as CLIP's 1 / logit scale)."""
     if directions not in PAIR_DIRECTIONS:
         raise ValueError(f"pair contrast directions must be one of {', '.join(PAIR_DIRECTIONS)}, got {directions!r}")
     logits = similarity.float() / temperature

@@ -5,10 +5,12 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from maekit.nn.base import Loss
-from maekit.nn.contrastive import gather_features  # every process's features, this one's with gradient
+from maekit.nn.contrastive import (  # gather: every process's features, this one's with gradient
+    gather_features,
+    pair_contrastive_loss,
+)
 from maekit.structures import Mask
 
 __all__ = ["ContrastiveLoss", "gather_features"]
@@ -38,9 +40,10 @@ class ContrastiveLoss(Loss):
                              f"got {tuple(image.shape)} and {tuple(text.shape)}")
         all_image, all_text = gather_features(image), gather_features(text)
         scale = self.scale()
-        logits_per_image = scale * all_image @ all_text.t()
+        similarity = all_image @ all_text.t()
+        # both directions averaged (core's pair contrast, "mean") at temperature 1 / logit scale
+        loss = pair_contrastive_loss(similarity, 1 / scale, "mean")
         labels = torch.arange(len(all_image), device=image.device)
-        loss = (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_image.t(), labels)) / 2
-        accuracy = (logits_per_image.argmax(dim=1) == labels).float().mean()
+        accuracy = (similarity.argmax(dim=1) == labels).float().mean()
         return {"loss": loss, "loss_contrastive": loss.detach(), "logit_scale": scale.detach(),
                 "image_to_text_accuracy": accuracy.detach()}
