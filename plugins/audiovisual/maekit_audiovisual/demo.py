@@ -1,7 +1,8 @@
 """``maekit demo audiovisual`` (MAViL's stage 1; ``--config av_mae_demo_talking_digits`` for
-Audiovisual MAE) and ``maekit demo mavil`` (MAViL, both stages) on the talking digits: pre-train, then the frozen features of the pre-trained model and of the same
-architecture untrained — a linear probe and k-NN on the joint features and on each modality alone,
-and audio↔video retrieval on the 449 held-out clips (voices never heard in training)."""
+Audiovisual MAE) and ``maekit demo mavil`` (MAViL, both stages) on the talking digits: pre-train,
+then the frozen features of the pre-trained model and of the same architecture untrained — a
+linear probe and k-NN on the joint features and on each modality alone, and audio↔video retrieval
+on the 449 held-out clips (voices never heard in training)."""
 from __future__ import annotations
 
 import time
@@ -47,9 +48,10 @@ def run_audiovisual_demo(out_dir: str | Path, config: str = "mavil_demo_talking_
                          seed: int = 0, amp: str = "off", log: Any = print, finetune_iters: int | None = None,
                          overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Pre-train ``config`` (``overrides``: dotted keys set first), then the evaluation of the
-    module docstring. The default is MAViL's stage 1, the plugin's method that beats random init on
-    every linear probe of the demo (README, Demo); Audiovisual MAE does not at this scale; writes ``metrics.json`` and ``reconstructions.png`` (per test clip: the middle
-    frame and the spectrogram, each input | masked | reconstruction)."""
+    module docstring; writes ``metrics.json`` and ``reconstructions.png`` (per test clip: the middle
+    frame and the spectrogram, each input | masked | reconstruction). The default is MAViL's stage
+    1, the plugin's method that beats random init on every linear probe of the demo; Audiovisual
+    MAE does not at this scale (README, Demo)."""
     from maekit.eval.demo import pretrain
 
     started, out_dir = time.perf_counter(), Path(out_dir)
