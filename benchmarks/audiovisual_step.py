@@ -4,7 +4,7 @@ sizes, measured in one process (contenders alternate every repeat; the median is
 the data side: how many paired clips per second one loader process decodes (H.264 frames + AAC
 track + filterbank), against the clips per second the step consumes.
 
-    python benchmarks/audiovisual_step.py --quick        # the demo's size (8×32² clips, 192×64 spectrograms), batch 32
+    python benchmarks/audiovisual_step.py --quick        # the demo's size (8×32² clips, 96×64 spectrograms), batch 32
     python benchmarks/audiovisual_step.py --size small   # ViT-S, 16×224² clips, 992×128 spectrograms, batch 2
 
 Reports clips/s and each contender's time relative to AV-MAE with mid fusion.
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import alternating_medians, batch_step, machine_description  # noqa: E402
 
 SIZES = {  # name: input settings, encoder, decoder, joint blocks, batch
-    "demo": (dict(num_frames=8, img_size=32, patch_size=4, audio_patch_size=8, audio_frames=192, num_mel_bins=64),
+    "demo": (dict(num_frames=8, img_size=32, patch_size=4, audio_patch_size=8, audio_frames=96, num_mel_bins=64),
              dict(embed_dim=128, depth=4, num_heads=4), dict(embed_dim=64, depth=2, num_heads=4), 1, 32),
     "small": (dict(num_frames=16, img_size=224, patch_size=16, audio_frames=992, num_mel_bins=128),
               dict(embed_dim=384, depth=12, num_heads=6), dict(embed_dim=256, depth=4, num_heads=8), 2, 2),
