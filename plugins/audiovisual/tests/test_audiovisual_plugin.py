@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import maekit_audiovisual
@@ -208,3 +209,17 @@ def test_talking_digits_are_one_second_mp4s_with_the_word_in_their_track():
     assert np.abs(sound).max() > 0.05  # the word is in the track, not silence
     sample = clips[0]
     assert tuple(sample["audio"].shape) == (1, 96, 64) and tuple(sample["inputs"].shape) == (8, 32, 32, 3)
+
+
+def test_step_benchmark_runs_every_contender_and_writes_its_figures(tmp_path):
+    # the step part only (--decode 0): the decoding figure reads the full demo's clips
+    script = Path(__file__).resolve().parents[3] / "benchmarks" / "audiovisual_step.py"
+    out = tmp_path / "step.json"
+    result = subprocess.run([sys.executable, str(script), "--quick", "--repeats", "1", "--decode", "0", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["size"] == "demo" and figures["batch"] == 32 and figures["av_mae_mid_time_vs_mid"] == 1.0
+    for name in ("av_mae_mid", "av_mae_early", "av_mae_late", "mavil"):
+        assert figures[f"{name}_clips_per_s"] > 0 and name in result.stdout
+    assert "decode_clips_per_s_one_process" not in figures
