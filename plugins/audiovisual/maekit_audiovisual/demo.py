@@ -78,7 +78,8 @@ def run_mavil_demo(out_dir: str | Path, config: str = "mavil_demo_talking_digits
                    overrides: dict[str, Any] | None = None,
                    stage2_config: str = "mavil_stage2_demo_talking_digits") -> dict[str, Any]:
     """MAViL stage 1 (``config``) into ``out_dir/stage1``, then stage 2 (``stage2_config``, the
-    stage-1 checkpoint as its teacher) into ``out_dir/stage2``, each evaluated as the AV-MAE demo."""
+    stage-1 checkpoint as its teacher) into ``out_dir/stage2``, each run and evaluated by
+    :func:`run_audiovisual_demo`."""
     out_dir = Path(out_dir)
     first = run_audiovisual_demo(out_dir / "stage1", config, max_iters, seed, amp, log, finetune_iters, overrides)
     second = run_audiovisual_demo(out_dir / "stage2", stage2_config, max_iters, seed, amp, log, finetune_iters,

@@ -403,7 +403,8 @@ class MAViL(AudioVisualMAE):
     the removed tokens; the contrastive terms stay. Loss parts: ``audio``, ``video``, ``inter``,
     ``intra_audio``, ``intra_video``."""
 
-    pretraining_only = ("decoder.", "teacher.", "projector.")
+    # the projector stays: retrieval reads the contrast space through it
+    pretraining_only = ("decoder.", "teacher.")
 
     def __init__(self, *args: Any, views: int = 2, teacher: Teacher | None = None, target_norm: str = "layernorm",
                  contrast_on: str = "unimodal", projector: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
@@ -445,9 +446,10 @@ class MAViL(AudioVisualMAE):
 
     def retrieval_features(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """Retrieval in the space the inter-modal term aligns: :meth:`summary` of each modality of
-        the unmasked clip, encoded alone (the same as encoded together for ``contrast_on="unimodal"``,
-        read before the joint blocks; for "fused" it keeps the pair from seeing each other)."""
-        return {m: self.summary(self.encode_streams(batch, (m,)))[m] for m in MODALITIES}
+        the unmasked clip, encoded alone as training encodes it for the contrast (``unimodal``: for
+        early fusion the modality through the joint blocks alone), so the pair never meets."""
+        return {m: self.summary(self.encoder({m: self.patchifiers[m](batch)}, unimodal=self.reads_unimodal))[m]
+                for m in MODALITIES}
 
     def run_steps(self, batch: Mapping[str, Any], noise: NoiseSource = None) -> ForwardPass:
         tokens = self.tokenize(batch)

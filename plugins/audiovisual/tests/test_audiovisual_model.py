@@ -267,17 +267,23 @@ def test_mavils_projector_carries_the_contrastive_features():
         mavil(**SMALL, projector=dict(width=8))
 
 
-@pytest.mark.parametrize("contrast_on", ["unimodal", "fused"])
-def test_retrieval_reads_mavils_contrast_space_and_av_maes_pooled_tokens_each_modality_alone(contrast_on):
+@pytest.mark.parametrize("contrast_on,fusion", [("unimodal", "mid"), ("fused", "mid"), ("unimodal", "early")])
+def test_retrieval_reads_mavils_contrast_space_and_av_maes_pooled_tokens_each_modality_alone(contrast_on, fusion):
     torch.manual_seed(0)
-    model = mavil(**SMALL, mask_ratio=0.75, views=1, contrast_on=contrast_on, projector=dict(hidden_dim=24, out_dim=8))
+    model = mavil(**SMALL, mask_ratio=0.75, views=1, contrast_on=contrast_on, fusion=fusion,
+                  projector=dict(hidden_dim=24, out_dim=8))
     model.eval()
     batch = batch_of(4)
     with torch.no_grad():
         found = model.retrieval_features(batch)
         for m in ("audio", "video"):
-            alone = model.encoder({m: model.patchifiers[m](batch)})  # the modality encoded without its pair
+            # the modality encoded without its pair, read where training's contrast reads it: for early
+            # fusion (no per-modality blocks) the modality through the joint blocks alone
+            alone = model.encoder({m: model.patchifiers[m](batch)}, unimodal=True)
             tokens = alone.unimodal[m] if contrast_on == "unimodal" else alone.fused[m]
+            if fusion == "early":  # not the bare embeddings an encoder call without unimodal=True gives
+                bare = model.encoder({m: model.patchifiers[m](batch)}).unimodal[m]
+                assert not torch.allclose(tokens, bare, atol=1e-3)
             assert found[m].shape == (4, 8)
             assert torch.allclose(found[m], model.projector[m](tokens.mean(1)), atol=1e-5)
         # the audio side does not move when the video changes: no leak across the pair
