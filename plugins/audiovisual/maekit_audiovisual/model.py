@@ -350,10 +350,12 @@ class AudioVisualMAE(nn.Module):
         return self.compute_loss(self.run_steps(batch, noise))
 
     # -- features (nothing masked) --------------------------------------------------------------
-    def encode_streams(self, batch: Mapping[str, Any], modalities: Sequence[str] = MODALITIES) -> Encoded:
-        """Every token of the modalities named, encoded together (both) or alone (one)."""
+    def encode_streams(self, batch: Mapping[str, Any], modalities: Sequence[str] = MODALITIES,
+                       unimodal: bool = False) -> Encoded:
+        """Every token of the modalities named, encoded together (both) or alone (one); ``unimodal``
+        as :class:`AudioVisualEncoder` takes it."""
         present = {m: self.patchifiers[m](batch) for m in modalities}
-        return self.encoder(present)
+        return self.encoder(present, unimodal=unimodal)
 
     def pooled(self, batch: Mapping[str, Any], modalities: Sequence[str] = MODALITIES) -> dict[str, torch.Tensor]:
         """Mean-pooled encoder outputs (B×D) per modality, the modalities encoded together."""
@@ -448,8 +450,7 @@ class MAViL(AudioVisualMAE):
         """Retrieval in the space the inter-modal term aligns: :meth:`summary` of each modality of
         the unmasked clip, encoded alone as training encodes it for the contrast (``unimodal``: for
         early fusion the modality through the joint blocks alone), so the pair never meets."""
-        return {m: self.summary(self.encoder({m: self.patchifiers[m](batch)}, unimodal=self.reads_unimodal))[m]
-                for m in MODALITIES}
+        return {m: self.summary(self.encode_streams(batch, (m,), unimodal=self.reads_unimodal))[m] for m in MODALITIES}
 
     def run_steps(self, batch: Mapping[str, Any], noise: NoiseSource = None) -> ForwardPass:
         tokens = self.tokenize(batch)
