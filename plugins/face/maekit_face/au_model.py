@@ -172,16 +172,6 @@ class AUDetector(Classifier):
     def metrics(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         return f1_table(torch.sigmoid(logits.float()).numpy(), labels.numpy().astype(np.int64), self.aus)
 
-    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        """Without the frozen teacher: it has its own file (``teacher_checkpoint``) and never trains."""
-        state = super().state_dict(*args, **kwargs)
-        return type(state)((key, value) for key, value in state.items() if not key.startswith("teacher."))
-
-    def load_state_dict(self, state: Any, strict: bool = True, assign: bool = False) -> Any:
-        if self.teacher is not None:  # keep the teacher this detector was built with
-            state = {**state, **{f"teacher.{k}": v for k, v in self.teacher.state_dict().items()}}
-        return super().load_state_dict(state, strict, assign)
-
 
 def au_detector(model: dict, aus: Sequence[int], checkpoint: str | None = None, head: dict | None = None,
                 au_weights: Sequence[float] | None = None, method: str = "finetune",

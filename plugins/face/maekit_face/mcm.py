@@ -274,7 +274,7 @@ class MCM(MaskedAutoencoder):
     def panel_titles(self) -> PanelTitles:
         targets: Any = self.target
         names = ["RGB", "mixed + masked", "RGB rebuilt"]
-        for name, chans in targets.outputs.items():
+        for chans in targets.outputs.values():
             if len(chans) != 3:
                 names += [t for c in chans for t in (f"ch{c}", f"ch{c} rebuilt")]
         return PanelTitles(columns=names)
