@@ -4,9 +4,10 @@ pixel-level baseline under occlusion) and the occlusion-robust student of Jiang 
 
 No code was released for the occlusion-robust method; our reading (method note, README):
 
-- both detectors turn encoder tokens into K AU node features with :class:`AUQueryHead` — K learned
-  AU queries, ``depth`` blocks of self-attention among the AUs (their relations) and
-  cross-attention to the tokens, width C — and a per-AU linear classifier on each node;
+- both detectors turn encoder tokens into K AU node features with :class:`AUQueryHead` — per AU a
+  linear map of the mean (visible) patch token (ME-GraphAU's per-AU features of the global
+  feature), then ``depth`` self-attention blocks among the K nodes (their relations), width C —
+  and a per-AU linear classifier on each node;
 - the teacher is that detector fine-tuned on clean faces of the same fold, then frozen;
 - the student's encoder is the frozen MAE encoder fed only the non-occluded patches (a patch is
   occluded when more than half its pixels are); only its AU head trains, under random occlusions
@@ -25,38 +26,52 @@ from torch import nn
 from torch.nn import functional as F
 
 from maekit.eval.finetune import Classifier
-from maekit.nn.attention import CrossAttentionBlock
+from maekit.nn.encoder import make_blocks, run_blocks
 from maekit.nn.teachers import Teacher
 from maekit.ops import init_mae_weights
 from maekit_face.aus import f1_table
 from maekit_face.occlusion import build_occlusion, occluded_tokens, visible_with_padding
 
-__all__ = ["AUQueryHead", "AUDetector", "au_detector", "weighted_bce", "edge_matrix", "distillation_losses"]
+__all__ = ["AUQueryHead", "AUDetector", "au_detector", "au_occlusion", "weighted_bce", "edge_matrix", "distillation_losses"]
 
 
 class AUQueryHead(nn.Module):
-    """K AU queries → ``depth`` :class:`~maekit.nn.attention.CrossAttentionBlock` (self-attention
-    among the AUs, cross-attention to the tokens, MLP) → LayerNorm: node features B×K×``width``;
-    then one linear classifier per AU on its own node (``logits``)."""
+    """K AU nodes from encoder tokens: ``mapping_depth`` transformer blocks over the tokens (the
+    mapping network that reads a frozen encoder's latents; padding unseen), the mean of the (valid)
+    patch tokens, each AU's own linear map of it (ME-GraphAU's per-AU node features from the global
+    feature), LayerNorm, then ``depth`` self-attention blocks among the K nodes (their relations):
+    node features B×K×``width``; then one linear classifier per AU on its own node (``logits``).
+    The mean over the visible tokens takes any count of them (the occlusion student)."""
 
-    def __init__(self, in_dim: int, num_aus: int, width: int = 256, depth: int = 2, num_heads: int = 8) -> None:
+    def __init__(self, in_dim: int, num_aus: int, width: int = 256, depth: int = 1, num_heads: int = 8,
+                 mapping_depth: int = 0, num_prefix_tokens: int = 1) -> None:
         super().__init__()
-        self.queries = nn.Parameter(torch.zeros(1, num_aus, width))
-        self.blocks = nn.ModuleList([CrossAttentionBlock(width, num_heads, context_dim=in_dim) for _ in range(depth)])
+        self.num_aus, self.width, self.num_prefix_tokens = num_aus, width, num_prefix_tokens
+        self.embed = nn.Linear(in_dim, width) if mapping_depth > 0 else nn.Identity()
+        self.mapping = make_blocks(width, mapping_depth, num_heads) if mapping_depth > 0 else nn.Sequential()
+        self.from_global = nn.Linear(width if mapping_depth > 0 else in_dim, num_aus * width)
+        self.node_norm = nn.LayerNorm(width, eps=1e-6)
+        self.blocks = make_blocks(width, depth, num_heads) if depth > 0 else nn.Sequential()
         self.norm = nn.LayerNorm(width, eps=1e-6)
         self.classifier_weight = nn.Parameter(torch.zeros(num_aus, width))
         self.classifier_bias = nn.Parameter(torch.zeros(num_aus))
         self.apply(init_mae_weights)
-        nn.init.trunc_normal_(self.queries, std=0.02)
         nn.init.trunc_normal_(self.classifier_weight, std=0.02)
 
     def nodes(self, tokens: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """Node features B×K×width of encoder tokens B×T×D; ``valid`` B×T (False = padding, unseen)."""
-        mask = None if valid is None else valid[:, None, None, :]
-        x = self.queries.expand(tokens.shape[0], -1, -1).to(tokens.dtype)
-        for block in self.blocks:
-            x = block(x, tokens, mask)
-        return self.norm(x)
+        """Node features B×K×width of encoder tokens B×(P+T)×D (prefix tokens first, left out of
+        the mean); ``valid`` B×T (False = padding, unseen)."""
+        prefix = self.num_prefix_tokens
+        x = self.embed(tokens)
+        if len(self.mapping):
+            keys = None if valid is None else torch.cat([torch.ones_like(valid[:, :prefix]), valid], dim=1)
+            x = run_blocks(self.mapping, x, None, None if keys is None else keys[:, None, None, :].expand(
+                -1, 1, keys.shape[1], -1))
+        patches = x[:, prefix:]
+        weights = torch.ones_like(patches[..., 0]) if valid is None else valid.to(patches.dtype)
+        pooled = (patches * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)
+        nodes = self.node_norm(self.from_global(pooled).view(-1, self.num_aus, self.width))
+        return self.norm(self.blocks(nodes))
 
     def logits(self, nodes: torch.Tensor) -> torch.Tensor:
         return (nodes * self.classifier_weight).sum(-1) + self.classifier_bias
@@ -99,7 +114,8 @@ class AUDetector(Classifier):
                  teacher: "AUDetector | None" = None, node_weight: float = 1.0, edge_weight: float = 1.0) -> None:
         super().__init__()
         self.patchifier, self.encoder, self.aus = patchifier, encoder, tuple(int(a) for a in aus)
-        self.head = AUQueryHead(encoder.embed_dim, len(self.aus), **(head or {}))
+        self.head = AUQueryHead(encoder.embed_dim, len(self.aus), **{"num_prefix_tokens": encoder.num_prefix_tokens,
+                                                                     **(head or {})})
         weights = torch.ones(len(self.aus)) if au_weights is None else torch.as_tensor(au_weights, dtype=torch.float32)
         if weights.shape != (len(self.aus),):
             raise ValueError(f"au_weights has {weights.numel()} values for {len(self.aus)} AUs {list(self.aus)}")
@@ -109,10 +125,10 @@ class AUDetector(Classifier):
         self.freeze_encoder, self.drop_occluded = bool(freeze_encoder), bool(drop_occluded)
         self.train_occlusions = [build_occlusion(spec) for spec in (train_occlusions or [])]
         self.occlusion_threshold = float(occlusion_threshold)
-        if teacher is not None and (teacher.aus != self.aus or teacher.head.queries.shape != self.head.queries.shape):
+        if teacher is not None and (teacher.aus != self.aus or teacher.head.width != self.head.width):
             raise ValueError(f"the teacher detects AUs {list(teacher.aus)} with node width "
-                             f"{teacher.head.queries.shape[-1]}; the student {list(self.aus)} with "
-                             f"{self.head.queries.shape[-1]}: they must match for node distillation")
+                             f"{teacher.head.width}; the student {list(self.aus)} with "
+                             f"{self.head.width}: they must match for node distillation")
         self.teacher = None if teacher is None else Teacher(teacher, mode="frozen")
         self.node_weight, self.edge_weight = float(node_weight), float(edge_weight)
 
@@ -138,8 +154,6 @@ class AUDetector(Classifier):
             tokens, valid = visible_with_padding(tokens, hidden, self.encoder.num_prefix_tokens)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
             latents = self.encoder(tokens)
-        if valid is not None:
-            valid = torch.cat([torch.ones_like(valid[:, :self.encoder.num_prefix_tokens]), valid], dim=1)
         return self.head.nodes(latents, valid)
 
     def classify(self, batch: Any, occluded: torch.Tensor | None = None) -> torch.Tensor:
@@ -177,12 +191,13 @@ def au_detector(model: dict, aus: Sequence[int], checkpoint: str | None = None, 
                 au_weights: Sequence[float] | None = None, method: str = "finetune",
                 teacher_checkpoint: str | None = None, train_occlusions: Sequence[dict] | None = None,
                 occlusion_threshold: float = 0.5, node_weight: float = 1.0, edge_weight: float = 1.0,
-                drop_path_rate: float = 0.0) -> AUDetector:
+                drop_path_rate: float = 0.0, freeze_encoder: bool = True) -> AUDetector:
     """An :class:`AUDetector` on the encoder of a (pre-trained) method config ``model``
     (``checkpoint``: its weights; None: random init). ``method``: "finetune" (the encoder trains on
     whole faces; the teacher and the pixel-level baseline) or "occlusion" (the frozen encoder sees
     the visible patches; distilled from the detector saved at ``teacher_checkpoint``, fine-tuned
-    on clean faces with the same ``model`` and ``head``)."""
+    on clean faces with the same ``model`` and ``head``); ``freeze_encoder=False`` lets the
+    occlusion student's encoder train too (on the visible patches)."""
     from maekit.eval.probe import load_trained_model
     from maekit.io.checkpoint import load_state_dict
     from maekit.io.convert import strip_runner_prefix
@@ -193,7 +208,8 @@ def au_detector(model: dict, aus: Sequence[int], checkpoint: str | None = None, 
     if occlusion and teacher_checkpoint is None:
         raise ValueError("the occlusion method distils from a teacher: give teacher_checkpoint (an AU detector "
                          "fine-tuned on clean faces: maekit au-eval ... --method finetune writes one)")
-    pretrained = load_trained_model({**model, "drop_path_rate": 0.0 if occlusion else drop_path_rate}, checkpoint).train()
+    pretrained = load_trained_model({**model, "drop_path_rate": 0.0 if occlusion and freeze_encoder else drop_path_rate},
+                                    checkpoint).train()
     teacher = None
     if occlusion:
         fresh = load_trained_model(model, None)
@@ -203,7 +219,20 @@ def au_detector(model: dict, aus: Sequence[int], checkpoint: str | None = None, 
         if missing:
             raise ValueError(f"{teacher_checkpoint}: not an AU detector of this model and head (lacks {missing[:3]})")
         teacher.load_state_dict({k: v for k, v in state.items() if k in teacher.state_dict()})
-    return AUDetector(pretrained.patchifier, pretrained.encoder, aus, head, au_weights, freeze_encoder=occlusion,
+    return AUDetector(pretrained.patchifier, pretrained.encoder, aus, head, au_weights,
+                      freeze_encoder=occlusion and freeze_encoder,
                       drop_occluded=occlusion, train_occlusions=train_occlusions if occlusion else None,
                       occlusion_threshold=occlusion_threshold, teacher=teacher, node_weight=node_weight,
                       edge_weight=edge_weight)
+
+
+def au_occlusion(model: dict, aus: Sequence[int], teacher_checkpoint: str, checkpoint: str | None = None,
+                 head: dict | None = None, au_weights: Sequence[float] | None = None,
+                 train_occlusions: Sequence[dict] | None = None, occlusion_threshold: float = 0.5,
+                 node_weight: float = 1.0, edge_weight: float = 1.0, drop_path_rate: float = 0.0,
+                 freeze_encoder: bool = True) -> AUDetector:
+    """The occlusion-robust FAU method (Jiang et al.): :func:`au_detector` with ``method="occlusion"``
+    — the frozen MAE encoder of ``model`` (``checkpoint``) on the visible patches, an AU head
+    distilled at node and edge level from the clean-face detector at ``teacher_checkpoint``."""
+    return au_detector(model, aus, checkpoint, head, au_weights, "occlusion", teacher_checkpoint, train_occlusions,
+                       occlusion_threshold, node_weight, edge_weight, drop_path_rate, freeze_encoder)

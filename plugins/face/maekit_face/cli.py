@@ -51,7 +51,7 @@ def au_eval(config: str, checkpoint: str | None, method: str, teacher: str | Non
     (CHECKPOINT or random init) with the config's ``au`` section, then report per-AU F1 (threshold
     0.5, every test frame of the fold, unknown labels left out) and the average, per evaluation
     condition (clean, random patches, blocks), per fold and as the mean over folds."""
-    from maekit_face.evaluate import run_au_eval
+    from maekit_face.evaluate import format_tables, run_au_eval
 
     cfg = load_command_config(config, cfg_options + more_cfg_options)
     if method == "occlusion" and not teacher:
@@ -62,4 +62,5 @@ def au_eval(config: str, checkpoint: str | None, method: str, teacher: str | Non
                               folds or None, device, log=click.echo)
     except (ValueError, KeyError, FileNotFoundError) as error:
         fail(str(error))
+    click.echo(format_tables(metrics), err=True)  # the table for people; stdout stays the JSON
     write_metrics(metrics, out)

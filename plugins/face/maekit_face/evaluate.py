@@ -5,8 +5,9 @@ evaluation condition (clean, random patches, blocks), and the mean over folds.
 The config's ``au`` section: ``data`` (dataset, transform, batch_size; its dataset takes ``fold``),
 ``test`` (dataset), ``eval_transform``, ``head`` (AUQueryHead's width, depth, num_heads),
 ``schedule`` (with ``layer_decay``), ``folds`` (default (1, 2, 3)), ``conditions`` (name → occlusion
-spec or None), ``train_occlusions``, ``occlusion_threshold``, ``node_weight``, ``edge_weight``,
-``drop_path_rate``, ``test_batch_size``.
+spec or None; default :data:`DEFAULT_CONDITIONS`), ``train_occlusions`` (default: those conditions'
+occlusions), ``occlusion_threshold``, ``node_weight``, ``edge_weight``, ``freeze_encoder`` (the
+occlusion student's; default True), ``drop_path_rate``, ``test_batch_size``.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from maekit.io.checkpoint import write_json
 from maekit_face.aus import au_weights
 from maekit_face.occlusion import build_occlusion
 
-__all__ = ["DEFAULT_CONDITIONS", "evaluate_conditions", "au_train_config", "run_au_eval"]
+__all__ = ["DEFAULT_CONDITIONS", "evaluate_conditions", "au_train_config", "run_au_eval", "format_tables"]
 
 #: The occlusion settings of the method note: clean, random patches (25/50/75 %), blocks (¼, ½ side).
 DEFAULT_CONDITIONS: dict[str, dict | None] = {
@@ -74,13 +75,19 @@ def au_train_config(cfg: Any, section: Mapping[str, Any], fold: int, checkpoint:
     schedule.update(constructor="MaekitLayerDecayConstructor", paramwise_cfg=dict(layer_decay=layer_decay))
     data = dict(section["data"])
     data["dataset"] = with_fold(data["dataset"], fold)
+    model = dict(model=cfg.model, aus=list(aus), checkpoint=checkpoint, head=dict(section.get("head", {})),
+                 au_weights=[float(w) for w in weights],
+                 train_occlusions=list(section.get("train_occlusions", [s for s in DEFAULT_CONDITIONS.values() if s])),
+                 occlusion_threshold=float(section.get("occlusion_threshold", 0.5)),
+                 node_weight=float(section.get("node_weight", 1.0)), edge_weight=float(section.get("edge_weight", 1.0)),
+                 drop_path_rate=float(section.get("drop_path_rate", 0.1)))
+    if method == "occlusion":  # the method of Jiang et al., registered as au_occlusion
+        model.update(type="au_occlusion", teacher_checkpoint=teacher,
+                     freeze_encoder=bool(section.get("freeze_encoder", True)))
+    else:
+        model.update(type="au_detector", method=method)
     return Config(dict(
-        model=dict(type="au_detector", model=cfg.model, aus=list(aus), checkpoint=checkpoint,
-                   head=dict(section.get("head", {})), au_weights=[float(w) for w in weights], method=method,
-                   teacher_checkpoint=teacher, train_occlusions=list(section.get("train_occlusions", [])),
-                   occlusion_threshold=float(section.get("occlusion_threshold", 0.5)),
-                   node_weight=float(section.get("node_weight", 1.0)), edge_weight=float(section.get("edge_weight", 1.0)),
-                   drop_path_rate=float(section.get("drop_path_rate", 0.1))),
+        model=model,
         data=data, schedule=schedule, seed=cfg.get("seed", 0), log_interval=cfg.get("log_interval", 50),
         log_level=cfg.get("log_level", "INFO"), checkpoint_interval=schedule.get("max_iters", 1)))
 
@@ -124,3 +131,16 @@ def run_au_eval(cfg: Any, checkpoint: str | None, work_dir: str | Path, method: 
     work_dir.mkdir(parents=True, exist_ok=True)
     write_json(work_dir / "metrics.json", metrics)
     return metrics
+
+
+def format_tables(metrics: dict[str, Any]) -> str:
+    """The per-AU F1 tables as text: one row per fold and condition, then the fold means."""
+    aus = [f"AU{au}" for au in metrics["aus"]]
+    lines = ["fold   condition      " + " ".join(f"{name:>6}" for name in [*aus, "avg"])]
+    for fold, tables in metrics["per_fold"].items():
+        for condition in metrics["avg_f1_mean_over_folds"]:
+            row = tables[condition]
+            lines.append(f"{fold:<6} {condition:<14} " + " ".join(f"{row[name]:6.1f}" for name in [*aus, "avg_f1"]))
+    means = metrics["avg_f1_mean_over_folds"]
+    lines.append("mean avg F1 over folds: " + ", ".join(f"{c} {v:.1f}" for c, v in means.items()))
+    return "\n".join(lines)

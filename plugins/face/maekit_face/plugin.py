@@ -10,6 +10,7 @@ from maekit.hookspecs import hookimpl, standard_hooks
 COMPONENTS: list[tuple[str, str, str]] = [
     ("model", "mcm", "maekit_face.mcm:mcm"),
     ("model", "au_detector", "maekit_face.au_model:au_detector"),
+    ("model", "au_occlusion", "maekit_face.au_model:au_occlusion"),
     ("patchifier", "mcm_channel_patches", "maekit_face.mcm:ChannelPatchifier"),
     ("masker", "mcm_channel_mix", "maekit_face.mcm:ChannelMixMasker"),
     ("decoder", "mcm_decoders", "maekit_face.mcm:MCMDecoders"),
@@ -36,4 +37,4 @@ maekit_register, maekit_config_dirs, maekit_demos, maekit_commands = standard_ho
 def maekit_config_keys() -> dict:
     """The ``au`` section ``maekit au-eval`` reads (see maekit_face.evaluate)."""
     return {"au": ["data", "test", "eval_transform", "head", "schedule", "folds", "conditions", "train_occlusions",
-                   "occlusion_threshold", "node_weight", "edge_weight", "drop_path_rate", "test_batch_size"]}
+                   "occlusion_threshold", "node_weight", "edge_weight", "drop_path_rate", "test_batch_size", "freeze_encoder"]}

@@ -47,8 +47,8 @@ def sample_identity(rng: np.random.Generator) -> dict[str, Any]:
     return dict(
         background=rng.uniform(0.05, 0.6, 3), skin=skin, hair=rng.uniform(0.0, 0.35, 3),
         centre=(0.5 + rng.uniform(-0.03, 0.03), 0.5 + rng.uniform(-0.03, 0.03)),
-        radii=(rng.uniform(0.36, 0.44), rng.uniform(0.27, 0.34)), eye_gap=rng.uniform(0.12, 0.16),
-        eye_size=rng.uniform(0.035, 0.05), brow_width=rng.uniform(0.014, 0.022), mouth_width=rng.uniform(0.09, 0.13),
+        radii=(rng.uniform(0.36, 0.44), rng.uniform(0.27, 0.34)), eye_gap=rng.uniform(0.13, 0.17),
+        eye_size=rng.uniform(0.045, 0.06), brow_width=rng.uniform(0.025, 0.035), mouth_width=rng.uniform(0.1, 0.14),
         rates=rng.uniform(0.25, 0.5, len(PROCEDURAL_AUS)))
 
 
@@ -93,11 +93,11 @@ def draw_face(identity: dict[str, Any], aus: np.ndarray, size: int, shift: tuple
     rgb[face & (ys < cy - 0.72 * ry)] = identity["hair"]  # a fringe of hair on top
     lid = identity["skin"] * 0.55
     eye_y, gap, eye = cy - 0.12, identity["eye_gap"], identity["eye_size"]
-    brow_y = eye_y - 0.07 - (0.0 if not au[4] else -0.03)
+    brow_y = eye_y - 0.08 + (0.05 if au[4] else 0.0)
     for sign in (-1, 1):  # left and right: "inner" is the end toward the nose
         eye_x = cx + sign * gap
         if au[43]:
-            rgb[_segments(ys, xs, [(eye_y, eye_x - eye), (eye_y, eye_x + eye)], 0.006)] = lid
+            rgb[_segments(ys, xs, [(eye_y, eye_x - eye), (eye_y, eye_x + eye)], 0.012)] = lid
         else:
             opening = _ellipse(ys, xs, (eye_y, eye_x), (0.6 * eye, eye)) <= 1
             rgb[opening] = (0.95, 0.95, 0.95)
@@ -106,26 +106,26 @@ def draw_face(identity: dict[str, Any], aus: np.ndarray, size: int, shift: tuple
                 rgb[opening & (ys > eye_y + 0.15 * eye)] = identity["skin"] * 0.9
         if au[6]:
             crease = [(eye_y + 0.9 * eye, eye_x - eye), (eye_y + 1.2 * eye, eye_x), (eye_y + 0.9 * eye, eye_x + eye)]
-            rgb[_segments(ys, xs, crease, 0.004)] = lid
-        inner_x = cx + sign * (gap - 0.06 + (0.02 if au[4] else 0.0))
+            rgb[_segments(ys, xs, crease, 0.009)] = lid
+        inner_x = cx + sign * (gap - 0.06 - (0.035 if au[4] else 0.0))
         outer_x = cx + sign * (gap + 0.07)
-        inner_y = brow_y - (0.045 if au[1] else 0.0)
-        outer_y = brow_y - (0.045 if au[2] else 0.0)
+        inner_y = brow_y - (0.08 if au[1] else 0.0)
+        outer_y = brow_y - (0.08 if au[2] else 0.0)
         rgb[_segments(ys, xs, [(inner_y, inner_x), ((inner_y + outer_y) / 2 - 0.01, (inner_x + outer_x) / 2),
                                (outer_y, outer_x)], identity["brow_width"] / 2)] = identity["hair"]
     nose = [(eye_y + 0.04, cx), (cy + 0.08, cx - 0.02), (cy + 0.09, cx + 0.02)]
     rgb[_segments(ys, xs, nose, 0.006)] = identity["skin"] * 0.7
     mouth_y, width = cy + 0.2, identity["mouth_width"]
-    corner_y = mouth_y - (0.04 if au[12] else 0.0) + (0.04 if au[15] else 0.0)
+    corner_y = mouth_y - (0.07 if au[12] else 0.0) + (0.07 if au[15] else 0.0)
     lip = np.array([0.65, 0.2, 0.25], dtype=np.float32)
     mouth_hole = np.zeros(ys.shape, dtype=bool)
     if au[25]:
-        rows, cols = polygon(np.array([corner_y, mouth_y - 0.015, corner_y, mouth_y + 0.05]) * side,
+        rows, cols = polygon(np.array([corner_y, mouth_y - 0.02, corner_y, mouth_y + 0.08]) * side,
                              np.array([cx - width, cx, cx + width, cx]) * side, shape=ys.shape)
         mouth_hole[rows, cols] = True
         rgb[mouth_hole] = (0.2, 0.02, 0.05)
-    rgb[_segments(ys, xs, [(corner_y, cx - width), (mouth_y + (0.02 if au[25] else 0.0), cx), (corner_y, cx + width)],
-                  0.008)] = lip
+    rgb[_segments(ys, xs, [(corner_y, cx - width), (mouth_y + (0.03 if au[25] else 0.0), cx), (corner_y, cx + width)],
+                  0.014)] = lip
 
     depth = np.where(face, np.sqrt(np.clip(1 - face_level, 0, 1)), 0.0)
     depth = depth + 0.25 * np.exp(-(((ys - cy - 0.03) / 0.05) ** 2 + ((xs - cx) / 0.03) ** 2))
@@ -175,7 +175,7 @@ class ProceduralFaces(Dataset):
         def write(folder: Any) -> None:
             np.savez(folder / "faces.npz", **render_faces(subjects, frames, size, seed))
 
-        folder = demo_folder("maekit_procedural_faces_v1", f"{subjects}-{frames}-{size}-{seed}", write, root)
+        folder = demo_folder("maekit_procedural_faces_v2", f"{subjects}-{frames}-{size}-{seed}", write, root)
         with np.load(folder / "faces.npz") as stored:
             names = np.array([f"P{k + 1:02d}" for k in range(subjects)])[stored["subject"]]
             keep = np.isin(names, sorted(wanted))

@@ -184,7 +184,7 @@ def test_student_distils_nodes_and_edges_and_keeps_its_encoder_and_teacher_froze
     after = student.state_dict()
     assert any(k.startswith("teacher.module.head.") for k in after)  # saved with the student, never trained
     assert all(torch.equal(after[k], before[k]) for k in after if k.startswith(("encoder.", "patchifier.", "teacher.")))
-    assert not torch.equal(after["head.queries"], before["head.queries"])
+    assert not torch.equal(after["head.from_global.weight"], before["head.from_global.weight"])
     assert all(torch.equal(v, teacher_before[k]) for k, v in teacher.state_dict().items())
     # the terms against an independent computation
     nodes, target = torch.randn(2, 3, 8), torch.randn(2, 3, 8)
@@ -212,3 +212,15 @@ def test_pixel_baseline_zeroes_occluded_pixels_and_student_drops_their_tokens():
     latents = student.encoder(student.patchifier({"inputs": images}).take(kept))
     assert torch.allclose(student.classify({"inputs": images}, occluded), student.head.logits(student.head.nodes(latents)),
                           atol=1e-5)
+
+
+def test_mapping_head_reads_padded_visible_tokens_as_each_image_alone():
+    torch.manual_seed(0)
+    detector = tiny_detector()
+    detector.head = type(detector.head)(32, 3, width=16, depth=1, num_heads=2, mapping_depth=2).eval()
+    latents = torch.randn(2, 1 + 6, 32)
+    valid = torch.tensor([[True] * 6, [True, True, True, True, False, False]])
+    together = detector.head.nodes(latents, valid)
+    alone = detector.head.nodes(latents[1:, :5])
+    assert torch.allclose(together[1], alone[0], atol=1e-5)
+    assert torch.allclose(together[0], detector.head.nodes(latents[:1])[0], atol=1e-5)

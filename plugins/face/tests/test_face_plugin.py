@@ -85,7 +85,7 @@ def test_au_eval_fine_tunes_a_teacher_then_trains_the_occlusion_student(tmp_path
     state = torch.load(tmp_path / "student" / "fold1" / "iter_2.pth", weights_only=True)["state_dict"]
     tuned_state = torch.load(tmp_path / "teacher" / "fold1" / "iter_2.pth", weights_only=True)["state_dict"]
     # the frozen teacher travels in the student's checkpoint unchanged; the frozen encoder too
-    for key in ("head.queries", "encoder.blocks.0.attn.qkv.weight"):
+    for key in ("head.from_global.weight", "encoder.blocks.0.attn.qkv.weight"):
         assert torch.equal(state[f"model.teacher.module.{key}"], tuned_state[f"model.{key}"])
     pretrained = torch.load(checkpoint, weights_only=True)["state_dict"]
     assert torch.equal(state["model.encoder.blocks.0.attn.qkv.weight"], pretrained["model.encoder.blocks.0.attn.qkv.weight"])

@@ -11,13 +11,10 @@ au = dict(
               batch_size=64, num_workers=8),
     test=dict(_bp4d, split="test", fold=1),
     eval_transform=dict(type="face_au_crop", size=224, train=False),
-    head=dict(width=512, depth=2, num_heads=8),
+    head=dict(width=512, depth=2, num_heads=8, mapping_depth=2),
     schedule=dict(max_iters=20000, warmup_iters=2000, blr=5e-4, weight_decay=0.05, betas=(0.9, 0.999), layer_decay=0.65),
     folds=(1, 2, 3),
-    conditions=dict(clean=None, patches_25=dict(type="patch", ratio=0.25), patches_50=dict(type="patch", ratio=0.5),
-                    patches_75=dict(type="patch", ratio=0.75), block_25=dict(type="block", side=0.25),
-                    block_50=dict(type="block", side=0.5)),
-    train_occlusions=[dict(type="patch", ratio=0.25), dict(type="patch", ratio=0.5), dict(type="patch", ratio=0.75),
-                      dict(type="block", side=0.25), dict(type="block", side=0.5)],
+    # conditions and train_occlusions: maekit_face.evaluate.DEFAULT_CONDITIONS (clean, patches 25/50/75 %, blocks ¼, ½)
     occlusion_threshold=0.5, node_weight=1.0, edge_weight=1.0, drop_path_rate=0.1, test_batch_size=256,
+    freeze_encoder=True,  # the method note's reading: the student mines a frozen MAE encoder's latents
 )
