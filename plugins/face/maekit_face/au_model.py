@@ -51,7 +51,8 @@ class AUQueryHead(nn.Module):
         self.mapping = make_blocks(width, mapping_depth, num_heads) if mapping_depth > 0 else nn.Sequential()
         self.from_global = nn.Linear(width if mapping_depth > 0 else in_dim, num_aus * width)
         self.node_norm = nn.LayerNorm(width, eps=1e-6)
-        self.blocks = make_blocks(width, depth, num_heads) if depth > 0 else nn.Sequential()
+        # not "blocks": the layer-decay optimiser would take them for the encoder's first blocks
+        self.relations = make_blocks(width, depth, num_heads) if depth > 0 else nn.Sequential()
         self.norm = nn.LayerNorm(width, eps=1e-6)
         self.classifier_weight = nn.Parameter(torch.zeros(num_aus, width))
         self.classifier_bias = nn.Parameter(torch.zeros(num_aus))
@@ -71,7 +72,7 @@ class AUQueryHead(nn.Module):
         weights = torch.ones_like(patches[..., 0]) if valid is None else valid.to(patches.dtype)
         pooled = (patches * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)
         nodes = self.node_norm(self.from_global(pooled).view(-1, self.num_aus, self.width))
-        return self.norm(self.blocks(nodes))
+        return self.norm(self.relations(nodes))
 
     def logits(self, nodes: torch.Tensor) -> torch.Tensor:
         return (nodes * self.classifier_weight).sum(-1) + self.classifier_bias
@@ -215,10 +216,12 @@ def au_detector(model: dict, aus: Sequence[int], checkpoint: str | None = None, 
         fresh = load_trained_model(model, None)
         teacher = AUDetector(fresh.patchifier, fresh.encoder, aus, head)
         state = strip_runner_prefix(load_state_dict(teacher_checkpoint))
-        missing = sorted(set(teacher.state_dict()) - set(state))
-        if missing:
-            raise ValueError(f"{teacher_checkpoint}: not an AU detector of this model and head (lacks {missing[:3]})")
-        teacher.load_state_dict({k: v for k, v in state.items() if k in teacher.state_dict()})
+        expected = teacher.state_dict()
+        wrong = sorted(set(expected) - set(state)) or [k for k in expected if state[k].shape != expected[k].shape]
+        if wrong:
+            raise ValueError(f"{teacher_checkpoint}: not an AU detector of this model, head and AUs {list(aus)} "
+                             f"(first differing weight: {wrong[0]})")
+        teacher.load_state_dict({k: state[k] for k in expected})
     return AUDetector(pretrained.patchifier, pretrained.encoder, aus, head, au_weights,
                       freeze_encoder=occlusion and freeze_encoder,
                       drop_occluded=occlusion, train_occlusions=train_occlusions if occlusion else None,

@@ -247,7 +247,11 @@ class BP4DPlus(Dataset):
             if missing:
                 raise ValueError(f"{self.manifest}: the header lacks {', '.join(missing)}; expected "
                                  f"{','.join(self.COLUMNS)}[,AU1,...]")
-            labelled = all(f"AU{au}" in header for au in aus)
+            present = [au for au in aus if f"AU{au}" in header]
+            if present and len(present) != len(aus):
+                raise ValueError(f"{self.manifest}: AU columns for {present} but not for "
+                                 f"{[au for au in aus if au not in present]}; give every AU's column or none")
+            labelled = bool(present)
             rows, labels = [], []
             for line, row in enumerate(reader, start=2):
                 if subjects is not None and row["subject"] not in subjects:

@@ -4,7 +4,7 @@ pre-trained encoder and from the same architecture at random init, clean and occ
 
 - face: MAE pre-trained on scikit-image's 100 real LFW faces + the unlabelled procedural faces of
   the training subjects; the fine-tuned detector (clean faces, occluded pixels zeroed at test) and
-  the occlusion-robust student (frozen encoder on the visible patches, distilled from the
+  the occlusion-robust student (encoder on the visible patches, distilled from the
   pre-trained fine-tuned detector as teacher).
 - mcm: MCM pre-trained on the 5-channel procedural faces; the detector fine-tuned on RGB alone.
 """

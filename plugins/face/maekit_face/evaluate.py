@@ -1,5 +1,5 @@
 """``maekit au-eval``'s body: train an AU detector on each fold's training subjects (the training
-engine: checkpoints, resume, logs), then per-AU F1 on the fold's test subjects under every
+engine: checkpoints and logs), then per-AU F1 on the fold's test subjects under every
 evaluation condition (clean, random patches, blocks), and the mean over folds.
 
 The config's ``au`` section: ``data`` (dataset, transform, batch_size; its dataset takes ``fold``),
@@ -65,6 +65,17 @@ def with_fold(dataset_cfg: Mapping[str, Any], fold: int) -> dict[str, Any]:
     return {**dataset_cfg, "fold": int(fold)}
 
 
+def conditions(section: Mapping[str, Any]) -> dict[str, dict | None]:
+    """The section's evaluation conditions (default :data:`DEFAULT_CONDITIONS`), each checked."""
+    chosen = dict(section.get("conditions", DEFAULT_CONDITIONS))
+    for name, spec in chosen.items():
+        try:
+            build_occlusion(spec)
+        except ValueError as error:
+            raise ValueError(f"au.conditions.{name}: {error}") from None
+    return chosen
+
+
 def au_train_config(cfg: Any, section: Mapping[str, Any], fold: int, checkpoint: str | None, method: str,
                     teacher: str | None, aus: Sequence[int], weights: Sequence[float]) -> Any:
     """The training config of one fold's detector (the engine's config: model, data, schedule)."""
@@ -77,7 +88,7 @@ def au_train_config(cfg: Any, section: Mapping[str, Any], fold: int, checkpoint:
     data["dataset"] = with_fold(data["dataset"], fold)
     model = dict(model=cfg.model, aus=list(aus), checkpoint=checkpoint, head=dict(section.get("head", {})),
                  au_weights=[float(w) for w in weights],
-                 train_occlusions=list(section.get("train_occlusions", [s for s in DEFAULT_CONDITIONS.values() if s])),
+                 train_occlusions=list(section.get("train_occlusions", [s for s in conditions(section).values() if s])),
                  occlusion_threshold=float(section.get("occlusion_threshold", 0.5)),
                  node_weight=float(section.get("node_weight", 1.0)), edge_weight=float(section.get("edge_weight", 1.0)),
                  drop_path_rate=float(section.get("drop_path_rate", 0.1)))
@@ -107,7 +118,10 @@ def run_au_eval(cfg: Any, checkpoint: str | None, work_dir: str | Path, method: 
         raise ValueError(f"config {cfg.filename} has no 'au' section with 'data' (dataset, transform, batch_size) and "
                          f"'test'")
     folds = tuple(folds or section.get("folds", (1, 2, 3)))
-    conditions = dict(section.get("conditions", DEFAULT_CONDITIONS))
+    if teacher is not None and len(folds) > 1 and "{fold}" not in str(teacher):
+        raise ValueError(f"--teacher {teacher} is one detector for folds {list(folds)}: a teacher trained on another "
+                         f"fold has seen this fold's test subjects; give a path with {{fold}} (each fold's own)")
+    chosen = conditions(section)
     started, work_dir = time.perf_counter(), Path(work_dir)
     per_fold: dict[str, Any] = {}
     for fold in folds:
@@ -119,12 +133,12 @@ def run_au_eval(cfg: Any, checkpoint: str | None, work_dir: str | Path, method: 
         runner = train(config, work_dir / f"fold{fold}", device=device, seed=seed)
         detector = runner.model.module if hasattr(runner.model, "module") else runner.model
         transform = evaluation_transform(test_set, section["data"].get("transform"), section.get("eval_transform"))
-        tables = evaluate_conditions(detector.model, test_set, transform, conditions,
+        tables = evaluate_conditions(detector.model, test_set, transform, chosen,
                                      int(section.get("test_batch_size", 256)), seed=fold)
         per_fold[f"fold{fold}"] = {**tables, "train_frames": len(train_set), "test_frames": len(test_set),
                                    "checkpoint": str(work_dir / f"fold{fold}" / f"iter_{config.schedule.max_iters}.pth")}
         log(f"fold {fold}: " + ", ".join(f"{name} avg F1 {table['avg_f1']:.1f}" for name, table in tables.items()))
-    mean = {name: round(float(np.mean([per_fold[f"fold{k}"][name]["avg_f1"] for k in folds])), 2) for name in conditions}
+    mean = {name: round(float(np.mean([per_fold[f"fold{k}"][name]["avg_f1"] for k in folds])), 2) for name in chosen}
     metrics = {"method": method, "checkpoint": checkpoint, "teacher": teacher, "folds": list(folds),
                "aus": list(train_set.aus), "avg_f1_mean_over_folds": mean, "per_fold": per_fold,
                "seconds": round(time.perf_counter() - started, 1)}

@@ -250,7 +250,8 @@ class MCM(MaskedAutoencoder):
         grey = unpatchify(mask.masked[:, :, None].expand(-1, -1, tokens.values.shape[-1] // held), meta["grid_size"],
                           meta["patch_size"])
         dropped = (~mask.kept_channels)[:, :, None, None].to(images.device)
-        mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
+        device = tokens.values.device
+        mean_t, std_t = torch.tensor(mean, device=device).view(1, -1, 1, 1), torch.tensor(std, device=device).view(1, -1, 1, 1)
         mixed = torch.where(dropped, (0 - mean_t) / std_t, images)  # dropped channels shown black
         columns = [denormalised_panels(images[:, :3], mean[:3], std[:3]),
                    denormalised_panels(mixed[:, :3], mean[:3], std[:3], grey[:, :1].expand(-1, 3, -1, -1))]
@@ -258,7 +259,7 @@ class MCM(MaskedAutoencoder):
         for name, chans in targets.outputs.items():
             pred = out.pred[name]
             if name in targets.norm_pix:  # back to pixels with each patch's own statistics
-                source = select_channels(tokens.values, held, torch.tensor(chans).expand(tokens.batch_size, -1))
+                source = select_channels(tokens.values, held, torch.tensor(chans, device=device).expand(tokens.batch_size, -1))
                 spread = source.var(dim=-1, keepdim=True).add(1e-6).sqrt()
                 pred = pred * spread + source.mean(dim=-1, keepdim=True)
             rebuilt = unpatchify(pred, meta["grid_size"], meta["patch_size"])
@@ -273,10 +274,11 @@ class MCM(MaskedAutoencoder):
 
     def panel_titles(self) -> PanelTitles:
         targets: Any = self.target
+        called = {3: "depth", 4: "thermal"} if targets.channels == 5 else {}  # the R, G, B, D, T fusion
         names = ["RGB", "mixed + masked", "RGB rebuilt"]
         for chans in targets.outputs.values():
             if len(chans) != 3:
-                names += [t for c in chans for t in (f"ch{c}", f"ch{c} rebuilt")]
+                names += [t for c in chans for t in (called.get(c, f"ch{c}"), f"{called.get(c, f'ch{c}')} rebuilt")]
         return PanelTitles(columns=names)
 
 

@@ -110,7 +110,12 @@ class AUCrop:
     None: the default statistics of the image's channels)."""
 
     def __init__(self, size: int = 224, train: bool = True, flip: bool = True, mean: Any = None, std: Any = None) -> None:
-        self.size, self.train, self.flip, self.mean, self.std = int(size), bool(train), bool(flip), mean, std
+        if (mean is None) != (std is None) or (mean is not None and len(mean) != len(std)):
+            raise ValueError(f"face_au_crop: give mean and std together, one value per channel; got mean {mean!r}, "
+                             f"std {std!r}")
+        self.size, self.train, self.flip = int(size), bool(train), bool(flip)
+        self.mean = None if mean is None else [float(m) for m in mean]
+        self.std = None if std is None else [float(v) for v in std]
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         from maekit.data.views import default_mean_std
@@ -126,7 +131,7 @@ class AUCrop:
         crop = image[..., top:top + self.size, left:left + self.size]
         if self.train and self.flip and bool(torch.rand(()) < 0.5):
             crop = crop.flip(-1)
-        default_mean, default_std = default_mean_std(image.shape[0])
-        mean = torch.tensor(self.mean or default_mean, dtype=crop.dtype).view(-1, 1, 1)
-        std = torch.tensor(self.std or default_std, dtype=crop.dtype).view(-1, 1, 1)
-        return (crop - mean) / std
+        mean, std = (self.mean, self.std) if self.mean is not None else default_mean_std(image.shape[0])
+        if len(mean) != image.shape[0]:
+            raise ValueError(f"face_au_crop: mean/std have {len(mean)} values for an image of {image.shape[0]} channels")
+        return (crop - torch.tensor(mean, dtype=crop.dtype).view(-1, 1, 1)) / torch.tensor(std, dtype=crop.dtype).view(-1, 1, 1)

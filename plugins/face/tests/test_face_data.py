@@ -148,6 +148,9 @@ def test_bp4d_plus_manifest_stacks_five_registered_channels(tmp_path):
     (root / "manifest.csv").write_text(f"{header}\n{row.replace('depth/1.png', 'depth/2.png')}\n")
     with pytest.raises(ValueError, match=r"manifest\.csv:2: depth file depth/2\.png not found"):
         BP4DPlus(root / "manifest.csv")
+    (root / "manifest.csv").write_text(f"{header.replace(',AU24', '')}\n{row[:-2]}\n")
+    with pytest.raises(ValueError, match=r"AU columns for .* but not for \[24\]"):
+        BP4DPlus(root / "manifest.csv")
     (root / "manifest.csv").write_text("subject,task,frame,rgb\n")
     with pytest.raises(ValueError, match="the header lacks depth, thermal"):
         BP4DPlus(root / "manifest.csv")

@@ -224,3 +224,21 @@ def test_mapping_head_reads_padded_visible_tokens_as_each_image_alone():
     alone = detector.head.nodes(latents[1:, :5])
     assert torch.allclose(together[1], alone[0], atol=1e-5)
     assert torch.allclose(together[0], detector.head.nodes(latents[:1])[0], atol=1e-5)
+
+
+def test_au_eval_settings_a_user_gets_wrong_fail_before_any_training():
+    from maekit_face.evaluate import run_au_eval
+    from maekit_face.occlusion import AUCrop
+
+    from maekit.engine import load_config
+
+    cfg = load_config("face_mae_demo")
+    with pytest.raises(ValueError, match=r"one detector for folds \[1, 2\].*\{fold\}"):
+        run_au_eval(cfg, None, "/nonexistent", "occlusion", teacher="teacher.pth", folds=(1, 2))
+    cfg.au.conditions = {"clean": None, "blocks": {"type": "blok", "side": 0.5}}
+    with pytest.raises(ValueError, match=r"au.conditions.blocks: occlusion type must be 'patch'"):
+        run_au_eval(cfg, None, "/nonexistent")
+    with pytest.raises(ValueError, match="mean/std have 3 values for an image of 5 channels"):
+        AUCrop(8, mean=[0.5] * 3, std=[0.2] * 3)(torch.rand(5, 10, 10))
+    with pytest.raises(ValueError, match="give mean and std together"):
+        AUCrop(8, mean=[0.5] * 3)

@@ -65,7 +65,7 @@ def test_au_eval_fine_tunes_a_teacher_then_trains_the_occlusion_student(tmp_path
     from maekit.engine import load_config
 
     cfg = load_config("face_mae_demo")
-    cfg.merge_from_dict({**TINY, "au.data.dataset.frames": 6, "au.test.frames": 6})
+    cfg.merge_from_dict({**TINY, "au.data.dataset.frames": 6, "au.test.frames": 6, "au.freeze_encoder": True})
     cfg.au.conditions = TINY["au.conditions"]
     config = tmp_path / "tiny.py"
     cfg.dump(str(config))
@@ -93,7 +93,7 @@ def test_au_eval_fine_tunes_a_teacher_then_trains_the_occlusion_student(tmp_path
     assert failed.returncode == 1 and "Error: --method occlusion distils from a teacher" in failed.stderr
     wrong = maekit("au-eval", str(config), "--method", "occlusion", "--teacher", checkpoint, "--work-dir",
                    str(tmp_path / "bad"), check=False)
-    assert wrong.returncode == 1 and "not an AU detector of this model and head" in wrong.stderr
+    assert wrong.returncode == 1 and "not an AU detector of this model, head and AUs" in wrong.stderr
     typo = maekit("au-eval", str(config), "au.hed.width=8", check=False)
     assert typo.returncode == 1 and "Error:" in typo.stderr and "hed" in typo.stderr
 

@@ -4,7 +4,8 @@
 # a BP4D figure) with `maekit au-eval`, clean and occluded. Minutes on 2 CPU cores. The au schedule has no
 # layer decay and no drop path: with them this tiny model's pre-trained start fell behind random init (README).
 _faces = dict(type="face_procedural", subjects=12, frames=80, size=36, channels=3)
-_crop = dict(type="face_au_crop", size=32, train=True)
+_imagenet = dict(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+_crop = dict(type="face_au_crop", size=32, train=True, **_imagenet)
 
 model = dict(type="mae", size=None, encoder_name="vit_tiny_patch16_224", img_size=32, patch_size=4, in_chans=3,
              encoder=dict(embed_dim=128, depth=4, num_heads=4), decoder_embed_dim=64, decoder_depth=2,
@@ -20,12 +21,12 @@ data = dict(
 schedule = dict(max_iters=1000, warmup_iters=50, blr=5e-3, weight_decay=0.05, betas=(0.9, 0.95))
 checkpoint_interval = 500
 log_interval = 50
-eval_transform = dict(type="face_au_crop", size=32, train=False)
+eval_transform = dict(type="face_au_crop", size=32, train=False, **_imagenet)
 probe = dict(train=dict(_faces, split="train", fold=1), test=dict(_faces, split="test", fold=1))
 au = dict(
     data=dict(dataset=dict(_faces, split="train", fold=1), transform=_crop, batch_size=64, num_workers=0),
     test=dict(_faces, split="test", fold=1),
-    eval_transform=dict(type="face_au_crop", size=32, train=False),
+    eval_transform=dict(type="face_au_crop", size=32, train=False, **_imagenet),
     head=dict(width=64, depth=2, num_heads=4),
     schedule=dict(max_iters=600, warmup_iters=60, blr=4e-3, weight_decay=0.05, betas=(0.9, 0.999), layer_decay=1.0),
     folds=(1,),

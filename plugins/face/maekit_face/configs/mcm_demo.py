@@ -7,5 +7,8 @@ _faces5 = dict(type="face_procedural", subjects=12, frames=80, size=36, channels
 model = dict(_delete_=True, type="mcm", size=None, encoder_name="vit_tiny_patch16_224", img_size=32, patch_size=4,
              channels=5, keep=3, mask_ratio=0.75, encoder=dict(embed_dim=128, depth=4, num_heads=4),
              decoder_embed_dim=64, decoder_depth=2, decoder_num_heads=4)
-data = dict(_delete_=True, dataset=_faces5, transform=dict(type="face_au_crop", size=32, train=True), batch_size=64,
-            num_workers=0)
+_stats5 = dict(mean=[0.485, 0.456, 0.406, 0.5, 0.5], std=[0.229, 0.224, 0.225, 0.25, 0.25])
+data = dict(_delete_=True, dataset=_faces5, transform=dict(type="face_au_crop", size=32, train=True, **_stats5),
+            batch_size=64, num_workers=0)
+eval_transform = dict(type="face_au_crop", size=32, train=False, **_stats5)
+probe = dict(train=dict(_faces5, labelled=True), test=dict(_faces5, split="test", labelled=True))

@@ -8,6 +8,7 @@ model = dict(_delete_=True, type="mcm", size="base", img_size=224, channels=5, k
              decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16)
 data = dict(dataset=dict(type="face_bp4d_plus", manifest="data/BP4D+/manifest.csv", size=256),
             transform=dict(type="face_au_crop", size=224, train=True, **_stats), batch_size=256, num_workers=8)
+eval_transform = dict(type="face_au_crop", size=224, train=False, **_stats)
 schedule = dict(max_iters=100000, warmup_iters=5000, blr=1.5e-4, weight_decay=0.05, betas=(0.9, 0.95))
 checkpoint_interval = 5000
 log_interval = 50
