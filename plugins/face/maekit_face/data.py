@@ -111,6 +111,8 @@ class AUFrames(Dataset):
     ``maekit face-crop`` cache of ``image_root`` (read instead of the frames themselves). ``size``:
     resize every frame to size × size (the protocol's aligned 256 × 256 crop), None keeps it."""
 
+    modality = "image"
+
     def __init__(self, items: Sequence[tuple[Path, np.ndarray, str]], aus: Sequence[int], image_root: Path,
                  crops: str | Path | None = None, size: int | None = 256, channels: int = 3) -> None:
         if not items:
@@ -234,6 +236,7 @@ class BP4DPlus(Dataset):
     ``subjects``: keep these only (None: all)."""
 
     COLUMNS = ("subject", "task", "frame", "rgb", "depth", "thermal")
+    modality = "image_depth_thermal"  # five registered channels, not an RGB image
 
     def __init__(self, manifest: str | Path, aus: Sequence[int] = BP4D_AUS, subjects: Sequence[str] | None = None,
                  size: int | None = 256) -> None:

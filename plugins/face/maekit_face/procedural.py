@@ -161,6 +161,8 @@ class ProceduralFaces(Dataset):
     depth, thermal). ``labelled=False`` gives label -1 (pre-training beside unlabelled faces).
     Rendered once per setting into a cache folder under the system's temp dir."""
 
+    modality = "image"
+
     def __init__(self, split: str = "train", fold: int = 1, subjects: int = 12, frames: int = 60, size: int = 48,
                  channels: int = 3, seed: int = 0, labelled: bool = True, root: str | None = None) -> None:
         from maekit.data.bundled import demo_folder
@@ -197,6 +199,8 @@ class ProceduralFaces(Dataset):
 class LFWFaces(Dataset):
     """The 100 real faces of scikit-image's bundled ``lfw_subset`` (25 × 25 grey), resized to
     ``size``, as 1 or 3 (repeated) channels; unlabelled (label -1): RGB pre-training and pictures."""
+
+    modality = "image"
 
     def __init__(self, size: int = 48, channels: int = 3) -> None:
         from skimage import data
