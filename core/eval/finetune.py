@@ -12,7 +12,7 @@ from torch import nn
 
 from maekit.io.checkpoint import write_json
 
-__all__ = ["Classifier", "ViTClassifier", "vit_classifier", "finetune_config", "run_finetune", "classification_accuracy",
+__all__ = ["Classifier", "ViTClassifier", "vit_classifier", "finetune_config", "layer_decay_schedule", "run_finetune", "classification_accuracy",
            "evaluate_classifier"]
 
 
@@ -75,6 +75,15 @@ def vit_classifier(model: dict, num_classes: int, checkpoint: str | None = None,
     return ViTClassifier(method.patchifier, method.encoder, num_classes, global_pool, label_smoothing)
 
 
+def layer_decay_schedule(schedule: dict) -> dict:
+    """A fine-tuning ``schedule`` section for the engine: its ``layer_decay`` (default 0.75) handed
+    to the layer-wise decay optimiser (``MaekitLayerDecayConstructor``)."""
+    schedule = dict(schedule)
+    layer_decay = schedule.pop("layer_decay", 0.75)
+    schedule.update(constructor="MaekitLayerDecayConstructor", paramwise_cfg=dict(layer_decay=layer_decay))
+    return schedule
+
+
 def finetune_config(cfg, checkpoint: str | None):
     """The training config of the ``finetune`` section of a pre-training config."""
     from mmengine.config import Config
@@ -82,9 +91,7 @@ def finetune_config(cfg, checkpoint: str | None):
     section = cfg.get("finetune")
     if not section:
         raise ValueError(f"config {cfg.filename} has no 'finetune' section (num_classes, data, test, schedule)")
-    schedule = dict(section.get("schedule", {}))
-    layer_decay = schedule.pop("layer_decay", 0.75)
-    schedule.update(constructor="MaekitLayerDecayConstructor", paramwise_cfg=dict(layer_decay=layer_decay))
+    schedule = layer_decay_schedule(section.get("schedule", {}))
     return Config(dict(
         model=dict(type=section.get("classifier", "vit_classifier"), model=cfg.model, num_classes=section["num_classes"],
                    checkpoint=None if checkpoint is None else str(checkpoint),

@@ -106,6 +106,14 @@ def frames_by_number(folder: Path) -> dict[int, Path]:
     return found
 
 
+def resized(image: torch.Tensor, size: int | None) -> torch.Tensor:
+    """``image`` (C×H×W in [0, 1]) at size × size (bilinear, antialiased), or as it is for None."""
+    if size is None or tuple(image.shape[-2:]) == (size, size):
+        return image
+    return torch.nn.functional.interpolate(image[None], size=(size, size), mode="bilinear", antialias=True,
+                                           align_corners=False)[0].clamp(0, 1)
+
+
 class AUFrames(Dataset):
     """Frames with AU labels: ``items`` of (image path, label row, subject). ``crops``: a
     ``maekit face-crop`` cache of ``image_root`` (read instead of the frames themselves). ``size``:
@@ -141,10 +149,7 @@ class AUFrames(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         image = read_image(self.image_path(index), self.channels)
-        if self.size is not None and tuple(image.shape[-2:]) != (self.size, self.size):
-            image = torch.nn.functional.interpolate(image[None], size=(self.size, self.size), mode="bilinear",
-                                                    antialias=True, align_corners=False)[0].clamp(0, 1)
-        return {"inputs": image, "label": torch.from_numpy(self.labels[index].astype(np.float32))}
+        return {"inputs": resized(image, self.size), "label": torch.from_numpy(self.labels[index].astype(np.float32))}
 
 
 def _resolve(items: list[tuple[int, np.ndarray, str, Path]], missing: str, what: str) -> list[tuple[Path, np.ndarray, str]]:
@@ -285,10 +290,7 @@ class BP4DPlus(Dataset):
                              f"depth {shapes[1]} and thermal {shapes[2]} differ in size; register them to the RGB frame "
                              f"first")
         image = torch.cat([rgb, depth, thermal])
-        if self.size is not None and shapes[0] != (self.size, self.size):
-            image = torch.nn.functional.interpolate(image[None], size=(self.size, self.size), mode="bilinear",
-                                                    antialias=True, align_corners=False)[0].clamp(0, 1)
-        return {"inputs": image, "label": torch.from_numpy(self.labels[index].astype(np.float32))}
+        return {"inputs": resized(image, self.size), "label": torch.from_numpy(self.labels[index].astype(np.float32))}
 
 
 def detect_face(image: np.ndarray, min_size: int = 24) -> tuple[int, int, int, int] | None:

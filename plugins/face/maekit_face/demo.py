@@ -50,6 +50,13 @@ def summarise(runs: dict[str, Any], method: str) -> dict[str, Any]:
     return figures
 
 
+def comparison_line(metrics: dict[str, Any], method: str, runs: dict[str, Any]) -> str:
+    """One log line: ``method``'s avg F1 per condition, pre-trained vs random init."""
+    return f"{method}: avg F1 pre-trained vs random init — " + ", ".join(
+        f"{c} {metrics[f'{method}_{c}_avg_f1_pretrained']:.1f} vs {metrics[f'{method}_{c}_avg_f1_random_init']:.1f}"
+        for c in runs["pretrained"]["avg_f1_mean_over_folds"])
+
+
 @torch.no_grad()
 def occlusion_picture(model: Any, images: torch.Tensor, mean: Any, std: Any, path: Path, seed: int = 0) -> Path:
     """Per face: the face | random patches (50 %) | a block (½ side), occluded pixels black and
@@ -129,10 +136,8 @@ def run_face_demo(out_dir: str | Path, config: str = "face_mae_demo", max_iters:
         "occlusions": str(occlusion_picture(model, faces, mean, std, out_dir / "occlusions.png", seed)),
         "seconds": round(time.perf_counter() - started, 1)}
     write_json(out_dir / "metrics.json", metrics)
-    for method in ("finetune", "occlusion"):
-        log(f"{method}: avg F1 pre-trained vs random init — " + ", ".join(
-            f"{c} {metrics[f'{method}_{c}_avg_f1_pretrained']:.1f} vs {metrics[f'{method}_{c}_avg_f1_random_init']:.1f}"
-            for c in finetuned["pretrained"]["avg_f1_mean_over_folds"]))
+    for method, runs in (("finetune", finetuned), ("occlusion", students)):
+        log(comparison_line(metrics, method, runs))
     return metrics
 
 
@@ -164,7 +169,5 @@ def run_mcm_demo(out_dir: str | Path, config: str = "mcm_demo", max_iters: int |
                        "unlabelled; AU figures: RGB procedural faces with exact labels (a pipeline check)",
                "seconds": round(time.perf_counter() - started, 1)}
     write_json(out_dir / "metrics.json", metrics)
-    log("mcm finetune: avg F1 pre-trained vs random init — " + ", ".join(
-        f"{c} {metrics[f'finetune_{c}_avg_f1_pretrained']:.1f} vs {metrics[f'finetune_{c}_avg_f1_random_init']:.1f}"
-        for c in finetuned["pretrained"]["avg_f1_mean_over_folds"]))
+    log("mcm " + comparison_line(metrics, "finetune", finetuned))
     return metrics

@@ -77,18 +77,20 @@ def conditions(section: Mapping[str, Any]) -> dict[str, dict | None]:
 
 
 def au_train_config(cfg: Any, section: Mapping[str, Any], fold: int, checkpoint: str | None, method: str,
-                    teacher: str | None, aus: Sequence[int], weights: Sequence[float]) -> Any:
-    """The training config of one fold's detector (the engine's config: model, data, schedule)."""
+                    teacher: str | None, aus: Sequence[int], weights: Sequence[float],
+                    chosen: Mapping[str, dict | None]) -> Any:
+    """The training config of one fold's detector (the engine's config: model, data, schedule);
+    ``chosen``: the checked evaluation conditions, whose occlusions train the student by default."""
     from mmengine.config import Config
 
-    schedule = dict(section.get("schedule", {}))
-    layer_decay = schedule.pop("layer_decay", 0.75)
-    schedule.update(constructor="MaekitLayerDecayConstructor", paramwise_cfg=dict(layer_decay=layer_decay))
+    from maekit.eval.finetune import layer_decay_schedule
+
+    schedule = layer_decay_schedule(section.get("schedule", {}))
     data = dict(section["data"])
     data["dataset"] = with_fold(data["dataset"], fold)
     model = dict(model=cfg.model, aus=list(aus), checkpoint=checkpoint, head=dict(section.get("head", {})),
                  au_weights=[float(w) for w in weights],
-                 train_occlusions=list(section.get("train_occlusions", [s for s in conditions(section).values() if s])),
+                 train_occlusions=list(section.get("train_occlusions", [s for s in chosen.values() if s])),
                  occlusion_threshold=float(section.get("occlusion_threshold", 0.5)),
                  node_weight=float(section.get("node_weight", 1.0)), edge_weight=float(section.get("edge_weight", 1.0)),
                  drop_path_rate=float(section.get("drop_path_rate", 0.1)))
@@ -129,7 +131,7 @@ def run_au_eval(cfg: Any, checkpoint: str | None, work_dir: str | Path, method: 
         test_set = build("dataset", with_fold(section["test"], fold))
         fold_teacher = None if teacher is None else str(teacher).replace("{fold}", str(fold))
         config = au_train_config(cfg, section, fold, checkpoint, method, fold_teacher, train_set.aus,
-                                 au_weights(train_set.labels))
+                                 au_weights(train_set.labels), chosen)
         runner = train(config, work_dir / f"fold{fold}", device=device, seed=seed)
         detector = runner.model.module if hasattr(runner.model, "module") else runner.model
         transform = evaluation_transform(test_set, section["data"].get("transform"), section.get("eval_transform"))
