@@ -27,6 +27,8 @@ def test_blocks_attend_through_maekit_attention():
     blocks = make_blocks(32, 2, 4)
     assert all(type(block.attn) is Attention for block in blocks)
     assert blocks(torch.randn(2, 5, 32)).shape == (2, 5, 32)
+    scaled = make_blocks(32, 2, 4, init_values=0.1, attention=lambda i: Attention(32, 4, qkv_bias="qv"))
+    assert all(torch.all(block.ls1.gamma == 0.1) and block.attn.q_bias is not None for block in scaled)  # BEiT's
 
 
 def test_inner_width_may_differ_and_a_bad_width_is_named():

@@ -98,6 +98,23 @@ def test_blockwise_video_mask_counts_and_units():
 
 
 
+def test_blockwise_image_mask_counts_given_directly_and_the_exact_variant():
+    from maekit.structures import Tokens
+
+    tokens = Tokens(values=torch.zeros(64, 196, 1), coords=torch.zeros(64, 196, 2), meta={"grid_size": (14, 14)})
+    noise = torch.rand(64, 1, generator=torch.Generator().manual_seed(0))
+    varying = BlockwiseMasker(num_masking=75, min_block=16)(tokens, noise=noise)
+    counts = varying.masked.sum(1)
+    assert counts.max() <= 75 and len(set(counts.tolist())) > 1 and varying.variable_count  # BEiT: up to 75
+    exact = BlockwiseMasker(num_masking=75, min_block=16, exact=True)(tokens, noise=noise)
+    grid = exact.masked.view(64, 14, 14)
+    assert (exact.masked.sum(1) == 75).all() and not grid[:, -1].any() and not grid[:, :, -1].any()
+    assert torch.equal(BlockwiseMasker(num_masking=75, min_block=16)(tokens, noise=noise).masked, varying.masked)
+    with pytest.raises(ValueError, match="num_masking must be a positive int"):
+        BlockwiseMasker(num_masking=0)
+
+
+
 def test_clip_samplers_follow_the_references_rules():
     torch.manual_seed(0)
     starts = {consecutive_frames(100, 16, 4)[0] for _ in range(300)}

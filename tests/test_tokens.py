@@ -79,6 +79,12 @@ def test_token_target_reads_the_tokenizer_or_the_tokens_own_ids():
     assert torch.equal(TokenTarget()(own, None), own.values[..., 0])
     with pytest.raises(ValueError, match="give a tokenizer"):
         TokenTarget()(tokens, None)
+    # a tokenizer's own view among the named views (BEiT's 112-px tokenizer view)
+    tokenizer.view = "small"
+    named = {"inputs": torch.zeros(2, 1, 8, 8), "views": {"image": torch.zeros(2, 1, 8, 8), "small": images}}
+    assert torch.equal(TokenTarget(tokenizer)(tokens, named), ids)
+    with pytest.raises(ValueError, match=r"batch\['views'\]\['small'\].*holds inputs"):
+        TokenTarget(tokenizer)(tokens, {"inputs": images})
 
 
 def test_cross_entropy_token_mean_and_image_mean_against_direct_sums():
@@ -119,6 +125,20 @@ def test_vocabulary_head_without_bias_starts_at_zero():
     assert head.pred.bias is None and not head.pred.weight.any()
     tokens = Tokens(values=torch.zeros(2, 3, 4), coords=torch.zeros(2, 3, 2))
     assert head(torch.randn(2, 3, 8), Mask.keep_all(2, 3), tokens).shape == (2, 3, 11)
+
+
+def test_vocabulary_head_at_removed_positions_computes_only_their_rows():
+    torch.manual_seed(0)
+    every, removed_only = LinearHead(8, 11), LinearHead(8, 11, positions="removed")
+    removed_only.load_state_dict(every.state_dict())
+    tokens = Tokens(values=torch.zeros(2, 5, 4), coords=torch.zeros(2, 5, 2))
+    mask = Mask.from_masked(torch.tensor([[1, 0, 1, 0, 0], [0, 0, 0, 1, 0]]))  # counts differ per row
+    latents = torch.randn(2, 6, 8)
+    full, sparse = every(latents, mask, tokens), removed_only(latents, mask, tokens)
+    removed = mask.masked.bool()
+    assert torch.equal(sparse[removed], full[removed]) and not sparse[~removed].any()
+    with pytest.raises(ValueError, match="'all' or 'removed'"):
+        LinearHead(8, 11, positions="masked")
 
 
 def test_cross_attention_with_a_shared_norm_and_a_mask_is_the_written_out_formula():

@@ -118,7 +118,7 @@ class TokenizerFitHook(Hook):
     tokenizer reads it directly (a caption vocabulary: the captions, no clip decoded). Every
     process fits from the same images and seed; under DDP rank 0's result is broadcast so all
     ranks hold one vocabulary. The fitted state is in
-    the model's buffers (every checkpoint has it; a resumed run does not refit), and each
+    the model's state dict (every checkpoint has it; a resumed run does not refit), and each
     tokenizer's own file (``save_fitted``) is written into the work folder."""
 
     priority = "VERY_HIGH"
@@ -138,9 +138,9 @@ class TokenizerFitHook(Hook):
         loader = DataLoader(source.dataset, batch_size=source.batch_size or 32, shuffle=False, collate_fn=source.collate_fn)
         for name in fit_tokenizers(method, loader, seed=int(runner.seed), dataset=source.dataset):
             tokenizer = tokenizers[name]
-            if get_world_size() > 1:
-                for buffer in tokenizer.buffers():
-                    torch.distributed.broadcast(buffer.data, src=0)
+            if get_world_size() > 1:  # its whole fitted state: buffers (a palette) and weights (a VQ-VAE)
+                for tensor in tokenizer.state_dict().values():
+                    torch.distributed.broadcast(tensor, src=0)
             if is_main_process():
                 written = tokenizer.save_fitted(Path(runner.work_dir))
                 runner.logger.info(f"fitted tokenizer {name} ({type(tokenizer).__name__}) on the training data"

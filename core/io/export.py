@@ -27,12 +27,18 @@ def export_encoder(model: Any, out_dir: str | Path) -> tuple[Path, Path]:
     pretrained_cfg_overlay=dict(file=".../model.safetensors"), **cfg["model_args"])``.
     """
     encoder = model.encoder
-    if not hasattr(encoder, "model_name"):
-        raise ValueError(f"only timm ViT encoders export to timm; this model's encoder is {type(encoder).__name__}")
     out_dir = Path(out_dir)
-    weights = save_state_dict(maekit_to_timm(model.state_dict()), out_dir / "model.safetensors",
-                              metadata={"format": "pt", "architecture": encoder.model_name})
-    config = {"architecture": encoder.model_name, "model_args": timm_kwargs(encoder), "num_classes": 0,
+    # an encoder of another timm family (a plugin's, e.g. BEiT's) says how it exports: its timm
+    # state dict, the timm architecture and the arguments that rebuild it
+    exporter = getattr(encoder, "timm_export", None)
+    if exporter is not None:
+        state, architecture, model_args = exporter()
+    elif hasattr(encoder, "model_name"):
+        state, architecture, model_args = maekit_to_timm(model.state_dict()), encoder.model_name, timm_kwargs(encoder)
+    else:
+        raise ValueError(f"only timm ViT encoders export to timm; this model's encoder is {type(encoder).__name__}")
+    weights = save_state_dict(state, out_dir / "model.safetensors", metadata={"format": "pt", "architecture": architecture})
+    config = {"architecture": architecture, "model_args": model_args, "num_classes": 0,
               "global_pool": "token", "exported_by": "maekit"}
     return weights, write_json(out_dir / "config.json", config)
 

@@ -150,15 +150,21 @@ class CrossAttentionDecoder(MAEDecoder):
 
 class LinearHead(Decoder):
     """No decoder: a Linear from the encoder's output of every token to the target (MaskFeat's
-    head; the encoder saw every token, see :class:`~maekit.model.MaskTokenModel`). Prefix (cls)
-    outputs are dropped. Init: truncated normal ``std`` (MaskFeat 0.02), zero bias; ``std=0``
-    starts at zero (iGPT's output table ``wtet``), ``bias=False`` has none (iGPT, BEiT's lm_head
-    over a vocabulary of ``out_dim`` ids)."""
+    head; BEiT's ``lm_head`` over a vocabulary of ``out_dim`` ids; the encoder saw every token, see
+    :class:`~maekit.model.MaskTokenModel`). Prefix (cls) outputs are dropped. Init: truncated
+    normal ``std`` (MaskFeat 0.02), zero bias; ``std=0`` starts at zero (iGPT's output table
+    ``wtet``), ``bias=False`` has none (iGPT).
+
+    ``positions="removed"``: only the removed tokens' rows are computed, as BEiT's head does
+    (``lm_head(x[mask])``: 75 of 196 rows over an 8192-id vocabulary); the other rows are zero and
+    read by no loss. ``"all"``: every token's."""
 
     def __init__(self, encoder_dim: int, out_dim: int, num_prefix_tokens: int = 1, std: float = 0.02,
-                 bias: bool = True) -> None:
+                 bias: bool = True, positions: str = "all") -> None:
         super().__init__()
-        self.num_prefix_tokens = num_prefix_tokens
+        if positions not in ("all", "removed"):
+            raise ValueError(f"linear head positions must be 'all' or 'removed', got {positions!r}")
+        self.num_prefix_tokens, self.positions = num_prefix_tokens, positions
         self.pred = nn.Linear(encoder_dim, out_dim, bias=bias)
         if std > 0:
             nn.init.trunc_normal_(self.pred.weight, std=std)
@@ -171,4 +177,10 @@ class LinearHead(Decoder):
         if latents.shape[1] != self.num_prefix_tokens + tokens.num_tokens:
             raise ValueError(f"a linear head predicts from every token: expected {self.num_prefix_tokens} + "
                              f"{tokens.num_tokens} latents, got {latents.shape[1]} (the encoder must see every token)")
-        return self.pred(latents[:, self.num_prefix_tokens:])
+        outputs = latents[:, self.num_prefix_tokens:]
+        if self.positions == "all":
+            return self.pred(outputs)
+        removed = mask.predicted.bool()
+        logits = outputs.new_zeros(*removed.shape, self.pred.out_features)
+        logits[removed] = self.pred(outputs[removed]).to(logits.dtype)
+        return logits

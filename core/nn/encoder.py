@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -15,14 +15,19 @@ from maekit.nn.pos_embed import resample_grid_table, sincos_2d_table, sincos_emb
 from maekit.ops import init_mae_weights
 from maekit.structures import Tokens
 
-__all__ = ["TokenEncoder", "ViTEncoder", "TransformerEncoder", "Intermediates", "make_blocks", "run_blocks", "run_block"]
+__all__ = ["TokenEncoder", "ViTEncoder", "TransformerEncoder", "Intermediates", "make_blocks", "run_blocks", "run_block",
+           "embed_patch_values"]
 
 
 def make_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0,
-                norm_eps: float = 1e-6, drop_path_rate: float = 0.0, qkv_bias: bool | str = True) -> nn.Sequential:
+                norm_eps: float = 1e-6, drop_path_rate: float = 0.0, qkv_bias: bool | str = True,
+                init_values: float | None = None, attention: Callable[[int], nn.Module] | None = None) -> nn.Sequential:
     """timm transformer blocks as the reference uses them (qkv bias on, LayerNorm eps 1e-6),
     attending through :func:`maekit.nn.attention.attend` (float32 under CPU autocast).
-    ``qkv_bias="qv"``: query and value biases without a key bias (BEiT, VideoMAE)."""
+    ``qkv_bias="qv"``: query and value biases without a key bias (BEiT, VideoMAE).
+    ``init_values``: layer scale (``ls1.gamma``, ``ls2.gamma``) starting at this value (BEiT 0.1).
+    ``attention``: builds block ``i``'s attention (0-based) in place of :class:`~maekit.nn.attention.Attention`
+    (one with its own relative position table, BEiT's per-layer setting)."""
     from timm.models.vision_transformer import Block
 
     from maekit.nn.attention import Attention
@@ -31,10 +36,24 @@ def make_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0,
         raise ValueError(f"width {dim} must be divisible by num_heads {num_heads}")
     rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist() if depth else []  # numbers, not weights
     norm_layer: Any = partial(nn.LayerNorm, eps=norm_eps)  # timm annotates a class; any callable works
-    blocks = [Block(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=rate, norm_layer=norm_layer) for rate in rates]
-    for block in blocks:  # timm's Block takes an attention class only from timm 1.0.20 on
-        block.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
+    blocks = [Block(dim, num_heads, mlp_ratio, qkv_bias=True, drop_path=rate, norm_layer=norm_layer, init_values=init_values)
+              for rate in rates]
+    for index, block in enumerate(blocks):  # timm's Block takes an attention class only from timm 1.0.20 on
+        block.attn = Attention(dim, num_heads, qkv_bias=qkv_bias) if attention is None else attention(index)
     return nn.Sequential(*blocks)
+
+
+def embed_patch_values(patch_embed: Any, values: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """A timm ``PatchEmbed`` applied to patch values already cut out (B×N×(p·q·C), (p, q, c)
+    order): its conv weight used as a matrix, the same arithmetic as the conv over the image,
+    so only the tokens given are embedded."""
+    weight = patch_embed.proj.weight  # (D, C, p, q) → (D, p·q·C) to match the patch layout
+    if values.shape[-1] != weight[0].numel():
+        p, q = weight.shape[-2:]
+        raise ValueError(f"encoder expects {p}×{q} patches with {in_chans} channels ({p * q * in_chans} values per "
+                         f"token), got {values.shape[-1]}")
+    matrix = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
+    return patch_embed.norm(nn.functional.linear(values, matrix, patch_embed.proj.bias))
 
 
 def run_blocks(blocks: Iterable[nn.Module], x: torch.Tensor, positions: torch.Tensor | None = None,
@@ -248,13 +267,7 @@ class ViTEncoder(TokenEncoder):
         return sincos_2d_table(grid_size, self.embed_dim)
 
     def embed_tokens(self, values: torch.Tensor) -> torch.Tensor:
-        weight = self.patch_embed.proj.weight  # (D, C, p, q) → (D, p·q·C) to match the patch layout
-        if values.shape[-1] != weight[0].numel():
-            (p, q), c = self.patch_size, self.in_chans
-            raise ValueError(f"encoder expects {p}×{q} patches with {c} channels ({p * q * c} values per token), "
-                             f"got {values.shape[-1]}")
-        matrix = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
-        return self.patch_embed.norm(nn.functional.linear(values, matrix, self.patch_embed.proj.bias))
+        return embed_patch_values(self.patch_embed, values, self.in_chans)
 
     def grid_table(self, grid_size: tuple[int, int]) -> torch.Tensor:
         """The position table (1, 1 + h·w, D) for a grid, resampled if it differs from the native one

@@ -309,27 +309,38 @@ class GivenMasker(Masker):
         return Mask.from_order(ids_shuffle, tokens.num_tokens - int(masked[0].sum()))
 
 
+#: rounds the exact-count variant of :func:`beit_block_mask` may take before giving up (the
+#: reference loops without bound; a round nearly always adds tokens, this only rules out a hang)
+EXACT_BLOCK_ROUNDS = 10_000
+
+
 def beit_block_mask(grid_size: tuple[int, int], num_masking: int, rng: random.Random, min_patches: int = 16,
-                    max_patches: int | None = None, min_aspect: float = 0.3, attempts: int = 10) -> torch.Tensor:
+                    max_patches: int | None = None, min_aspect: float = 0.3, attempts: int = 10,
+                    exact: bool = False) -> torch.Tensor:
     """BEiT's blockwise masking (``MaskingGenerator``): rectangles of ``min_patches`` to
     ``max_patches`` tokens with log-uniform aspect ratio in [min_aspect, 1/min_aspect], placed at
     random and merged until ``num_masking`` tokens are covered or a round of ``attempts`` tries adds
     none (so the count may fall short, never over). Draws from ``rng`` in the reference's order.
+    ``exact``: MMPretrain's ``BEiTMaskGenerator`` — rounds go on until exactly ``num_masking``
+    are covered, and a block's corner is drawn with numpy's exclusive bound (``randint(0, H − h)``
+    never reaches H − h, so a block never touches the last row or column).
     Returns a bool h×w grid (True = masked)."""
     height, width = grid_size
     max_patches = num_masking if max_patches is None else max_patches
     log_aspect = (math.log(min_aspect), math.log(1 / min_aspect))
     mask = torch.zeros(height, width, dtype=torch.bool)
-    count = 0
+    count, rounds = 0, 0
+    last = 1 if exact else 0  # the corner's bound: exclusive (numpy) or inclusive (python's randint)
     while count < num_masking:
         budget = min(num_masking - count, max_patches)
         delta = 0
+        rounds += 1
         for _ in range(attempts):
             area = rng.uniform(min_patches, budget)
             aspect = math.exp(rng.uniform(*log_aspect))
             h, w = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
             if w < width and h < height:
-                top, left = rng.randint(0, height - h), rng.randint(0, width - w)
+                top, left = rng.randint(0, height - h - last), rng.randint(0, width - w - last)
                 block = mask[top: top + h, left: left + w]
                 new = h * w - int(block.sum())
                 if 0 < new <= budget:
@@ -337,7 +348,7 @@ def beit_block_mask(grid_size: tuple[int, int], num_masking: int, rng: random.Ra
                     delta = new
             if delta > 0:
                 break
-        if delta == 0:
+        if delta == 0 and (not exact or rounds >= EXACT_BLOCK_ROUNDS):
             break
         count += delta
     return mask
@@ -444,14 +455,24 @@ class BlockwiseMasker(Masker):
     ``window`` None: the token grid. Block sizes as MaskFeat: at most ``max_block`` window units
     (None: the count for images; h·w of the window for video), at least ``max // 5`` (images:
     count // 5). Noise: one number per sample seeds the blocks (a seeded noise source makes it
-    deterministic)."""
+    deterministic).
+
+    BEiT's masker: ``num_masking=75, min_block=16`` (75 of 196 tokens counted directly, not as a
+    ratio; blocks of at least 16); ``exact=True`` is MMPretrain's variant, which always masks
+    exactly that many (images only)."""
 
     def __init__(self, mask_ratio: float = 0.4, window: tuple[int, ...] | None = None, max_block: int | None = None,
-                 min_block: int | None = None, min_aspect: float = 0.3) -> None:
+                 min_block: int | None = None, min_aspect: float = 0.3, num_masking: int | None = None,
+                 exact: bool = False) -> None:
         super().__init__()
         self.mask_ratio = check_mask_ratio(mask_ratio)
         self.window = None if window is None else tuple(window)
+        if num_masking is not None and (not isinstance(num_masking, int) or num_masking < 1):
+            raise ValueError(f"num_masking must be a positive int (BEiT: 75 of 196), got {num_masking!r}")
+        if exact and self.window is not None and len(self.window) == 3:
+            raise ValueError("exact=True is MMPretrain's image masker; video (3-D windows) has no exact variant")
         self.max_block, self.min_block, self.min_aspect = max_block, min_block, min_aspect
+        self.num_masking, self.exact = num_masking, exact
 
     def noise_shape(self, tokens: Tokens) -> tuple[int, ...]:
         return (tokens.batch_size, 1)
@@ -460,13 +481,18 @@ class BlockwiseMasker(Masker):
         """One sample's mask on the window (bool, the window's shape)."""
         window = self.window or grid
         units = math.prod(window)
-        count = round(units * self.mask_ratio)
+        count = round(units * self.mask_ratio) if self.num_masking is None else self.num_masking
+        if count > units:
+            raise ValueError(f"num_masking {count} exceeds the {units} units of the mask window {tuple(window)}")
         if len(window) == 3:
             max_block = self.max_block or window[1] * window[2]
             min_block = self.min_block if self.min_block is not None else max_block // 5
             return block_mask_3d((window[0], window[1], window[2]), count, rng, min_block, max_block, self.min_aspect)
+        if self.exact and len(window) != 2:
+            raise ValueError("exact=True is MMPretrain's image masker; video tokens have no exact variant")
         min_block = self.min_block if self.min_block is not None else count // 5
-        return beit_block_mask((window[0], window[1]), count, rng, min_block, self.max_block, self.min_aspect)
+        return beit_block_mask((window[0], window[1]), count, rng, min_block, self.max_block, self.min_aspect,
+                               exact=self.exact)
 
     def forward(self, tokens: Tokens, noise: NoiseSource = None) -> Mask:
         grid = tuple(tokens.meta.get("grid_size") or ())
@@ -484,7 +510,8 @@ class BlockwiseMasker(Masker):
         return Mask.from_masked(torch.stack(rows).to(tokens.values.device))
 
     def extra_repr(self) -> str:
-        return f"mask_ratio={self.mask_ratio}, window={self.window}"
+        count = f"num_masking={self.num_masking}" if self.num_masking is not None else f"mask_ratio={self.mask_ratio}"
+        return f"{count}, window={self.window}" + (", exact" if self.exact else "")
 
 
 def masked_folds(mask: Mask, num_folds: int, fold_size: int | None = None) -> torch.Tensor:

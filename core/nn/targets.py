@@ -263,9 +263,12 @@ class TokenTarget(Target):
                                  f"tokens hold {tuple(tokens.values.shape)} {tokens.values.dtype} values — give a tokenizer")
             return tokens.values[..., 0].long()
         view = self.tokenizer.view
-        images = batch[view] if isinstance(batch, Mapping) and view in batch else batch
+        images = batch
+        if isinstance(batch, Mapping):  # the view by name, at the top or among the named views (BEiT's two views)
+            images = batch.get(view, (batch.get("views") or {}).get(view, batch))
         if not isinstance(images, torch.Tensor):
-            raise ValueError(f"token_ids encodes the batch's images (batch[{view!r}]); got {type(batch).__name__}")
+            raise ValueError(f"token_ids encodes the batch's images (batch[{view!r}] or batch['views'][{view!r}], "
+                             f"as the tokenizer's view names them); the batch holds {', '.join(map(str, batch))}")
         ids = self.tokenizer.encode(images).flatten(1)
         if ids.shape[1] != tokens.num_tokens:
             raise ValueError(f"the tokenizer gives {ids.shape[1]} ids per image of batch[{view!r}] "
