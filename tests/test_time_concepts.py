@@ -112,6 +112,11 @@ def test_blockwise_image_mask_counts_given_directly_and_the_exact_variant():
     assert torch.equal(BlockwiseMasker(num_masking=75, min_block=16)(tokens, noise=noise).masked, varying.masked)
     with pytest.raises(ValueError, match="num_masking must be a positive int"):
         BlockwiseMasker(num_masking=0)
+    with pytest.raises(ValueError, match="at most 169 of a 14×14 grid, asked for 172"):
+        BlockwiseMasker(num_masking=172, exact=True)(tokens, noise=noise)
+    cubes = Tokens(values=torch.zeros(2, 32, 1), coords=torch.zeros(2, 32, 3), meta={"grid_size": (2, 4, 4)})
+    with pytest.raises(ValueError, match="no exact variant"):
+        BlockwiseMasker(num_masking=10, exact=True)(cubes)
 
 
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["PlacedImage", "MAEAugment", "EvalTransform", "ResizeCenterCrop", "evaluation_transform", "TransformedView", "AugmentedView", "mix_seed", "default_mean_std",
+__all__ = ["normalise", "PlacedImage", "MAEAugment", "EvalTransform", "ResizeCenterCrop", "evaluation_transform", "TransformedView", "AugmentedView", "mix_seed", "default_mean_std",
            "transform_naming_source"]
 
 
@@ -31,6 +31,14 @@ def default_mean_std(channels: int) -> tuple[tuple[float, ...], tuple[float, ...
     if channels == 3:
         return (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     return (0.5,) * channels, (0.5,) * channels
+
+
+def normalise(x: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> torch.Tensor:
+    """(x − mean) / std per channel of a C×H×W image; None: the default statistics for its channel
+    count; a mean or std of another length than the channels is a ValueError."""
+    if (mean is None) != (std is None):
+        raise ValueError(f"give both mean and std, or neither (the defaults); got mean={mean!r}, std={std!r}")
+    return _normalise(x, mean, std)
 
 
 def _normalise(x: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> torch.Tensor:

@@ -114,7 +114,7 @@ class TeacherUpdateHook(_EpochAwareHook):
 class TokenizerFitHook(Hook):
     """Before the first step, fits the method's trainable tokenizers that are not fitted yet (iGPT's
     colour palette) on the run's training images, in order, through the training transform
-    (:func:`maekit.nn.tokenizers.fit_tokenizers`), or from the training dataset itself where the
+    (:func:`maekit.nn.tokenizers.fit_tokenizers`; read in a seeded random order), or from the training dataset itself where the
     tokenizer reads it directly (a caption vocabulary: the captions, no clip decoded). Every
     process fits from the same images and seed; under DDP rank 0's result is broadcast so all
     ranks hold one vocabulary. The fitted state is in
@@ -134,8 +134,11 @@ class TokenizerFitHook(Hook):
         if all(tokenizer.fitted for tokenizer in tokenizers.values()):
             return
         source = runner.train_dataloader
-        # a loader with a batch sampler (concat_sources) has no batch_size: read in batches of 32
-        loader = DataLoader(source.dataset, batch_size=source.batch_size or 32, shuffle=False, collate_fn=source.collate_fn)
+        # a loader with a batch sampler (concat_sources) has no batch_size: read in batches of 32; in a
+        # seeded random order, so a tokenizer fitted on its first fit_samples images sees every class
+        # of a class-sorted folder, not the first few
+        loader = DataLoader(source.dataset, batch_size=source.batch_size or 32, shuffle=True,
+                            generator=torch.Generator().manual_seed(int(runner.seed)), collate_fn=source.collate_fn)
         for name in fit_tokenizers(method, loader, seed=int(runner.seed), dataset=source.dataset):
             tokenizer = tokenizers[name]
             if get_world_size() > 1:  # its whole fitted state: buffers (a palette) and weights (a VQ-VAE)

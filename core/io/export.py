@@ -21,7 +21,8 @@ def timm_kwargs(encoder: Any) -> dict:
 
 
 def export_encoder(model: Any, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``model.safetensors`` (timm ViT keys) and ``config.json`` into ``out_dir``.
+    """Write ``model.safetensors`` (timm keys: a ViT's, or those of the family an encoder's own
+    ``timm_export()`` names, e.g. BEiT's) and ``config.json`` into ``out_dir``.
 
     Load with ``timm.create_model(cfg["architecture"], pretrained=True, num_classes=N,
     pretrained_cfg_overlay=dict(file=".../model.safetensors"), **cfg["model_args"])``.

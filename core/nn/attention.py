@@ -69,6 +69,10 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: Optiona
     if _explicit_attention:
         return _written_out(q, k, v, attn_mask, dropout_p, is_causal)
     if not runs_attention_in_float32(q):
+        if attn_mask is not None and attn_mask.is_floating_point() and attn_mask.dtype != q.dtype:
+            # an additive bias kept in float32 (BEiT's relative position table) beside bf16 q/k/v under
+            # GPU autocast: the fused kernels want one dtype (some refuse, one misreads it silently)
+            attn_mask = attn_mask.to(q.dtype)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal)
     with torch.autocast("cpu", enabled=False):
         mask = attn_mask.float() if attn_mask is not None and attn_mask.is_floating_point() else attn_mask
@@ -212,7 +216,8 @@ class CrossAttentionBlock(nn.Module):
 def attention_weights(attn: Any, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The softmax weights B×heads×N×N that a self-attention module with timm's layout (this
     module's :class:`Attention` or timm's own, with its optional q/k norms) applies to ``x``, in
-    float32: what attention-guided masking and attention pictures read."""
+    float32: what attention-guided masking and attention pictures read. A module with an additive
+    bias of its own (``own_bias()``, heads × N × N) has it added, as its forward does."""
     batch, length, _ = x.shape
     if hasattr(attn, "project_qkv"):
         q, k, _ = attn.project_qkv(x)
@@ -220,6 +225,9 @@ def attention_weights(attn: Any, x: torch.Tensor, attn_mask: Optional[torch.Tens
         q, k, _ = attn.qkv(x).reshape(batch, length, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
     q, k = getattr(attn, "q_norm", nn.Identity())(q), getattr(attn, "k_norm", nn.Identity())(k)
     scores = (q.float() @ k.float().transpose(-2, -1)) * attn.head_dim ** -0.5
+    own_bias = getattr(attn, "own_bias", None)
+    if callable(own_bias):  # an attention with a bias of its own (BEiT's per-block relative table)
+        scores = scores + own_bias().float()
     if attn_mask is not None:
         scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask.float()
     return scores.softmax(dim=-1)

@@ -156,8 +156,9 @@ class LinearHead(Decoder):
     ``wtet``), ``bias=False`` has none (iGPT).
 
     ``positions="removed"``: only the removed tokens' rows are computed, as BEiT's head does
-    (``lm_head(x[mask])``: 75 of 196 rows over an 8192-id vocabulary); the other rows are zero and
-    read by no loss. ``"all"``: every token's."""
+    (``lm_head(x[mask])``: 75 of 196 rows over an 8192-id vocabulary); the other rows are zero —
+    pair it with a loss over the removed tokens only (``masked_cross_entropy``, ``over="removed"``,
+    which reads only those rows). ``"all"``: every token's."""
 
     def __init__(self, encoder_dim: int, out_dim: int, num_prefix_tokens: int = 1, std: float = 0.02,
                  bias: bool = True, positions: str = "all") -> None:

@@ -326,6 +326,9 @@ def beit_block_mask(grid_size: tuple[int, int], num_masking: int, rng: random.Ra
     never reaches H − h, so a block never touches the last row or column).
     Returns a bool h×w grid (True = masked)."""
     height, width = grid_size
+    if exact and num_masking > (height - 1) * (width - 1):
+        raise ValueError(f"the exact blockwise masker never covers the last row or column: at most "
+                         f"{(height - 1) * (width - 1)} of a {height}×{width} grid, asked for {num_masking}")
     max_patches = num_masking if max_patches is None else max_patches
     log_aspect = (math.log(min_aspect), math.log(1 / min_aspect))
     mask = torch.zeros(height, width, dtype=torch.bool)
@@ -348,8 +351,11 @@ def beit_block_mask(grid_size: tuple[int, int], num_masking: int, rng: random.Ra
                     delta = new
             if delta > 0:
                 break
-        if delta == 0 and (not exact or rounds >= EXACT_BLOCK_ROUNDS):
+        if delta == 0 and not exact:
             break
+        if exact and rounds >= EXACT_BLOCK_ROUNDS:
+            raise ValueError(f"the exact blockwise masker found no block to add after {rounds} rounds ({count} of "
+                             f"{num_masking} covered): lower num_masking or min_block")
         count += delta
     return mask
 
@@ -484,12 +490,12 @@ class BlockwiseMasker(Masker):
         count = round(units * self.mask_ratio) if self.num_masking is None else self.num_masking
         if count > units:
             raise ValueError(f"num_masking {count} exceeds the {units} units of the mask window {tuple(window)}")
+        if self.exact and len(window) != 2:
+            raise ValueError("exact=True is MMPretrain's image masker; video tokens (a 3-D grid) have no exact variant")
         if len(window) == 3:
             max_block = self.max_block or window[1] * window[2]
             min_block = self.min_block if self.min_block is not None else max_block // 5
             return block_mask_3d((window[0], window[1], window[2]), count, rng, min_block, max_block, self.min_aspect)
-        if self.exact and len(window) != 2:
-            raise ValueError("exact=True is MMPretrain's image masker; video tokens have no exact variant")
         min_block = self.min_block if self.min_block is not None else count // 5
         return beit_block_mask((window[0], window[1]), count, rng, min_block, self.max_block, self.min_aspect,
                                exact=self.exact)

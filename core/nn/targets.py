@@ -262,13 +262,16 @@ class TokenTarget(Target):
                 raise ValueError(f"token_ids without a tokenizer reads ids from the tokens (B×N×1 integers); these "
                                  f"tokens hold {tuple(tokens.values.shape)} {tokens.values.dtype} values — give a tokenizer")
             return tokens.values[..., 0].long()
+        from maekit.nn.tokenizers import batch_view
+
         view = self.tokenizer.view
-        images = batch
-        if isinstance(batch, Mapping):  # the view by name, at the top or among the named views (BEiT's two views)
-            images = batch.get(view, (batch.get("views") or {}).get(view, batch))
-        if not isinstance(images, torch.Tensor):
+        # the view by name, at the top or among the named views (BEiT's two views); a bare tensor
+        # only for a tokenizer of the inputs themselves
+        images = batch_view(batch, view)
+        if images is None:
+            holds = ", ".join(map(str, batch)) if isinstance(batch, Mapping) else type(batch).__name__
             raise ValueError(f"token_ids encodes the batch's images (batch[{view!r}] or batch['views'][{view!r}], "
-                             f"as the tokenizer's view names them); the batch holds {', '.join(map(str, batch))}")
+                             f"as the tokenizer's view names them); the batch holds {holds}")
         ids = self.tokenizer.encode(images).flatten(1)
         if ids.shape[1] != tokens.num_tokens:
             raise ValueError(f"the tokenizer gives {ids.shape[1]} ids per image of batch[{view!r}] "

@@ -9,12 +9,12 @@ is saved with every checkpoint, restored on resume and read back by probe, visua
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
 
-__all__ = ["Tokenizer", "tokenizers_in", "fit_tokenizers", "share_fitted_tokenizers"]
+__all__ = ["Tokenizer", "tokenizers_in", "fit_tokenizers", "share_fitted_tokenizers", "batch_view"]
 
 
 class Tokenizer(nn.Module):
@@ -47,6 +47,12 @@ class Tokenizer(nn.Module):
 
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no decoder")
+
+    def view_of(self, pixels: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """This tokenizer's :attr:`view` of images with pixels in [0, 1] (B×C×H×W), sized for ids on
+        ``grid``: for pictures and evaluation, where no training transform made it. Here: the
+        images as they are (a tokenizer of the batch's own ``inputs``)."""
+        return pixels
 
     def fit(self, images: Iterable[torch.Tensor], seed: int = 0) -> None:
         raise NotImplementedError(f"{type(self).__name__} is not trainable")
@@ -110,13 +116,28 @@ def share_fitted_tokenizers(source: nn.Module, target: nn.Module) -> list[str]:
     return shared
 
 
+def batch_view(batch: Any, view: str) -> torch.Tensor | None:
+    """The images a tokenizer reads from a batch: ``batch[view]``, else ``batch["views"][view]`` (a
+    ``views`` transform's named views, BEiT's tokenizer view); a bare tensor for ``view="inputs"``;
+    None when the batch holds no such entry."""
+    if isinstance(batch, torch.Tensor):
+        return batch if view == "inputs" else None
+    if not isinstance(batch, Mapping):
+        return None
+    found = batch.get(view)
+    if found is None and isinstance(batch.get("views"), Mapping):
+        found = batch["views"].get(view)
+    return found if isinstance(found, torch.Tensor) else None
+
+
 def _images(batches: Iterable[dict], view: str, limit: int) -> Iterator[torch.Tensor]:
     taken = 0
     for batch in batches:
-        if view not in batch:
+        found = batch_view(batch, view)
+        if found is None:
             raise ValueError(f"the tokenizer reads batch[{view!r}], which the training data does not give "
                              f"(it gives {', '.join(map(str, batch))})")
-        images = batch[view][: max(limit - taken, 0)] if limit else batch[view]
+        images = found[: max(limit - taken, 0)] if limit else found
         taken += len(images)
         yield images
         if limit and taken >= limit:

@@ -67,6 +67,8 @@ def beit_convert(checkpoint: str, source: str, target: str, per_block: bool, out
     from maekit.io.checkpoint import CheckpointError, load_state_dict, save_state_dict
     from maekit_beit.convert import convert_beit, maekit_to_timm_beit, unilm_to_maekit
 
+    if per_block and target != "timm":
+        fail(f"--per-block copies the shared table into timm's per-block layout; it needs --to timm, not --to {target}")
     try:
         state = load_state_dict(checkpoint)
         if target == "timm" and per_block:

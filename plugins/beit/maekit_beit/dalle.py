@@ -109,8 +109,11 @@ class DallETokenizer(Tokenizer):
                  blocks_per_group: int = 2, in_chans: int = 3, view: str = "tokenizer_view") -> None:
         super().__init__()
         self.vocab_size, self.in_chans, self.view = vocab_size, in_chans, view
-        # kept outside the module tree: frozen, read from its own file, never written into checkpoints
-        self._encoder = [DallEEncoder(n_hid, vocab_size, group_count, blocks_per_group, in_chans).requires_grad_(False).eval()]
+        # kept outside the module tree: frozen, read from its own file, never written into checkpoints;
+        # built without storage (its 54M weights come from the file)
+        with torch.device("meta"):
+            encoder = DallEEncoder(n_hid, vocab_size, group_count, blocks_per_group, in_chans)
+        self._encoder = [encoder.requires_grad_(False).eval()]
         self.weights: str | None = None
         if weights is not None:
             self.load_weights(weights)
@@ -136,6 +139,12 @@ class DallETokenizer(Tokenizer):
         if height % step or width % step:
             raise ValueError(f"the DALL-E tokenizer's view must be a multiple of {step} pixels, got {height}×{width}")
         return height // step, width // step
+
+    def view_of(self, pixels: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """The tokenizer view for pictures: the images resized to 8 pixels per id (bicubic with
+        antialiasing; training's ``beit_views`` resizes with Lanczos), in [0, 1]."""
+        size = (grid[0] * self.encoder.downsample, grid[1] * self.encoder.downsample)
+        return F.interpolate(pixels.float(), size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -171,6 +180,7 @@ class DallETokenizer(Tokenizer):
             detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected else
                       f"{wrong[0]} is {tuple(state[wrong[0]].shape)}, expected {tuple(expected[wrong[0]].shape)}")
             raise ValueError(f"{name}: not a DALL-E encoder of these sizes (n_hid, vocab_size, groups): {detail}")
+        self._encoder[0] = self.encoder.to_empty(device="cpu")
         self.encoder.load_state_dict({key: value.float() for key, value in state.items()})
         self.weights = name
 
@@ -191,15 +201,20 @@ def convert_pickled_encoder(path: str | Path) -> dict[str, torch.Tensor]:
     torch's own module classes and inert stand-ins for the three ``dall_e`` classes may appear; any
     other object in the file is refused. Keys: ``blocks.input.w``, ...; checked by
     :meth:`DallETokenizer.load_weights`."""
+    from maekit.io.checkpoint import CheckpointError, torch_load
+
     allowed: list[Any] = [_stand_in(name) for name in DALL_E_CLASSES]
     allowed += [nn.Sequential, nn.ReLU, nn.MaxPool2d, nn.Identity, OrderedDict, set]
     try:
-        with torch.serialization.safe_globals(allowed):
-            module = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # the unpickler names what it refused
-        raise ValueError(f"{path}: not a pickled DALL-E encoder this converter can read safely: "
-                         f"{str(error).splitlines()[0]}") from None
+        module = torch_load(Path(path), safe_globals=allowed)
+    except CheckpointError as error:  # names what the unpickler refused
+        raise ValueError(f"not a pickled DALL-E encoder this converter can read safely: {error}") from None
+    except (RuntimeError, EOFError, OSError) as error:
+        raise ValueError(f"{path}: not a readable torch file ({error})") from None
     if not isinstance(module, nn.Module):
         raise ValueError(f"{path}: holds a {type(module).__name__}, not a pickled DALL-E encoder module "
                          f"(a plain state dict needs no conversion: give it as weights= directly)")
-    return {key: value.detach().clone() for key, value in module.state_dict().items()}
+    try:
+        return {key: value.detach().clone() for key, value in module.state_dict().items()}
+    except (AttributeError, TypeError, RecursionError) as error:  # a module tree the pickle built oddly
+        raise ValueError(f"{path}: its module tree is not a DALL-E encoder's ({type(error).__name__}: {error})") from None

@@ -78,8 +78,13 @@ class RelPosAttention(Attention):
         self.relative_position_bias_table = nn.Parameter(torch.zeros(rows, num_heads))
         self.register_buffer("relative_position_index", relative_position_index(tuple(grid)), persistent=False)
 
+    def own_bias(self) -> torch.Tensor:
+        """This block's relative position bias, heads × (1 + N) × (1 + N) (core's
+        ``attention_weights`` adds it too)."""
+        return gather_bias(self.relative_position_bias_table, self.relative_position_index)
+
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None, is_causal: bool = False) -> torch.Tensor:
-        own = gather_bias(self.relative_position_bias_table, self.relative_position_index).to(x.dtype).unsqueeze(0)
+        own = self.own_bias().unsqueeze(0)
         return super().forward(x, own if attn_mask is None else attn_mask + own, is_causal)
 
 
@@ -160,13 +165,14 @@ class BEiTEncoder(TokenEncoder):
                 "init_values": self.init_values,  # gammas exist (and are loaded) only with layer scale
                 "use_abs_pos_emb": self.pos_embed is not None, "use_rel_pos_bias": self.rel_pos != "none",
                 "use_shared_rel_pos_bias": False, "global_pool": "token"}
-        return state, "beit_base_patch16_224", args
+        architecture = "beit_large_patch16_224" if self.embed_dim == 1024 else "beit_base_patch16_224"
+        return state, architecture, args  # the arguments set every size; the name only picks timm's family
 
     def no_weight_decay(self) -> set[str]:
-        """As the reference: the class token and the absolute table; BEiT decays its mask token and its
-        shared relative table (``rel_pos_bias`` is not in its skip list), the per-block tables it does not."""
-        names = {"cls_token"} | ({"pos_embed"} if self.pos_embed is not None else set())
-        return names | {name for name, _ in self.named_parameters() if name.endswith("attn.relative_position_bias_table")}
+        """As the reference's ``no_weight_decay()``: the class token and the absolute table. The mask
+        token and the relative tables are decayed (unilm's default; its
+        ``--disable_weight_decay_on_rel_pos_bias`` is off)."""
+        return {"cls_token"} | ({"pos_embed"} if self.pos_embed is not None else set())
 
 
 def beit_init(module: nn.Module, std: float = 0.02) -> None:

@@ -36,8 +36,11 @@ def train_tokenizer(cfg: Any, out: str | Path, seed: int = 0, log: Any = print) 
     tokenizer = build("tokenizer", dict(spec))
     if tokenizer.fitted:
         raise ValueError(f"the {spec.get('type')} tokenizer is not trainable (it is fitted already)")
+    # a seeded random order (as the training engine's fit): the first fit_samples images of a
+    # class-sorted folder would be its first classes only
     loader = DataLoader(AugmentedView(data["dataset"], data.get("transform"), seed=seed),
-                        batch_size=int(data.get("batch_size", 64)), shuffle=False)
+                        batch_size=int(data.get("batch_size", 64)), shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
     fit_tokenizers(tokenizer, loader, seed=seed)
     out = Path(out)
     save_state_dict(tokenizer.state_dict(), out, metadata={"tokenizer": str(spec.get("type"))})

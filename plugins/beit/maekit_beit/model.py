@@ -46,7 +46,12 @@ class BEiT(MaskTokenModel):
         from maekit.model import seeded_noise
 
         self.eval()
-        out = self.run_steps(images, noise=seeded_noise(seed))
+        batch: Any = images
+        if self.tokenizer.view != "inputs":  # its own view (DALL-E's 112 px), made here from the pixels
+            pixels = (images.float().cpu() * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1))
+            small = self.tokenizer.view_of(pixels.clamp(0, 1), self.encoder.grid_size).to(images.device)
+            batch = {"inputs": images, "views": {self.tokenizer.view: small}}
+        out = self.run_steps(batch, noise=seeded_noise(seed))
         size = tuple(images.shape[-2:])
         grid = tuple(out.tokens.meta["grid_size"])
         ids = out.target.view(-1, *grid)

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from maekit.data.views import default_mean_std
+from maekit.data.views import normalise
 
 __all__ = ["BEiTViews"]
 
@@ -29,6 +29,8 @@ class BEiTViews:
         self.size, self.tokenizer_size = size, tokenizer_size
         self.scale, self.ratio, self.flip = tuple(scale), tuple(ratio), flip
         self.jitter = v2.ColorJitter(color_jitter, color_jitter, color_jitter) if color_jitter > 0 else None
+        if (mean is None) != (std is None):
+            raise ValueError(f"beit_views: give both mean and std, or neither (the defaults); got mean={mean!r}, std={std!r}")
         self.mean, self.std = mean, std
 
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -52,6 +54,4 @@ class BEiTViews:
         pil = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
         small = np.asarray(pil.resize((self.tokenizer_size, self.tokenizer_size), Image.LANCZOS), dtype=np.float32) / 255
         tokenizer_view = torch.from_numpy(small).reshape(self.tokenizer_size, self.tokenizer_size, -1).permute(2, 0, 1)
-        mean, std = (self.mean, self.std) if self.mean is not None and self.std is not None else default_mean_std(image.shape[0])
-        normalised = (encoder_view - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1)
-        return {"image": normalised, "tokenizer_view": tokenizer_view.contiguous()}
+        return {"image": normalise(encoder_view, self.mean, self.std), "tokenizer_view": tokenizer_view.contiguous()}

@@ -23,7 +23,7 @@ def test_components_configs_and_demo_are_registered():
     cfg = load_config("beit_vit_base_in1k")
     assert cfg.model.num_masking == 75 and cfg.schedule.clip_grad == 3.0 and cfg.schedule.betas == (0.9, 0.999)
     peco = load_config("peco_vit_base_in1k")
-    assert peco.model.tokenizer.patch_size == 16 and "type" not in peco.model.tokenizer  # peco() sets peco_vq
+    assert peco.model.tokenizer.patch_size == 16 and peco.model.tokenizer.type == "peco_vq"
     assert peco.model.tokenizer.perceptual.layers == (3, 6, 9, 12)
 
 

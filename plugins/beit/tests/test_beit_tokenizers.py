@@ -155,7 +155,7 @@ def test_the_pickled_encoder_is_refused_as_weights_and_converted_once_without_ru
     assert tokenizer.encode(torch.rand(1, 3, 16, 16)).shape == (1, 2, 2)
 
     torch.save({"weights": Harmful()}, tmp_path / "harmful.pkl")
-    with pytest.raises(ValueError, match="cannot read safely|not a pickled DALL-E"):
+    with pytest.raises(ValueError, match="can read safely.*getcwd"):  # names what it refused
         convert_pickled_encoder(tmp_path / "harmful.pkl")
     result = CliRunner().invoke(main, ["dalle-convert", str(tmp_path / "harmful.pkl"), "--out", str(out)])
     assert result.exit_code != 0 and "Error:" in result.output and "Traceback" not in result.output

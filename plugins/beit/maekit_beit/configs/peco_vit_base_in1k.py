@@ -7,8 +7,8 @@
 # (without weights, maekit train fits it before the first step; no code was released: see README).
 _base_ = ["./beit_vit_base_in1k.py"]
 model = dict(type="peco", tokenizer=dict(
-    _delete_=True, patch_size=16, in_chans=3, vocab_size=8192, code_dim=32, hidden=128, view="inputs",
-    fit_samples=65536, fit_steps=100000, fit_batch=64, lr=1e-4,
+    _delete_=True, type="peco_vq", patch_size=16, in_chans=3, vocab_size=8192, code_dim=32, hidden=128, view="inputs",
+    fit_samples=16384, fit_steps=100000, fit_batch=64, lr=1e-4,
     perceptual=dict(checkpoint="work_dirs/mae_vit_base_in1k/iter_500400.pth", layout="maekit", size="base",
                     layers=(3, 6, 9, 12), weight=1.0)))
 # one view: the tokenizer reads the encoder's own 224-px view
