@@ -188,3 +188,23 @@ def test_a_method_that_encodes_in_its_own_way_refuses_a_probe_layer():
     model.__class__ = type("OwnEncode", (type(model),), {"encode": lambda self, batch, mask=None: self.encoder(self.tokenize(batch))})
     with pytest.raises(ValueError, match="encodes its inputs in its own way"):
         model.encode_layer(torch.zeros(1, 1, 16, 16), 1)
+
+
+def test_a_tokenizer_of_captions_is_fitted_from_lists_of_strings_in_the_batches():
+    class Words(Tokenizer):
+        view, vocab_size = "caption", 4
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.words: list[str] = []
+
+        @property
+        def fitted(self) -> bool:
+            return bool(self.words)
+
+        def fit(self, batches, seed: int = 0) -> None:
+            self.words = sorted({word for batch in batches for text in batch for word in text.split()})
+
+    words = Words()
+    assert fit_tokenizers(words, [{"caption": ["a cat", "a dog"]}, {"views": {"caption": ["two cats"]}}]) == [""]
+    assert words.words == ["a", "cat", "cats", "dog", "two"]

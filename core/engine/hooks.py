@@ -114,11 +114,12 @@ class TeacherUpdateHook(_EpochAwareHook):
 class TokenizerFitHook(Hook):
     """Before the first step, fits the method's trainable tokenizers that are not fitted yet (iGPT's
     colour palette) on the run's training images, in order, through the training transform
-    (:func:`maekit.nn.tokenizers.fit_tokenizers`; read in a seeded random order), or from the training dataset itself where the
+    (:func:`maekit.nn.tokenizers.fit_tokenizers`; in a seeded random order for a tokenizer that sets
+    ``fit_shuffle``), or from the training dataset itself where the
     tokenizer reads it directly (a caption vocabulary: the captions, no clip decoded). Every
     process fits from the same images and seed; under DDP rank 0's result is broadcast so all
     ranks hold one vocabulary. The fitted state is in
-    the model's state dict (every checkpoint has it; a resumed run does not refit), and each
+    the model's buffers and frozen weights (every checkpoint has it; a resumed run does not refit), and each
     tokenizer's own file (``save_fitted``) is written into the work folder."""
 
     priority = "VERY_HIGH"
@@ -135,15 +136,16 @@ class TokenizerFitHook(Hook):
             return
         source = runner.train_dataloader
         # a loader with a batch sampler (concat_sources) has no batch_size: read in batches of 32; in a
-        # seeded random order, so a tokenizer fitted on its first fit_samples images sees every class
-        # of a class-sorted folder, not the first few
-        loader = DataLoader(source.dataset, batch_size=source.batch_size or 32, shuffle=True,
+        # seeded random order where a tokenizer asks (fit_shuffle: its first fit_samples images of a
+        # class-sorted folder must not be the first classes only), else in dataset order
+        shuffle = any(tokenizer.fit_shuffle for tokenizer in tokenizers.values() if not tokenizer.fitted)
+        loader = DataLoader(source.dataset, batch_size=source.batch_size or 32, shuffle=shuffle,
                             generator=torch.Generator().manual_seed(int(runner.seed)), collate_fn=source.collate_fn)
         for name in fit_tokenizers(method, loader, seed=int(runner.seed), dataset=source.dataset):
             tokenizer = tokenizers[name]
             if get_world_size() > 1:  # its whole fitted state: buffers (a palette) and weights (a VQ-VAE)
-                for tensor in tokenizer.state_dict().values():
-                    torch.distributed.broadcast(tensor, src=0)
+                for tensor in [*tokenizer.parameters(), *tokenizer.buffers()]:
+                    torch.distributed.broadcast(tensor.data, src=0)
             if is_main_process():
                 written = tokenizer.save_fitted(Path(runner.work_dir))
                 runner.logger.info(f"fitted tokenizer {name} ({type(tokenizer).__name__}) on the training data"

@@ -182,6 +182,7 @@ class LinearHead(Decoder):
         if self.positions == "all":
             return self.pred(outputs)
         removed = mask.predicted.bool()
-        logits = outputs.new_zeros(*removed.shape, self.pred.out_features)
-        logits[removed] = self.pred(outputs[removed]).to(logits.dtype)
+        rows = self.pred(outputs[removed])
+        logits = rows.new_zeros(*removed.shape, self.pred.out_features)  # in the head's dtype (bf16 under autocast)
+        logits[removed] = rows
         return logits

@@ -157,13 +157,16 @@ class MaskedCrossEntropyLoss(Loss):
             raise TypeError("masked_cross_entropy compares logits B×N×V with integer ids B×N")
         if pred.dim() != 3 or pred.shape[:2] != target.shape:
             raise ValueError(f"logits {tuple(pred.shape)} and ids {tuple(target.shape)} cover different tokens")
-        counted = mask.predicted.float() if self.over == "removed" else torch.ones(target.shape, device=pred.device)
+        counted = (mask.predicted.float() if self.over == "removed"
+                   else torch.ones(target.shape, dtype=torch.float32, device=pred.device))
         if mask.thrown is not None:  # thrown tokens count nowhere
             counted = counted * (~mask.thrown).float()
-        # the counted rows only (BEiT's 75 of 196 over 8192 ids): the others hold 0 and weigh nothing
-        rows = counted.bool()
-        per_token = torch.zeros(target.shape, device=pred.device)
-        per_token[rows] = F.cross_entropy(pred[rows].float(), target[rows], reduction="none")
+        if self.over == "all" and mask.thrown is None:  # every row counts: no gather
+            per_token = F.cross_entropy(pred.float().flatten(0, 1), target.flatten(), reduction="none").view_as(target)
+        else:  # the counted rows only (BEiT's 75 of 196 over 8192 ids): the others hold 0 and weigh nothing
+            rows = counted.bool()
+            per_token = pred.new_zeros(target.shape, dtype=torch.float32)
+            per_token[rows] = F.cross_entropy(pred[rows].float(), target[rows], reduction="none")
 
         def reduce(values: torch.Tensor) -> torch.Tensor:  # 0 where nothing is counted
             if self.reduction == "token_mean":

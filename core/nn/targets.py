@@ -268,7 +268,7 @@ class TokenTarget(Target):
         # the view by name, at the top or among the named views (BEiT's two views); a bare tensor
         # only for a tokenizer of the inputs themselves
         images = batch_view(batch, view)
-        if images is None:
+        if not isinstance(images, torch.Tensor):
             holds = ", ".join(map(str, batch)) if isinstance(batch, Mapping) else type(batch).__name__
             raise ValueError(f"token_ids encodes the batch's images (batch[{view!r}] or batch['views'][{view!r}], "
                              f"as the tokenizer's view names them); the batch holds {holds}")

@@ -33,6 +33,9 @@ class Tokenizer(nn.Module):
     view: str = "inputs"
     #: how many training images a trainable tokenizer is fitted on (at most)
     fit_samples: int = 0
+    #: whether the training engine hands :meth:`fit` its images in a seeded random order (a VQ-VAE
+    #: fitted on part of a class-sorted folder must see every class) rather than in dataset order
+    fit_shuffle: bool = False
 
     @property
     def fitted(self) -> bool:
@@ -116,10 +119,10 @@ def share_fitted_tokenizers(source: nn.Module, target: nn.Module) -> list[str]:
     return shared
 
 
-def batch_view(batch: Any, view: str) -> torch.Tensor | None:
-    """The images a tokenizer reads from a batch: ``batch[view]``, else ``batch["views"][view]`` (a
-    ``views`` transform's named views, BEiT's tokenizer view); a bare tensor for ``view="inputs"``;
-    None when the batch holds no such entry."""
+def batch_view(batch: Any, view: str) -> Any:
+    """What a tokenizer reads from a batch: ``batch[view]`` (images, or a caption tokenizer's list of
+    strings), else ``batch["views"][view]`` (a ``views`` transform's named views, BEiT's tokenizer
+    view); a bare tensor for ``view="inputs"``; None when the batch holds no such entry."""
     if isinstance(batch, torch.Tensor):
         return batch if view == "inputs" else None
     if not isinstance(batch, Mapping):
@@ -127,7 +130,7 @@ def batch_view(batch: Any, view: str) -> torch.Tensor | None:
     found = batch.get(view)
     if found is None and isinstance(batch.get("views"), Mapping):
         found = batch["views"].get(view)
-    return found if isinstance(found, torch.Tensor) else None
+    return found
 
 
 def _images(batches: Iterable[dict], view: str, limit: int) -> Iterator[torch.Tensor]:
@@ -135,8 +138,9 @@ def _images(batches: Iterable[dict], view: str, limit: int) -> Iterator[torch.Te
     for batch in batches:
         found = batch_view(batch, view)
         if found is None:
+            gives = ", ".join(map(str, batch)) if isinstance(batch, Mapping) else type(batch).__name__
             raise ValueError(f"the tokenizer reads batch[{view!r}], which the training data does not give "
-                             f"(it gives {', '.join(map(str, batch))})")
+                             f"(it gives {gives})")
         images = found[: max(limit - taken, 0)] if limit else found
         taken += len(images)
         yield images

@@ -56,6 +56,8 @@ class VQTokenizer(Tokenizer):
     normalisation; :meth:`decode` returns images in the same normalisation.
     """
 
+    fit_shuffle = True  # fitted on part of the training set: a random part, not the first classes
+
     def __init__(self, patch_size: int = 16, in_chans: int = 3, vocab_size: int = 8192, code_dim: int = 32,
                  hidden: int = 64, view: str = "inputs", weights: str | None = None, fit_samples: int = 4096,
                  fit_steps: int = 2000, fit_batch: int = 64, lr: float = 1e-3, commitment: float = 0.25,
