@@ -12,6 +12,7 @@ from maekit.nn.base import Target
 from maekit.nn.masking import masked_folds
 from maekit.nn.patchify import unpatchify
 from maekit.nn.teachers import Tap, Teacher
+from maekit.nn.tokenizers import batch_view
 from maekit.ops import denorm_pix, norm_pix
 from maekit.structures import Mask, Prediction, Tokens
 
@@ -262,8 +263,6 @@ class TokenTarget(Target):
                 raise ValueError(f"token_ids without a tokenizer reads ids from the tokens (B×N×1 integers); these "
                                  f"tokens hold {tuple(tokens.values.shape)} {tokens.values.dtype} values — give a tokenizer")
             return tokens.values[..., 0].long()
-        from maekit.nn.tokenizers import batch_view
-
         view = self.tokenizer.view
         # the view by name, at the top or among the named views (BEiT's two views); a bare tensor
         # only for a tokenizer of the inputs themselves

@@ -65,17 +65,12 @@ def dalle_convert(pickled: str, out: str) -> None:
 def beit_convert(checkpoint: str, source: str, target: str, per_block: bool, out: str) -> None:
     """Convert a BEiT CHECKPOINT between layouts (every key must be known to the source layout)."""
     from maekit.io.checkpoint import CheckpointError, load_state_dict, save_state_dict
-    from maekit_beit.convert import convert_beit, maekit_to_timm_beit, unilm_to_maekit
+    from maekit_beit.convert import convert_beit
 
     if per_block and target != "timm":
         fail(f"--per-block copies the shared table into timm's per-block layout; it needs --to timm, not --to {target}")
     try:
-        state = load_state_dict(checkpoint)
-        if target == "timm" and per_block:
-            ours = unilm_to_maekit(state) if source == "unilm" else state
-            converted = maekit_to_timm_beit(ours, per_block=True)
-        else:
-            converted = convert_beit(state, source, target)
+        converted = convert_beit(load_state_dict(checkpoint), source, target, per_block=per_block)
     except (ValueError, CheckpointError) as error:
         fail(f"{checkpoint}: {error}")
     save_state_dict(converted, out)

@@ -138,13 +138,18 @@ def maekit_to_transformers(state_dict: Mapping[str, torch.Tensor], names: int = 
     return out
 
 
-def convert_beit(state_dict: Mapping[str, torch.Tensor], source: str, target: str) -> StateDict:
-    """Between :data:`BEIT_LAYOUTS` through maekit's: source unilm or maekit; target any."""
+def convert_beit(state_dict: Mapping[str, torch.Tensor], source: str, target: str, per_block: bool = False) -> StateDict:
+    """Between :data:`BEIT_LAYOUTS` through maekit's: source unilm or maekit; target any.
+    ``per_block`` (timm only): the shared table copied into every block (see :func:`maekit_to_timm_beit`)."""
     if source not in ("unilm", "maekit"):
         raise ValueError(f"BEiT source layout must be unilm or maekit, got {source!r}")
     if target not in BEIT_LAYOUTS:
         raise ValueError(f"BEiT target layout must be one of {', '.join(BEIT_LAYOUTS)}, got {target!r}")
+    if per_block and target != "timm":
+        raise ValueError(f"per-block tables are timm's fine-tuning layout; they need target timm, not {target}")
     ours = unilm_to_maekit(state_dict) if source == "unilm" else strip_runner_prefix(dict(state_dict))
+    if target == "timm":
+        return maekit_to_timm_beit(ours, per_block=per_block)
     if target == "maekit":
         return ours
-    return {"unilm": maekit_to_unilm, "timm": maekit_to_timm_beit, "transformers": maekit_to_transformers}[target](ours)
+    return {"unilm": maekit_to_unilm, "transformers": maekit_to_transformers}[target](ours)

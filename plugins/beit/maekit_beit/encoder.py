@@ -21,7 +21,7 @@ from maekit.nn.encoder import TokenEncoder, embed_patch_values, make_blocks
 from maekit.nn.patchify import as_pair
 from maekit.structures import Tokens
 
-__all__ = ["relative_position_index", "gather_bias", "RelativePositionBias", "RelPosAttention", "BEiTEncoder", "beit_init",
+__all__ = ["relative_position_index", "gather_bias", "add_relative_table", "RelativePositionBias", "RelPosAttention", "BEiTEncoder", "beit_init",
            "BEIT_SIZES"]
 
 #: (embed_dim, depth, num_heads, layer-scale init) of the paper's sizes
@@ -51,17 +51,26 @@ def gather_bias(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return table[index.view(-1)].view(length, length, -1).permute(2, 0, 1)
 
 
+def add_relative_table(module: nn.Module, grid: tuple[int, int], num_heads: int) -> None:
+    """Give ``module`` a learned table ``relative_position_bias_table`` (rows as
+    :func:`relative_position_index`, one column per head, init 0) and its index buffer
+    ``relative_position_index`` — the checkpoints' names, whether shared or a block's own."""
+    rows = (2 * grid[0] - 1) * (2 * grid[1] - 1) + 3
+    module.relative_position_bias_table = nn.Parameter(torch.zeros(rows, num_heads))
+    # not saved: it is a function of the grid (official checkpoints carry it; converters drop it)
+    module.register_buffer("relative_position_index", relative_position_index(tuple(grid)), persistent=False)
+
+
 class RelativePositionBias(nn.Module):
     """A learned table (rows as :func:`relative_position_index`, one column per head), init 0;
     returns the bias heads × (1 + N) × (1 + N) added to the attention scores."""
 
+    relative_position_index: torch.Tensor
+
     def __init__(self, grid: tuple[int, int], num_heads: int) -> None:
         super().__init__()
         self.grid = tuple(grid)
-        rows = (2 * self.grid[0] - 1) * (2 * self.grid[1] - 1) + 3
-        self.relative_position_bias_table = nn.Parameter(torch.zeros(rows, num_heads))
-        # not saved: it is a function of the grid (official checkpoints carry it; converters drop it)
-        self.register_buffer("relative_position_index", relative_position_index(self.grid), persistent=False)
+        add_relative_table(self, self.grid, num_heads)
 
     def forward(self) -> torch.Tensor:
         return gather_bias(self.relative_position_bias_table, self.relative_position_index)
@@ -72,11 +81,11 @@ class RelPosAttention(Attention):
     fine-tuned checkpoints hold them: ``blocks.i.attn.relative_position_bias_table``), added to
     whatever additive bias the encoder passes (the shared table's, or none)."""
 
+    relative_position_index: torch.Tensor
+
     def __init__(self, dim: int, num_heads: int, grid: tuple[int, int]) -> None:
         super().__init__(dim, num_heads, qkv_bias="qv")
-        rows = (2 * grid[0] - 1) * (2 * grid[1] - 1) + 3
-        self.relative_position_bias_table = nn.Parameter(torch.zeros(rows, num_heads))
-        self.register_buffer("relative_position_index", relative_position_index(tuple(grid)), persistent=False)
+        add_relative_table(self, grid, num_heads)
 
     def own_bias(self) -> torch.Tensor:
         """This block's relative position bias, heads × (1 + N) × (1 + N) (core's

@@ -301,3 +301,21 @@ def test_pictures_with_the_dall_e_tokenizer_draw_its_own_view(tmp_path, images):
     assert model.panel_titles().columns[-1] == "predicted token map"  # DALL-E's encoder has no decoder here
     with pytest.raises(ValueError, match="batch\\['views'\\]\\['tokenizer_view'\\]"):
         model(images)  # training batches must carry the tokenizer's view (the beit_views transform)
+
+
+def test_beit_convert_command_writes_timm_per_block_and_names_a_bad_option(tmp_path):
+    from click.testing import CliRunner
+
+    from maekit.cli.main import main
+    from maekit.io.checkpoint import load_state_dict, save_state_dict
+
+    model = tiny_beit()
+    save_state_dict(maekit_to_unilm(model.state_dict()), tmp_path / "official.pth", wrap="model")
+    out = tmp_path / "timm.safetensors"
+    result = CliRunner().invoke(main, ["beit-convert", str(tmp_path / "official.pth"), "--from", "unilm", "--to", "timm",
+                                       "--per-block", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert set(load_state_dict(out)) == set(maekit_to_timm_beit(model.state_dict(), per_block=True))
+    result = CliRunner().invoke(main, ["beit-convert", str(tmp_path / "official.pth"), "--from", "unilm", "--to", "unilm",
+                                       "--per-block", "--out", str(out)])
+    assert result.exit_code != 0 and "Error:" in result.output and "--per-block" in result.output
