@@ -2,12 +2,17 @@
 farthest point sampling, k nearest neighbours and the Chamfer distance.
 
 The reference implementations depend on pointnet2_ops (FPS), KNN_CUDA and a Chamfer CUDA
-extension, the install failure most reported in their trackers. These run wherever torch runs.
+extension, the install failure most reported in their trackers. These run wherever torch runs;
+on CPU tensors FPS runs a numba-compiled loop per cloud instead (`fps_kernel`), which chooses the
+same points as the torch path and outruns open3d's C++ FPS on batches.
 Every pairwise step is chunked over the query points so that one chunk holds at most ``budget``
 distances (2²⁴ floats, 64 MiB, by default), whatever the batch and cloud sizes.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 import torch
 
 from maekit.ops import gather
@@ -34,28 +39,71 @@ def _query_chunks(query: torch.Tensor, points: torch.Tensor, budget: int) -> tup
     return query.split(rows, dim=1)
 
 
-def farthest_point_sample(points: torch.Tensor, count: int, start: torch.Tensor | int | None = 0) -> torch.Tensor:
+FPS_BACKENDS = ("auto", "torch", "compiled")
+
+
+def farthest_point_sample(points: torch.Tensor, count: int, start: torch.Tensor | int | None = 0,
+                          backend: str = "auto") -> torch.Tensor:
     """Indices B×count of iterative farthest point sampling (as pointnet2_ops' ``furthest_point_sample``):
     begin at ``start`` (index 0 as the reference; a B-vector, or None for a random start), then
-    repeatedly take the point farthest from everything chosen so far. O(B·N) work per step."""
+    repeatedly take the point farthest from everything chosen so far. Exact, O(B·N) work per step.
+
+    ``backend``: ``"torch"`` runs batched torch ops on the clouds' device (the GPU path, inside the
+    training graph); ``"compiled"`` runs a numba-compiled loop per cloud on CPU threads (faster than
+    open3d's C++ FPS on batches; see ``benchmarks/pointcloud_ops.py``); ``"auto"`` takes the compiled
+    loop for CPU tensors and torch elsewhere. Both choose the same points (tested)."""
     _check_cloud(points)
     batch, length, _ = points.shape
     if not isinstance(count, int) or not 0 < count <= length:
         raise ValueError(f"cannot sample {count!r} points by FPS from clouds of {length} points")
-    xyz = points[..., :3].float()
-    chosen = torch.empty(batch, count, dtype=torch.long, device=points.device)
+    if backend not in FPS_BACKENDS:
+        raise ValueError(f"FPS backend must be one of {', '.join(FPS_BACKENDS)}, got {backend!r}")
+    xyz = points[..., :3].detach().float()
     if start is None:
-        current = torch.randint(length, (batch,), device=points.device)
+        first = torch.randint(length, (batch,), device=points.device)
     else:
-        current = torch.as_tensor(start, device=points.device).long().expand(batch).clone()
-    nearest = torch.full((batch, length), float("inf"), device=points.device)
-    rows = torch.arange(batch, device=points.device)
+        first = torch.as_tensor(start, device=points.device).long().expand(batch).clone()
+    if backend == "compiled" or (backend == "auto" and points.device.type == "cpu"):
+        return _fps_compiled(xyz.cpu(), count, first.cpu()).to(points.device)
+    return _fps_torch(xyz, count, first)
+
+
+def _fps_torch(xyz: torch.Tensor, count: int, current: torch.Tensor) -> torch.Tensor:
+    batch, length, _ = xyz.shape
+    chosen = torch.empty(batch, count, dtype=torch.long, device=xyz.device)
+    nearest = torch.full((batch, length), float("inf"), device=xyz.device)
+    rows = torch.arange(batch, device=xyz.device)
     for step in range(count):
         chosen[:, step] = current
         centre = xyz[rows, current].unsqueeze(1)  # B×1×3
         nearest = torch.minimum(nearest, (xyz - centre).pow(2).sum(-1))
         current = nearest.argmax(dim=1)  # ties: the lowest index, as the CUDA kernel's scan
     return chosen
+
+
+def _fps_compiled(xyz: torch.Tensor, count: int, first: torch.Tensor) -> torch.Tensor:
+    """The numba loop, one cloud per task on up to torch's thread count (1 inside data-loader
+    workers). Below about 2²⁰ distance updates per thread (~1 ms) starting threads costs more than
+    it saves, so small batches run inline. The pool lives for one call only, so a process forked
+    later inherits no threads."""
+    from maekit_pointcloud.fps_kernel import fps_one_cloud
+
+    clouds = xyz.contiguous().numpy()
+    chosen = np.empty((len(clouds), count), dtype=np.int64)
+    starts = first.tolist()
+
+    def sample(index: int) -> None:
+        fps_one_cloud(clouds[index], count, starts[index], chosen[index])
+
+    work = len(clouds) * clouds.shape[1] * count
+    threads = min(torch.get_num_threads(), len(clouds), work >> 20)
+    if threads <= 1:
+        for index in range(len(clouds)):
+            sample(index)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(sample, range(len(clouds))))
+    return torch.from_numpy(chosen)
 
 
 @torch.no_grad()

@@ -32,6 +32,43 @@ def test_fps_equals_a_numpy_transcription_per_cloud_of_a_batch():
         farthest_point_sample(clouds, 301)
 
 
+@pytest.mark.parametrize("start", [0, 7, None])
+def test_compiled_fps_chooses_exactly_the_points_of_the_torch_path(start):
+    generator = torch.Generator().manual_seed(3)
+    torch.manual_seed(0)
+    clouds = torch.rand(5, 1000, 3, generator=generator)
+    # ties everywhere: a coarse integer grid repeats every distance many times over, and a
+    # duplicated point must not be chosen twice before every distinct point is
+    grid = torch.randint(0, 4, (3, 600, 3), generator=generator).float()
+    grid[:, 1] = grid[:, 0]
+    for cloud in (clouds, grid, clouds.double(), torch.cat([clouds, clouds[..., :1]], -1)):
+        first = torch.randint(cloud.shape[1], (cloud.shape[0],)) if start is None else start
+        by_torch = farthest_point_sample(cloud, 64, first, backend="torch")
+        by_loop = farthest_point_sample(cloud, 64, first, backend="compiled")
+        assert torch.equal(by_loop, by_torch)
+        assert by_loop.dtype == torch.long and by_loop.shape == (cloud.shape[0], 64)
+    assert torch.equal(farthest_point_sample(clouds, 64), farthest_point_sample(clouds, 64, backend="torch"))
+    assert len(set(farthest_point_sample(grid, 64)[0].tolist())) == 64
+    with pytest.raises(ValueError, match="FPS backend must be one of auto, torch, compiled, got 'cuda'"):
+        farthest_point_sample(clouds, 4, backend="cuda")
+
+
+def test_compiled_fps_runs_the_same_on_one_thread_and_in_a_forked_child():
+    clouds = torch.rand(4, 500, 3, generator=torch.Generator().manual_seed(4))
+    expected = farthest_point_sample(clouds, 32, backend="torch")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert torch.equal(farthest_point_sample(clouds, 32), expected)
+    finally:
+        torch.set_num_threads(threads)
+    # a data-loader worker forks after the parent sampled: the child must neither hang nor differ
+    context = torch.multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        child = pool.apply_async(farthest_point_sample, (clouds, 32)).get(timeout=60)
+    assert torch.equal(child, expected)
+
+
 def test_knn_matches_brute_force_and_chunking_changes_nothing():
     generator = torch.Generator().manual_seed(1)
     points, query = torch.rand(2, 200, 3, generator=generator), torch.rand(2, 33, 3, generator=generator)
