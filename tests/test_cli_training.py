@@ -86,12 +86,24 @@ def test_demo_writes_metrics_and_picture(tmp_path):
     assert "linear probe: pretrained" in printed
 
 
-def test_full_demo_beats_random_init_by_a_clear_margin(tmp_path):
-    """The README's main job, at its real length (about 4 minutes on 2 cores)."""
-    from maekit.eval.demo import run_demo
+def test_short_pretraining_beats_random_init_on_held_out_digits(tmp_path):
+    """The demo's claim at CI length: after 100 iterations (the demo runs 1000; `maekit demo` and
+    the README give its probe figures) the pre-trained model reconstructs masked held-out digits
+    better than the same architecture untrained, under the same masks. Fails if training does not
+    learn (a wrong target, a frozen optimiser, a broken checkpoint load)."""
+    import torch
 
-    metrics = run_demo(tmp_path / "demo", log=lambda message: None)
-    assert metrics["iterations"] == 1000
-    assert metrics["probe_accuracy_pretrained"] >= metrics["probe_accuracy_random_init"] + 0.01
-    assert metrics["knn_accuracy_pretrained"] >= metrics["knn_accuracy_random_init"] + 0.10
-    assert metrics["final_loss"] < 0.5
+    from maekit.data.views import evaluation_transform
+    from maekit.eval.demo import pretrain, trained_and_untrained
+    from maekit.registry import build
+
+    cfg, final_loss, checkpoint = pretrain(tmp_path / "demo", "mae_demo_digits", max_iters=100)
+    test_set = build("dataset", dict(type="digits", split="test", size=32, channels=1))
+    transform = evaluation_transform(test_set, cfg.data.get("transform"), cfg.get("eval_transform"))
+    images = torch.stack([transform(test_set[i]["inputs"]) for i in range(256)])
+    losses = {}
+    for name, model in trained_and_untrained(cfg.model, checkpoint).items():
+        with torch.no_grad():
+            losses[name] = float(model.eval()({"inputs": images}, noise=torch.rand(256, 64, generator=torch.Generator().manual_seed(0)))["loss"])
+    assert losses["pretrained"] < 0.8 * losses["random_init"], losses
+    assert final_loss < 0.9
