@@ -10,7 +10,7 @@ from typing import Callable, Hashable, Mapping
 
 import torch
 
-__all__ = ["machine_description", "median_seconds", "alternating_medians", "matmul_peak_flops", "peak_rss_kib"]
+__all__ = ["machine_description", "median_seconds", "alternating_medians", "matmul_contender", "count_flops", "flop_counter", "peak_rss_kib"]
 
 
 def machine_description() -> dict:
@@ -47,15 +47,45 @@ def alternating_medians(contenders: Mapping[Hashable, Callable[[], None]], repea
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def matmul_peak_flops(dtype: torch.dtype, device: str = "cpu", size: int = 2048, repeats: int = 5) -> float:
-    """Measured FLOP/s of a square matmul in ``dtype`` (the denominator of MFU)."""
+def matmul_contender(dtype: torch.dtype, device: str = "cpu", size: int = 2048) -> tuple[Callable[[], None], int]:
+    """A square matmul in ``dtype`` and its FLOPs, to time *among* a benchmark's contenders: in the
+    same alternating rounds the machine's noise (shared cores, clock changes — the peak measured
+    once before a run moved 2-3x between runs here) hits the peak as it hits the steps, so MFU =
+    step FLOPs / step time / (matmul FLOPs / matmul time) compares like with like."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    for _ in range(2):
-        a @ b
-    seconds = median_seconds(lambda: a @ b, repeats, sync)
-    return 2 * size**3 / seconds
+    return (lambda: torch.mm(a, b)), 2 * size**3
+
+
+def _cpu_attention_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query, key, value)
+
+
+def _cpu_attention_backward_flops(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_backward_flop_count
+
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+def flop_counter():
+    """torch's FLOP counter, taught the CPU flash-attention kernels it does not know (it counts
+    CUDA's; on the CPU attention would count as zero — a third of VideoMAE's decoder work), with
+    torch's own SDPA formulas."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    aten = torch.ops.aten
+    return FlopCounterMode(display=False, custom_mapping={
+        aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_attention_backward_flops})
+
+
+def count_flops(step: Callable[[], None]) -> int:
+    """Model FLOPs of one call of ``step`` (see :func:`flop_counter`)."""
+    with flop_counter() as counter:
+        step()
+    return counter.get_total_flops()
 
 
 def peak_rss_kib(reset: bool = False) -> int:

@@ -6,7 +6,11 @@ by side in one process (contenders alternate every repeat; the median is reporte
     python benchmarks/mae_step.py --sizes base --precisions bf16 --repeats 10 --out step.json
 
 Reports samples/s, the maekit/transformers ratio, model FLOPs per step (torch's FLOP counter) and
-MFU against a matmul peak measured in the same run for the same dtype.
+MFU against the peak of a 2048² matmul in the same dtype timed in the same alternating rounds.
+``--profile`` adds where each step's time goes (torch's profiler, self time per operator grouped:
+matmuls, attention, dtype casts, layer norms, the optimiser, the rest).
+
+    python benchmarks/mae_step.py --sizes base --precisions bf16 --profile
 """
 from __future__ import annotations
 
@@ -17,10 +21,9 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import alternating_medians, machine_description, matmul_peak_flops  # noqa: E402
+from common import alternating_medians, count_flops, flop_counter, machine_description, matmul_contender  # noqa: E402
 
 SIZES = {  # name: (width, depth, heads, default batch)
     "tiny": (192, 12, 3, 32),
@@ -67,10 +70,42 @@ def make_step(name: str, model: torch.nn.Module, images: torch.Tensor, dtype: to
     return step
 
 
-def count_flops(step) -> int:
-    with FlopCounterMode(display=False) as counter:
+CATEGORIES = (  # (group, substrings of aten operator names), first match wins
+    ("attention", ("scaled_dot_product", "flash_attention", "_efficient_attention", "softmax")),
+    ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "convolution", "aten::linear")),
+    ("dtype casts", ("aten::copy_", "aten::_to_copy", "aten::to")),
+    ("layer norm", ("layer_norm",)),
+    ("optimiser", ("adam", "_foreach")),
+)
+
+
+def group_of(name: str) -> str:
+    return next((group for group, keys in CATEGORIES if any(key in name for key in keys)), "other")
+
+
+def profile_shares(step) -> dict[str, dict[str, float]]:
+    """Where one step's time goes (the step is run twice first): per operator group, its share of
+    the CPU self time and, where the group does model FLOPs, the FLOP/s its own kernels reach — the
+    matmul group's rate is the ceiling MFU would reach if nothing but matmuls took time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    with flop_counter() as counter:
         step()
-    return counter.get_total_flops()
+    flops: dict[str, float] = {}
+    for operator, count in counter.get_flop_counts()["Global"].items():
+        group = group_of(f"aten::{getattr(operator, '__name__', str(operator)).split('.')[0]}")
+        flops[group] = flops.get(group, 0.0) + count
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        step()
+    seconds: dict[str, float] = {}
+    for event in profiler.key_averages():
+        group = group_of(event.key)
+        seconds[group] = seconds.get(group, 0.0) + event.self_cpu_time_total / 1e6
+    whole = sum(seconds.values())
+    return {group: {"share": seconds.get(group, 0.0) / whole,
+                    **({"flops_per_s": flops[group] / seconds[group]} if flops.get(group) and seconds.get(group) else {})}
+            for group, _ in (*CATEGORIES, ("other", ()))}
 
 
 def main() -> None:
@@ -81,6 +116,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, help="override every size's default batch")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="also time maekit under torch.compile")
+    parser.add_argument("--profile", action="store_true", help="also break each step's time down by operator group")
     parser.add_argument("--out", type=Path, help="write the results as JSON")
     args = parser.parse_args()
     if args.quick:
@@ -88,11 +124,7 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     results = {"machine": machine_description(), "device": device, "runs": []}
-    peaks = {}
-    for precision in args.precisions.split(","):
-        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
-        peaks[precision] = matmul_peak_flops(dtype, device)
-    results["matmul_peak_flops"] = peaks
+    peaks: dict[str, list[float]] = {}
     header = f"{'size':6} {'prec':5} {'batch':>5} {'contender':14} {'samples/s':>10} {'GFLOP/step':>11} {'MFU':>6}"
     print(header)
     for size in args.sizes.split(","):
@@ -109,19 +141,30 @@ def main() -> None:
                                      fused=name.startswith("maekit"))
                      for name, model in contenders.items()}
             flops = {name: count_flops(step) for name, step in steps.items()}
-            medians = alternating_medians(steps, args.repeats, sync)  # warm-up (and compilation) first
+            matmul, matmul_flops = matmul_contender(dtype, device)
+            medians = alternating_medians({**steps, "matmul": matmul}, args.repeats, sync)  # warm-up first
+            peak = matmul_flops / medians["matmul"]
+            peaks.setdefault(precision, []).append(peak)
             for name in steps:
                 seconds = medians[name]
                 run = {"size": size, "precision": precision, "batch": batch, "contender": name,
-                       "seconds_per_step": seconds, "samples_per_s": batch / seconds,
-                       "flops_per_step": flops[name], "mfu": flops[name] / seconds / peaks[precision]}
+                       "seconds_per_step": seconds, "samples_per_s": batch / seconds, "flops_per_step": flops[name],
+                       "matmul_peak_flops": peak, "mfu": flops[name] / seconds / peak}
+                if args.profile:
+                    run["time_shares"] = profile_shares(steps[name])
                 results["runs"].append(run)
                 print(f"{size:6} {precision:5} {batch:5d} {name:14} {run['samples_per_s']:10.2f} "
                       f"{flops[name] / 1e9:11.1f} {run['mfu']:6.1%}")
+                if args.profile:
+                    print(" " * 20 + ", ".join(
+                        f"{group} {part['share']:.0%}" + (f" ({part['flops_per_s'] / peak:.0%} of peak)" if "flops_per_s" in part else "")
+                        for group, part in run["time_shares"].items()))
             ours = next(r for r in results["runs"][-len(steps):] if r["contender"] == "maekit")
             theirs = next(r for r in results["runs"][-len(steps):] if r["contender"] == "transformers")
             print(f"{'':6} {'':5} {'':5} ratio maekit/transformers: {ours['samples_per_s'] / theirs['samples_per_s']:.2f}x")
-    print("matmul peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
+    results["matmul_peak_flops"] = {precision: max(values) for precision, values in peaks.items()}
+    print("matmul peak (2048², median of the same rounds, per size): "
+          + "; ".join(f"{k} " + ", ".join(f"{v / 1e9:.0f}" for v in values) + " GFLOP/s" for k, values in peaks.items()))
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
 

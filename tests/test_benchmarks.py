@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_mae_step_benchmark_runs_and_writes_json(tmp_path):
     out = tmp_path / "step.json"
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "mae_step.py"), "--sizes", "tiny",
-                             "--precisions", "fp32", "--batch", "2", "--repeats", "1", "--out", str(out)],
+                             "--precisions", "fp32", "--batch", "2", "--repeats", "1", "--profile", "--out", str(out)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ratio maekit/transformers" in result.stdout
@@ -25,6 +25,14 @@ def test_mae_step_benchmark_runs_and_writes_json(tmp_path):
     # test holds a core), so only its sign and finiteness are asserted, never a ceiling
     assert report["matmul_peak_flops"]["fp32"] > 0 and 0 < ours["mfu"] < float("inf")
     assert report["machine"]["cores"] >= 1
+    # the profile splits each step's whole time into groups; a ViT step is mostly matmuls and attention
+    for run in report["runs"]:
+        groups = run["time_shares"]
+        assert set(groups) == {"attention", "matmul", "dtype casts", "layer norm", "optimiser", "other"}
+        shares = {group: part["share"] for group, part in groups.items()}
+        assert abs(sum(shares.values()) - 1) < 1e-6 and shares["matmul"] > 0.2 and shares["attention"] > 0
+        # the matmul kernels' own rate: the step's FLOPs are mostly theirs, so it exceeds the whole step's
+        assert groups["matmul"]["flops_per_s"] > run["flops_per_step"] / run["seconds_per_step"] * 0.5
 
 
 def run_script(name: str, *args: str) -> subprocess.CompletedProcess:

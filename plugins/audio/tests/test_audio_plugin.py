@@ -192,3 +192,21 @@ def test_every_shipped_configs_datasets_and_transforms_take_their_keys():
             allowed = {"sample_rate", "mono", "on_error", "gain", "freqm", "timem", "stats", "target_length",
                        "num_mel_bins", "mean", "std"} if takes_more else set()
             assert not [k for k in unknown if k not in allowed], (name, where, unknown)
+
+
+def test_step_benchmark_times_audio_mae_beside_the_unmasked_vit_and_the_filterbank_loader(tmp_path):
+    import sys
+
+    script = Path(__file__).resolve().parents[3] / "benchmarks" / "audio_step.py"
+    out = tmp_path / "step.json"
+    result = subprocess.run([sys.executable, str(script), "--tiny", "--batch", "4", "--repeats", "1",
+                             "--precisions", "fp32", "--loader-batches", "1", "--workers", "0", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    runs = {run["contender"]: run for run in figures["runs"]}
+    assert set(runs) == {"audio_mae (local decoder)", "audio_mae (global decoder)", "ViT, no masking"}
+    assert runs["audio_mae (local decoder)"]["relative_time"] == 1.0
+    assert all(run["flops_per_step"] > 0 and run["clips_per_s"] > 0 for run in runs.values())
+    assert {entry["format"] for entry in figures["loader"]} == {"wav", "flac"}
+    assert all(entry["fbanks_per_s"] > 0 for entry in figures["loader"])

@@ -224,3 +224,23 @@ finetune = dict(data=dict(dataset=dict(_few, split="train"), batch_size=4, num_w
     assert strips.size[0] > 8 * 32 and strips.size[1] > 8 * 3 * 32  # 8 clips × 3 strips of 8 frames
     gif = Image.open(metrics["animation"])
     assert gif.n_frames == 8
+
+
+def test_step_benchmark_times_videomae_beside_transformers_and_writes_its_figures(tmp_path):
+    import sys
+
+    script = Path(__file__).resolve().parents[3] / "benchmarks" / "video_step.py"
+    out = tmp_path / "step.json"
+    result = subprocess.run([sys.executable, str(script), "--frames", "4", "--img-size", "32", "--batch", "1",
+                             "--repeats", "1", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    runs = {(run["precision"], run["contender"]): run for run in figures["runs"]}
+    assert set(runs) == {(p, c) for p in ("fp32", "bf16") for c in ("maekit", "transformers")}
+    # the same architecture and masked share: maekit's FLOPs are transformers' less the cube
+    # embedding of the removed cubes (transformers embeds the whole clip, then drops them)
+    for precision in ("fp32", "bf16"):
+        ours, theirs = runs[precision, "maekit"]["flops_per_step"], runs[precision, "transformers"]["flops_per_step"]
+        assert 0.8 < ours / theirs <= 1.0
+    assert all(run["clips_per_s"] > 0 and 0 < run["mfu"] for run in figures["runs"])
+    assert "ratio maekit/transformers" in result.stdout
