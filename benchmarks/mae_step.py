@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -83,11 +84,23 @@ def group_of(name: str) -> str:
     return next((group for group, keys in CATEGORIES if any(key in name for key in keys)), "other")
 
 
-def profile_shares(step) -> dict[str, dict[str, float]]:
+def profile_shares(step, matmul, matmul_flops: int) -> dict[str, dict[str, float]]:
     """Where one step's time goes (the step is run twice first): per operator group, its share of
-    the CPU self time and, where the group does model FLOPs, the FLOP/s its own kernels reach — the
-    matmul group's rate is the ceiling MFU would reach if nothing but matmuls took time."""
+    the CPU self time and, where the group does model FLOPs, the FLOP/s its own kernels reach as a
+    share of the 2048² matmul timed just before and after the profiled step (this machine's speed
+    drifts between minutes, so the peak of the timing rounds is not used here) — the matmul group's
+    share of peak is the ceiling MFU would reach if nothing but matmuls took time."""
+    from statistics import median
+
     from torch.profiler import ProfilerActivity, profile
+
+    def matmul_seconds() -> list[float]:
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            matmul()
+            times.append(time.perf_counter() - start)
+        return times
 
     step()
     with flop_counter() as counter:
@@ -96,15 +109,18 @@ def profile_shares(step) -> dict[str, dict[str, float]]:
     for operator, count in counter.get_flop_counts()["Global"].items():
         group = group_of(f"aten::{getattr(operator, '__name__', str(operator)).split('.')[0]}")
         flops[group] = flops.get(group, 0.0) + count
+    around = matmul_seconds()
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
         step()
+    peak = matmul_flops / median(around + matmul_seconds())
     seconds: dict[str, float] = {}
     for event in profiler.key_averages():
         group = group_of(event.key)
         seconds[group] = seconds.get(group, 0.0) + event.self_cpu_time_total / 1e6
     whole = sum(seconds.values())
     return {group: {"share": seconds.get(group, 0.0) / whole,
-                    **({"flops_per_s": flops[group] / seconds[group]} if flops.get(group) and seconds.get(group) else {})}
+                    **({"flops_per_s": flops[group] / seconds[group], "share_of_peak": flops[group] / seconds[group] / peak}
+                       if flops.get(group) and seconds.get(group) else {})}
             for group, _ in (*CATEGORIES, ("other", ()))}
 
 
@@ -151,13 +167,13 @@ def main() -> None:
                        "seconds_per_step": seconds, "samples_per_s": batch / seconds, "flops_per_step": flops[name],
                        "matmul_peak_flops": peak, "mfu": flops[name] / seconds / peak}
                 if args.profile:
-                    run["time_shares"] = profile_shares(steps[name])
+                    run["time_shares"] = profile_shares(steps[name], matmul, matmul_flops)
                 results["runs"].append(run)
                 print(f"{size:6} {precision:5} {batch:5d} {name:14} {run['samples_per_s']:10.2f} "
                       f"{flops[name] / 1e9:11.1f} {run['mfu']:6.1%}")
                 if args.profile:
                     print(" " * 20 + ", ".join(
-                        f"{group} {part['share']:.0%}" + (f" ({part['flops_per_s'] / peak:.0%} of peak)" if "flops_per_s" in part else "")
+                        f"{group} {part['share']:.0%}" + (f" ({part['share_of_peak']:.0%} of peak)" if "share_of_peak" in part else "")
                         for group, part in run["time_shares"].items()))
             ours = next(r for r in results["runs"][-len(steps):] if r["contender"] == "maekit")
             theirs = next(r for r in results["runs"][-len(steps):] if r["contender"] == "transformers")

@@ -7,6 +7,9 @@ peak memory each adds.
     python benchmarks/pointcloud_ops.py --quick
     python benchmarks/pointcloud_ops.py --quick --batch 8 --points 8192 --centres 1024
     python benchmarks/pointcloud_ops.py --quick --batch 1 --points 250000 --centres 1024 --fps-only
+
+open3d's FPS runs one cloud after another on one thread; the compiled loops are timed on all of
+torch's threads and on one. ``compiled = torch indices`` compares with the torch path on the CPU.
 """
 from __future__ import annotations
 
@@ -22,14 +25,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import alternating_medians, machine_description, peak_rss_kib  # noqa: E402
 
 
-def open3d_fps(clouds: torch.Tensor, count: int) -> list[np.ndarray]:
+def open3d_clouds(clouds: torch.Tensor) -> list:
+    """open3d's own cloud objects (float64), built once, outside the timing."""
     import open3d
 
-    picked = []
-    for cloud in clouds.numpy().astype(np.float64):
-        pcd = open3d.geometry.PointCloud(open3d.utility.Vector3dVector(cloud))
-        picked.append(np.asarray(pcd.farthest_point_down_sample(count).points))
-    return picked
+    return [open3d.geometry.PointCloud(open3d.utility.Vector3dVector(cloud)) for cloud in clouds.numpy().astype(np.float64)]
+
+
+def open3d_fps(clouds: list, count: int) -> list[np.ndarray]:
+    """open3d's exact FPS (C++), one cloud after another as its API takes them."""
+    return [np.asarray(cloud.farthest_point_down_sample(count).points) for cloud in clouds]
+
+
+def on_one_thread(function):
+    """``function`` run with torch's thread count at 1, so the compiled FPS uses one thread as open3d does."""
+    def run():
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return function()
+        finally:
+            torch.set_num_threads(threads)
+    return run
 
 
 def naive_chamfer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -72,23 +89,28 @@ def main() -> None:
     clouds = torch.rand(args.batch, args.points, 3, generator=generator)
     results = {"machine": machine_description(), "device": args.device, "batch": args.batch}
 
-    # FPS: ours (the compiled CPU loop, and batched torch on the device) against open3d's (per cloud, CPU)
+    # FPS: ours (the compiled CPU loops on all threads and on one, and batched torch on the
+    # device) against open3d's (per cloud, one CPU thread)
     on_device = clouds.to(args.device)
-    contenders = {"compiled": lambda: farthest_point_sample(clouds, args.centres, backend="compiled"),
+    theirs = open3d_clouds(clouds)
+    compiled = lambda: farthest_point_sample(clouds, args.centres, backend="compiled")  # noqa: E731
+    contenders = {"compiled": compiled, "compiled_1_thread": on_one_thread(compiled),
                   "torch": lambda: farthest_point_sample(on_device, args.centres, backend="torch"),
-                  "open3d": lambda: open3d_fps(clouds, args.centres)}
-    contenders["compiled"]()  # numba compiles (or loads its cache) once per process, outside the timing
-    times = alternating_medians(contenders, repeats, sync)
-    ours = farthest_point_sample(clouds, args.centres, backend="compiled")
-    identical = bool(torch.equal(ours, farthest_point_sample(on_device, args.centres, backend="torch").cpu()))
+                  "open3d": lambda: open3d_fps(theirs, args.centres)}
+    times = alternating_medians(contenders, repeats, sync)  # the warm-up call compiles or loads numba's cache
+    ours = compiled()
+    identical = bool(torch.equal(ours, farthest_point_sample(clouds, args.centres, backend="torch")))
     chosen = gather_points(clouds, ours)
-    agree = np.mean([np.allclose(np.sort(o.numpy(), 0), np.sort(t, 0)) for o, t in zip(chosen, open3d_fps(clouds, args.centres))])
-    results["fps"] = {"points": args.points, "centres": args.centres, **{f"{k}_seconds": v for k, v in times.items()},
-                      "compiled_equals_torch": identical, "same_points_as_open3d_share": float(agree)}
-    print(f"FPS {args.batch}×{args.points} → {args.centres}: compiled {times['compiled'] * 1e3:.1f} ms, torch "
-          f"({args.device}) {times['torch'] * 1e3:.1f} ms, open3d {times['open3d'] * 1e3:.1f} ms; open3d/compiled "
-          f"{times['open3d'] / times['compiled']:.2f}×, open3d/torch {times['open3d'] / times['torch']:.2f}×; compiled = "
-          f"torch indices: {identical}; same points as open3d in {agree:.0%} of clouds")
+    agree = np.mean([np.allclose(np.sort(o.numpy(), 0), np.sort(t, 0)) for o, t in zip(chosen, open3d_fps(theirs, args.centres))])
+    results["fps"] = {"points": args.points, "centres": args.centres, "threads": torch.get_num_threads(),
+                      **{f"{k}_seconds": v for k, v in times.items()},
+                      "compiled_equals_torch_on_cpu": identical, "same_points_as_open3d_share": float(agree)}
+    print(f"FPS {args.batch}×{args.points} → {args.centres}: compiled {times['compiled'] * 1e3:.1f} ms "
+          f"({torch.get_num_threads()} threads), on 1 thread {times['compiled_1_thread'] * 1e3:.1f} ms, torch "
+          f"({args.device}) {times['torch'] * 1e3:.1f} ms, open3d {times['open3d'] * 1e3:.1f} ms (1 thread); "
+          f"open3d/compiled {times['open3d'] / times['compiled']:.2f}×, 1 thread "
+          f"{times['open3d'] / times['compiled_1_thread']:.2f}×, torch {times['open3d'] / times['torch']:.2f}×; "
+          f"compiled = torch indices: {identical}; same points as open3d in {agree:.0%} of clouds")
     if args.fps_only:
         if args.out:
             args.out.write_text(json.dumps(results, indent=2))

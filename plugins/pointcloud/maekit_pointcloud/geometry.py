@@ -4,12 +4,14 @@ farthest point sampling, k nearest neighbours and the Chamfer distance.
 The reference implementations depend on pointnet2_ops (FPS), KNN_CUDA and a Chamfer CUDA
 extension, the install failure most reported in their trackers. These run wherever torch runs;
 on CPU tensors FPS runs a numba-compiled loop per cloud instead (`fps_kernel`), which chooses the
-same points as the torch path and outruns open3d's C++ FPS on batches.
+same points as the torch path and outruns open3d's C++ FPS.
 Every pairwise step is chunked over the query points so that one chunk holds at most ``budget``
 distances (2²⁴ floats, 64 MiB, by default), whatever the batch and cloud sizes.
 """
 from __future__ import annotations
 
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -40,18 +42,25 @@ def _query_chunks(query: torch.Tensor, points: torch.Tensor, budget: int) -> tup
 
 
 FPS_BACKENDS = ("auto", "torch", "compiled")
+# From these many samples of clouds of these many points the bucketed loop beats the SIMD pass
+# (measured, benchmarks/pointcloud_ops.py: 250 000 → 1024 twice as fast; 8192 → 1024 a third slower)
+BUCKETED_SAMPLES, BUCKETED_POINTS = 1024, 16384
+LEAF_POINTS = 64  # points per leaf of the bucketed loop
 
 
 def farthest_point_sample(points: torch.Tensor, count: int, start: torch.Tensor | int | None = 0,
                           backend: str = "auto") -> torch.Tensor:
     """Indices B×count of iterative farthest point sampling (as pointnet2_ops' ``furthest_point_sample``):
-    begin at ``start`` (index 0 as the reference; a B-vector, or None for a random start), then
-    repeatedly take the point farthest from everything chosen so far. Exact, O(B·N) work per step.
+    begin at ``start`` (index 0 as the reference; a B-vector, negative counting from the end, or None
+    for a random start), then repeatedly take the point farthest from everything chosen so far,
+    the lowest index among equals. Exact; coordinates must be finite.
 
     ``backend``: ``"torch"`` runs batched torch ops on the clouds' device (the GPU path, inside the
-    training graph); ``"compiled"`` runs a numba-compiled loop per cloud on CPU threads (faster than
-    open3d's C++ FPS on batches; see ``benchmarks/pointcloud_ops.py``); ``"auto"`` takes the compiled
-    loop for CPU tensors and torch elsewhere. Both choose the same points (tested)."""
+    training graph); ``"compiled"`` runs numba-compiled loops on CPU threads (`fps_kernel`: a SIMD
+    pass per step, or for many samples of large clouds a bucketed loop that skips the parts of the
+    cloud that cannot change; faster than open3d's C++ FPS, see ``benchmarks/pointcloud_ops.py``);
+    ``"auto"`` takes the compiled loops for CPU tensors (torch while ``torch.compile`` traces) and
+    torch elsewhere. Every path chooses the same indices (tested)."""
     _check_cloud(points)
     batch, length, _ = points.shape
     if not isinstance(count, int) or not 0 < count <= length:
@@ -59,11 +68,18 @@ def farthest_point_sample(points: torch.Tensor, count: int, start: torch.Tensor 
     if backend not in FPS_BACKENDS:
         raise ValueError(f"FPS backend must be one of {', '.join(FPS_BACKENDS)}, got {backend!r}")
     xyz = points[..., :3].detach().float()
+    if not torch.isfinite(xyz).all():
+        raise ValueError("FPS needs finite coordinates: drop the NaN or infinite points first")
     if start is None:
         first = torch.randint(length, (batch,), device=points.device)
     else:
         first = torch.as_tensor(start, device=points.device).long().expand(batch).clone()
-    if backend == "compiled" or (backend == "auto" and points.device.type == "cpu"):
+        if ((first < -length) | (first >= length)).any():
+            raise ValueError(f"FPS start {first.tolist()} is outside clouds of {length} points")
+        first = first % length
+    compiled = backend == "compiled" or (backend == "auto" and points.device.type == "cpu"
+                                         and not torch.compiler.is_compiling())
+    if compiled:
         return _fps_compiled(xyz.cpu(), count, first.cpu()).to(points.device)
     return _fps_torch(xyz, count, first)
 
@@ -81,28 +97,52 @@ def _fps_torch(xyz: torch.Tensor, count: int, current: torch.Tensor) -> torch.Te
     return chosen
 
 
+# One pool per process, sized to torch's thread count; a forked child (a data-loader worker)
+# inherits the pool object but not its threads, so it forgets the pool and makes its own.
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool_lock = threading.Lock()
+
+
+def _forget_pool() -> None:
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _thread_pool(threads: int) -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != threads:
+            _pool = (threads, ThreadPoolExecutor(threads, thread_name_prefix="maekit-fps"))
+        return _pool[1]
+
+
 def _fps_compiled(xyz: torch.Tensor, count: int, first: torch.Tensor) -> torch.Tensor:
-    """The numba loop, one cloud per task on up to torch's thread count (1 inside data-loader
-    workers). Below about 2²⁰ distance updates per thread (~1 ms) starting threads costs more than
-    it saves, so small batches run inline. The pool lives for one call only, so a process forked
-    later inherits no threads."""
-    from maekit_pointcloud.fps_kernel import fps_one_cloud
+    """The numba loops, the batch split into one run of clouds per thread, on up to torch's thread
+    count (1 inside data-loader workers). Small jobs (< 2²² distance updates, about a millisecond)
+    run inline: handing them to threads cost more than it saved (measured). Clouds of fewer than 3 channels get zero channels,
+    which add exact zeros to every distance."""
+    from maekit_pointcloud.fps_kernel import sample_clouds
 
+    if xyz.shape[-1] < 3:
+        xyz = torch.nn.functional.pad(xyz, (0, 3 - xyz.shape[-1]))
     clouds = xyz.contiguous().numpy()
-    chosen = np.empty((len(clouds), count), dtype=np.int64)
-    starts = first.tolist()
-
-    def sample(index: int) -> None:
-        fps_one_cloud(clouds[index], count, starts[index], chosen[index])
-
-    work = len(clouds) * clouds.shape[1] * count
-    threads = min(torch.get_num_threads(), len(clouds), work >> 20)
-    if threads <= 1:
-        for index in range(len(clouds)):
-            sample(index)
+    batch, length = clouds.shape[:2]
+    chosen = np.empty((batch, count), dtype=np.int64)
+    starts = first.numpy().astype(np.int64)
+    leaf = LEAF_POINTS if count >= BUCKETED_SAMPLES and length >= BUCKETED_POINTS else 0
+    threads = min(torch.get_num_threads(), batch)
+    if threads <= 1 or batch * length * count < 2**22:
+        sample_clouds(clouds, count, starts, chosen, 0, batch, leaf)
     else:
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(sample, range(len(clouds))))
+        bounds = np.linspace(0, batch, threads + 1).astype(int).tolist()
+        pool = _thread_pool(threads)
+        tasks = [pool.submit(sample_clouds, clouds, count, starts, chosen, low, high, leaf)
+                 for low, high in zip(bounds[:-1], bounds[1:])]
+        for task in tasks:
+            task.result()
     return torch.from_numpy(chosen)
 
 

@@ -32,41 +32,96 @@ def test_fps_equals_a_numpy_transcription_per_cloud_of_a_batch():
         farthest_point_sample(clouds, 301)
 
 
-@pytest.mark.parametrize("start", [0, 7, None])
-def test_compiled_fps_chooses_exactly_the_points_of_the_torch_path(start):
+def tie_heavy_clouds(generator: torch.Generator) -> torch.Tensor:
+    """A coarse integer grid: every distance repeats many times over; duplicated points too."""
+    grid = torch.randint(0, 4, (3, 600, 3), generator=generator).float()
+    grid[:, 1] = grid[:, 0]
+    return grid
+
+
+@pytest.mark.parametrize("loop", ["linear", "bucketed", "bucketed, small leaves"])
+@pytest.mark.parametrize("start", [0, 7, -1, None])
+def test_compiled_fps_chooses_exactly_the_points_of_the_torch_path(monkeypatch, loop, start):
+    from maekit_pointcloud import geometry
+
+    monkeypatch.setattr(geometry, "BUCKETED_SAMPLES", 10**9 if loop == "linear" else 1)
+    monkeypatch.setattr(geometry, "BUCKETED_POINTS", 1)
+    monkeypatch.setattr(geometry, "LEAF_POINTS", 8 if "small" in loop else 64)
     generator = torch.Generator().manual_seed(3)
     torch.manual_seed(0)
     clouds = torch.rand(5, 1000, 3, generator=generator)
-    # ties everywhere: a coarse integer grid repeats every distance many times over, and a
-    # duplicated point must not be chosen twice before every distinct point is
-    grid = torch.randint(0, 4, (3, 600, 3), generator=generator).float()
-    grid[:, 1] = grid[:, 0]
-    for cloud in (clouds, grid, clouds.double(), torch.cat([clouds, clouds[..., :1]], -1)):
+    stretched = torch.randn(2, 700, 3, generator=generator) * torch.tensor([100.0, 1.0, 0.01])
+    for cloud in (clouds, tie_heavy_clouds(generator), stretched, clouds.double(),
+                  torch.cat([clouds, clouds[..., :1]], -1), clouds[..., :2], clouds[..., :1]):
         first = torch.randint(cloud.shape[1], (cloud.shape[0],)) if start is None else start
         by_torch = farthest_point_sample(cloud, 64, first, backend="torch")
         by_loop = farthest_point_sample(cloud, 64, first, backend="compiled")
-        assert torch.equal(by_loop, by_torch)
+        assert torch.equal(by_loop, by_torch), cloud.shape
         assert by_loop.dtype == torch.long and by_loop.shape == (cloud.shape[0], 64)
-    assert torch.equal(farthest_point_sample(clouds, 64), farthest_point_sample(clouds, 64, backend="torch"))
-    assert len(set(farthest_point_sample(grid, 64)[0].tolist())) == 64
+        assert (by_loop >= 0).all()  # a negative start counts from the end, as an index
+    # sampling the whole grid: every distinct position is taken before any position repeats
+    grid = tie_heavy_clouds(generator)
+    picked = farthest_point_sample(grid, 600)
+    assert torch.equal(picked, farthest_point_sample(grid, 600, backend="torch"))
+    for cloud, row in zip(grid, picked):
+        distinct = len(torch.unique(cloud, dim=0))
+        assert len(torch.unique(cloud[row[:distinct]], dim=0)) == distinct
+
+
+def test_fps_refuses_what_it_cannot_sample_with_one_clear_message():
+    clouds = torch.rand(2, 50, 3, generator=torch.Generator().manual_seed(5))
     with pytest.raises(ValueError, match="FPS backend must be one of auto, torch, compiled, got 'cuda'"):
         farthest_point_sample(clouds, 4, backend="cuda")
+    with pytest.raises(ValueError, match=r"FPS start \[50, 50\] is outside clouds of 50 points"):
+        farthest_point_sample(clouds, 4, start=50)
+    broken = clouds.clone()
+    broken[1, 7, 2] = float("nan")
+    for backend in ("torch", "compiled"):
+        with pytest.raises(ValueError, match="FPS needs finite coordinates"):
+            farthest_point_sample(broken, 4, backend=backend)
 
 
-def test_compiled_fps_runs_the_same_on_one_thread_and_in_a_forked_child():
-    clouds = torch.rand(4, 500, 3, generator=torch.Generator().manual_seed(4))
-    expected = farthest_point_sample(clouds, 32, backend="torch")
+def test_compiled_fps_threads_and_a_forked_child_choose_the_same_points(monkeypatch):
+    from maekit_pointcloud import geometry
+
+    # large enough (5 × 14000 × 64 > 2²² updates) for the thread pool, bucketed and linear
+    clouds = torch.rand(5, 14000, 3, generator=torch.Generator().manual_seed(4))
+    expected = farthest_point_sample(clouds, 64, backend="torch")
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
-        assert torch.equal(farthest_point_sample(clouds, 32), expected)
+        for count in (3, 1):
+            torch.set_num_threads(count)
+            for bucketed_from in (1, 10**9):
+                monkeypatch.setattr(geometry, "BUCKETED_SAMPLES", bucketed_from)
+                monkeypatch.setattr(geometry, "BUCKETED_POINTS", 1)
+                assert torch.equal(farthest_point_sample(clouds, 64), expected)
+        torch.set_num_threads(2)
+        farthest_point_sample(clouds, 64)  # the parent now holds a pool with live threads
+        assert geometry._pool is not None
+        # a data-loader worker forks after the parent sampled: it sees no inherited pool (whose
+        # threads did not survive the fork) and samples the same points
+        loader = torch.utils.data.DataLoader(SampledClouds(clouds), batch_size=None, num_workers=1,
+                                             multiprocessing_context="fork")
+        for index, (pool_inherited, chosen) in enumerate(loader):
+            assert not pool_inherited and torch.equal(chosen, expected[index])
     finally:
         torch.set_num_threads(threads)
-    # a data-loader worker forks after the parent sampled: the child must neither hang nor differ
-    context = torch.multiprocessing.get_context("fork")
-    with context.Pool(1) as pool:
-        child = pool.apply_async(farthest_point_sample, (clouds, 32)).get(timeout=60)
-    assert torch.equal(child, expected)
+
+
+class SampledClouds(torch.utils.data.Dataset):
+    """Each cloud's FPS indices, computed where the dataset runs (as `point_cloud_eval_transform`)."""
+
+    def __init__(self, clouds: torch.Tensor) -> None:
+        self.clouds = clouds
+
+    def __len__(self) -> int:
+        return len(self.clouds)
+
+    def __getitem__(self, index: int) -> tuple[bool, torch.Tensor]:
+        from maekit_pointcloud import geometry
+
+        pool_inherited = geometry._pool is not None
+        return pool_inherited, farthest_point_sample(self.clouds[index:index + 1], 64)[0]
 
 
 def test_knn_matches_brute_force_and_chunking_changes_nothing():
