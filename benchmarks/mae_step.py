@@ -7,8 +7,9 @@ by side in one process (contenders alternate every repeat; the median is reporte
 
 Reports samples/s, the maekit/transformers ratio, model FLOPs per step (torch's FLOP counter) and
 MFU against the peak of a 2048² matmul in the same dtype timed in the same alternating rounds.
-``--profile`` adds where each step's time goes (torch's profiler, self time per operator grouped:
-matmuls, attention, dtype casts, layer norms, the optimiser, the rest).
+``--profile`` (CPU only) adds where each step's time goes (torch's profiler, self time per operator
+grouped: matmuls, attention, copies and dtype casts, layer norms, the fused optimiser, the rest —
+transformers' unfused AdamW lands in "the rest").
 
     python benchmarks/mae_step.py --sizes base --precisions bf16 --profile
 """
@@ -71,17 +72,21 @@ def make_step(name: str, model: torch.nn.Module, images: torch.Tensor, dtype: to
     return step
 
 
-CATEGORIES = (  # (group, substrings of aten operator names), first match wins
-    ("attention", ("scaled_dot_product", "flash_attention", "_efficient_attention", "softmax")),
-    ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "convolution", "aten::linear")),
-    ("dtype casts", ("aten::copy_", "aten::_to_copy", "aten::to")),
-    ("layer norm", ("layer_norm",)),
-    ("optimiser", ("adam", "_foreach")),
+CATEGORIES = (  # (group, aten operators): exact names, except the attention kernels' family prefix
+    ("attention", ("aten::_scaled_dot_product", "aten::_softmax", "aten::_softmax_backward_data")),
+    ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::convolution", "aten::mkldnn_convolution",
+                "aten::convolution_backward")),
+    ("copies and casts", ("aten::copy_", "aten::_to_copy")),
+    ("layer norm", ("aten::native_layer_norm", "aten::native_layer_norm_backward")),
+    ("optimiser", ("aten::_fused_adamw_",)),
 )
 
 
 def group_of(name: str) -> str:
-    return next((group for group, keys in CATEGORIES if any(key in name for key in keys)), "other")
+    for group, names in CATEGORIES:
+        if name in names or (group == "attention" and name.startswith(names[0])):
+            return group
+    return "other"
 
 
 def profile_shares(step, matmul, matmul_flops: int) -> dict[str, dict[str, float]]:
@@ -138,6 +143,8 @@ def main() -> None:
     if args.quick:
         args.repeats = 3
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.profile and device != "cpu":
+        parser.error("--profile reads CPU operator times; on a GPU use torch.profiler with CUDA activities")
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     results = {"machine": machine_description(), "device": device, "runs": []}
     peaks: dict[str, list[float]] = {}

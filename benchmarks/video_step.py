@@ -7,8 +7,9 @@ patch 16, tube masking 0.9, norm-pix target): maekit-video's `videomae` against 
     python benchmarks/video_step.py --sizes base --batch 1 --precisions bf16
 
 Both get the same optimiser (fused AdamW). transformers' model takes its mask as an argument
-(``bool_masked_pos``): it is given a fresh tube mask of the same ratio each step, drawn outside the
-timing, as VideoMAE's `TubeMaskingGenerator` does in the loader. Reports clips/s, the ratio, model
+(``bool_masked_pos``, made by VideoMAE's `TubeMaskingGenerator` in the loader): it is given one
+tube mask of the same ratio, drawn once outside the timing; maekit draws its own inside the step
+(a per-sample argsort of 196 numbers: negligible). Reports clips/s, the ratio, model
 FLOPs per step (torch's FLOP counter) and MFU against a 2048² matmul timed in the same rounds.
 Needs maekit-video installed. For how fast clips decode against this step see `video_loader.py`.
 """

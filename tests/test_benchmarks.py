@@ -28,7 +28,7 @@ def test_mae_step_benchmark_runs_and_writes_json(tmp_path):
     # the profile splits each step's whole time into groups; a ViT step is mostly matmuls and attention
     for run in report["runs"]:
         groups = run["time_shares"]
-        assert set(groups) == {"attention", "matmul", "dtype casts", "layer norm", "optimiser", "other"}
+        assert set(groups) == {"attention", "matmul", "copies and casts", "layer norm", "optimiser", "other"}
         shares = {group: part["share"] for group, part in groups.items()}
         assert abs(sum(shares.values()) - 1) < 1e-6 and shares["matmul"] > 0.2 and shares["attention"] > 0
         # the matmul kernels' own rate: the step's FLOPs are mostly theirs, so it exceeds the whole step's
