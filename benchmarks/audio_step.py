@@ -24,14 +24,14 @@ import json
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import alternating_medians, count_flops, machine_description, matmul_contender  # noqa: E402
+from common import alternating_medians, count_flops, machine_description, matmul_contender, training_step  # noqa: E402
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 FULL = dict(size="base", target_length=1024, num_mel_bins=128, patch_size=16)
@@ -55,19 +55,8 @@ def contenders(model_cfg: dict) -> dict[str, torch.nn.Module]:
             "ViT, no masking": classifier}
 
 
-def make_step(model: torch.nn.Module, batch: dict, dtype: torch.dtype, device: str):
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, betas=(0.9, 0.95),
-                                  weight_decay=0.05, fused=True)
-    autocast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if dtype == torch.bfloat16 else nullcontext
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast():
-            loss = model(batch)["loss"]
-        loss.backward()
-        optimizer.step()
-
-    return step
+def loss_of(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    return model(batch)["loss"]
 
 
 def write_clips(root: Path, count: int, suffix: str, seconds: float = 10.0, rate: int = 16000) -> None:
@@ -135,7 +124,8 @@ def main() -> None:
     print(f"{'prec':5} {'contender':28} {'clips/s':>8} {'vs local':>9} {'GFLOP/step':>11} {'MFU':>6}")
     for precision in precisions:
         models = {name: model.to(device) for name, model in contenders(model_cfg).items()}
-        steps = {name: make_step(model, batch_of, PRECISIONS[precision], device) for name, model in models.items()}
+        steps = {name: training_step(model, partial(loss_of, model, batch_of), PRECISIONS[precision], device)
+                 for name, model in models.items()}
         flops = {name: count_flops(step) for name, step in steps.items()}
         matmul, matmul_flops = matmul_contender(PRECISIONS[precision], device)
         medians = alternating_medians({**steps, "matmul": matmul}, args.repeats, sync)

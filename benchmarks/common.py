@@ -10,7 +10,7 @@ from typing import Callable, Hashable, Mapping
 
 import torch
 
-__all__ = ["machine_description", "median_seconds", "alternating_medians", "matmul_contender", "count_flops", "flop_counter", "peak_rss_kib"]
+__all__ = ["machine_description", "median_seconds", "alternating_medians", "matmul_contender", "count_flops", "flop_counter", "training_step", "peak_rss_kib"]
 
 
 def machine_description() -> dict:
@@ -99,6 +99,27 @@ def peak_rss_kib(reset: bool = False) -> int:
         return int(next(line.split()[1] for line in status if line.startswith("VmHWM")))
     except (OSError, StopIteration):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def training_step(model: torch.nn.Module, loss_of: Callable[[], torch.Tensor], dtype: torch.dtype, device: str,
+                  fused: bool = True) -> Callable[[], None]:
+    """One training step for side-by-side timings: gradients cleared, ``loss_of()`` under bf16
+    autocast when ``dtype`` is bf16, backward, AdamW with MAE's betas and weight decay (fused
+    unless ``fused=False``: PyTorch's default, as transformers' users get)."""
+    from contextlib import nullcontext
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, betas=(0.9, 0.95),
+                                  weight_decay=0.05, **({"fused": True} if fused else {}))
+    bf16 = dtype == torch.bfloat16
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device, dtype=torch.bfloat16) if bf16 else nullcontext():
+            loss = loss_of()
+        loss.backward()
+        optimizer.step()
+
+    return step
 
 
 def batch_step(model: torch.nn.Module, batch: Mapping) -> Callable[[], None]:

@@ -19,13 +19,13 @@ import argparse
 import json
 import sys
 import time
-from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import alternating_medians, count_flops, flop_counter, machine_description, matmul_contender  # noqa: E402
+from common import alternating_medians, count_flops, flop_counter, machine_description, matmul_contender, training_step  # noqa: E402
 
 SIZES = {  # name: (width, depth, heads, default batch)
     "tiny": (192, 12, 3, 32),
@@ -57,19 +57,16 @@ def build_transformers(size: str) -> torch.nn.Module:
 
 
 def make_step(name: str, model: torch.nn.Module, images: torch.Tensor, dtype: torch.dtype, fused: bool):
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,
-                                  betas=(0.9, 0.95), weight_decay=0.05, **({"fused": True} if fused else {}))
-    autocast = (lambda: torch.autocast(images.device.type, dtype=torch.bfloat16)) if dtype == torch.bfloat16 else nullcontext
-    loss_of = (lambda: model(images)["loss"]) if name == "maekit" else (lambda: model(pixel_values=images).loss)
+    loss_of = partial(maekit_loss, model, images) if name == "maekit" else partial(transformers_loss, model, images)
+    return training_step(model, loss_of, dtype, images.device.type, fused)
 
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast():
-            loss = loss_of()
-        loss.backward()
-        optimizer.step()
 
-    return step
+def maekit_loss(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    return model(images)["loss"]
+
+
+def transformers_loss(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    return model(pixel_values=images).loss
 
 
 CATEGORIES = (  # (group, aten operators): exact names, except the attention kernels' family prefix

@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import alternating_medians, count_flops, machine_description, matmul_contender  # noqa: E402
+from common import alternating_medians, count_flops, machine_description, matmul_contender, training_step  # noqa: E402
 
 SIZES = {  # name: encoder (width, depth, heads), decoder (width, heads) as VideoMAE's, default batch
     "small": ((384, 12, 6), (192, 3), 2),
@@ -72,20 +71,6 @@ def transformers_loss(model: torch.nn.Module, frames_first: torch.Tensor, masks:
     return model(frames_first, bool_masked_pos=masks).loss
 
 
-def make_step(model: torch.nn.Module, loss_of, dtype: torch.dtype, device: str):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, fused=True)
-    autocast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if dtype == torch.bfloat16 else nullcontext
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast():
-            loss = loss_of()
-        loss.backward()
-        optimizer.step()
-
-    return step
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="ViT-S, fp32 and bf16, 3 repeats")
@@ -116,9 +101,9 @@ def main() -> None:
             torch.manual_seed(0)
             ours = build_maekit(size, args.frames, args.img_size, args.mask_ratio).to(device)
             theirs = build_transformers(size, args.frames, args.img_size).to(device)
-            steps = {"maekit": make_step(ours, partial(maekit_loss, ours, clips), PRECISIONS[precision], device),
-                     "transformers": make_step(theirs, partial(transformers_loss, theirs, frames_first, masks),
-                                               PRECISIONS[precision], device)}
+            steps = {"maekit": training_step(ours, partial(maekit_loss, ours, clips), PRECISIONS[precision], device),
+                     "transformers": training_step(theirs, partial(transformers_loss, theirs, frames_first, masks),
+                                                   PRECISIONS[precision], device)}
             flops = {name: count_flops(step) for name, step in steps.items()}
             matmul, matmul_flops = matmul_contender(PRECISIONS[precision], device)
             medians = alternating_medians({**steps, "matmul": matmul}, args.repeats, sync)
