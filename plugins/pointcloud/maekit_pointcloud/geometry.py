@@ -4,7 +4,7 @@ farthest point sampling, k nearest neighbours and the Chamfer distance.
 The reference implementations depend on pointnet2_ops (FPS), KNN_CUDA and a Chamfer CUDA
 extension, the install failure most reported in their trackers. These run wherever torch runs;
 on CPU tensors FPS runs a numba-compiled loop per cloud instead (`fps_kernel`), which chooses the
-same points as the torch path and outruns open3d's C++ FPS.
+same points as the torch path and ran 2–5× faster than open3d's C++ FPS where measured.
 Every pairwise step is chunked over the query points so that one chunk holds at most ``budget``
 distances (2²⁴ floats, 64 MiB, by default), whatever the batch and cloud sizes.
 """
@@ -43,7 +43,8 @@ def _query_chunks(query: torch.Tensor, points: torch.Tensor, budget: int) -> tup
 
 FPS_BACKENDS = ("auto", "torch", "compiled")
 # From these many samples of clouds of these many points the bucketed loop beats the SIMD pass
-# (measured, benchmarks/pointcloud_ops.py: 250 000 → 1024 twice as fast; 8192 → 1024 a third slower)
+# (measured on one cloud size each side: 16 384 → 2048 41 vs 63 ms, 100 000 → 1024 33 vs 42 ms,
+# 250 000 → 1024 89 vs 188 ms; but 8192 → 1024 33 vs 24 ms, 32 768 → 512 19 vs 13 ms)
 BUCKETED_SAMPLES, BUCKETED_POINTS = 1024, 16384
 LEAF_POINTS = 64  # points per leaf of the bucketed loop
 
@@ -58,9 +59,11 @@ def farthest_point_sample(points: torch.Tensor, count: int, start: torch.Tensor 
     ``backend``: ``"torch"`` runs batched torch ops on the clouds' device (the GPU path, inside the
     training graph); ``"compiled"`` runs numba-compiled loops on CPU threads (`fps_kernel`: a SIMD
     pass per step, or for many samples of large clouds a bucketed loop that skips the parts of the
-    cloud that cannot change; faster than open3d's C++ FPS, see ``benchmarks/pointcloud_ops.py``);
+    cloud that cannot change; 2–5× faster than open3d's C++ FPS in the measured cases, see
+    ``benchmarks/pointcloud_ops.py``);
     ``"auto"`` takes the compiled loops for CPU tensors (torch while ``torch.compile`` traces) and
-    torch elsewhere. Every path chooses the same indices (tested)."""
+    torch elsewhere. On CPU every path chooses the same indices (tested; CUDA's reductions may sum
+    a distance's three terms in another order, so a near-tie could go the other way there)."""
     _check_cloud(points)
     batch, length, _ = points.shape
     if not isinstance(count, int) or not 0 < count <= length:
@@ -73,7 +76,10 @@ def farthest_point_sample(points: torch.Tensor, count: int, start: torch.Tensor 
     if start is None:
         first = torch.randint(length, (batch,), device=points.device)
     else:
-        first = torch.as_tensor(start, device=points.device).long().expand(batch).clone()
+        first = torch.as_tensor(start, device=points.device)
+        if first.is_floating_point() or first.dim() > 1 or first.numel() not in (1, batch):
+            raise ValueError(f"FPS start must be an int or {batch} ints (one per cloud), got {start!r}")
+        first = first.long().expand(batch).clone()
         if ((first < -length) | (first >= length)).any():
             raise ValueError(f"FPS start {first.tolist()} is outside clouds of {length} points")
         first = first % length
@@ -112,6 +118,7 @@ os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _thread_pool(threads: int) -> ThreadPoolExecutor:
+    """The process's pool of ``threads`` workers (torch's thread count), made on first use."""
     global _pool
     with _pool_lock:
         if _pool is None or _pool[0] != threads:
@@ -122,9 +129,13 @@ def _thread_pool(threads: int) -> ThreadPoolExecutor:
 def _fps_compiled(xyz: torch.Tensor, count: int, first: torch.Tensor) -> torch.Tensor:
     """The numba loops, the batch split into one run of clouds per thread, on up to torch's thread
     count (1 inside data-loader workers). Small jobs (< 2²² distance updates, about a millisecond)
-    run inline: handing them to threads cost more than it saved (measured). Clouds of fewer than 3 channels get zero channels,
-    which add exact zeros to every distance."""
-    from maekit_pointcloud.fps_kernel import sample_clouds
+    run inline: handing them to threads cost more than it saved (measured). Clouds of fewer than
+    3 channels get zero channels, which add exact zeros to every distance."""
+    try:
+        from maekit_pointcloud.fps_kernel import sample_clouds
+    except ImportError as error:  # a declared dependency, absent after e.g. `pip install --no-deps`
+        raise ImportError(f"FPS on CPU compiles its loops with numba, which failed to import ({error}): "
+                          "pip install numba, or pass backend='torch'") from error
 
     if xyz.shape[-1] < 3:
         xyz = torch.nn.functional.pad(xyz, (0, 3 - xyz.shape[-1]))
@@ -133,11 +144,11 @@ def _fps_compiled(xyz: torch.Tensor, count: int, first: torch.Tensor) -> torch.T
     chosen = np.empty((batch, count), dtype=np.int64)
     starts = first.numpy().astype(np.int64)
     leaf = LEAF_POINTS if count >= BUCKETED_SAMPLES and length >= BUCKETED_POINTS else 0
-    threads = min(torch.get_num_threads(), batch)
-    if threads <= 1 or batch * length * count < 2**22:
+    threads = torch.get_num_threads()
+    if threads <= 1 or batch <= 1 or batch * length * count < 2**22:
         sample_clouds(clouds, count, starts, chosen, 0, batch, leaf)
     else:
-        bounds = np.linspace(0, batch, threads + 1).astype(int).tolist()
+        bounds = np.linspace(0, batch, min(threads, batch) + 1).astype(int).tolist()
         pool = _thread_pool(threads)
         tasks = [pool.submit(sample_clouds, clouds, count, starts, chosen, low, high, leaf)
                  for low, high in zip(bounds[:-1], bounds[1:])]

@@ -59,6 +59,9 @@ def test_compiled_fps_chooses_exactly_the_points_of_the_torch_path(monkeypatch, 
         assert torch.equal(by_loop, by_torch), cloud.shape
         assert by_loop.dtype == torch.long and by_loop.shape == (cloud.shape[0], 64)
         assert (by_loop >= 0).all()  # a negative start counts from the end, as an index
+    # a cloud smaller than one leaf of the bucketed loop
+    small = torch.rand(5, 40, 3, generator=generator)
+    assert torch.equal(farthest_point_sample(small, 30, backend="compiled"), farthest_point_sample(small, 30, backend="torch"))
     # sampling the whole grid: every distinct position is taken before any position repeats
     grid = tie_heavy_clouds(generator)
     picked = farthest_point_sample(grid, 600)
@@ -74,6 +77,9 @@ def test_fps_refuses_what_it_cannot_sample_with_one_clear_message():
         farthest_point_sample(clouds, 4, backend="cuda")
     with pytest.raises(ValueError, match=r"FPS start \[50, 50\] is outside clouds of 50 points"):
         farthest_point_sample(clouds, 4, start=50)
+    for start in (1.5, [1, 2, 3], torch.zeros(2, 1, dtype=torch.long)):
+        with pytest.raises(ValueError, match="FPS start must be an int or 2 ints"):
+            farthest_point_sample(clouds, 4, start=start)
     broken = clouds.clone()
     broken[1, 7, 2] = float("nan")
     for backend in ("torch", "compiled"):
@@ -104,8 +110,22 @@ def test_compiled_fps_threads_and_a_forked_child_choose_the_same_points(monkeypa
                                              multiprocessing_context="fork")
         for index, (pool_inherited, chosen) in enumerate(loader):
             assert not pool_inherited and torch.equal(chosen, expected[index])
+        # a forked child that keeps two threads really uses a pool: its own, made after the fork
+        # (the parent's, inherited without its threads, would never run the tasks: a hang)
+        with torch.multiprocessing.get_context("fork").Pool(1) as pool:
+            child = pool.apply_async(sample_with_two_threads, (clouds,)).get(timeout=120)
+        assert np.array_equal(child, expected.numpy())
     finally:
         torch.set_num_threads(threads)
+
+
+def sample_with_two_threads(clouds: torch.Tensor) -> np.ndarray:
+    """In a forked child: the compiled path on a 2-thread pool, without any torch operator that
+    would open an OpenMP region (GNU OpenMP cannot run one in a child forked after the parent used it)."""
+    from maekit_pointcloud import geometry
+
+    torch.set_num_threads(2)
+    return geometry._fps_compiled(clouds, 64, torch.zeros(len(clouds), dtype=torch.long)).numpy()
 
 
 class SampledClouds(torch.utils.data.Dataset):
