@@ -169,6 +169,13 @@ def test_av_mae_trains_from_one_command_and_av_eval_reports_probes_retrieval_and
     probe = dict(train=dataset_of(csv), test=dataset_of(csv))
     failed = maekit("probe", str(cfg_file), "--checkpoint", str(checkpoint), "--cfg-options", f"probe={probe!r}", check=False)
     assert "Error:" in failed.stderr and "maekit av-eval" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_av_eval_names_a_missing_clip_and_an_unknown_key(tmp_path):
+    # apart from the training test above so that the two spread over the suite's two workers
+    csv = write_clips(tmp_path)
+    cfg_file = tmp_path / "config.py"
+    tiny_config(csv, "av_mae_demo_talking_digits", 2).dump(str(cfg_file))
     (tmp_path / "bad.csv").write_text("video,label\nclips/clip0.mp4,low\nclips/nope.mp4,high\n")
     failed = maekit("av-eval", str(cfg_file), "--cfg-options",
                     f"av_eval.test={{'_delete_': True, 'type': 'av_clips', 'csv_file': '{tmp_path / 'bad.csv'}'}}", check=False)
