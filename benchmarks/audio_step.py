@@ -9,7 +9,8 @@ The step (forward + backward + fused AdamW), contenders alternating every repeat
 The data side: 10-s clips written here as 16-kHz WAV and FLAC (procedural signals: chirps and
 noise, made with numpy and soundfile — decode cost does not depend on content), read by
 maekit-audio's `audio_folder` and turned into Kaldi filterbanks by its `audio_fbank` front end,
-through a DataLoader with 0, 1 and 2 workers: filterbanks/s against the clips/s of the step.
+through a DataLoader with 0, 1 and 2 workers (`data_loader.view_samples_per_s`, shuffled):
+filterbanks/s against the clips/s of the step.
 
     python benchmarks/audio_step.py --quick       # ViT-B over 1024×128 filterbanks, batch 2
     python benchmarks/audio_step.py --tiny        # the demo's model and 128×64 filterbanks
@@ -23,7 +24,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
 
@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import alternating_medians, count_flops, machine_description, matmul_contender, training_step  # noqa: E402
+from common import machine_description, method_loss, timed_steps, training_step  # noqa: E402
+from data_loader import view_samples_per_s  # noqa: E402
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 FULL = dict(size="base", target_length=1024, num_mel_bins=128, patch_size=16)
@@ -53,10 +54,6 @@ def contenders(model_cfg: dict) -> dict[str, torch.nn.Module]:
                                      mask_f_prob=0.0, mixup=0.0))
     return {"audio_mae (local decoder)": local, "audio_mae (global decoder)": global_decoder,
             "ViT, no masking": classifier}
-
-
-def loss_of(model: torch.nn.Module, batch: dict) -> torch.Tensor:
-    return model(batch)["loss"]
 
 
 def write_clips(root: Path, count: int, suffix: str, seconds: float = 10.0, rate: int = 16000) -> None:
@@ -82,18 +79,6 @@ class Filterbanks(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.frontend(self.folder[index]["inputs"])
-
-
-def filterbanks_per_s(dataset, workers: int, batch: int, batches: int) -> float:
-    """Filterbanks per second a DataLoader delivers after its first batch (worker start-up excluded)."""
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, drop_last=True,
-                                         persistent_workers=workers > 0)
-    iterator = iter(loader)
-    next(iterator)
-    start = time.perf_counter()
-    for _ in range(batches):
-        next(iterator)
-    return batch * batches / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -124,12 +109,9 @@ def main() -> None:
     print(f"{'prec':5} {'contender':28} {'clips/s':>8} {'vs local':>9} {'GFLOP/step':>11} {'MFU':>6}")
     for precision in precisions:
         models = {name: model.to(device) for name, model in contenders(model_cfg).items()}
-        steps = {name: training_step(model, partial(loss_of, model, batch_of), PRECISIONS[precision], device)
+        steps = {name: training_step(model, partial(method_loss, model, batch_of), PRECISIONS[precision], device)
                  for name, model in models.items()}
-        flops = {name: count_flops(step) for name, step in steps.items()}
-        matmul, matmul_flops = matmul_contender(PRECISIONS[precision], device)
-        medians = alternating_medians({**steps, "matmul": matmul}, args.repeats, sync)
-        peak = matmul_flops / medians.pop("matmul")
+        medians, flops, peak = timed_steps(steps, PRECISIONS[precision], device, args.repeats, sync)
         reference = medians["audio_mae (local decoder)"]
         for name, seconds in medians.items():
             run = {"precision": precision, "contender": name, "seconds_per_step": seconds, "clips_per_s": batch / seconds,
@@ -152,7 +134,7 @@ def main() -> None:
             write_clips(root, loader_batch * (args.loader_batches + 1), suffix)
             dataset = Filterbanks(build("dataset", dict(type="audio_folder", root=str(root))), frontend)
             for workers in (int(w) for w in args.workers.split(",")):
-                rate = filterbanks_per_s(dataset, workers, loader_batch, args.loader_batches)
+                rate = view_samples_per_s(dataset, workers, loader_batch, args.loader_batches)
                 results["loader"].append({"format": suffix[1:], "workers": workers, "fbanks_per_s": rate,
                                           "times_fastest_pretraining_step": rate / fastest_step})
                 print(f"10-s {suffix[1:]} → fbank {model_cfg['target_length']}×{model_cfg['num_mel_bins']}, "

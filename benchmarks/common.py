@@ -10,7 +10,8 @@ from typing import Callable, Hashable, Mapping
 
 import torch
 
-__all__ = ["machine_description", "median_seconds", "alternating_medians", "matmul_contender", "count_flops", "flop_counter", "training_step", "peak_rss_kib"]
+__all__ = ["machine_description", "median_seconds", "alternating_medians", "matmul_contender", "count_flops", "flop_counter", "training_step",
+           "method_loss", "timed_steps", "peak_rss_kib"]
 
 
 def machine_description() -> dict:
@@ -120,6 +121,21 @@ def training_step(model: torch.nn.Module, loss_of: Callable[[], torch.Tensor], d
         optimizer.step()
 
     return step
+
+
+def method_loss(model: torch.nn.Module, batch) -> torch.Tensor:
+    """A maekit method's total loss on one batch (the step's ``loss_of`` with ``functools.partial``)."""
+    return model(batch)["loss"]
+
+
+def timed_steps(steps: Mapping[Hashable, Callable[[], None]], dtype: torch.dtype, device: str, repeats: int,
+                sync: Callable[[], None] = lambda: None) -> tuple[dict, dict, float]:
+    """Median seconds and model FLOPs of each step, timed in alternating rounds beside a 2048² matmul
+    in ``dtype`` (:func:`matmul_contender`), and that matmul's FLOP/s: MFU's denominator."""
+    flops = {name: count_flops(step) for name, step in steps.items()}
+    matmul, matmul_flops = matmul_contender(dtype, device)
+    seconds = alternating_medians({**steps, "matmul": matmul}, repeats, sync)  # warm-up (and compilation) first
+    return seconds, flops, matmul_flops / seconds.pop("matmul")
 
 
 def batch_step(model: torch.nn.Module, batch: Mapping) -> Callable[[], None]:

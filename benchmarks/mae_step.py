@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import alternating_medians, count_flops, flop_counter, machine_description, matmul_contender, training_step  # noqa: E402
+from common import flop_counter, machine_description, matmul_contender, median_seconds, method_loss, timed_steps, training_step  # noqa: E402
 
 SIZES = {  # name: (width, depth, heads, default batch)
     "tiny": (192, 12, 3, 32),
@@ -57,12 +56,8 @@ def build_transformers(size: str) -> torch.nn.Module:
 
 
 def make_step(name: str, model: torch.nn.Module, images: torch.Tensor, dtype: torch.dtype, fused: bool):
-    loss_of = partial(maekit_loss, model, images) if name == "maekit" else partial(transformers_loss, model, images)
+    loss_of = partial(method_loss, model, images) if name == "maekit" else partial(transformers_loss, model, images)
     return training_step(model, loss_of, dtype, images.device.type, fused)
-
-
-def maekit_loss(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    return model(images)["loss"]
 
 
 def transformers_loss(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -86,24 +81,15 @@ def group_of(name: str) -> str:
     return "other"
 
 
-def profile_shares(step, matmul, matmul_flops: int) -> dict[str, dict[str, float]]:
+def profile_shares(step, dtype: torch.dtype) -> dict[str, dict[str, float]]:
     """Where one step's time goes (the step is run twice first): per operator group, its share of
     the CPU self time and, where the group does model FLOPs, the FLOP/s its own kernels reach as a
     share of the 2048² matmul timed just before and after the profiled step (this machine's speed
     drifts between minutes, so the peak of the timing rounds is not used here) — the matmul group's
     share of peak is the ceiling MFU would reach if nothing but matmuls took time."""
-    from statistics import median
-
     from torch.profiler import ProfilerActivity, profile
 
-    def matmul_seconds() -> list[float]:
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            matmul()
-            times.append(time.perf_counter() - start)
-        return times
-
+    matmul, matmul_flops = matmul_contender(dtype)
     step()
     with flop_counter() as counter:
         step()
@@ -111,10 +97,10 @@ def profile_shares(step, matmul, matmul_flops: int) -> dict[str, dict[str, float
     for operator, count in counter.get_flop_counts()["Global"].items():
         group = group_of(f"aten::{getattr(operator, '__name__', str(operator)).split('.')[0]}")
         flops[group] = flops.get(group, 0.0) + count
-    around = matmul_seconds()
+    before = median_seconds(matmul, 3)
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
         step()
-    peak = matmul_flops / median(around + matmul_seconds())
+    peak = matmul_flops / ((before + median_seconds(matmul, 3)) / 2)
     seconds: dict[str, float] = {}
     for event in profiler.key_averages():
         group = group_of(event.key)
@@ -160,10 +146,7 @@ def main() -> None:
             steps = {name: make_step("maekit" if name.startswith("maekit") else name, model, images, dtype,
                                      fused=name.startswith("maekit"))
                      for name, model in contenders.items()}
-            flops = {name: count_flops(step) for name, step in steps.items()}
-            matmul, matmul_flops = matmul_contender(dtype, device)
-            medians = alternating_medians({**steps, "matmul": matmul}, args.repeats, sync)  # warm-up first
-            peak = matmul_flops / medians["matmul"]
+            medians, flops, peak = timed_steps(steps, dtype, device, args.repeats, sync)
             peaks.setdefault(precision, []).append(peak)
             for name in steps:
                 seconds = medians[name]
@@ -171,7 +154,7 @@ def main() -> None:
                        "seconds_per_step": seconds, "samples_per_s": batch / seconds, "flops_per_step": flops[name],
                        "matmul_peak_flops": peak, "mfu": flops[name] / seconds / peak}
                 if args.profile:
-                    run["time_shares"] = profile_shares(steps[name], matmul, matmul_flops)
+                    run["time_shares"] = profile_shares(steps[name], dtype)
                 results["runs"].append(run)
                 print(f"{size:6} {precision:5} {batch:5d} {name:14} {run['samples_per_s']:10.2f} "
                       f"{flops[name] / 1e9:11.1f} {run['mfu']:6.1%}")

@@ -8,8 +8,9 @@ patch 16, tube masking 0.9, norm-pix target): maekit-video's `videomae` against 
 
 Both get the same optimiser (fused AdamW). transformers' model takes its mask as an argument
 (``bool_masked_pos``, made by VideoMAE's `TubeMaskingGenerator` in the loader): it is given one
-tube mask of the same ratio, drawn once outside the timing; maekit draws its own inside the step
-(a per-sample argsort of 196 numbers: negligible). Reports clips/s, the ratio, model
+tube mask drawn once, outside the timing, by maekit's own tube masker (the same rule and token
+order, as the parity test checks); maekit draws its own inside the step (a per-sample argsort of
+196 numbers: negligible). Reports clips/s, the ratio, model
 FLOPs per step (torch's FLOP counter) and MFU against a 2048² matmul timed in the same rounds.
 Needs maekit-video installed. For how fast clips decode against this step see `video_loader.py`.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import alternating_medians, count_flops, machine_description, matmul_contender, training_step  # noqa: E402
+from common import machine_description, method_loss, timed_steps, training_step  # noqa: E402
 
 SIZES = {  # name: encoder (width, depth, heads), decoder (width, heads) as VideoMAE's, default batch
     "small": ((384, 12, 6), (192, 3), 2),
@@ -51,20 +52,6 @@ def build_transformers(size: str, frames: int, img_size: int) -> torch.nn.Module
                             layer_norm_eps=1e-6, use_mean_pooling=False, norm_pix_loss=True, qkv_bias=True,
                             attn_implementation="sdpa")
     return VideoMAEForPreTraining(config)
-
-
-def tube_masks(batch: int, frames: int, img_size: int, mask_ratio: float, generator: torch.Generator) -> torch.Tensor:
-    """VideoMAE's tube mask: int(ratio · patches per frame) spatial patches removed in every tubelet slot."""
-    per_frame, slots = (img_size // 16) ** 2, frames // 2
-    removed = int(mask_ratio * per_frame)
-    order = torch.rand(batch, per_frame, generator=generator).argsort(dim=1)
-    spatial = torch.zeros(batch, per_frame, dtype=torch.bool)
-    spatial.scatter_(1, order[:, :removed], True)
-    return spatial.repeat(1, slots)
-
-
-def maekit_loss(model: torch.nn.Module, clips: torch.Tensor) -> torch.Tensor:
-    return model(clips)["loss"]  # maekit draws its own tube mask
 
 
 def transformers_loss(model: torch.nn.Module, frames_first: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -96,18 +83,16 @@ def main() -> None:
         generator = torch.Generator().manual_seed(0)
         clips = torch.randn(batch, 3, args.frames, args.img_size, args.img_size, generator=generator).to(device)
         frames_first = clips.transpose(1, 2).contiguous()  # transformers' (B, T, C, H, W)
-        masks = tube_masks(batch, args.frames, args.img_size, args.mask_ratio, generator).to(device)
         for precision in precisions:
             torch.manual_seed(0)
             ours = build_maekit(size, args.frames, args.img_size, args.mask_ratio).to(device)
             theirs = build_transformers(size, args.frames, args.img_size).to(device)
-            steps = {"maekit": training_step(ours, partial(maekit_loss, ours, clips), PRECISIONS[precision], device),
+            with torch.no_grad():
+                masks = ours.make_mask(ours.tokenize(clips)).masked.bool()
+            steps = {"maekit": training_step(ours, partial(method_loss, ours, clips), PRECISIONS[precision], device),
                      "transformers": training_step(theirs, partial(transformers_loss, theirs, frames_first, masks),
                                                    PRECISIONS[precision], device)}
-            flops = {name: count_flops(step) for name, step in steps.items()}
-            matmul, matmul_flops = matmul_contender(PRECISIONS[precision], device)
-            medians = alternating_medians({**steps, "matmul": matmul}, args.repeats, sync)
-            peak = matmul_flops / medians.pop("matmul")
+            medians, flops, peak = timed_steps(steps, PRECISIONS[precision], device, args.repeats, sync)
             runs = []
             for name, seconds in medians.items():
                 run = {"size": size, "precision": precision, "batch": batch, "contender": name,

@@ -3,7 +3,7 @@ farthest point sampling, k nearest neighbours and the Chamfer distance.
 
 The reference implementations depend on pointnet2_ops (FPS), KNN_CUDA and a Chamfer CUDA
 extension, the install failure most reported in their trackers. These run wherever torch runs;
-on CPU tensors FPS runs a numba-compiled loop per cloud instead (`fps_kernel`), which chooses the
+on CPU tensors FPS runs numba-compiled loops instead (`fps_kernel`), which choose the
 same points as the torch path and ran 2–5× faster than open3d's C++ FPS where measured.
 Every pairwise step is chunked over the query points so that one chunk holds at most ``budget``
 distances (2²⁴ floats, 64 MiB, by default), whatever the batch and cloud sizes.
