@@ -46,6 +46,8 @@ CORE_COMPONENTS: list[tuple[str, str, str]] = [
     ("dataset", "idx_images", "maekit.data.idx:IdxImagesDataset"),
     ("dataset", "concat_sources", "maekit.data.sources:ConcatSources"),
     ("dataset", "augmented_view", "maekit.data.views:AugmentedView"),
+    ("dataset", "shards", "maekit.data.shards:ShardDataset"),
+    ("dataset", "streamed_view", "maekit.data.streaming:StreamedView"),
     ("transform", "mae_augment", "maekit.data.views:MAEAugment"),
     ("transform", "eval_transform", "maekit.data.views:EvalTransform"),
     ("transform", "resize_center_crop", "maekit.data.views:ResizeCenterCrop"),

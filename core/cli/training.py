@@ -234,3 +234,45 @@ def compare(ctx: click.Context, configs: tuple[str, ...], data: str, iters: int 
     report = run_compare(settings, out, log=console.print, progress=CompareProgress(console))
     click.echo((Path(out) / "compare.md").read_text())
     click.echo(f"wrote {Path(out) / 'compare.json'}, compare.md and " + ", ".join(Path(p).name for p in report["pictures"].values()))
+
+
+@main.command()
+@click.argument("config")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="The folder the shards go to (new or empty).")
+@click.option("--shard-size", type=int, default=1000, show_default=True, help="Samples per shard.")
+@click.option("--dataset-key", default="data.dataset", show_default=True,
+              help="Which dataset of the config to write, e.g. probe.train.")
+@cfg_options_option
+@click.pass_context
+def shards(ctx: click.Context, config: str, out: str, shard_size: int, dataset_key: str, cfg_options: tuple[str, ...],
+           more_cfg_options: tuple[str, ...]) -> None:
+    """Write a registered dataset of CONFIG (its training data by default) into WebDataset tar
+    shards for streamed training (`dataset=dict(type="shards", shards=OUT)`): every sample as the
+    dataset returns it, tensors as .npy, the label as .cls, strings as .txt; then OUT/index.json."""
+    _load(ctx)
+    import time
+
+    from maekit.data.shards import INDEX_NAME, write_shards
+    from maekit.registry import build
+
+    if shard_size < 1:
+        fail(f"--shard-size must be at least 1, got {shard_size}")
+    cfg = load_command_config(config, cfg_options + more_cfg_options)
+    node = cfg.to_dict()
+    for part in dataset_key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            fail(f"--dataset-key {dataset_key}: config {config} has no {part!r} there")
+        node = node[part]
+    if not isinstance(node, dict) or "type" not in node:
+        fail(f"--dataset-key {dataset_key}: not a dataset config (a dict with a type), got {node!r}")
+    target = Path(out)
+    if target.is_dir() and (any(target.glob("*.tar")) or (target / INDEX_NAME).exists()):
+        fail(f"--out {out}: already holds shards; give a new or empty folder")
+    dataset = build("dataset", node)
+    started = time.perf_counter()
+    written = write_shards(dataset, target, shard_size,
+                           progress=lambda done, total: console.print(f"{done}/{total} samples", highlight=False))
+    size = sum(path.stat().st_size for path in written) / 2**20
+    console.print(f"wrote {len(dataset)} samples into {len(written)} shards ({size:.1f} MiB) in "
+                  f"{time.perf_counter() - started:.1f} s: {target}", highlight=False)
+    click.echo(f'train on them with data.dataset = dict(_delete_=True, type="shards", shards="{target}")')

@@ -9,13 +9,13 @@ out *virtual* indices ``pass × len(dataset) + index``, so a sample gets a new c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch.utils.data import Dataset
 
 __all__ = ["normalise", "PlacedImage", "MAEAugment", "EvalTransform", "ResizeCenterCrop", "evaluation_transform", "TransformedView", "AugmentedView", "mix_seed", "default_mean_std",
-           "transform_naming_source"]
+           "transform_naming_source", "seeded_view"]
 
 
 def mix_seed(*parts: int) -> int:
@@ -170,8 +170,7 @@ def transform_naming_source(transform: Any, inputs: Any, dataset: Any, index: in
     try:
         return transform(inputs)
     except ValueError as error:
-        name = dataset.source_name(index) if hasattr(dataset, "source_name") else f"sample {index}"
-        raise ValueError(f"{name}: {error}") from None
+        raise ValueError(f"{_source_name(dataset, index)}: {error}") from None
 
 
 class TransformedView(Dataset):
@@ -221,16 +220,31 @@ class AugmentedView(Dataset):
 
     def __getitem__(self, virtual_index: int) -> dict[str, Any]:
         position = virtual_index % len(self.dataset)
-        # the read is seeded too: a dataset that draws while reading (a video clip's start frame)
-        # draws from torch's generator, seeded here per virtual index
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(mix_seed(self.seed, virtual_index))
-            sample = self.dataset[position]
-            image = sample["inputs"]
-            if self.transform is not None:
-                image = transform_naming_source(self.transform, image, self.dataset, position)
-        # named views (maekit.data.multiview): the first is the inputs
-        inputs = {"inputs": next(iter(image.values())), "views": image} if isinstance(image, dict) else {"inputs": image}
-        if isinstance(image, PlacedImage):  # a crop that says where it came from
-            inputs = {"inputs": image.image, "geometry": image.geometry}
-        return {**sample, **inputs, "label": sample.get("label", -1), "index": virtual_index}
+        return seeded_view(lambda: self.dataset[position], self.transform, mix_seed(self.seed, virtual_index),
+                           virtual_index, lambda: _source_name(self.dataset, position))
+
+
+def _source_name(dataset: Any, index: int) -> str:
+    return dataset.source_name(index) if hasattr(dataset, "source_name") else f"sample {index}"
+
+
+def seeded_view(read: Callable[[], dict[str, Any]], transform: Any, seed: int, index: int,
+                name: Callable[[], str]) -> dict[str, Any]:
+    """One training item: ``read()`` and the transform under torch's generator seeded with
+    ``seed`` (the caller's function of the sample's position), so a dataset that draws while
+    reading (a video clip's start frame) draws reproducibly too; ``index`` seeds the masking noise.
+    A transform's ValueError names the sample (``name()``)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        sample = read()
+        image = sample["inputs"]
+        if transform is not None:
+            try:
+                image = transform(image)
+            except ValueError as error:
+                raise ValueError(f"{name()}: {error}") from None
+    # named views (maekit.data.multiview): the first is the inputs
+    inputs = {"inputs": next(iter(image.values())), "views": image} if isinstance(image, dict) else {"inputs": image}
+    if isinstance(image, PlacedImage):  # a crop that says where it came from
+        inputs = {"inputs": image.image, "geometry": image.geometry}
+    return {**sample, **inputs, "label": sample.get("label", -1), "index": index}

@@ -102,13 +102,8 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
         work_dir=str(work_dir),
         # unique even for runs started within the same second (mmengine keys its loggers by it)
         experiment_name=f"{Path(work_dir).name}_{time.strftime('%Y%m%d_%H%M%S')}_{next(_RUN_COUNTER)}_{os.getpid()}",
-        train_dataloader=dict(
-            batch_size=batch_size, num_workers=int(data.get("num_workers", 0)),
-            persistent_workers=int(data.get("num_workers", 0)) > 0,
-            **_samplers(data.get("sampler", "shuffle"), seed),
-            dataset=dict(type="maekit.augmented_view", dataset=data.get("dataset"), transform=data.get("transform"), seed=seed),
-            collate_fn=dict(type="default_collate")),
-        train_cfg=dict(type="IterBasedTrainLoop", max_iters=max_iters),
+        train_dataloader=_train_dataloader(data, batch_size, seed),
+        train_cfg=dict(type="MaekitStreamTrainLoop" if _streamed(data) else "IterBasedTrainLoop", max_iters=max_iters),
         optim_wrapper=wrapper,
         param_scheduler=schedulers,
         default_hooks=dict(
@@ -148,6 +143,30 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
     passthrough = {k: v for k, v in cfg.to_dict().items() if k in expanded and k != "model" and k not in ("custom_hooks",)}
     expanded.update(passthrough)
     return Config(expanded)
+
+
+def _streamed(data: dict) -> bool:
+    """Whether ``data.dataset`` is WebDataset shards (``type="shards"``), trained as a stream."""
+    dataset = data.get("dataset")
+    return isinstance(dataset, dict) and str(dataset.get("type", "")).split(".")[-1] == "shards"
+
+
+def _train_dataloader(data: dict, batch_size: int, seed: int) -> dict:
+    """The training loader: a map-style dataset through the seeded sampler, or shards as a stream
+    (no sampler: the stream splits itself by rank and worker; workers are started afresh at each
+    resume so they read from the restored cursor, hence not persistent)."""
+    workers = int(data.get("num_workers", 0))
+    common = dict(batch_size=batch_size, num_workers=workers, collate_fn=dict(type="default_collate"))
+    if _streamed(data):
+        if data.get("sampler", "shuffle") != "shuffle":
+            raise ValueError(f"data.sampler={data['sampler']!r}: a shards dataset is streamed in a seeded shuffled "
+                             f"order (its own shuffle option); samplers apply to map-style datasets")
+        return dict(**common, sampler=None, persistent_workers=False,
+                    dataset=dict(type="maekit.streamed_view", dataset=data["dataset"], transform=data.get("transform"),
+                                 seed=seed))
+    return dict(**common, persistent_workers=workers > 0, **_samplers(data.get("sampler", "shuffle"), seed),
+                dataset=dict(type="maekit.augmented_view", dataset=data.get("dataset"), transform=data.get("transform"),
+                             seed=seed))
 
 
 def _samplers(name: str, seed: int) -> dict:

@@ -13,10 +13,8 @@ the file and the row; with ``on_error="skip"`` empty captions are dropped at loa
 from __future__ import annotations
 
 import csv
-import glob
 import io
 import json
-import re
 import tarfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from maekit.data.images import read_image
+from maekit.data.shards import expand_shards
 from maekit.data.skipping import check_on_error
 from maekit_flip.tokenizer import resolve_tokenizer, tokenize
 
@@ -149,35 +148,6 @@ class CocoCaptions(CaptionPairs):
                 raise ValueError(f"{where}: image_id {note['image_id']!r} is not in 'images'")
             pairs.append((root / files[note["image_id"]], note["caption"], order[note["image_id"]], where))
         super().__init__(pairs, **options)
-
-
-def expand_shards(shards: str | Sequence[str]) -> list[Path]:
-    """WebDataset shard names: a list, a glob, or brace ranges (``data-{000..099}.tar``)."""
-    if not isinstance(shards, str):
-        names = [str(s) for s in shards]
-    else:
-        names = [shards]
-        pattern = re.compile(r"\{(\d+)\.\.(\d+)\}")
-        while any(pattern.search(name) for name in names):
-            expanded = []
-            for name in names:
-                match = pattern.search(name)
-                if not match:
-                    expanded.append(name)
-                    continue
-                first, last = match.groups()
-                width = len(first)
-                for number in range(int(first), int(last) + 1):
-                    expanded.append(name[:match.start()] + str(number).zfill(width) + name[match.end():])
-            names = expanded
-        names = [found for name in names for found in (sorted(glob.glob(name)) if glob.has_magic(name) else [name])]
-    paths = [Path(name) for name in names]
-    if not paths:
-        raise ValueError(f"webdataset shards {shards!r} matched no file")
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise ValueError(f"webdataset shards not found: {missing}")
-    return paths
 
 
 class WebDatasetCaptions(CaptionPairs):
