@@ -10,11 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from maekit.authoring.testing import run_cli, straight_and_resumed
+from maekit.authoring.testing import run_cli, straight_and_resumed, train_processes
 from maekit.configs import CONFIG_DIR
 from maekit.data.images import ArrayDataset
 from maekit.data.shards import ShardDataset, write_shards
 from maekit.data.streaming import StreamedView
+from maekit.io.checkpoint import load_state_dict
 
 
 class Fields(torch.utils.data.Dataset):
@@ -189,3 +190,26 @@ def test_shards_command_writes_a_config_dataset_and_refuses_a_used_folder(tmp_pa
     assert again.returncode == 1 and f"Error: --out {out}: already holds shards" in again.stderr
     wrong = run_cli("shards", "mae_demo_digits", "--out", str(tmp_path / "x"), "--dataset-key", "data.nope", check=False)
     assert wrong.returncode == 1 and "Error: --dataset-key data.nope: config mae_demo_digits has no 'nope' there" in wrong.stderr
+
+
+def test_streamed_two_process_run_killed_mid_shard_resumes_to_identical_weights(tmp_path):
+    images = np.random.default_rng(1).random((70, 16, 16), dtype=np.float32)
+    write_shards(ArrayDataset(images), tmp_path / "shards", shard_size=10)  # 7 shards, readers 0 and 1
+    text = STREAMED.format(base=str(CONFIG_DIR / "mae_demo_digits.py"), shards=str(tmp_path / "shards"))
+    text = text.replace("num_workers=2", "num_workers=0")
+    (tmp_path / "straight.py").write_text(text)
+    # the crash: a hook this config imports stops both processes right after iteration 3's checkpoint
+    (tmp_path / "killed.py").write_text(text + 'custom_imports = dict(imports=["maekit.authoring.interrupt"])\n'
+                                               'custom_hooks = [dict(type="MaekitTestInterrupt", iteration=3)]\n')
+    train_processes(tmp_path / "straight.py", tmp_path / "straight", processes=2)
+    killed = train_processes(tmp_path / "killed.py", tmp_path / "resumed", processes=2, check=False)
+    assert killed[0][0] != 0 and "interrupted after iteration 3" in killed[0][1]
+    assert (tmp_path / "resumed" / "iter_3.pth").is_file() and not (tmp_path / "resumed" / "iter_6.pth").exists()
+    cursor = torch.load(tmp_path / "resumed" / "iter_3.pth", weights_only=True)["message_hub"]["runtime_info"]["stream_cursor"]
+    # each rank's reader is 12 samples into its stream (its first shard of 10, then 2): both ranks' cursors
+    assert cursor["layout"] == [2, 1, 7, 0] and cursor["cursors"] == [[0, 0, 1, 2], [1, 0, 1, 2]]
+    train_processes(tmp_path / "straight.py", tmp_path / "resumed", processes=2, resume=True)
+    straight, resumed = (load_state_dict(tmp_path / run / "iter_6.pth") for run in ("straight", "resumed"))
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key

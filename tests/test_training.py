@@ -9,7 +9,7 @@ import torch
 from mmengine.config import Config
 
 import maekit
-from maekit.authoring.testing import Interrupted, interrupt_after, one_and_two_processes
+from maekit.authoring.testing import Interrupted, interrupt_after, one_and_two_processes, train_processes
 from maekit.configs import CONFIG_DIR
 from maekit.engine import load_config, runner_config, train
 from maekit.io.checkpoint import CheckpointError, load_state_dict
@@ -232,7 +232,7 @@ def test_bad_configs_are_named(tmp_path, tiny_config):
     assert fsdp.model_wrapper_cfg == dict(type="MMFullyShardedDataParallel")
 
 
-def test_ddp_two_processes_match_one_process(tmp_path):
+def test_ddp_two_processes_and_two_loopback_nodes_match_one_process(tmp_path):
     # Plain SGD, so the weights show the averaged gradient directly (Adam would magnify float
     # noise in near-zero gradients into lr-sized steps).
     sgd = 'optim_wrapper = dict(type="MaekitOptimWrapper", optimizer=dict(type="SGD", lr=0.5))\n'
@@ -242,8 +242,12 @@ def test_ddp_two_processes_match_one_process(tmp_path):
         configs[name] = write_tiny_config(tmp_path / name, batch=batch, iters=3, interval=3)
         configs[name].write_text(configs[name].read_text() + sgd)
     a, b = one_and_two_processes(configs["one"], configs["two"], tmp_path, iters=3)
-    assert a.keys() == b.keys()
+    # the same two processes as two torchrun "nodes" of one process each, rendezvous on loopback
+    train_processes(configs["two"], tmp_path / "nodes", processes=1, nodes=2)
+    c = load_state_dict(tmp_path / "nodes" / "iter_3.pth")
+    assert a.keys() == b.keys() == c.keys()
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6, rtol=1e-5), (key, (a[key] - b[key]).abs().max())
+        assert torch.allclose(a[key], c[key], atol=1e-6, rtol=1e-5), (key, (a[key] - c[key]).abs().max())
     # the runs did train: LayerNorm weights start at exactly 1 and SGD moved them well past the tolerance
     assert (a["model.encoder.norm.weight"] - 1).abs().max() > 1e-3

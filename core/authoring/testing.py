@@ -10,8 +10,10 @@ And :func:`run_cli`, which runs the ``maekit`` command in a fresh process (real 
 two checks every plugin's own tests make: :func:`check_registers_only_its_names` and
 :func:`check_listed_alone`; :func:`interrupt_after`, a crash in the middle of training for
 resume tests, and the runs behind the two equivalence checks every trainer owes:
-:func:`straight_and_resumed` and :func:`one_and_two_processes`; :func:`free_port` for a test's own
-process group.
+:func:`straight_and_resumed` and :func:`one_and_two_processes` (:func:`train_processes` runs
+``maekit train`` as one process, torchrun processes or two torchrun "nodes" on loopback);
+:func:`free_port` for a test's own process group; :func:`streams_from_shards`, a plugin's check
+that its data streams from WebDataset shards.
 """
 from __future__ import annotations
 
@@ -117,28 +119,22 @@ def check_listed_alone(distribution: str, version: str, plugin: ModuleType, conf
     assert all(command in help_text for command in commands)
 
 
-class Interrupted(Exception):
-    """Raised by the hook :func:`interrupt_after` puts into a run."""
+def __getattr__(name: str) -> Any:
+    """``Interrupted`` comes from :mod:`maekit.authoring.interrupt` when asked for (importing it
+    imports mmengine, which this pytest plugin's module otherwise leaves alone)."""
+    if name == "Interrupted":
+        from maekit.authoring.interrupt import Interrupted
+
+        return Interrupted
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def interrupt_after(iteration: int) -> dict:
     """A ``custom_hooks`` entry that stops training with :class:`Interrupted` right after
     ``iteration`` (1-based) has been checkpointed: a crash in the middle of a run, for tests that
     resume it (``train(..., overrides={"custom_hooks": [interrupt_after(3)]})``)."""
-    from mmengine.hooks import Hook
-    from mmengine.registry import HOOKS
+    import maekit.authoring.interrupt  # noqa: F401  (registers the hook)
 
-    class InterruptAfterIter(Hook):
-        priority = "LOWEST"  # after the checkpoint hook has saved
-
-        def __init__(self, iteration: int) -> None:
-            self.iteration = iteration
-
-        def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
-            if runner.iter + 1 == self.iteration:
-                raise Interrupted(f"interrupted after iteration {self.iteration}")
-
-    HOOKS.register_module(name="MaekitTestInterrupt", module=InterruptAfterIter, force=True)
     return dict(type="MaekitTestInterrupt", iteration=iteration)
 
 
@@ -153,6 +149,8 @@ def straight_and_resumed(config: Any, work_root: Any, iters: int, interrupt_at: 
 
     root = Path(work_root)
     train(config, root / "straight", device="cpu")
+    from maekit.authoring.interrupt import Interrupted
+
     with pytest.raises(Interrupted):
         train(config, root / "resumed", device="cpu", overrides={"custom_hooks": [interrupt_after(interrupt_at)]})
     # the interruption left a checkpoint to resume from and nothing later (else "resume" trains afresh)
@@ -170,15 +168,44 @@ def one_and_two_processes(one: Any, two: Any, work_root: Any, iters: int, port: 
     from maekit.io.checkpoint import load_state_dict
 
     root = Path(work_root)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = [sys.executable, "-m", "maekit.cli", "train", str(one), "--work-dir", str(root / "w1"), "--device", "cpu"]
-    double = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-              str(port or free_port()), "-m", "maekit.cli", "train", str(two), "--work-dir", str(root / "w2"),
-              "--device", "cpu", "--launcher", "pytorch"]
-    for command in (single, double):
-        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    train_processes(one, root / "w1")
+    train_processes(two, root / "w2", processes=2, port=port)
     return load_state_dict(root / "w1" / f"iter_{iters}.pth"), load_state_dict(root / "w2" / f"iter_{iters}.pth")
+
+
+def train_processes(config: Any, work_dir: Any, processes: int = 1, nodes: int = 1, resume: bool = False,
+                    port: int | None = None, check: bool = True) -> list[tuple[int, str]]:
+    """``maekit train CONFIG`` on CPU in fresh processes: one plain process, or ``nodes`` torchrun
+    launches of ``processes`` each, started at once on this machine and joined by torchrun's c10d
+    rendezvous on 127.0.0.1 — two "nodes" on loopback, the commands a cluster runs once per
+    machine. Returns each launch's (exit code, output); with ``check``, a failure fails the test."""
+    import tempfile
+
+    train = ["-m", "maekit.cli", "train", str(config), "--work-dir", str(work_dir), "--device", "cpu"]
+    train += ["--resume"] if resume else []
+    if processes == nodes == 1:
+        commands = [[sys.executable, *train]]
+    else:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nodes), "--nproc-per-node",
+                    str(processes), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port or free_port()}",
+                    "--rdzv-id", f"maekit-test-{os.getpid()}"]
+        commands = [[*launcher, *train, "--launcher", "pytorch"]] * nodes
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    results = []
+    with tempfile.TemporaryDirectory() as logs:
+        # output to files, not pipes: a launch blocked on a full pipe would stall its peer nodes
+        outputs = [open(os.path.join(logs, f"node{node}.log"), "w+") for node in range(len(commands))]
+        running = [subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
+                   for command, out in zip(commands, outputs)]
+        for launch, out in zip(running, outputs):
+            code = launch.wait(timeout=300)
+            out.seek(0)
+            results.append((code, out.read()))
+            out.close()
+    if check:
+        for code, output in results:
+            assert code == 0, output[-5000:]
+    return results
 
 
 def free_port() -> int:
@@ -188,3 +215,47 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def streams_from_shards(config: str, work_root: Any, samples: int = 16, batch_size: int = 4,
+                        overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A plugin's check that its training data streams from WebDataset shards: the first
+    ``samples`` of config ``config``'s training dataset are written into 4 shards (``maekit
+    shards``' writer), every field must read back exactly, and 2 streamed training iterations
+    must run and checkpoint their stream cursor. Returns the last checkpoint."""
+    from pathlib import Path
+
+    import torch
+    from torch.utils.data import Subset
+
+    from maekit.data.shards import ShardDataset, write_shards
+    from maekit.data.views import mix_seed
+    from maekit.engine import load_config, train
+    from maekit.registry import build
+
+    root = Path(work_root)
+    cfg = load_config(config, overrides)
+    dataset = Subset(build("dataset", cfg.data.dataset), range(samples))
+    write_shards(dataset, root / "shards", shard_size=max(1, samples // 4), seed=5)
+    shards = ShardDataset(str(root / "shards"), shuffle=False)
+    read = [sample for shard in range(len(shards.paths)) for _, _, sample in shards.samples(shard)]
+    assert len(read) == samples
+    for index, sample in enumerate(read):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(mix_seed(5, index))  # the writer's seed for this sample
+            expected = dataset[index]
+        assert sample.keys() == expected.keys(), (sorted(sample), sorted(expected))
+        for field, value in expected.items():
+            same = torch.equal(sample[field], torch.as_tensor(value)) if isinstance(sample[field], torch.Tensor) else \
+                sample[field] == value
+            assert same, f"sample {index}: field {field!r} did not read back as written"
+    streamed = {"data.dataset": dict(_delete_=True, type="shards", shards=str(root / "shards")),
+                "data.batch_size": batch_size, "data.num_workers": 0, "schedule.max_iters": 2,
+                "schedule.warmup_iters": 1, "checkpoint_interval": 2, **(overrides or {})}
+    train(config, root / "work", device="cpu", overrides=streamed)
+    checkpoint = torch.load(root / "work" / "iter_2.pth", weights_only=True)
+    cursor = checkpoint["message_hub"]["runtime_info"]["stream_cursor"]
+    assert cursor["layout"][:3] == [1, 1, len(shards.paths)] and len(cursor["cursors"]) == 1
+    _, epoch, slot, next_offset = cursor["cursors"][0]  # the one reader consumed 2 batches
+    assert epoch == 0 and slot * max(1, samples // 4) + next_offset == 2 * batch_size, cursor
+    return checkpoint

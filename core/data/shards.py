@@ -239,13 +239,21 @@ def encode_sample(sample: dict[str, Any], where: str) -> list[tuple[str, bytes]]
     return members
 
 
-def write_shards(dataset: Any, out: str | Path, shard_size: int, prefix: str = "shard",
+def write_shards(dataset: Any, out: str | Path, shard_size: int, prefix: str = "shard", seed: int = 0,
                  progress: Callable[[int, int], None] | None = None) -> list[Path]:
     """Write every sample of a map-style dataset, in index order, into tar shards of
     ``shard_size`` samples (``OUT/PREFIX-000000.tar`` ...), then ``OUT/index.json``. Each shard is
     written to a temporary file and renamed when complete, the index last: a killed conversion
-    leaves no partial shard and no index naming one."""
+    leaves no partial shard and no index naming one. Sample ``i`` is read under torch's generator
+    seeded from (``seed``, i): a dataset that draws while reading (a video's clip) stores one
+    reproducible draw per sample."""
+    from maekit.data.views import mix_seed
     from maekit.io.checkpoint import atomic_write
+
+    def read(index: int) -> dict:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(mix_seed(seed, index))
+            return dataset[index]
 
     if shard_size < 1:
         raise ValueError(f"--shard-size must be at least 1, got {shard_size}")
@@ -263,7 +271,7 @@ def write_shards(dataset: Any, out: str | Path, shard_size: int, prefix: str = "
             with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as archive:
                 for index in range(first, first + count):
                     key = f"{index:09d}"
-                    for name, data in encode_sample(dataset[index], f"sample {index}"):
+                    for name, data in encode_sample(read(index), f"sample {index}"):
                         info = tarfile.TarInfo(f"{key}.{name}")
                         info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
                         archive.addfile(info, io.BytesIO(data))

@@ -182,3 +182,11 @@ def test_registered_transforms_and_datasets_build_from_config(tmp_path):
     assert transform(dataset[0]["inputs"]).shape == (1, 512, 128)
     with pytest.raises(ValueError, match="freqm and timem must be >= 0"):
         build("transform", dict(type="audio_mae_augment", freqm=-1))
+
+
+def test_demo_data_streams_from_webdataset_shards(tmp_path):
+    # waveforms (the fbank transform runs in the stream) written by maekit shards' writer read back exactly, then 2 streamed iterations
+    from maekit.authoring.testing import streams_from_shards
+
+    checkpoint = streams_from_shards("audio_mae_demo", tmp_path)
+    assert checkpoint["meta"]["iter"] == 2

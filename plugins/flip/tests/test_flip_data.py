@@ -134,3 +134,11 @@ def test_digit_captions_name_the_digit_with_the_templates():
     expected = ("a photo of the number {}.", "the digit {}.")[3 % 2].format(data.classes[sample["label"]])
     assert data.caption(3) == expected and torch.equal(sample["text"], TOKENIZER([expected])[0])
     assert sample["inputs"].shape == (3, 16, 16) and data.classes[7] == "seven" and len(data) == 360
+
+
+def test_demo_data_streams_from_webdataset_shards(tmp_path):
+    # image–text pairs (image + caption token ids) written by maekit shards' writer read back exactly, then 2 streamed iterations
+    from maekit.authoring.testing import streams_from_shards
+
+    checkpoint = streams_from_shards("flip_demo_digits", tmp_path)
+    assert checkpoint["meta"]["iter"] == 2

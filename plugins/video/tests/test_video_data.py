@@ -184,3 +184,11 @@ def test_transforms_crop_resize_normalise_and_repeat():
     assert views.shape == (6, 3, 4, 16, 16)
 
 
+
+
+def test_demo_data_streams_from_webdataset_shards(tmp_path):
+    # video clips (T×C×H×W frames) written by maekit shards' writer read back exactly, then 2 streamed iterations
+    from maekit.authoring.testing import streams_from_shards
+
+    checkpoint = streams_from_shards("videomae_demo_moving_digits", tmp_path)
+    assert checkpoint["meta"]["iter"] == 2
