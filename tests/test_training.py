@@ -229,7 +229,7 @@ def test_bad_configs_are_named(tmp_path, tiny_config):
     with pytest.raises(ValueError, match="strategy must be 'ddp' or 'fsdp'"):
         runner_config(load_config(tiny_config, {"strategy": "zero3"}), tmp_path)
     fsdp = runner_config(load_config(tiny_config, {"strategy": "fsdp"}), tmp_path, launcher="pytorch")
-    assert fsdp.model_wrapper_cfg == dict(type="MMFullyShardedDataParallel")
+    assert fsdp.model_wrapper_cfg == dict(type="MaekitFullyShardedModel")
 
 
 def test_ddp_two_processes_and_two_loopback_nodes_match_one_process(tmp_path):
@@ -251,3 +251,34 @@ def test_ddp_two_processes_and_two_loopback_nodes_match_one_process(tmp_path):
         assert torch.allclose(a[key], c[key], atol=1e-6, rtol=1e-5), (key, (a[key] - c[key]).abs().max())
     # the runs did train: LayerNorm weights start at exactly 1 and SGD moved them well past the tolerance
     assert (a["model.encoder.norm.weight"] - 1).abs().max() > 1e-3
+
+
+def test_fsdp_two_processes_match_one_process_and_resume_from_sharded_checkpoints(tmp_path):
+    # SGD with momentum: the weights show the averaged gradient directly and the optimiser has a
+    # state (one momentum buffer per parameter) that the sharded checkpoint must bring back
+    sgd = 'optim_wrapper = dict(type="MaekitOptimWrapper", optimizer=dict(type="SGD", lr=0.5, momentum=0.9))\n'
+    configs = {}
+    for name, batch, extra in (("one", 16, ""), ("fsdp", 8, 'strategy = "fsdp"\n')):
+        (tmp_path / name).mkdir()
+        configs[name] = write_tiny_config(tmp_path / name, batch=batch, iters=6, interval=3)
+        configs[name].write_text(configs[name].read_text() + sgd + extra)
+    killed = tmp_path / "fsdp" / "killed.py"
+    killed.write_text(configs["fsdp"].read_text() + 'custom_imports = dict(imports=["maekit.authoring.interrupt"])\n'
+                                                    'custom_hooks = [dict(type="MaekitTestInterrupt", iteration=3)]\n')
+    train(configs["one"], tmp_path / "one_run", device="cpu")
+    train_processes(configs["fsdp"], tmp_path / "straight", processes=2)
+    assert train_processes(killed, tmp_path / "resumed", processes=2, check=False)[0][0] != 0
+    # the sharded checkpoint: each rank's shard of weights and optimiser state in iter_3.dcp (DCP),
+    # full weights (their own shapes) and the schedule in iter_3.pth, no temporaries
+    shards = tmp_path / "resumed" / "iter_3.dcp"
+    assert sorted(p.name for p in shards.iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    small = torch.load(tmp_path / "resumed" / "iter_3.pth", weights_only=True)
+    assert "optimizer" not in small and small["state_dict"]["model.encoder.cls_token"].shape == (1, 1, 32)
+    assert not list((tmp_path / "resumed").glob("*.tmp")) and not (tmp_path / "resumed" / "iter_6.pth").exists()
+    train_processes(configs["fsdp"], tmp_path / "resumed", processes=2, resume=True)
+    one, straight, resumed = (final_weights(tmp_path / run, 6) for run in ("one_run", "straight", "resumed"))
+    assert one.keys() == straight.keys() == resumed.keys()
+    for key in one:
+        assert torch.equal(straight[key], resumed[key]), key  # resumed from the shards: bit for bit
+        assert torch.allclose(one[key], straight[key], atol=1e-6, rtol=1e-5), (key, (one[key] - straight[key]).abs().max())
+    assert (one["model.encoder.norm.weight"] - 1).abs().max() > 1e-3  # it did train

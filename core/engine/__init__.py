@@ -2,7 +2,7 @@
 sampler, hooks and optimiser wrapper in mmengine's registries; the changes to mmengine's
 behaviour (maekit's registries as scope ``maekit``, weights-only checkpoint loading, atomic
 writes) are made by :func:`install`, which :func:`build_runner` calls."""
-from maekit.engine import hooks, optim, registries, safety, sampler, schedule, streaming  # noqa: F401  (registration side effects)
+from maekit.engine import fsdp, hooks, optim, registries, safety, sampler, schedule, streaming  # noqa: F401  (registration side effects)
 from maekit.engine.model import RunnerModel
 from maekit.engine.train import build_runner, effective_lr, load_config, runner_config, train
 

@@ -1,6 +1,7 @@
 """Small mmengine hooks maekit adds to every run."""
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
 
-from maekit.io.checkpoint import remove_stale_temporaries, write_bytes, write_json
+from maekit.io.checkpoint import remove_stale_temporaries, shards_of, write_bytes, write_json
 
 __all__ = ["ThroughputHook", "DataOnlyCheckpointHook", "SafeCheckpointHook", "TeacherUpdateHook", "LossWeightHook",
            "TokenizerFitHook", "LossCurveHook", "loss_history",
@@ -337,3 +338,4 @@ class SafeCheckpointHook(CheckpointHook):
             old = Path(self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(stale)))
             if old.is_file():
                 old.unlink()
+            shutil.rmtree(shards_of(old), ignore_errors=True)  # its shards, when the run is sharded (FSDP)

@@ -143,7 +143,10 @@ def all_ranks_agree(ok: torch.Tensor) -> bool:
 
 
 def total_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """The 2-norm of all ``tensors`` together, in float32 (inf or nan where any value is)."""
+    """The 2-norm of all ``tensors`` together, in float32 (inf or nan where any value is). Sharded
+    tensors (FSDP's DTensors) count by their local shard: the guard only asks whether any value is
+    non-finite, and :func:`all_ranks_agree` combines the ranks' answers."""
+    tensors = [t.to_local() if hasattr(t, "to_local") else t for t in tensors]
     norms = torch._foreach_norm(tensors) if hasattr(torch, "_foreach_norm") else [t.norm() for t in tensors]
     return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
 

@@ -10,7 +10,8 @@ with a few short sections that :func:`runner_config` expands into a full Runner 
               ``nonfinite`` ("stop"/"skip"), ``min_lr``, ``iters_per_epoch`` (what an epoch is for
               teachers' and loss weights' schedules; default len(dataset) // global batch)
               ``fused`` (fused AdamW, default True)
-``checkpoint_interval``, ``max_keep_checkpoints``, ``log_interval``, ``seed``, ``strategy`` ("ddp" or "fsdp"),
+``checkpoint_interval``, ``max_keep_checkpoints``, ``log_interval``, ``seed``, ``strategy`` ("ddp" or "fsdp":
+:mod:`maekit.engine.fsdp`),
 ``compile`` (False, True or ``torch.compile`` options: compiles the method's forward in place),
 ``find_unused_parameters`` (DDP for a method whose pass leaves some parameters without gradients)
 
@@ -132,8 +133,8 @@ def runner_config(cfg: Config, work_dir: str | Path, amp: str = "off", seed: int
         resume=resume is not None,
         load_from=None if resume in (None, "auto") else str(resume),
     )
-    if strategy == "fsdp":
-        expanded["model_wrapper_cfg"] = dict(type="MMFullyShardedDataParallel")
+    if strategy == "fsdp":  # maekit.engine.fsdp: fully_shard (FSDP2) with sharded checkpoints
+        expanded["model_wrapper_cfg"] = dict(type="MaekitFullyShardedModel")
     elif strategy == "ddp" and launcher != "none" and not _cuda():
         # mmengine pins DDP to cuda:LOCAL_RANK; a CPU module needs device_ids=None
         expanded["model_wrapper_cfg"] = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False,
@@ -202,12 +203,11 @@ def _init_cpu_process_group() -> None:
 def build_runner(cfg: Config):
     """mmengine's Runner for an expanded config, with maekit's registries and checkpoint fixes
     installed into mmengine first (:func:`maekit.engine.install`)."""
-    from mmengine.runner import Runner
-
     from maekit.engine import install
+    from maekit.engine.fsdp import ShardedCheckpointRunner
 
     install()
-    return Runner.from_cfg(cfg)
+    return ShardedCheckpointRunner.from_cfg(cfg)
 
 
 def cpu_name() -> str:

@@ -14,13 +14,14 @@ import argparse
 import io
 import os
 import pickle
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ["CheckpointError", "SAFE_GLOBALS", "atomic_write", "write_bytes", "write_json", "write_arrays",
+__all__ = ["CheckpointError", "shards_of", "SAFE_GLOBALS", "atomic_write", "write_bytes", "write_json", "write_arrays",
            "write_array", "remove_stale_temporaries", "torch_load", "load_file",
            "load_state_dict", "save_state_dict", "unwrap_state_dict"]
 
@@ -114,15 +115,26 @@ def write_array(path: str | Path, array: Any) -> Path:
     return atomic_write(path, write)
 
 
+def shards_of(checkpoint: str | Path) -> Path:
+    """The folder of a sharded (FSDP) checkpoint's shards beside its file: ``iter_6.pth`` →
+    ``iter_6.dcp`` (``torch.distributed.checkpoint``'s format)."""
+    path = Path(checkpoint)
+    return path.with_name(path.stem + ".dcp")
+
+
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     """Remove the temporary files that :func:`atomic_write` left in ``folder`` when its process was
     killed mid-write (``.<name>.<random>.maekit-tmp``, and ``.<name>.<random>.tmp`` of maekit 0.1's
-    writer); returns what was removed."""
+    writer), and sharded checkpoint folders of an interrupted save (``iter_N.dcp.tmp``); returns what
+    was removed."""
     folder = Path(folder)
-    patterns = (f".*{TEMPORARY_SUFFIX}", ".*.pth.*.tmp", ".last_checkpoint.*.tmp")
+    patterns = (f".*{TEMPORARY_SUFFIX}", ".*.pth.*.tmp", ".last_checkpoint.*.tmp", "*.dcp.tmp")
     stale = sorted({p for pattern in patterns for p in folder.glob(pattern)}) if folder.is_dir() else []
     for path in stale:
-        path.unlink(missing_ok=True)
+        if path.is_dir():  # a sharded checkpoint's folder whose ranks did not all finish
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
     return stale
 
 
