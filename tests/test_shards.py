@@ -116,6 +116,30 @@ def test_unreadable_shards_are_named(tmp_path):
     write_tar(tmp_path / "odd.tar", [("a.xyz", b"?")])
     with pytest.raises(ValueError, match=r"odd.tar:a.xyz: no field for a .xyz member"):
         list(ShardDataset(str(tmp_path / "odd.tar"), shuffle=False).samples(0))
+    # `tar cf x.tar *.png *.cls`: a sample's members apart; a field twice; a broken image
+    write_tar(tmp_path / "apart.tar", [("a.png", png_bytes(1)), ("b.png", png_bytes(2)), ("a.cls", b"1")])
+    for shuffle_seed in (None, 3):
+        with pytest.raises(ValueError, match="members of sample a are not consecutive"):
+            list(ShardDataset(str(tmp_path / "apart.tar")).samples(0, shuffle_seed=shuffle_seed))
+    write_tar(tmp_path / "twice.tar", [("a.cls", b"1"), ("a.label.cls", b"2"), ("a.png", png_bytes(1))])
+    with pytest.raises(ValueError, match="twice.tar:a.label.cls: a second member for field 'label' of sample a"):
+        list(ShardDataset(str(tmp_path / "twice.tar"), shuffle=False).samples(0))
+    write_tar(tmp_path / "broken.tar", [("a.png", b"\x89PNG not really")])
+    with pytest.raises(ValueError, match="broken.tar:a.png: cannot decode"):
+        list(ShardDataset(str(tmp_path / "broken.tar"), shuffle=False).samples(0))
+    # a gzipped shard streams front to back, but a shuffled order would decompress it once per seek
+    with tarfile.open(tmp_path / "zipped.tar", "w:gz") as archive:
+        info = tarfile.TarInfo("a.png")
+        info.size = len(png_bytes(1))
+        archive.addfile(info, io.BytesIO(png_bytes(1)))
+    assert len(list(ShardDataset(str(tmp_path / "zipped.tar"), shuffle=False).samples(0))) == 1
+    with pytest.raises(ValueError, match="zipped.tar: a compressed shard cannot be read in a shuffled order"):
+        list(ShardDataset(str(tmp_path / "zipped.tar")).samples(0, shuffle_seed=1))
+    # shards without a sample: the stream says so instead of looping forever
+    (tmp_path / "empty").mkdir()
+    write_tar(tmp_path / "empty" / "x.tar", [("notes", b"")])
+    with pytest.raises(ValueError, match="x.tar: no samples in them"):
+        next(iter(StreamedView(dict(type="shards", shards=str(tmp_path / "empty"), shuffle=False))))
 
 
 def test_readers_split_every_pass_exactly_and_resume_at_their_cursor(tmp_path):
@@ -168,12 +192,12 @@ def test_streamed_pretraining_killed_mid_shard_resumes_to_identical_weights(tmp_
         assert torch.equal(straight[key], resumed[key]), key
     saved = torch.load(tmp_path / "resumed" / "iter_3.pth", weights_only=True)
     cursor = saved["message_hub"]["runtime_info"]["stream_cursor"]
-    assert cursor["layout"] == [1, 2, 7, 0] and cursor["cursors"] == [[0, 0, 0, 8], [1, 0, 0, 4]]
+    assert cursor["layout"] == [1, 2, 7, 0, 1] and cursor["cursors"] == [[0, 0, 0, 8], [1, 0, 0, 4]]
     # the same run resumed with another worker count is refused: its cursors are per reader
     from maekit.engine import train
 
-    with pytest.raises(ValueError, match=r"1 process\(es\) × 2 loader worker\(s\) over 7 shards with seed 0, this run "
-                                         r"has 1 × 1"):
+    with pytest.raises(ValueError, match=r"1 process\(es\) × 2 loader worker\(s\) over 7 shards with seed 0 and "
+                                         r"shuffle=1, this run has 1 × 1"):
         train(config, tmp_path / "resumed", device="cpu", resume=str(tmp_path / "resumed" / "iter_3.pth"),
               overrides={"data.num_workers": 1, "schedule.max_iters": 9})
 
@@ -207,8 +231,12 @@ def test_streamed_two_process_run_killed_mid_shard_resumes_to_identical_weights(
     assert (tmp_path / "resumed" / "iter_3.pth").is_file() and not (tmp_path / "resumed" / "iter_6.pth").exists()
     cursor = torch.load(tmp_path / "resumed" / "iter_3.pth", weights_only=True)["message_hub"]["runtime_info"]["stream_cursor"]
     # each rank's reader is 12 samples into its stream (its first shard of 10, then 2): both ranks' cursors
-    assert cursor["layout"] == [2, 1, 7, 0] and cursor["cursors"] == [[0, 0, 1, 2], [1, 0, 1, 2]]
+    assert cursor["layout"] == [2, 1, 7, 0, 1] and cursor["cursors"] == [[0, 0, 1, 2], [1, 0, 1, 2]]
     train_processes(tmp_path / "straight.py", tmp_path / "resumed", processes=2, resume=True)
+    # the checkpoint written after the resume holds every rank's advanced cursor, as the straight run's
+    cursors = [torch.load(tmp_path / run / "iter_6.pth", weights_only=True)["message_hub"]["runtime_info"]["stream_cursor"]
+               for run in ("straight", "resumed")]
+    assert cursors[0] == cursors[1] and cursors[0]["cursors"] == [[0, 0, 2, 4], [1, 0, 2, 4]]
     straight, resumed = (load_state_dict(tmp_path / run / "iter_6.pth") for run in ("straight", "resumed"))
     assert straight.keys() == resumed.keys()
     for key in straight:

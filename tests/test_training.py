@@ -282,3 +282,12 @@ def test_fsdp_two_processes_match_one_process_and_resume_from_sharded_checkpoint
         assert torch.equal(straight[key], resumed[key]), key  # resumed from the shards: bit for bit
         assert torch.allclose(one[key], straight[key], atol=1e-6, rtol=1e-5), (key, (one[key] - straight[key]).abs().max())
     assert (one["model.encoder.norm.weight"] - 1).abs().max() > 1e-3  # it did train
+    # load_from (weights only) into a sharded run: the full weights of a 1-process checkpoint are
+    # placed into the shards (a step at lr 0 writes them back unchanged)
+    loaded = tmp_path / "fsdp" / "loaded.py"
+    loaded.write_text(configs["fsdp"].read_text().replace("lr=0.5", "lr=0.0") + f"load_from = {str(tmp_path / 'one_run' / 'iter_6.pth')!r}\n"
+                      "schedule = dict(max_iters=1, warmup_iters=0)\ncheckpoint_interval = 1\n")
+    train_processes(loaded, tmp_path / "loaded", processes=2)
+    placed = final_weights(tmp_path / "loaded", 1)
+    for key in one:
+        assert torch.equal(placed[key], one[key]), key

@@ -160,7 +160,11 @@ class ShardDataset:
                         if offset >= start:
                             yield offset, key, self._decode_sample(path, key, members)
                 return
-            with tarfile.open(path, "r:*") as archive:
+            if _compressed(path):
+                raise ValueError(f"{path}: a compressed shard cannot be read in a shuffled order (every seek back "
+                                 f"decompresses from its start); write plain .tar shards (WebDataset's usual), or "
+                                 f"give the shards dataset shuffle=False")
+            with tarfile.open(path, "r:") as archive:
                 grouped = list(_group_by_key(archive, read=False))
                 order = torch.randperm(len(grouped), generator=torch.Generator().manual_seed(shuffle_seed)).tolist()
                 for offset in range(start, len(grouped)):
@@ -177,9 +181,12 @@ class ShardDataset:
             parts = name.split(".")
             field, extension = ".".join(parts[1:-1]), parts[-1].lower()
             target = self.field_name(f"{path}:{member.name}", field, extension)
+            if target in sample:
+                raise ValueError(f"{path}:{member.name}: a second member for field {target!r} of sample {key}; "
+                                 f"rename one in the shards dataset's fields")
             try:
                 sample[target] = _decode(f"{path}:{member.name}", extension, data, self.channels)
-            except (ValueError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            except (ValueError, OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
                 raise ValueError(f"{path}:{member.name}: cannot decode ({error})") from None
         if "inputs" not in sample:
             raise ValueError(f"{path}:{key}: the sample has no inputs (fields {sorted(sample)}); name the member "
@@ -195,17 +202,30 @@ def _key_of(member: tarfile.TarInfo) -> str | None:
     return f"{folder}/{stem}" if folder else stem
 
 
+def _compressed(path: Path) -> bool:
+    """Whether a shard is gzip, bzip2 or xz compressed (by its first bytes, whatever its name)."""
+    with open(path, "rb") as handle:
+        head = handle.read(6)
+    return head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00"))
+
+
 def _group_by_key(archive: tarfile.TarFile, read: bool) -> Iterator[tuple[str, list[Any]]]:
     """A tar's samples: consecutive members with one key, each ``(member, bytes)`` when ``read``
-    (a stream, read front to back), else the member header alone (a seekable file: data skipped)."""
-    key, members = None, []
+    (a stream, read front to back), else the member header alone (a seekable file: data skipped).
+    A key whose members are not consecutive (``tar cf x.tar *.jpg *.cls``) is an error naming it."""
+    key, members, finished = None, [], set()
     for member in archive:
         member_key = _key_of(member)
         if member_key is None:
             continue
         if member_key != key and members:
             yield key, members  # type: ignore[misc]
+            finished.add(key)
             members = []
+        if member_key in finished:
+            raise ValueError(f"{archive.name}: the members of sample {member_key} are not consecutive ({member.name} "
+                             f"comes after other samples'); write each sample's files together, as WebDataset's "
+                             f"writers and maekit shards do")
         key = member_key
         members.append((member, archive.extractfile(member).read()) if read else member)  # type: ignore[union-attr]
     if members:

@@ -83,6 +83,7 @@ class StreamedView(IterableDataset):
         epoch, slot, start = self.resume_from.get(reader, (0, 0, 0))
         while True:
             shards = self.shards_of(reader, readers, epoch)
+            whole_pass, served = slot == 0 and start == 0, False
             while slot < len(shards):
                 shard = shards[slot]
                 order_seed = mix_seed(self.seed, epoch, shard) if self.dataset.shuffle else None
@@ -92,6 +93,10 @@ class StreamedView(IterableDataset):
                     item = seeded_view(lambda: sample, self.transform, mix_seed(self.seed, position),  # noqa: B023
                                        position, lambda: where)  # noqa: B023  (both called at once)
                     item["cursor"] = torch.tensor([reader, epoch, slot, offset])
+                    served = True
                     yield item
                 slot, start = slot + 1, 0
+            if whole_pass and not served:  # else this reader would loop forever, serving nothing
+                names = ", ".join(self.dataset.paths[shard].name for shard in shards)
+                raise ValueError(f"shards {names}: no samples in them (reader {reader} of {readers})")
             epoch, slot = epoch + 1, 0

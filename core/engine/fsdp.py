@@ -78,16 +78,21 @@ class FullyShardedModel(torch.nn.Module):
 
 
 class _FullWeights(torch.nn.Module):
-    """What mmengine's checkpoint writer reads the weights from, holding the gathered full ones."""
+    """Stands in for the sharded model where mmengine's checkpoint code reads or loads weights:
+    hands out the gathered full weights when a checkpoint is written, and takes the whole state
+    dict of a checkpoint being read (no key reported unexpected), for this runner to place."""
 
-    def __init__(self, weights: dict[str, torch.Tensor]) -> None:
+    def __init__(self, weights: dict[str, torch.Tensor] | None = None) -> None:
         super().__init__()
-        self.weights = weights
+        self.weights = dict(weights or {})
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:  # type: ignore[override]
         from collections import OrderedDict
 
         return OrderedDict(self.weights)  # mmengine's weights_to_cpu sets an attribute on it
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:  # type: ignore[override]
+        self.weights = {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
 
 
 def _load_planner() -> Any:
@@ -140,38 +145,66 @@ class ShardedCheckpointRunner(Runner):
         if is_main_process():
             shutil.rmtree(partial, ignore_errors=True)  # left by a save that was killed
         dist.barrier()
-        dcp.save({"model": weights, "optimizer": optimizer_state}, checkpoint_id=str(partial))
-        dist.barrier()  # every rank's shard is written
-        if is_main_process():
-            shutil.rmtree(shards, ignore_errors=True)
-            partial.rename(shards)
-        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))  # collective
-        sharded_model, self.model = self.model, _FullWeights(full)  # type: ignore[assignment]
-        try:  # rank 0 writes iter_N.pth (atomically): full weights, schedule, iteration, message hub
-            super().save_checkpoint(out_dir, filename, *args, **{**kwargs, "save_optimizer": False})
+        dcp.save({"model": weights, "optimizer": optimizer_state}, checkpoint_id=str(partial))  # raises on every rank
+        # the whole weights on rank 0 only (for probes and export, which read iter_N.pth)
+        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        failure = None
+        if is_main_process():  # every rank's shard is written (dcp.save ends in a collective)
+            try:
+                shutil.rmtree(shards, ignore_errors=True)
+                partial.rename(shards)
+                sharded_model, self.model = self.model, _FullWeights(full)  # type: ignore[assignment]
+                try:  # iter_N.pth (atomically): full weights, schedule, iteration, message hub
+                    super().save_checkpoint(out_dir, filename, *args, **{**kwargs, "save_optimizer": False})
+                finally:
+                    self.model = sharded_model
+            except Exception as error:  # noqa: BLE001  (re-raised below, once the other ranks know)
+                failure = error
+        if not all_ranks_agree(torch.tensor(failure is None)):
+            if failure is not None:
+                raise failure
+            raise RuntimeError(f"rank 0 failed to write checkpoint {filename} (its log says why); stopped on every rank")
+
+    def resume(self, filename: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        self.resuming = True  # load_checkpoint: weights and optimiser from the shards
+        try:
+            super().resume(filename, *args, **kwargs)
+        finally:
+            self.resuming = False
+
+    def load_checkpoint(self, filename: str, map_location: Any = "cpu", strict: bool = False,  # type: ignore[override]
+                        revise_keys: list = [(r"^module.", "")]) -> dict:  # noqa: B006  (mmengine's default)
+        """Resuming a sharded run: weights and optimiser state from ``iter_N.dcp``, the rest from
+        ``iter_N.pth``. Loading weights (``load_from``): the full weights of any maekit checkpoint,
+        placed into the shards."""
+        if not self.sharded:
+            return super().load_checkpoint(filename, map_location, strict, revise_keys)
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        holder = _FullWeights()
+        sharded_model, self.model = self.model, holder  # type: ignore[assignment]
+        try:  # read the file through mmengine (hooks, key revision); the weights land in holder
+            checkpoint = super().load_checkpoint(filename, "cpu", False, revise_keys)
         finally:
             self.model = sharded_model
-        dist.barrier()
+        if getattr(self, "resuming", False):
+            self._load_shards(filename)
+            checkpoint.pop("optimizer", None)  # restored from the shards: mmengine's resume must not load it again
+        else:
+            set_model_state_dict(self.model.module, holder.weights,
+                                 options=StateDictOptions(full_state_dict=True, strict=strict))
+        return checkpoint
 
-    def load_checkpoint(self, filename: str, *args: Any, **kwargs: Any) -> dict:  # type: ignore[override]
-        if not self.sharded:
-            return super().load_checkpoint(filename, *args, **kwargs)
+    def _load_shards(self, filename: str) -> None:
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
         shards = shards_of(filename)
         if not shards.is_dir():
             raise ValueError(f"{filename}: a sharded (strategy='fsdp') run resumes from the checkpoint's {shards.name} "
-                             f"folder, which is missing")
-        sharded_model, self.model = self.model, torch.nn.Module()  # type: ignore[assignment]
-        try:  # schedule, iteration and message hub from the .pth; weights from the shards below
-            checkpoint = super().load_checkpoint(filename, *args, **{**kwargs, "strict": False})
-        finally:
-            self.model = sharded_model
+                             f"folder, which is missing (a checkpoint of another strategy: give it as load_from)")
         weights, optimizer_state = get_state_dict(self.model.module, self.optim_wrapper.optimizer)
         state = {"model": weights, "optimizer": optimizer_state}
         dcp.load(state, checkpoint_id=str(shards), planner=_load_planner())
         set_state_dict(self.model.module, self.optim_wrapper.optimizer, model_state_dict=state["model"],
                        optim_state_dict=state["optimizer"])
-        checkpoint.pop("optimizer", None)  # restored from the shards: mmengine's resume must not load it again
-        return checkpoint

@@ -127,7 +127,7 @@ class TokenizerFitHook(Hook):
 
     def before_train(self, runner: Any) -> None:
         import torch
-        from torch.utils.data import DataLoader
+        from torch.utils.data import DataLoader, IterableDataset
 
         from maekit.nn.tokenizers import fit_tokenizers, tokenizers_in
 
@@ -140,6 +140,12 @@ class TokenizerFitHook(Hook):
         # seeded random order where a tokenizer asks (fit_shuffle: its first fit_samples images of a
         # class-sorted folder must not be the first classes only), else in dataset order
         shuffle = any(tokenizer.fit_shuffle for tokenizer in tokenizers.values() if not tokenizer.fitted)
+        if isinstance(source.dataset, IterableDataset):  # a stream: its own seeded order, and no end
+            endless = [name for name, tokenizer in tokenizers.items() if not tokenizer.fitted and not tokenizer.fit_samples]
+            if endless:
+                raise ValueError(f"tokenizer {endless[0]} fits on all the training images, which a streamed dataset "
+                                 f"never ends: give it fit_samples (how many images to fit on)")
+            shuffle = False
         loader = DataLoader(source.dataset, batch_size=source.batch_size or 32, shuffle=shuffle,
                             generator=torch.Generator().manual_seed(int(runner.seed)), collate_fn=source.collate_fn)
         for name in fit_tokenizers(method, loader, seed=int(runner.seed), dataset=source.dataset):
@@ -325,6 +331,9 @@ class SafeCheckpointHook(CheckpointHook):
             self.keep_ckpt_ids.append(step)
             runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
         filename = self.filename_tmpl.format(step)
+        gather_cursors = getattr(runner.train_loop, "gather_cursors", None)
+        if gather_cursors is not None:  # a streamed run: every rank's shard cursor into the checkpoint
+            gather_cursors()
         self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
         runner.message_hub.update_info("last_ckpt", self.last_ckpt)
         runner.save_checkpoint(self.out_dir, filename, self.file_client_args, save_optimizer=self.save_optimizer,

@@ -40,9 +40,10 @@ class _SkipReplay:
 @LOOPS.register_module(name="MaekitStreamTrainLoop")
 class StreamTrainLoop(IterBasedTrainLoop):
     """``IterBasedTrainLoop`` over a :class:`~maekit.data.streaming.StreamedView`: every batch's
-    last ``cursor`` row is the reader's position; all ranks' positions are gathered into the
-    message hub (``stream_cursor``: the layout and one [reader, pass, slot, next offset] per
-    reader) before the step, so a checkpoint written after it holds them."""
+    last ``cursor`` row is its reader's position. Before a checkpoint is written, every rank's
+    positions are gathered into the message hub (``stream_cursor``: the layout and one [reader,
+    pass, slot, next offset] per reader), which the checkpoint carries
+    (:class:`maekit.engine.hooks.SafeCheckpointHook` calls :meth:`gather_cursors` on every rank)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -62,7 +63,9 @@ class StreamTrainLoop(IterBasedTrainLoop):
             if saved is None:
                 raise ValueError(f"cannot resume a streamed run from a checkpoint without a stream cursor (iteration "
                                  f"{self._iter}, written by a map-style run?): start afresh, or resume with its dataset")
-            self.cursors = self._restore(saved, view)
+            # this rank's readers only: the others' positions come from their own ranks at each save
+            self.cursors = {reader: cursor for reader, cursor in self._restore(saved, view).items()
+                            if reader // self.workers == view.rank}
         view.resume_from = {reader: (pass_, slot, offset) for reader, (pass_, slot, offset) in self.cursors.items()}
         view.worker_shift = self._iter % self.workers
         # the stream never ends, so the loader's own iterator serves (no restart at an epoch's end)
@@ -78,27 +81,31 @@ class StreamTrainLoop(IterBasedTrainLoop):
                 shutdown()
 
     def layout(self, view: StreamedView) -> list[int]:
-        """What a cursor is valid for: processes, workers per process, shard count, seed."""
-        return [get_world_size(), self.workers, len(view.dataset.paths), int(view.seed)]
+        """What a cursor is valid for: processes, workers per process, shard count, seed, shuffle."""
+        return [get_world_size(), self.workers, len(view.dataset.paths), int(view.seed), int(view.dataset.shuffle)]
 
     def _restore(self, saved: dict, view: StreamedView) -> dict[int, list[int]]:
         layout = list(saved.get("layout", []))
         if layout != self.layout(view):
-            world, workers, shards, seed = layout or ["?"] * 4
+            world, workers, shards, seed, shuffle = layout if len(layout) == 5 else ["?"] * 5
             now = self.layout(view)
             raise ValueError(f"cannot resume this streamed run at its cursor: it was written by {world} process(es) × "
-                             f"{workers} loader worker(s) over {shards} shards with seed {seed}, this run has "
-                             f"{now[0]} × {now[1]} over {now[2]} shards with seed {now[3]}; resume with the same "
-                             f"processes, data.num_workers, shards and seed")
+                             f"{workers} loader worker(s) over {shards} shards with seed {seed} and shuffle={shuffle}, "
+                             f"this run has {now[0]} × {now[1]} over {now[2]} shards with seed {now[3]} and "
+                             f"shuffle={now[4]}; resume with the same processes, data.num_workers, shards, seed and "
+                             f"shuffle")
         return {int(row[0]): [int(v) for v in row[1:]] for row in saved["cursors"]}
 
     def run_iter(self, data_batch: Sequence[dict] | dict) -> None:
         batch = dict(data_batch)  # type: ignore[arg-type]
         reader, pass_, slot, offset = batch.pop("cursor")[-1].tolist()
-        self.cursors[int(reader)] = [pass_, slot, offset + 1]
+        self.cursors[int(reader)] = [pass_, slot, offset + 1]  # recorded before the step its checkpoint follows
+        super().run_iter(batch)
+
+    def gather_cursors(self) -> None:
+        """Every rank's reader positions into the message hub (a collective: call on every rank)."""
         gathered = all_gather_object(self.cursors) if get_world_size() > 1 else [self.cursors]
         merged = {reader: cursor for cursors in gathered for reader, cursor in cursors.items()}
         self.runner.message_hub.update_info(CURSOR_KEY, {
             "layout": self.layout(self.dataloader.dataset),
             "cursors": [[reader, *cursor] for reader, cursor in sorted(merged.items())]})
-        super().run_iter(batch)

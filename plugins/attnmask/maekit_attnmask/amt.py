@@ -182,6 +182,9 @@ class AMTAttentionHook(Hook):
         run_epoch = next((getattr(h, "iters_per_epoch", None) for h in runner.hooks if isinstance(h, TeacherUpdateHook)), None)
         self.iters_per_epoch = iters_per_epoch_of(runner, self.given_iters_per_epoch or run_epoch)
         method.attention_refresh = (self.random_epochs, self.refresh_epochs)
+        if isinstance(runner.train_dataloader.dataset, torch.utils.data.IterableDataset):
+            raise ValueError("amt keeps an attention map per training image, by its position in the dataset; a "
+                             "streamed (shards) dataset has none: train amt on a map-style dataset")
         images = len(runner.train_dataloader.dataset)
         if self.maps is not None and runner.iter == 0:  # weights loaded into a new run: its own schedule
             runner.logger.info("amt: the loaded checkpoint's attention maps are not used by a new run (random epochs first)")
