@@ -210,7 +210,7 @@ def test_every_installed_dataset_says_its_modality_and_compare_refuses_other_mod
     from maekit.registry import entries
 
     plugins.load_plugins()
-    wrappers = {"augmented_view", "concat_sources", "pathology_label_subset"}
+    wrappers = {"augmented_view", "streamed_view", "concat_sources", "pathology_label_subset"}
     undeclared = [e.name for e in entries("dataset") if e.name not in wrappers and not isinstance(
         getattr(e.load(), "modality", None), str)]
     assert not undeclared, undeclared

@@ -21,6 +21,7 @@ from __future__ import annotations
 import glob
 import io
 import json
+import logging
 import re
 import tarfile
 import time
@@ -96,18 +97,30 @@ class ShardDataset:
 
     ``shards``: a folder of ``*.tar``, a glob, brace ranges or a list. ``fields``: renames,
     ``{"FIELD.EXT" or "EXT": name}``. ``channels``: for images stored as image files. ``length``:
-    the sample count when the shards have no ``index.json`` (only needed for epoch-based schedules).
+    the sample count when the shards have no ``index.json`` (else counted from the tar headers
+    once, at the start of training).
     ``shuffle``: each pass visits the shards in a seeded order and each shard's samples in a seeded
     permutation (by seeking in the tar); False reads shards as listed, front to back.
+    ``field_transforms``: a registered transform per field, applied after decoding (a caption's
+    text into token ids: FLIP's ``flip_tokenize``). ``on_error="skip"``: a sample that cannot be
+    decoded is logged with its shard and member and left out (its position still counts, so
+    cursors stay valid), counted in ``skipped``; ``"raise"`` (default) stops with that message.
     Not indexable: a probe or fine-tuning set must be map-style (``maekit shards`` writes shards
     *from* a map-style dataset, which can still serve those)."""
 
     modality = "any"
 
     def __init__(self, shards: str | Sequence[str], fields: dict[str, str] | None = None, channels: int = 3,
-                 length: int | None = None, shuffle: bool = True) -> None:
+                 length: int | None = None, shuffle: bool = True, field_transforms: dict[str, Any] | None = None,
+                 on_error: str = "raise") -> None:
+        from maekit.data.skipping import check_on_error
+        from maekit.registry import build
+
         self.paths = expand_shards(shards)
         self.shuffle = shuffle
+        self.on_error, self.skipped = check_on_error(on_error), 0
+        self.field_transforms = {field: build("transform", transform) if isinstance(transform, dict) else transform
+                                 for field, transform in (field_transforms or {}).items()}
         self.fields = dict(fields or {})
         self.channels = channels
         self.counts = self._indexed_counts()
@@ -127,9 +140,20 @@ class ShardDataset:
         return [listed[path.name] for path in self.paths]
 
     def __len__(self) -> int:
+        """The sample count: ``index.json``'s, else ``length``, else counted once from every shard's
+        member headers (logged: at LAION scale that is hours — write an index or give ``length``)."""
         if self.length is None:
-            raise TypeError("shards without an index.json have no known length: give the shards dataset length=N, "
-                            "or schedule.iters_per_epoch")
+            started = time.perf_counter()
+            self.length = 0
+            for path in self.paths:
+                try:
+                    with tarfile.open(path, "r:*") as archive:
+                        self.length += sum(1 for _ in _group_by_key(archive, read=False))
+                except (tarfile.TarError, EOFError, OSError) as error:
+                    raise ValueError(f"{path}: not a readable tar shard ({error})") from None
+            logging.getLogger("maekit").warning(
+                "counted %d samples in %d shards by their headers (%.1f s): shards with an index.json (maekit shards "
+                "writes one) or length=N skip this", self.length, len(self.paths), time.perf_counter() - started)
         return int(self.length)
 
     def __getitem__(self, index: int) -> Any:
@@ -158,7 +182,7 @@ class ShardDataset:
                 with tarfile.open(path, "r|*") as archive:
                     for offset, (key, members) in enumerate(_group_by_key(archive, read=True)):
                         if offset >= start:
-                            yield offset, key, self._decode_sample(path, key, members)
+                            yield from self._decoded(offset, path, key, members)
                 return
             if _compressed(path):
                 raise ValueError(f"{path}: a compressed shard cannot be read in a shuffled order (every seek back "
@@ -170,9 +194,22 @@ class ShardDataset:
                 for offset in range(start, len(grouped)):
                     key, headers = grouped[order[offset]]
                     members = [(member, archive.extractfile(member).read()) for member in headers]  # type: ignore[union-attr]
-                    yield offset, key, self._decode_sample(path, key, members)
+                    yield from self._decoded(offset, path, key, members)
         except (tarfile.TarError, EOFError, OSError) as error:
             raise ValueError(f"{path}: not a readable tar shard ({error})") from None
+
+    def _decoded(self, offset: int, path: Path, key: str, members: list[tuple[tarfile.TarInfo, bytes]]
+                 ) -> Iterator[tuple[int, str, dict]]:
+        """The decoded sample, or nothing for one that cannot be decoded under ``on_error="skip"``."""
+        try:
+            sample = self._decode_sample(path, key, members)
+        except ValueError as error:
+            if self.on_error == "raise":
+                raise
+            self.skipped += 1
+            logging.getLogger("maekit").warning("skipped an undecodable sample (on_error='skip'): %s", error)
+            return
+        yield offset, key, sample
 
     def _decode_sample(self, path: Path, key: str, members: list[tuple[tarfile.TarInfo, bytes]]) -> dict:
         sample: dict[str, Any] = {}
@@ -191,6 +228,10 @@ class ShardDataset:
         if "inputs" not in sample:
             raise ValueError(f"{path}:{key}: the sample has no inputs (fields {sorted(sample)}); name the member "
                              f"that holds them in the shards dataset's fields")
+        for field, transform in self.field_transforms.items():
+            if field not in sample:
+                raise ValueError(f"{path}:{key}: no field {field!r} for its field_transforms (fields {sorted(sample)})")
+            sample[field] = transform(sample[field])
         return sample
 
 

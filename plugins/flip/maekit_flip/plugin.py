@@ -15,6 +15,7 @@ COMPONENTS: list[tuple[str, str, str]] = [
     ("dataset", "flip_coco_captions", "maekit_flip.data:CocoCaptions"),
     ("dataset", "flip_webdataset", "maekit_flip.data:WebDatasetCaptions"),
     ("dataset", "flip_digits_captions", "maekit_flip.data:DigitsCaptions"),
+    ("transform", "flip_tokenize", "maekit_flip.tokenizer:CaptionTokens"),
 ]
 
 

@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ["open_clip_tokenizer", "resolve_tokenizer", "tokenize"]
+__all__ = ["open_clip_tokenizer", "resolve_tokenizer", "tokenize", "CaptionTokens"]
 
 Tokenizer = Callable[[Sequence[str]], torch.Tensor]
 
@@ -43,3 +43,17 @@ def tokenize(tokenizer: Tokenizer, texts: Sequence[str], context_length: int | N
     if context_length is not None and ids.shape[1] != context_length:
         raise ValueError(f"tokenizer returned {ids.shape[1]} tokens per text; the text tower takes {context_length}")
     return ids.long()
+
+
+class CaptionTokens:
+    """``flip_tokenize``: a caption (str) into its token ids (``context_length``, int64), for
+    captions read as text — WebDataset shards streamed by core's ``shards`` dataset
+    (``field_transforms=dict(text=dict(type="flip_tokenize"))``)."""
+
+    def __init__(self, tokenizer: str | Tokenizer = "open_clip", context_length: int = 77) -> None:
+        self.tokenizer, self.context_length = resolve_tokenizer(tokenizer, context_length), context_length
+
+    def __call__(self, caption: str) -> torch.Tensor:
+        if not isinstance(caption, str) or not caption.strip():
+            raise ValueError(f"empty or non-text caption {caption!r}")
+        return tokenize(self.tokenizer, [caption.strip()], self.context_length)[0]

@@ -142,3 +142,35 @@ def test_demo_data_streams_from_webdataset_shards(tmp_path):
 
     checkpoint = streams_from_shards("flip_demo_digits", tmp_path)
     assert checkpoint["meta"]["iter"] == 2
+
+
+def test_laion_style_shards_stream_with_their_captions_tokenized(tmp_path):
+    # img2dataset's layout (KEY.png + KEY.txt + KEY.json), one image broken: streamed by core's
+    # shards dataset, captions tokenized by flip_tokenize, the broken sample skipped and counted
+    from maekit.authoring.testing import run_cli  # noqa: F401  (the plugin is loaded by the fixtures)
+    from maekit.data.shards import ShardDataset
+    from maekit.engine import train
+
+    folder = tmp_path / "laion"
+    folder.mkdir()
+    captions = [f"a photo of the number {n}" for n in range(8)]
+    for shard in range(2):
+        with tarfile.open(folder / f"{shard:05d}.tar", "w") as archive:
+            for n in range(shard * 4, shard * 4 + 4):
+                image = b"not a png" if n == 5 else png_bytes(30 * n)
+                for name, data in ((f"{n:09d}.png", image), (f"{n:09d}.txt", captions[n].encode()),
+                                   (f"{n:09d}.json", json.dumps({"key": n}).encode())):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    archive.addfile(info, io.BytesIO(data))
+    dataset = dict(type="shards", shards=str(folder), field_transforms={"text": {"type": "flip_tokenize"}},
+                   on_error="skip", shuffle=False)
+    shards = ShardDataset(**{k: v for k, v in dataset.items() if k != "type"})
+    read = [sample for shard in range(2) for _, _, sample in shards.samples(shard)]
+    assert len(read) == 7 and shards.skipped == 1
+    expected = open_clip_tokenizer(77)([captions[0]])[0]
+    assert torch.equal(read[0]["text"], expected) and read[0]["json"] == {"key": 0}
+    train("flip_demo_digits", tmp_path / "work", device="cpu",
+          overrides={"data.dataset": dict(_delete_=True, **dataset), "data.batch_size": 2, "data.num_workers": 0,
+                     "schedule.max_iters": 2, "schedule.warmup_iters": 1, "checkpoint_interval": 2})
+    assert (tmp_path / "work" / "iter_2.pth").is_file()
