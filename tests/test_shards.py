@@ -124,9 +124,23 @@ def test_unreadable_shards_are_named(tmp_path):
     write_tar(tmp_path / "twice.tar", [("a.cls", b"1"), ("a.label.cls", b"2"), ("a.png", png_bytes(1))])
     with pytest.raises(ValueError, match="twice.tar:a.label.cls: a second member for field 'label' of sample a"):
         list(ShardDataset(str(tmp_path / "twice.tar"), shuffle=False).samples(0))
-    write_tar(tmp_path / "broken.tar", [("a.png", b"\x89PNG not really")])
+    write_tar(tmp_path / "broken.tar", [("a.png", b"\x89PNG not really"), ("b.npy", b"")])
     with pytest.raises(ValueError, match="broken.tar:a.png: cannot decode"):
         list(ShardDataset(str(tmp_path / "broken.tar"), shuffle=False).samples(0))
+    skipping = ShardDataset(str(tmp_path / "broken.tar"), shuffle=False, on_error="skip")
+    assert list(skipping.samples(0)) == [] and skipping.skipped == 2  # the empty .npy too, the stream goes on
+    with pytest.raises(ValueError, match=r"field_transforms\['text'\]: expected a transform config"):
+        ShardDataset(str(tmp_path / "broken.tar"), field_transforms={"text": "flip_tokenize"})
+
+    def refuse(value):
+        raise ValueError("not this one")
+
+    write_tar(tmp_path / "meta.tar", [("a.png", png_bytes(1)), ("a.cls", b"1"), ("a.json", b'{"error": null}')])
+    with pytest.raises(ValueError, match=r"meta.tar:a: field 'label': not this one"):
+        list(ShardDataset(str(tmp_path / "meta.tar"), field_transforms={"label": refuse}, shuffle=False).samples(0))
+    # a member mapped to None is left out (img2dataset's json, whose nulls collation refuses)
+    kept = next(ShardDataset(str(tmp_path / "meta.tar"), fields={"json": None}, shuffle=False).samples(0))[2]
+    assert sorted(kept) == ["inputs", "label"]
     # a gzipped shard streams front to back, but a shuffled order would decompress it once per seek
     with tarfile.open(tmp_path / "zipped.tar", "w:gz") as archive:
         info = tarfile.TarInfo("a.png")
@@ -241,3 +255,11 @@ def test_streamed_two_process_run_killed_mid_shard_resumes_to_identical_weights(
     assert straight.keys() == resumed.keys()
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key
+
+
+def test_an_error_raised_in_a_loader_worker_reaches_the_user_as_its_own_line():
+    from maekit.cli.support import user_message
+
+    error = ValueError("Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                       "last):\n  File \"x.py\", line 1, in <module>\nValueError: shard.tar:a.png: cannot decode (boom)\n")
+    assert user_message(error) == "shard.tar:a.png: cannot decode (boom) (maekit --debug ... shows the traceback)"

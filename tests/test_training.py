@@ -275,6 +275,9 @@ def test_fsdp_two_processes_match_one_process_and_resume_from_sharded_checkpoint
     small = torch.load(tmp_path / "resumed" / "iter_3.pth", weights_only=True)
     assert "optimizer" not in small and small["state_dict"]["model.encoder.cls_token"].shape == (1, 1, 32)
     assert not list((tmp_path / "resumed").glob("*.tmp")) and not (tmp_path / "resumed" / "iter_6.pth").exists()
+    # a run of another strategy cannot resume it (its .pth holds no optimiser state): refused, named
+    with pytest.raises(ValueError, match="iter_3.pth was written by a sharded \\(strategy='fsdp'\\) run"):
+        train(configs["one"], tmp_path / "resumed", device="cpu", resume=str(tmp_path / "resumed" / "iter_3.pth"))
     train_processes(configs["fsdp"], tmp_path / "resumed", processes=2, resume=True)
     one, straight, resumed = (final_weights(tmp_path / run, 6) for run in ("one_run", "straight", "resumed"))
     assert one.keys() == straight.keys() == resumed.keys()

@@ -41,6 +41,9 @@ def user_message(error: BaseException) -> str:
     """One line for ``error``: its message (a KeyError's without repr quotes), its type when the
     message does not say what went wrong, and where to get the traceback."""
     text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    if text.startswith("Caught ") and "Original Traceback" in text:  # re-raised from a DataLoader worker
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split(": ", 1)[1] if last.startswith(f"{type(error).__name__}: ") else last
     text = " ".join(text.split()) or type(error).__name__
     # the type where the message alone would not say what happened (a bare KeyError: 'label');
     # maekit's own KeyErrors (unknown or duplicate component names) speak for themselves

@@ -13,7 +13,7 @@ decodes a member by its extension:
 
 A member ``KEY.EXT`` without a field name takes a field by its extension: an image or ``.npy`` is
 ``inputs``, ``.cls`` is ``label``, ``.txt`` is ``text``, ``.json`` is ``json``; ``fields`` renames (``fields=dict(jpg=
-"inputs", txt="caption")``). :func:`write_shards` also writes ``index.json`` (the shards and
+"inputs", txt="caption")``; a field mapped to None is left out). :func:`write_shards` also writes ``index.json`` (the shards and
 their sample counts), which the reader uses for the dataset's length; it never scans the shards.
 """
 from __future__ import annotations
@@ -96,7 +96,8 @@ class ShardDataset:
     config; the trainer streams it, see :class:`maekit.data.streaming.StreamedView`).
 
     ``shards``: a folder of ``*.tar``, a glob, brace ranges or a list. ``fields``: renames,
-    ``{"FIELD.EXT" or "EXT": name}``. ``channels``: for images stored as image files. ``length``:
+    ``{"FIELD.EXT" or "EXT": name}``, None to leave a member out (img2dataset's ``json``, whose
+    nulls the batch collation refuses). ``channels``: for images stored as image files. ``length``:
     the sample count when the shards have no ``index.json`` (else counted from the tar headers
     once, at the start of training).
     ``shuffle``: each pass visits the shards in a seeded order and each shard's samples in a seeded
@@ -104,13 +105,14 @@ class ShardDataset:
     ``field_transforms``: a registered transform per field, applied after decoding (a caption's
     text into token ids: FLIP's ``flip_tokenize``). ``on_error="skip"``: a sample that cannot be
     decoded is logged with its shard and member and left out (its position still counts, so
-    cursors stay valid), counted in ``skipped``; ``"raise"`` (default) stops with that message.
+    cursors stay valid; logged again on every pass), counted in ``skipped`` (of the copy that read
+    it: each loader worker has its own); ``"raise"`` (default) stops with that message.
     Not indexable: a probe or fine-tuning set must be map-style (``maekit shards`` writes shards
     *from* a map-style dataset, which can still serve those)."""
 
     modality = "any"
 
-    def __init__(self, shards: str | Sequence[str], fields: dict[str, str] | None = None, channels: int = 3,
+    def __init__(self, shards: str | Sequence[str], fields: dict[str, str | None] | None = None, channels: int = 3,
                  length: int | None = None, shuffle: bool = True, field_transforms: dict[str, Any] | None = None,
                  on_error: str = "raise") -> None:
         from maekit.data.skipping import check_on_error
@@ -121,6 +123,10 @@ class ShardDataset:
         self.on_error, self.skipped = check_on_error(on_error), 0
         self.field_transforms = {field: build("transform", transform) if isinstance(transform, dict) else transform
                                  for field, transform in (field_transforms or {}).items()}
+        for field, transform in self.field_transforms.items():
+            if not callable(transform):
+                raise ValueError(f"shards field_transforms[{field!r}]: expected a transform config "
+                                 f"(dict(type=...)) or a callable, got {transform!r}")
         self.fields = dict(fields or {})
         self.channels = channels
         self.counts = self._indexed_counts()
@@ -143,25 +149,28 @@ class ShardDataset:
         """The sample count: ``index.json``'s, else ``length``, else counted once from every shard's
         member headers (logged: at LAION scale that is hours — write an index or give ``length``)."""
         if self.length is None:
-            started = time.perf_counter()
-            self.length = 0
+            logging.getLogger("maekit").warning(
+                "counting the samples of %d shards from their tar headers (no index.json, no length given): at "
+                "LAION scale this takes hours in every process; shards written by maekit shards have an index, "
+                "or give the shards dataset length=N", len(self.paths))
+            started, count = time.perf_counter(), 0
             for path in self.paths:
                 try:
                     with tarfile.open(path, "r:*") as archive:
-                        self.length += sum(1 for _ in _group_by_key(archive, read=False))
+                        count += sum(1 for _ in _group_by_key(archive, read=False))
                 except (tarfile.TarError, EOFError, OSError) as error:
                     raise ValueError(f"{path}: not a readable tar shard ({error})") from None
-            logging.getLogger("maekit").warning(
-                "counted %d samples in %d shards by their headers (%.1f s): shards with an index.json (maekit shards "
-                "writes one) or length=N skip this", self.length, len(self.paths), time.perf_counter() - started)
+            self.length = count
+            logging.getLogger("maekit").warning("counted %d samples in %.1f s", count, time.perf_counter() - started)
         return int(self.length)
 
     def __getitem__(self, index: int) -> Any:
         raise TypeError("a shards dataset is read as a stream (maekit train); probes, fine-tuning and "
                         "visualisation need a map-style dataset")
 
-    def field_name(self, member: str, field: str, extension: str) -> str:
-        """A member's field: a rename in ``fields``, else its own name, else by its extension."""
+    def field_name(self, member: str, field: str, extension: str) -> str | None:
+        """A member's field: a rename in ``fields`` (None: leave the member out), else its own
+        name, else by its extension."""
         for key in (f"{field}.{extension}" if field else None, extension, field):
             if key and key in self.fields:
                 return self.fields[key]
@@ -218,12 +227,14 @@ class ShardDataset:
             parts = name.split(".")
             field, extension = ".".join(parts[1:-1]), parts[-1].lower()
             target = self.field_name(f"{path}:{member.name}", field, extension)
+            if target is None:  # left out (fields maps it to None)
+                continue
             if target in sample:
                 raise ValueError(f"{path}:{member.name}: a second member for field {target!r} of sample {key}; "
                                  f"rename one in the shards dataset's fields")
             try:
                 sample[target] = _decode(f"{path}:{member.name}", extension, data, self.channels)
-            except (ValueError, OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            except (ValueError, OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as error:
                 raise ValueError(f"{path}:{member.name}: cannot decode ({error})") from None
         if "inputs" not in sample:
             raise ValueError(f"{path}:{key}: the sample has no inputs (fields {sorted(sample)}); name the member "
@@ -231,7 +242,10 @@ class ShardDataset:
         for field, transform in self.field_transforms.items():
             if field not in sample:
                 raise ValueError(f"{path}:{key}: no field {field!r} for its field_transforms (fields {sorted(sample)})")
-            sample[field] = transform(sample[field])
+            try:
+                sample[field] = transform(sample[field])
+            except ValueError as error:
+                raise ValueError(f"{path}:{key}: field {field!r}: {error}") from None
         return sample
 
 

@@ -19,6 +19,7 @@ written after both parts.
 """
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import torch
 from mmengine.registry import MODEL_WRAPPERS, RUNNERS
 from mmengine.runner import Runner
 
-from maekit.io.checkpoint import shards_of
+from maekit.io.checkpoint import CheckpointError, shards_of
 
 __all__ = ["FullyShardedModel", "ShardedCheckpointRunner"]
 
@@ -163,12 +164,15 @@ class ShardedCheckpointRunner(Runner):
         if not all_ranks_agree(torch.tensor(failure is None)):
             if failure is not None:
                 raise failure
-            raise RuntimeError(f"rank 0 failed to write checkpoint {filename} (its log says why); stopped on every rank")
+            raise CheckpointError(f"rank 0 failed to write checkpoint {filename} (its log says why); stopped on every "
+                                  f"rank")
 
-    def resume(self, filename: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        self.resuming = True  # load_checkpoint: weights and optimiser from the shards
+    def resume(self, filename: str, resume_optimizer: bool = True, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        # load_checkpoint: a sharded run's weights (and optimiser) from the shards; any other run
+        # refuses a sharded checkpoint, whose .pth holds no optimiser state
+        self.resuming, self.resume_optimizer = True, resume_optimizer
         try:
-            super().resume(filename, *args, **kwargs)
+            super().resume(filename, resume_optimizer, *args, **kwargs)
         finally:
             self.resuming = False
 
@@ -178,7 +182,11 @@ class ShardedCheckpointRunner(Runner):
         ``iter_N.pth``. Loading weights (``load_from``): the full weights of any maekit checkpoint,
         placed into the shards."""
         if not self.sharded:
+            if getattr(self, "resuming", False) and shards_of(filename).is_dir():
+                raise ValueError(f"{filename} was written by a sharded (strategy='fsdp') run: resume it with "
+                                 f"strategy='fsdp', or start this run from its weights with load_from")
             return super().load_checkpoint(filename, map_location, strict, revise_keys)
+        from mmengine.logging import print_log
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
         holder = _FullWeights()
@@ -191,13 +199,16 @@ class ShardedCheckpointRunner(Runner):
             self._load_shards(filename)
             checkpoint.pop("optimizer", None)  # restored from the shards: mmengine's resume must not load it again
         else:
-            set_model_state_dict(self.model.module, holder.weights,
-                                 options=StateDictOptions(full_state_dict=True, strict=strict))
+            result = set_model_state_dict(self.model.module, holder.weights,
+                                          options=StateDictOptions(full_state_dict=True, strict=strict))
+            if result.missing_keys or result.unexpected_keys:  # as mmengine reports a non-strict load
+                print_log(f"load_from {filename}: missing keys {result.missing_keys}, unexpected keys "
+                          f"{result.unexpected_keys}", logger="current", level=logging.WARNING)
         return checkpoint
 
     def _load_shards(self, filename: str) -> None:
         import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+        from torch.distributed.checkpoint.state_dict import get_state_dict, set_model_state_dict, set_state_dict
 
         shards = shards_of(filename)
         if not shards.is_dir():
@@ -205,6 +216,11 @@ class ShardedCheckpointRunner(Runner):
                              f"folder, which is missing (a checkpoint of another strategy: give it as load_from)")
         weights, optimizer_state = get_state_dict(self.model.module, self.optim_wrapper.optimizer)
         state = {"model": weights, "optimizer": optimizer_state}
+        if not getattr(self, "resume_optimizer", True):  # Runner.resume(..., resume_optimizer=False)
+            state.pop("optimizer")
         dcp.load(state, checkpoint_id=str(shards), planner=_load_planner())
-        set_state_dict(self.model.module, self.optim_wrapper.optimizer, model_state_dict=state["model"],
-                       optim_state_dict=state["optimizer"])
+        if "optimizer" in state:
+            set_state_dict(self.model.module, self.optim_wrapper.optimizer, model_state_dict=state["model"],
+                           optim_state_dict=state["optimizer"])
+        else:
+            set_model_state_dict(self.model.module, state["model"])

@@ -88,12 +88,11 @@ class TeacherUpdateHook(_EpochAwareHook):
     priority = "ABOVE_NORMAL"
 
     def before_train(self, runner: Any) -> None:
-        from torch.distributed.fsdp import FullyShardedDataParallel
-
+        from maekit.engine.fsdp import FullyShardedModel
         from maekit.nn.teachers import teachers_in
 
         super().before_train(runner)
-        if isinstance(runner.model, FullyShardedDataParallel) and any(teachers_in(method_of(runner))):
+        if isinstance(runner.model, FullyShardedModel) and any(teachers_in(method_of(runner))):
             # FSDP shards each parameter across ranks: the by-name EMA would combine slices
             raise ValueError("a method with a teacher trains with strategy='ddp'; FSDP is not supported for it")
         for _, teacher in teachers_in(method_of(runner)):  # a momentum cosine over the whole run learns its length
