@@ -24,7 +24,10 @@ import json
 import logging
 import re
 import tarfile
+import tempfile
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -33,10 +36,11 @@ import torch
 
 from maekit.data.images import IMAGE_EXTENSIONS, read_image
 
-__all__ = ["INDEX_NAME", "expand_shards", "ShardDataset", "write_shards", "encode_sample", "shard_order"]
+__all__ = ["INDEX_NAME", "expand_shards", "ShardDataset", "RawMember", "write_shards", "encode_sample", "shard_order"]
 
 INDEX_NAME = "index.json"
 _IMAGE_EXTENSIONS = {extension.lstrip(".") for extension in IMAGE_EXTENSIONS}
+_DECODED = {"npy", "cls", "txt", "json", *_IMAGE_EXTENSIONS}
 _FIELD_BY_EXTENSION = {"npy": "inputs", "cls": "label", "txt": "text", "json": "json", **{e: "inputs" for e in _IMAGE_EXTENSIONS}}
 
 
@@ -76,6 +80,32 @@ def shard_order(count: int, seed: int, epoch: int, shuffle: bool) -> list[int]:
     return torch.randperm(count, generator=generator).tolist()
 
 
+@dataclass(frozen=True)
+class RawMember:
+    """A member kept as its bytes (a format core does not decode: ``.mp4``, ``.flac``, ``.ply``):
+    what a field transform of that field receives. ``as_file()`` lends it as a temporary file with
+    its own extension, for readers that take a path (PyAV, soundfile, a point-cloud reader)."""
+
+    name: str
+    data: bytes
+
+    @property
+    def suffix(self) -> str:
+        return "." + self.name.rsplit(".", 1)[-1].lower()
+
+    @contextmanager
+    def as_file(self) -> Iterator[Path]:
+        """The bytes as a temporary file (removed afterwards); a ValueError raised meanwhile names
+        the member instead of the temporary path."""
+        with tempfile.TemporaryDirectory(prefix="maekit-member-") as folder:
+            path = Path(folder) / f"member{self.suffix}"
+            path.write_bytes(self.data)
+            try:
+                yield path
+            except ValueError as error:
+                raise ValueError(str(error).replace(str(path), self.name)) from None
+
+
 def _decode(name: str, extension: str, data: bytes, channels: int) -> Any:
     if extension == "npy":
         array = np.load(io.BytesIO(data), allow_pickle=False)
@@ -88,7 +118,8 @@ def _decode(name: str, extension: str, data: bytes, channels: int) -> Any:
         return json.loads(data.decode("utf-8"))
     if extension in _IMAGE_EXTENSIONS:
         return read_image(io.BytesIO(data), channels)  # type: ignore[arg-type]  (Pillow reads file objects)
-    raise ValueError(f"{name}: no decoder for .{extension} (npy, cls, txt, json or an image)")
+    raise ValueError(f"{name}: no decoder for .{extension} (npy, cls, txt, json or an image); give its field a "
+                     f"field_transforms entry that reads it (e.g. maekit-video's video_clip_bytes)")
 
 
 class ShardDataset:
@@ -180,18 +211,20 @@ class ShardDataset:
             return _FIELD_BY_EXTENSION[extension]
         raise ValueError(f"{member}: no field for a .{extension} member; name one in the shards dataset's fields")
 
-    def samples(self, shard: int, start: int = 0, shuffle_seed: int | None = None) -> Iterator[tuple[int, str, dict]]:
+    def samples(self, shard: int, start: int = 0, shuffle_seed: int | None = None,
+                finish: bool = True) -> Iterator[tuple[int, str, dict]]:
         """``(offset, key, sample)`` of shard ``shard`` from position ``start`` on. Without
         ``shuffle_seed`` the tar is read front to back (any stream); with it, the member headers
         are read first (data skipped by seeking), then the samples in a permutation drawn from
-        ``shuffle_seed``, by seeking. Resuming at ``start`` reads this shard's headers, no other."""
+        ``shuffle_seed``, by seeking. Resuming at ``start`` reads this shard's headers, no other.
+        ``finish=False``: the field transforms are left to the caller (:meth:`finish`)."""
         path = self.paths[shard]
         try:
             if shuffle_seed is None:
                 with tarfile.open(path, "r|*") as archive:
                     for offset, (key, members) in enumerate(_group_by_key(archive, read=True)):
                         if offset >= start:
-                            yield from self._decoded(offset, path, key, members)
+                            yield from self._decoded(offset, path, key, members, finish)
                 return
             if _compressed(path):
                 raise ValueError(f"{path}: a compressed shard cannot be read in a shuffled order (every seek back "
@@ -203,22 +236,27 @@ class ShardDataset:
                 for offset in range(start, len(grouped)):
                     key, headers = grouped[order[offset]]
                     members = [(member, archive.extractfile(member).read()) for member in headers]  # type: ignore[union-attr]
-                    yield from self._decoded(offset, path, key, members)
+                    yield from self._decoded(offset, path, key, members, finish)
         except (tarfile.TarError, EOFError, OSError) as error:
             raise ValueError(f"{path}: not a readable tar shard ({error})") from None
 
-    def _decoded(self, offset: int, path: Path, key: str, members: list[tuple[tarfile.TarInfo, bytes]]
-                 ) -> Iterator[tuple[int, str, dict]]:
+    def _decoded(self, offset: int, path: Path, key: str, members: list[tuple[tarfile.TarInfo, bytes]],
+                 finish: bool) -> Iterator[tuple[int, str, dict]]:
         """The decoded sample, or nothing for one that cannot be decoded under ``on_error="skip"``."""
         try:
             sample = self._decode_sample(path, key, members)
+            sample = self.finish(sample, f"{path}:{key}") if finish else sample
         except ValueError as error:
-            if self.on_error == "raise":
-                raise
-            self.skipped += 1
-            logging.getLogger("maekit").warning("skipped an undecodable sample (on_error='skip'): %s", error)
+            self.refuse(error)
             return
         yield offset, key, sample
+
+    def refuse(self, error: ValueError) -> None:
+        """A sample that cannot be read: raise (``on_error="raise"``), or log and count it."""
+        if self.on_error == "raise":
+            raise error
+        self.skipped += 1
+        logging.getLogger("maekit").warning("skipped an undecodable sample (on_error='skip'): %s", error)
 
     def _decode_sample(self, path: Path, key: str, members: list[tuple[tarfile.TarInfo, bytes]]) -> dict:
         sample: dict[str, Any] = {}
@@ -232,6 +270,9 @@ class ShardDataset:
             if target in sample:
                 raise ValueError(f"{path}:{member.name}: a second member for field {target!r} of sample {key}; "
                                  f"rename one in the shards dataset's fields")
+            if extension not in _DECODED and target in self.field_transforms:  # its transform decodes it
+                sample[target] = RawMember(f"{path}:{member.name}", data)
+                continue
             try:
                 sample[target] = _decode(f"{path}:{member.name}", extension, data, self.channels)
             except (ValueError, OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -239,13 +280,19 @@ class ShardDataset:
         if "inputs" not in sample:
             raise ValueError(f"{path}:{key}: the sample has no inputs (fields {sorted(sample)}); name the member "
                              f"that holds them in the shards dataset's fields")
+        return sample
+
+    def finish(self, sample: dict, where: str) -> dict:
+        """The sample with its ``field_transforms`` applied (the stream calls this under the
+        sample's seed: a transform that draws, a video's clip start, draws reproducibly)."""
+        sample = dict(sample)
         for field, transform in self.field_transforms.items():
             if field not in sample:
-                raise ValueError(f"{path}:{key}: no field {field!r} for its field_transforms (fields {sorted(sample)})")
+                raise ValueError(f"{where}: no field {field!r} for its field_transforms (fields {sorted(sample)})")
             try:
                 sample[field] = transform(sample[field])
             except ValueError as error:
-                raise ValueError(f"{path}:{key}: field {field!r}: {error}") from None
+                raise ValueError(f"{where}: field {field!r}: {error}") from None
         return sample
 
 

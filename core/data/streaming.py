@@ -87,11 +87,16 @@ class StreamedView(IterableDataset):
             while slot < len(shards):
                 shard = shards[slot]
                 order_seed = mix_seed(self.seed, epoch, shard) if self.dataset.shuffle else None
-                for offset, key, sample in self.dataset.samples(shard, start, order_seed):
+                for offset, key, sample in self.dataset.samples(shard, start, order_seed, finish=False):
                     position = mix_seed(epoch, shard, offset)  # seeds the mask (with the run's seed)
                     where = f"{self.dataset.paths[shard]}:{key}"
-                    item = seeded_view(lambda: sample, self.transform, mix_seed(self.seed, position),  # noqa: B023
-                                       position, lambda: where)  # noqa: B023  (both called at once)
+                    try:  # the field transforms (a clip's start) and the transform under the sample's seed
+                        item = seeded_view(lambda: self.dataset.finish(sample, where),  # noqa: B023
+                                           self.transform, mix_seed(self.seed, position), position,
+                                           lambda: where)  # noqa: B023  (both called at once)
+                    except ValueError as error:  # undecodable or refused by a transform: on_error says
+                        self.dataset.refuse(error)
+                        continue
                     item["cursor"] = torch.tensor([reader, epoch, slot, offset])
                     served = True
                     yield item

@@ -162,3 +162,28 @@ class FbankFrontEnd:
     def describe(self) -> dict[str, Any]:
         return {"sample_rate": self.sample_rate, "num_mel_bins": self.num_mel_bins,
                 "target_length": self.target_length, "mean": self.mean, "std": self.std}
+
+
+class AudioBytes:
+    """``audio_bytes``: an audio (or video) file stored in a WebDataset shard (kept as bytes by
+    core's ``shards`` dataset) read as :func:`load_waveform` reads a file — ``sample_rate``,
+    ``mono`` — into a (1, samples) waveform. Streamed AudioSet-style shards (``KEY.flac`` +
+    ``KEY.cls``)::
+
+        dataset=dict(type="shards", shards="audioset/{000000..000999}.tar", fields=dict(flac="inputs"),
+                     field_transforms=dict(inputs=dict(type="audio_bytes")))
+    """
+
+    def __init__(self, sample_rate: int = 16000, mono: str = "first") -> None:
+        if mono not in ("first", "mean"):
+            raise ValueError(f"mono must be 'first' (the reference: channel 0) or 'mean', got {mono!r}")
+        self.sample_rate, self.mono = sample_rate, mono
+
+    def __call__(self, member: Any) -> torch.Tensor:
+        from maekit.data.shards import RawMember
+
+        if not isinstance(member, RawMember):
+            raise ValueError(f"audio_bytes reads a shard member kept as bytes, got a {type(member).__name__}: "
+                             f"map the audio's extension to this field in the shards dataset's fields")
+        with member.as_file() as path:
+            return load_waveform(path, self.sample_rate, self.mono)

@@ -13,6 +13,7 @@ COMPONENTS: list[tuple[str, str, str]] = [
     ("decoder", "audio_mae_decoder", "maekit_audio.model:AudioMAEDecoder"),
     ("masker", "audio_time_frequency_mask", "maekit_audio.model:TimeFrequencyMasker"),
     ("transform", "audio_fbank", "maekit_audio.frontend:FbankFrontEnd"),
+    ("transform", "audio_bytes", "maekit_audio.frontend:AudioBytes"),
     ("transform", "audio_mae_augment", "maekit_audio.data:AudioMAEAugment"),
     ("dataset", "audio_folder", "maekit_audio.data:AudioFolder"),
     ("dataset", "esc50", "maekit_audio.data:ESC50"),

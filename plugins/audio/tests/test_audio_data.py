@@ -190,3 +190,37 @@ def test_demo_data_streams_from_webdataset_shards(tmp_path):
 
     checkpoint = streams_from_shards("audio_mae_demo", tmp_path)
     assert checkpoint["meta"]["iter"] == 2
+
+
+def test_audioset_style_flac_shards_stream_as_an_audio_file_reads(tmp_path):
+    # KEY.flac + KEY.cls in tar shards (44.1 kHz stereo): each kept as bytes and read by audio_bytes
+    # exactly as load_waveform reads the file (first channel, resampled to 16 kHz)
+    import io
+    import tarfile
+
+    from maekit_audio.frontend import load_waveform
+
+    from maekit.data.streaming import StreamedView
+    from maekit.registry import build
+
+    rng = np.random.default_rng(0)
+    files = []
+    for n in range(4):
+        files.append(tmp_path / f"clip{n}.flac")
+        soundfile.write(files[-1], rng.uniform(-0.5, 0.5, (44100, 2)), 44100)
+    (tmp_path / "audioset").mkdir()
+    for shard in range(2):
+        with tarfile.open(tmp_path / "audioset" / f"{shard:06d}.tar", "w") as archive:
+            for n in (2 * shard, 2 * shard + 1):
+                for name, data in ((f"{n:06d}.flac", files[n].read_bytes()), (f"{n:06d}.cls", str(n).encode())):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    archive.addfile(info, io.BytesIO(data))
+    dataset = dict(type="shards", shards=str(tmp_path / "audioset"), fields={"flac": "inputs"},
+                   field_transforms={"inputs": {"type": "audio_bytes"}})
+    first = next(build("dataset", {**dataset, "shuffle": False}).samples(0))[2]
+    assert torch.equal(first["inputs"], load_waveform(files[0])) and first["inputs"].shape == (1, 16000)
+    view = StreamedView(dataset, transform=dict(type="audio_mae_augment", target_length=128, num_mel_bins=64), seed=0)
+    items = [item for _, item in zip(range(4), iter(view))]
+    assert sorted(int(item["label"]) for item in items) == [0, 1, 2, 3]
+    assert all(item["inputs"].shape[-2:] == (128, 64) for item in items)

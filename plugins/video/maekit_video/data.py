@@ -177,6 +177,36 @@ class VideoDataset(Dataset):
         return {"inputs": self.read_clips(video, clips), "label": label}
 
 
+class VideoClipBytes:
+    """``video_clip_bytes``: a video stored in a WebDataset shard (kept as bytes by core's
+    ``shards`` dataset) read into one training clip as :class:`VideoDataset` reads a file — the
+    same ``clip`` sampling (drawn under the sample's seed), ``seek`` and ``decoder``: uint8
+    (T, H, W, 3). Streamed Kinetics-style shards (``KEY.mp4`` + ``KEY.cls``)::
+
+        dataset=dict(type="shards", shards="k400/{000000..000999}.tar", fields=dict(mp4="inputs"),
+                     field_transforms=dict(inputs=dict(type="video_clip_bytes", clip=dict(
+                         sampling="consecutive", num_frames=16, stride=4))))
+    """
+
+    def __init__(self, clip: dict[str, Any] | None = None, seek: bool = True, decoder: str = "pyav") -> None:
+        self.sampler = ClipSampler(**(clip or dict(sampling="consecutive", num_frames=16, stride=4)))
+        self.seek, self.decoder = seek, check_decoder(decoder)
+
+    def __call__(self, member: Any) -> torch.Tensor:
+        from maekit.data.shards import RawMember
+
+        if not isinstance(member, RawMember):
+            raise ValueError(f"video_clip_bytes reads a shard member kept as bytes, got a {type(member).__name__}: "
+                             f"map the video's extension to this field in the shards dataset's fields")
+        with member.as_file() as path:
+            info = probe_video(path)
+            try:
+                clip = self.sampler.clips(info, True, 1)[0]
+            except ClipTooShort as error:
+                raise ValueError(f"{path}: {error}") from None
+            return read_frames(path, clip, self.seek, self.decoder)
+
+
 def _lines(path: Path, what: str) -> list[tuple[int, list[str]]]:
     if not path.is_file():
         raise ValueError(f"{path}: {what} not found")

@@ -21,6 +21,7 @@ COMPONENTS: list[tuple[str, str, str]] = [
     ("transform", "videomae_augment", "maekit_video.data:VideoMAEAugment"),
     ("transform", "video_resized_crop", "maekit_video.data:VideoResizedCropAugment"),
     ("transform", "video_eval", "maekit_video.data:VideoEvalTransform"),
+    ("transform", "video_clip_bytes", "maekit_video.data:VideoClipBytes"),
     ("dataset", "video_list", "maekit_video.data:VideoList"),
     ("dataset", "rawframe_list", "maekit_video.data:RawframeList"),
     ("dataset", "kinetics_csv", "maekit_video.data:KineticsCSV"),

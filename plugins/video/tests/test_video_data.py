@@ -10,6 +10,7 @@ import torch
 from maekit_video.data import (
     HMDB51,
     UCF101,
+    ClipSampler,
     KineticsCSV,
     RawframeList,
     SomethingSomethingV2,
@@ -192,3 +193,44 @@ def test_demo_data_streams_from_webdataset_shards(tmp_path):
 
     checkpoint = streams_from_shards("videomae_demo_moving_digits", tmp_path)
     assert checkpoint["meta"]["iter"] == 2
+
+
+def test_kinetics_style_mp4_shards_stream_into_clips_as_a_video_file_reads(tmp_path):
+    # KEY.mp4 + KEY.cls in tar shards: each video kept as bytes, read into a clip by video_clip_bytes
+    # under the sample's seed — the frames read_frames gives for the clip the sampler draws there
+    import io
+    import tarfile
+
+    from maekit.data.shards import ShardDataset
+    from maekit.data.streaming import StreamedView
+    from maekit.registry import build
+
+    rng = np.random.default_rng(0)
+    videos = [write_video(tmp_path / f"v{n}.mp4", rng.integers(0, 255, (12, 32, 32, 3), dtype=np.uint8), fps=10)
+              for n in range(4)]
+    (tmp_path / "k400").mkdir()
+    for shard in range(2):
+        with tarfile.open(tmp_path / "k400" / f"{shard:06d}.tar", "w") as archive:
+            for n in (2 * shard, 2 * shard + 1):
+                for name, data in ((f"{n:06d}.mp4", videos[n].read_bytes()), (f"{n:06d}.cls", str(n % 2).encode())):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    archive.addfile(info, io.BytesIO(data))
+    clip = dict(sampling="consecutive", num_frames=8, stride=1)
+    dataset = dict(type="shards", shards=str(tmp_path / "k400"), fields={"mp4": "inputs"},
+                   field_transforms={"inputs": {"type": "video_clip_bytes", "clip": clip}})
+    shards = build("dataset", {**dataset, "shuffle": False})
+    _, key, raw = next(shards.samples(0, finish=False))
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        frames = shards.finish(raw, key)["inputs"]
+        torch.manual_seed(3)
+        indices = ClipSampler(**clip).clips(probe_video(videos[0]), True, 1)[0]
+    assert torch.equal(frames, read_frames(videos[0], indices)) and frames.shape == (8, 32, 32, 3)
+    assert isinstance(shards, ShardDataset) and raw["label"] == 0
+    # the stream: every video once per pass, through the training transform (training on a stream is
+    # tested with the demo's clips written by maekit shards, test_demo_data_streams_from_webdataset_shards)
+    view = StreamedView(dataset, transform=dict(type="videomae_augment", size=32, scales=(1.0, 0.875)), seed=0)
+    items = [item for _, item in zip(range(4), iter(view))]
+    assert all(item["inputs"].shape == (3, 8, 32, 32) for item in items)
+    assert sorted(int(item["cursor"][2]) * 2 + int(item["cursor"][3]) for item in items) == [0, 1, 2, 3]
