@@ -4,7 +4,9 @@ A maekit config is an mmengine ``Config`` (``_base_`` inheritance, ``--cfg-optio
 with a few short sections that :func:`runner_config` expands into a full Runner config:
 
 ``model``     the method, e.g. ``dict(type="mae", size="base")``
-``data``      ``dataset``, ``transform``, ``batch_size`` (per process), ``num_workers``
+``data``      ``dataset``, ``transform``, ``batch_size`` (per process), ``num_workers``; a ``shards``
+              dataset (WebDataset tars) trains as a stream, resumed at its cursor
+              (:mod:`maekit.data.streaming`, :mod:`maekit.engine.streaming`)
 ``schedule``  ``max_iters``, ``warmup_iters``, ``blr``, ``weight_decay``, ``betas``,
               ``accumulate`` (gradient accumulation), ``clip_grad`` (max norm or None),
               ``nonfinite`` ("stop"/"skip"), ``min_lr``, ``iters_per_epoch`` (what an epoch is for
