@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from maekit.authoring.testing import free_port
+from maekit.authoring.testing import free_port, one_distributed_launch_at_a_time
 from maekit.data.multiview import MultiView
 from maekit.data.views import AugmentedView, mix_seed
 from maekit.nn.contrastive import InfoNCE, MLPProjector, gather_features, symmetric_info_nce
@@ -213,7 +213,8 @@ def test_each_of_two_processes_reports_the_global_batch_loss_and_ddp_gets_its_gr
     expected = InfoNCE(tau=0.1, scale_2tau=True)(whole, k)["loss"]
     expected.backward()
     results = mp.Manager().dict()
-    mp.spawn(_two_process_info_nce, args=(free_port(), q, k, results), nprocs=2, join=True)
+    with one_distributed_launch_at_a_time(True):  # not beside another test's distributed job
+        mp.spawn(_two_process_info_nce, args=(free_port(), q, k, results), nprocs=2, join=True)
     for rank in range(2):
         # every rank reports the loss of the global batch (its own queries against all 8 keys,
         # averaged with the other rank's)
