@@ -180,20 +180,40 @@ def train_processes(config: Any, work_dir: Any, processes: int = 1, nodes: int =
     launches of ``processes`` each, started at once on this machine and joined by torchrun's c10d
     rendezvous on 127.0.0.1 — two "nodes" on loopback, the commands a cluster runs once per
     machine. Returns each launch's (exit code, output); with ``check``, a failure fails the test."""
-    import tempfile
-
     train = ["-m", "maekit.cli", "train", str(config), "--work-dir", str(work_dir), "--device", "cpu"]
     train += ["--resume"] if resume else []
-    if processes == nodes == 1:
-        commands = [[sys.executable, *train]]
-    else:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nodes), "--nproc-per-node",
-                    str(processes), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port or free_port()}",
-                    "--rdzv-id", f"maekit-test-{os.getpid()}"]
-        commands = [[*launcher, *train, "--launcher", "pytorch"]] * nodes
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    for attempt in range(2):
+        if processes == nodes == 1:
+            commands = [[sys.executable, *train]]
+        else:  # a fresh rendezvous port per attempt
+            launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nodes), "--nproc-per-node",
+                        str(processes), "--rdzv-backend", "c10d", "--rdzv-endpoint",
+                        f"127.0.0.1:{port if port and attempt == 0 else free_port()}",
+                        "--rdzv-id", f"maekit-test-{os.getpid()}-{attempt}"]
+            commands = [[*launcher, *train, "--launcher", "pytorch"]] * nodes
+        results = _launch(commands, env, distributed=len(commands) * processes > 1)
+        aborted = [output for code, output in results if code != 0 and GLOO_TEARDOWN_ABORT in output]
+        if not (check and aborted and attempt == 0):
+            break
+        # the gloo abort described at one_distributed_launch_at_a_time, not the code under test: once more
+        # (a straight run starts over, a resumed one resumes again: both end as the first would have)
+        print(f"train_processes: a rank aborted ({GLOO_TEARDOWN_ABORT!r}); launching once more", file=sys.stderr)
+    if check:
+        for code, output in results:
+            assert code == 0, output[-5000:]
+    return results
+
+
+GLOO_TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def _launch(commands: list[list[str]], env: dict[str, str], distributed: bool) -> list[tuple[int, str]]:
+    """Start every command at once; each one's (exit code, output)."""
+    import tempfile
+
     results = []
-    with one_distributed_launch_at_a_time(len(commands) * processes > 1), tempfile.TemporaryDirectory() as logs:
+    with one_distributed_launch_at_a_time(distributed), tempfile.TemporaryDirectory() as logs:
         # output to files, not pipes: a launch blocked on a full pipe would stall its peer nodes
         outputs = [open(os.path.join(logs, f"node{node}.log"), "w+") for node in range(len(commands))]
         running = [subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
@@ -203,9 +223,6 @@ def train_processes(config: Any, work_dir: Any, processes: int = 1, nodes: int =
             out.seek(0)
             results.append((code, out.read()))
             out.close()
-    if check:
-        for code, output in results:
-            assert code == 0, output[-5000:]
     return results
 
 
@@ -214,7 +231,9 @@ def one_distributed_launch_at_a_time(distributed: bool) -> Iterator[None]:
     """Test workers (pytest-xdist) take turns at distributed launches on this machine: with two
     gloo jobs side by side on 2 cores, a rank was seen to abort near the end of a run (SIGABRT,
     "terminate called without an active exception", 5 of 70 runs, DDP and streamed alike; one job at
-    a time: none in 14), failing the launch."""
+    a time: none in 14). It also happened once with one job beside other busy tests (while rank 0
+    wrote the last checkpoint and rank 1 waited in a collective): :func:`train_processes` then
+    launches once more. Not root-caused (no Python frame: a C++ thread)."""
     if not distributed:
         yield
         return
